@@ -1,0 +1,39 @@
+# Two-command quick start: `make run` and `make test` (see README.md).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install run test test-fast lint proto bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+## Control plane (gRPC :10246, REST :10247) on the embedded store + a demo app it governs.
+run: $(STAMP)
+	$(PY) scripts/run_demo.py
+
+## Regenerate src/opensergo/proto from proto/ (a test fails when they differ).
+proto: $(STAMP)
+	$(PY) scripts/gen_proto.py
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests scripts examples
+	$(VENV)/bin/ruff format --check src tests scripts examples
+	$(VENV)/bin/mypy
+
+## Every test layer, after lint and type checks.
+test: lint
+	$(PY) -m pytest -q
+
+## The unit layer only (seconds).
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m unit
+
+clean:
+	rm -rf $(VENV) .opensergo .pytest_cache .mypy_cache .ruff_cache

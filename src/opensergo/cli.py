@@ -1,0 +1,314 @@
+"""``opensergo``: a kubectl-like CLI for the control plane, and the control plane itself."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import httpx
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from opensergo import __version__
+from opensergo.spec import kinds
+from opensergo.spec.base import Resource
+from opensergo.spec.errors import SpecError, SpecErrors
+from opensergo.spec.kinds import KindInfo
+from opensergo.spec.loader import load_paths
+
+DEFAULT_SERVER = "http://127.0.0.1:10247"
+# Read-only views that are not resource kinds.
+STATUS_VIEWS = {"instances": "/api/v1/instances", "apps": "/api/v1/apps", "clients": "/api/v1/clients"}
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help="OpenSergo control plane and CLI.")
+out = Console()
+err = Console(stderr=True)
+
+ServerOpt = Annotated[
+    str, typer.Option("--server", "-s", envvar="OPENSERGO_SERVER", help="Control-plane HTTP address.")
+]
+NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
+FilesOpt = Annotated[
+    list[str], typer.Option("--filename", "-f", help="File, directory or '-' for stdin (repeatable).")
+]
+
+
+def fail(message: str, code: int = 1) -> NoReturn:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(code)
+
+
+def _load(files: list[str]) -> list[Resource]:
+    if not files:
+        fail("no input: pass -f FILE, -f DIR or -f -")
+    try:
+        return load_paths(files)
+    except SpecErrors as errors:
+        for e in errors.errors:
+            err.print(f"[red]error:[/red] {e}", highlight=False)
+        raise typer.Exit(1) from None
+    except SpecError as e:
+        fail(str(e))
+    except OSError as e:
+        fail(f"cannot read {e.filename}: {e.strerror}")
+
+
+class Client:
+    """Thin REST client; every error becomes a clear message and a non-zero exit."""
+
+    def __init__(self, server: str) -> None:
+        self.server = server.rstrip("/")
+        self.http = httpx.Client(base_url=self.server, timeout=30.0)
+
+    def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        try:
+            return self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as e:
+            fail(f"cannot reach the control plane at {self.server}: {e}")
+
+    @staticmethod
+    def message(response: httpx.Response) -> str:
+        try:
+            body = response.json()
+        except ValueError:
+            return f"HTTP {response.status_code}: {response.text.strip()}"
+        if isinstance(body, dict) and body.get("kind") == "Status":
+            return str(body.get("message"))
+        return f"HTTP {response.status_code}: {body}"
+
+
+def _path(kind: KindInfo, namespace: str | None, name: str | None = None) -> str:
+    path = f"/apis/{kind.group}/{kind.version}"
+    if namespace is not None:
+        path += f"/namespaces/{namespace}"
+    path += f"/{kind.plural}"
+    return f"{path}/{name}" if name else path
+
+
+def _ref(resource: Resource) -> str:
+    kind = kinds.by_api_version_kind(resource.apiVersion, resource.kind)
+    return f"{kind.singular}.{kind.group}/{resource.name}"
+
+
+def _user_fields(body: dict[str, Any]) -> dict[str, Any]:
+    """The part of an object a user writes, for 'unchanged' detection."""
+    meta = body.get("metadata") or {}
+    return {
+        "spec": body.get("spec"),
+        "labels": meta.get("labels") or {},
+        "annotations": meta.get("annotations") or {},
+    }
+
+
+def _kind_arg(name: str) -> KindInfo:
+    try:
+        return kinds.lookup(name)
+    except KeyError as e:
+        fail(str(e.args[0]) if e.args else f"unknown kind {name!r}")
+
+
+@app.command()
+def apply(
+    filename: FilesOpt = [],  # noqa: B006 - typer reads the default
+    server: ServerOpt = DEFAULT_SERVER,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Override namespaces.")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the server; change nothing.")] = False,
+) -> None:
+    """Create or update the objects in FILE/DIR (multi-document YAML or JSON)."""
+    resources = _load(filename)
+    client = Client(server)
+    failed = False
+    for resource in resources:
+        kind = kinds.by_api_version_kind(resource.apiVersion, resource.kind)
+        ns = namespace or resource.namespace
+        body = resource.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
+        body.setdefault("metadata", {})["namespace"] = ns
+        existing = client.request("GET", _path(kind, ns, resource.name))
+        if existing.status_code == 200 and _user_fields(existing.json()) == _user_fields(body):
+            out.print(f"{_ref(resource)} unchanged{' (dry run)' if dry_run else ''}", highlight=False)
+            continue
+        params = {"dryRun": "All"} if dry_run else {}
+        response = client.request("PUT", _path(kind, ns, resource.name), json=body, params=params)
+        if response.status_code >= 400:
+            err.print(f"[red]error:[/red] {_ref(resource)}: {Client.message(response)}", highlight=False)
+            failed = True
+            continue
+        verb = "created" if response.status_code == 201 else "configured"
+        out.print(f"{_ref(resource)} {verb}{' (dry run)' if dry_run else ''}", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def get(
+    kind: Annotated[str, typer.Argument(help="Kind (e.g. ratelimitstrategy, tr) or instances/apps/clients.")],
+    name: Annotated[str | None, typer.Argument(help="Object name.")] = None,
+    namespace: NamespaceOpt = "default",
+    all_namespaces: Annotated[bool, typer.Option("--all-namespaces", "-A")] = False,
+    app_filter: Annotated[str | None, typer.Option("--app", help="Only this app (instances).")] = None,
+    output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")] = "table",
+    server: ServerOpt = DEFAULT_SERVER,
+) -> None:
+    """Show objects of a kind, or the instances/apps/clients the control plane knows."""
+    if output not in ("table", "yaml", "json"):
+        fail(f"unknown output format {output!r}: use table, yaml or json")
+    client = Client(server)
+    if kind.lower() in STATUS_VIEWS:
+        params = {"app": app_filter} if app_filter else {}
+        response = client.request("GET", STATUS_VIEWS[kind.lower()], params=params)
+        if response.status_code >= 400:
+            fail(Client.message(response))
+        items = response.json()["items"]
+        if kind.lower() == "instances" and namespace != "default" and not all_namespaces:
+            items = [i for i in items if i.get("namespace", "default") == namespace]
+        _print_status(kind.lower(), items, output)
+        return
+    info = _kind_arg(kind)
+    response = client.request("GET", _path(info, None if all_namespaces else namespace, name))
+    if response.status_code >= 400:
+        fail(Client.message(response))
+    body = response.json()
+    items = [body] if name else body["items"]
+    if output == "json":
+        out.print_json(json.dumps(body))
+    elif output == "yaml":
+        docs = [body] if name else items
+        sys.stdout.write(yaml.safe_dump_all(docs, sort_keys=False))
+    else:
+        if not items:
+            out.print(f"No {info.plural} found in {'any namespace' if all_namespaces else namespace}.")
+            return
+        table = Table(box=None, header_style="bold")
+        for col in ("NAMESPACE", "NAME", "APP", "VERSION"):
+            table.add_column(col)
+        for item in items:
+            meta = item.get("metadata", {})
+            labels = meta.get("labels") or {}
+            selector = (item.get("spec") or {}).get("selector") or {}
+            app_name = labels.get("app") or (selector.get("app") if isinstance(selector, dict) else "") or ""
+            table.add_row(meta.get("namespace", ""), meta.get("name", ""), app_name, meta.get("resourceVersion", ""))
+        out.print(table)
+
+
+def _print_status(view: str, items: list[dict[str, Any]], output: str) -> None:
+    if output == "json":
+        out.print_json(json.dumps({"items": items}))
+        return
+    if output == "yaml":
+        sys.stdout.write(yaml.safe_dump({"items": items}, sort_keys=False))
+        return
+    table = Table(box=None, header_style="bold")
+    if view == "instances":
+        cols = ("APP", "NODE", "ADDRESSES", "TAG", "ENV", "HEALTHY")
+        rows = [
+            (i["app"], i["nodeId"], ",".join(i["addresses"]), i["tag"], i["env"], str(i["healthy"])) for i in items
+        ]
+    elif view == "apps":
+        cols = ("APP", "INSTANCES", "HEALTHY", "SERVICES")
+        rows = [(a["app"], str(a["instances"]), str(a["healthyInstances"]), ",".join(a["services"])) for a in items]
+    else:
+        cols = ("ID", "IDENTIFIER", "CONNECTED", "SUBSCRIPTIONS")
+        rows = [
+            (
+                c["id"],
+                c["identifier"],
+                str(c["connected"]),
+                ", ".join(
+                    f"{s['kind'].rsplit('/', 1)[-1]}@{s['app']}:v{s['pushedVersion']}({s['state']})"
+                    for s in c["subscriptions"]
+                ),
+            )
+            for c in items
+        ]
+    for col in cols:
+        table.add_column(col)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+@app.command()
+def delete(
+    kind: Annotated[str | None, typer.Argument(help="Kind, when deleting by name.")] = None,
+    name: Annotated[str | None, typer.Argument(help="Object name.")] = None,
+    filename: FilesOpt = [],  # noqa: B006
+    namespace: NamespaceOpt = "default",
+    server: ServerOpt = DEFAULT_SERVER,
+) -> None:
+    """Delete the objects in FILE, or one object by KIND and NAME."""
+    targets: list[tuple[KindInfo, str, str]] = []
+    if filename:
+        for resource in _load(filename):
+            info = kinds.by_api_version_kind(resource.apiVersion, resource.kind)
+            targets.append((info, resource.namespace, resource.name))
+    elif kind and name:
+        targets.append((_kind_arg(kind), namespace, name))
+    else:
+        fail("pass -f FILE, or KIND and NAME")
+    client = Client(server)
+    failed = False
+    for info, ns, obj_name in targets:
+        response = client.request("DELETE", _path(info, ns, obj_name))
+        if response.status_code >= 400:
+            err.print(f"[red]error:[/red] {Client.message(response)}", highlight=False)
+            failed = True
+        else:
+            out.print(f"{info.singular}.{info.group}/{obj_name} deleted", highlight=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def validate(filename: FilesOpt = []) -> None:  # noqa: B006
+    """Validate FILE/DIR offline; no control plane needed."""
+    resources = _load(filename)
+    for resource in resources:
+        out.print(f"{_ref(resource)} valid", highlight=False)
+
+
+@app.command("control-plane")
+def control_plane(
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    grpc_port: Annotated[int, typer.Option("--grpc-port", help="OpenSergo gRPC port.")] = 10246,
+    http_port: Annotated[int, typer.Option("--http-port", help="REST API port.")] = 10247,
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Embedded store directory.")] = Path(".opensergo"),
+    store: Annotated[str, typer.Option("--store", help="Store backend: sqlite (embedded).")] = "sqlite",
+    heartbeat_interval: Annotated[float, typer.Option(help="Expected metadata heartbeat, seconds.")] = 30.0,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the control plane: gRPC transport + metadata, REST API, embedded store."""
+    from opensergo.controlplane.app import ControlPlane, Settings
+
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = Settings(
+        host=host,
+        grpc_port=grpc_port,
+        http_port=http_port,
+        data_dir=data_dir,
+        store=store,
+        heartbeat_interval=heartbeat_interval,
+    )
+    try:
+        asyncio.run(ControlPlane(settings).run_forever())
+    except (OSError, ValueError) as e:
+        fail(str(e))
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    out.print(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

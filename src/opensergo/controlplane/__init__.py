@@ -1,0 +1,1 @@
+"""The OpenSergo control plane: store -> snapshots -> SubscribeConfig streams, plus REST and metadata."""

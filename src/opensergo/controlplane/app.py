@@ -1,0 +1,137 @@
+"""Wires the control plane together from settings. Nothing else knows about wiring."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import uvicorn
+
+from opensergo.controlplane.api.rest import create_app
+from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
+from opensergo.controlplane.snapshots import SnapshotCache
+from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.store.sqlite import SqliteStore
+from opensergo.controlplane.transport import TransportService
+from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
+from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Settings:
+    host: str = "127.0.0.1"
+    grpc_port: int = 10246
+    http_port: int = 10247
+    data_dir: Path = Path(".opensergo")
+    store: str = "sqlite"
+    heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    identity: str = ""
+
+
+def control_plane_identity() -> str:
+    """Upstream's form: "osg-" + host name."""
+    try:
+        return "osg-" + socket.gethostname()
+    except OSError:
+        return "osg-unknown-host"
+
+
+def open_store(settings: Settings) -> Store:
+    if settings.store in ("sqlite", ""):
+        return SqliteStore(settings.data_dir)
+    raise ValueError(f"unsupported store {settings.store!r} (supported: sqlite)")
+
+
+class ControlPlane:
+    """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = open_store(settings)
+        self.snapshots = SnapshotCache()
+        self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
+        self.registry = MetadataRegistry(settings.heartbeat_interval)
+        self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry)
+        self.grpc_port = settings.grpc_port
+        self.http_port = settings.http_port
+        self._grpc: grpc.aio.Server | None = None
+        self._http: uvicorn.Server | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        await self.store.open()
+        ready = asyncio.Event()
+        self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
+        await ready.wait()
+
+        self._grpc = grpc.aio.server(
+            options=[
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        pb_grpc.add_OpenSergoUniversalTransportServiceServicer_to_server(self.transport, self._grpc)
+        sc_grpc.add_MetadataServiceServicer_to_server(MetadataService(self.registry), self._grpc)
+        self.grpc_port = self._grpc.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        if self.grpc_port == 0:
+            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.grpc_port}")
+        await self._grpc.start()
+
+        config = uvicorn.Config(
+            self.http_app,
+            host=self.settings.host,
+            port=self.settings.http_port,
+            log_level="warning",
+            lifespan="off",
+        )
+        self._http = uvicorn.Server(config)
+        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._tasks.append(asyncio.create_task(self._http.serve()))
+        while not self._http.started:
+            if self._tasks[-1].done():
+                self._tasks[-1].result()
+                raise OSError(f"cannot listen on {self.settings.host}:{self.settings.http_port}")
+            await asyncio.sleep(0.01)
+        sockets = [s for server in self._http.servers for s in server.sockets]
+        if sockets:
+            self.http_port = sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._grpc is not None:
+            await self._grpc.stop(grace=1.0)
+        if self._http is not None:
+            self._http.should_exit = True
+        for task in self._tasks:
+            if task is not self._tasks[-1] or self._http is None:
+                task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await self.store.close()
+
+    async def run_forever(self) -> None:
+        await self.start()
+        host = self.settings.host
+        print(
+            f"OpenSergo control plane ready: grpc={host}:{self.grpc_port} http=http://{host}:{self.http_port}"
+            f" store={self.settings.store} data-dir={self.settings.data_dir}",
+            flush=True,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+        log.info("shutting down")
+        await self.stop()

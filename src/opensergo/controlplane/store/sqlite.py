@@ -1,0 +1,282 @@
+"""The embedded default store: one SQLite file, durable (WAL + synchronous=FULL).
+
+Table ``events`` is an append-only log whose AUTOINCREMENT key is the store revision; it doubles
+as the replay source of ``watch(since)`` and as the per-object version history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from opensergo.controlplane.store.base import (
+    ConflictError,
+    EventType,
+    NotFoundError,
+    StoredObject,
+    WatchEvent,
+)
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    revision INTEGER PRIMARY KEY AUTOINCREMENT,
+    type TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    namespace TEXT NOT NULL,
+    name TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_object ON events (kind, namespace, name, revision);
+"""
+
+_WATCH_QUEUE_LIMIT = 10_000
+
+
+class _Watcher:
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[WatchEvent | None] = asyncio.Queue(maxsize=_WATCH_QUEUE_LIMIT)
+        self.overflowed = False
+
+
+class SqliteStore:
+    """Store backed by ``<data_dir>/opensergo.db``."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.path = Path(data_dir) / "opensergo.db"
+        self._db: aiosqlite.Connection | None = None
+        self._revision = 0
+        self._lock = asyncio.Lock()
+        self._watchers: set[_Watcher] = set()
+
+    async def open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = await aiosqlite.connect(self.path)
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.commit()
+        async with self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM events") as cur:
+            row = await cur.fetchone()
+        self._revision = int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        for watcher in list(self._watchers):
+            with contextlib.suppress(asyncio.QueueFull):
+                watcher.queue.put_nowait(None)
+        if self._db is not None:
+            await self._db.close()
+            self._db = None
+
+    @property
+    def revision(self) -> int:
+        return self._revision
+
+    @property
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise RuntimeError("store is not open")
+        return self._db
+
+    async def get(self, kind: str, namespace: str, name: str) -> StoredObject | None:
+        async with self._conn.execute(
+            "SELECT body, revision FROM objects WHERE kind=? AND namespace=? AND name=?",
+            (kind, namespace, name),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return StoredObject(kind, namespace, name, json.loads(row[0]), int(row[1]))
+
+    async def list(self, kind: str | None = None, namespace: str | None = None) -> list[StoredObject]:
+        query = "SELECT kind, namespace, name, body, revision FROM objects WHERE 1=1"
+        args: list[str] = []
+        if kind is not None:
+            query += " AND kind=?"
+            args.append(kind)
+        if namespace is not None:
+            query += " AND namespace=?"
+            args.append(namespace)
+        query += " ORDER BY kind, namespace, name"
+        async with self._conn.execute(query, args) as cur:
+            rows = await cur.fetchall()
+        return [StoredObject(r[0], r[1], r[2], json.loads(r[3]), int(r[4])) for r in rows]
+
+    async def put(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        body: dict[str, Any],
+        *,
+        expected_revision: int | None = None,
+        create_only: bool = False,
+    ) -> StoredObject:
+        async with self._lock:
+            current = await self.get(kind, namespace, name)
+            if current is not None and create_only:
+                raise ConflictError(f"{kind} {namespace}/{name} already exists")
+            if expected_revision is not None:
+                actual = current.revision if current else 0
+                if actual != expected_revision:
+                    raise ConflictError(
+                        f"{kind} {namespace}/{name} was modified: resourceVersion is {actual},"
+                        f" not {expected_revision}"
+                    )
+            body = _with_server_metadata(body, current, namespace)
+            event_type = EventType.MODIFIED if current else EventType.ADDED
+            return await self._write(event_type, kind, namespace, name, body)
+
+    async def delete(
+        self, kind: str, namespace: str, name: str, *, expected_revision: int | None = None
+    ) -> StoredObject:
+        async with self._lock:
+            current = await self.get(kind, namespace, name)
+            if current is None:
+                raise NotFoundError(f"{kind} {namespace}/{name} not found")
+            if expected_revision is not None and current.revision != expected_revision:
+                raise ConflictError(
+                    f"{kind} {namespace}/{name} was modified: resourceVersion is {current.revision},"
+                    f" not {expected_revision}"
+                )
+            return await self._write(EventType.DELETED, kind, namespace, name, current.body)
+
+    async def _write(
+        self, event_type: EventType, kind: str, namespace: str, name: str, body: dict[str, Any]
+    ) -> StoredObject:
+        db = self._conn
+        try:
+            cur = await db.execute(
+                "INSERT INTO events (type, kind, namespace, name, body) VALUES (?, ?, ?, ?, '')",
+                (event_type.value, kind, namespace, name),
+            )
+            revision = int(cur.lastrowid or 0)
+            stored_body = _with_revision(body, revision) if event_type != EventType.DELETED else body
+            text = json.dumps(stored_body, sort_keys=True)
+            await db.execute("UPDATE events SET body=? WHERE revision=?", (text, revision))
+            if event_type == EventType.DELETED:
+                await db.execute(
+                    "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
+                )
+            else:
+                await db.execute(
+                    "INSERT INTO objects (kind, namespace, name, body, revision) VALUES (?, ?, ?, ?, ?)"
+                    " ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body,"
+                    " revision=excluded.revision",
+                    (kind, namespace, name, text, revision),
+                )
+            await db.commit()
+        except BaseException:
+            await db.rollback()
+            raise
+        self._revision = revision
+        obj = StoredObject(kind, namespace, name, stored_body, revision)
+        self._notify(WatchEvent(event_type, obj, revision))
+        return obj
+
+    def _notify(self, event: WatchEvent) -> None:
+        for watcher in list(self._watchers):
+            try:
+                watcher.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # A watcher this far behind re-reads the log instead of holding memory.
+                watcher.overflowed = True
+
+    async def _events_after(self, revision: int, limit: int = 1000) -> list[WatchEvent]:
+        async with self._conn.execute(
+            "SELECT revision, type, kind, namespace, name, body FROM events WHERE revision > ?"
+            " ORDER BY revision LIMIT ?",
+            (revision, limit),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_event_from_row(r) for r in rows]
+
+    async def watch(self, since_revision: int = 0) -> AsyncIterator[WatchEvent]:
+        watcher = _Watcher()
+        self._watchers.add(watcher)
+        last = since_revision
+        try:
+            while True:
+                # Replay from the log until caught up, then switch to live events.
+                while True:
+                    batch = await self._events_after(last)
+                    for event in batch:
+                        last = event.revision
+                        yield event
+                    if len(batch) < 1000:
+                        break
+                watcher.overflowed = False
+                while True:
+                    event = await watcher.queue.get()
+                    if event is None:
+                        return
+                    if watcher.overflowed:
+                        watcher.queue = asyncio.Queue(maxsize=_WATCH_QUEUE_LIMIT)
+                        break
+                    if event.revision <= last:
+                        continue
+                    last = event.revision
+                    yield event
+        finally:
+            self._watchers.discard(watcher)
+
+    async def history(self, kind: str, namespace: str, name: str) -> list[WatchEvent]:
+        async with self._conn.execute(
+            "SELECT revision, type, kind, namespace, name, body FROM events"
+            " WHERE kind=? AND namespace=? AND name=? ORDER BY revision",
+            (kind, namespace, name),
+        ) as cur:
+            rows = await cur.fetchall()
+        return [_event_from_row(r) for r in rows]
+
+
+def _event_from_row(row: Any) -> WatchEvent:
+    revision, event_type, kind, namespace, name, body = row
+    obj = StoredObject(kind, namespace, name, json.loads(body), int(revision))
+    return WatchEvent(EventType(event_type), obj, int(revision))
+
+
+def _with_server_metadata(
+    body: dict[str, Any], current: StoredObject | None, namespace: str
+) -> dict[str, Any]:
+    """Fill the fields the server owns: uid, creationTimestamp, generation, namespace."""
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta["namespace"] = namespace
+    old_meta = current.body.get("metadata", {}) if current else {}
+    meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
+    meta["creationTimestamp"] = old_meta.get("creationTimestamp") or datetime.now(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    changed = current is None or current.body.get("spec") != out.get("spec")
+    meta["generation"] = int(old_meta.get("generation", 0)) + (1 if changed else 0)
+    meta.pop("resourceVersion", None)
+    out["metadata"] = meta
+    out.pop("status", None)
+    return out
+
+
+def _with_revision(body: dict[str, Any], revision: int) -> dict[str, Any]:
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta["resourceVersion"] = str(revision)
+    out["metadata"] = meta
+    return out

@@ -1,0 +1,341 @@
+"""OpenSergoUniversalTransportService: SubscribeConfig streams, pushes, ACK/NACK bookkeeping.
+
+One stream per data plane; each stream has one writer task fed by a queue, so pushes and replies
+never interleave (upstream writes from two goroutines at once). Pending pushes are coalesced per
+group: a slow client gets the newest snapshot, not every intermediate one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+
+from opensergo.controlplane.snapshots import Encoding, GroupKey, Snapshot, SnapshotCache
+from opensergo.proto.transport.v1 import protocol_pb2 as pb
+from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
+from opensergo.spec import kinds
+
+log = logging.getLogger(__name__)
+
+ACK = "ACK"
+NACK = "NACK"
+CODE_SUCCESS = 1
+CODE_CHANGE_PUSH = 200
+CODE_REQ_FORMAT_ERROR = 4002
+CODE_VERSION_OUTDATED = 4010
+ENCODING_LABEL = "opensergo.io/encoding"
+
+_INFLIGHT_LIMIT = 4096
+_CLOSED_CLIENTS_KEPT = 256
+
+
+@dataclass
+class SubscriptionState:
+    """What one client has been sent for one group, and what it answered."""
+
+    key: GroupKey
+    encoding: Encoding
+    pushed_version: int | None = None
+    pushed_at: float | None = None
+    acked_version: int | None = None
+    acked_at: float | None = None
+    last_response: str = "pending"  # pending | acked | nacked | outdated | rejected
+    last_code: int | None = None
+    last_message: str = ""
+    nacks: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "namespace": self.key.namespace,
+            "app": self.key.app,
+            "kind": self.key.kind,
+            "encoding": self.encoding.value,
+            "pushedVersion": self.pushed_version,
+            "pushedAt": self.pushed_at,
+            "ackedVersion": self.acked_version,
+            "ackedAt": self.acked_at,
+            "state": self.last_response,
+            "code": self.last_code,
+            "message": self.last_message,
+            "nacks": list(self.nacks),
+        }
+
+
+_CLOSE = object()
+
+
+class ClientStream:
+    """One SubscribeConfig call."""
+
+    def __init__(self, peer: str) -> None:
+        self.id = uuid.uuid4().hex[:12]
+        self.peer = peer
+        self.identifier = ""
+        self.connected_at = time.time()
+        self.disconnected_at: float | None = None
+        self.subscriptions: dict[GroupKey, SubscriptionState] = {}
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._pending: dict[GroupKey, str | None] = {}
+        self._inflight: OrderedDict[str, tuple[GroupKey, int]] = OrderedDict()
+        self._ids = itertools.count(1)
+
+    def schedule_push(self, key: GroupKey, request_id: str | None) -> None:
+        """Queue a push of the newest snapshot; ``request_id`` marks the initial push."""
+        if key in self._pending:
+            if request_id is not None:
+                self._pending[key] = request_id
+            return
+        self._pending[key] = request_id
+        self._queue.put_nowait(key)
+
+    def reply(self, response: pb.SubscribeResponse) -> None:
+        self._queue.put_nowait(response)
+
+    def close(self) -> None:
+        self._queue.put_nowait(_CLOSE)
+
+    def next_response_id(self) -> str:
+        return f"{self.id}-{next(self._ids)}"
+
+    def remember(self, response_id: str, key: GroupKey, version: int) -> None:
+        self._inflight[response_id] = (key, version)
+        while len(self._inflight) > _INFLIGHT_LIMIT:
+            self._inflight.popitem(last=False)
+
+    def lookup(self, response_id: str) -> tuple[GroupKey, int] | None:
+        return self._inflight.get(response_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "identifier": self.identifier,
+            "peer": self.peer,
+            "connected": self.disconnected_at is None,
+            "connectedAt": self.connected_at,
+            "disconnectedAt": self.disconnected_at,
+            "subscriptions": [s.to_dict() for _, s in sorted(self.subscriptions.items())],
+        }
+
+
+class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
+    """Serves SubscribeConfig from a SnapshotCache."""
+
+    def __init__(self, snapshots: SnapshotCache, identity: str) -> None:
+        self._snapshots = snapshots
+        self._control_plane = pb.ControlPlaneDesc(identifier=identity)
+        self._streams: dict[str, ClientStream] = {}
+        self._closed: OrderedDict[str, ClientStream] = OrderedDict()
+        self._index: dict[GroupKey, set[ClientStream]] = {}
+        snapshots.add_listener(self._on_snapshot)
+
+    # --- queries (REST, dashboard, tests) ---
+
+    def clients(self, include_disconnected: bool = True) -> list[ClientStream]:
+        streams = list(self._streams.values())
+        if include_disconnected:
+            streams += list(self._closed.values())
+        return streams
+
+    @property
+    def connected_count(self) -> int:
+        return len(self._streams)
+
+    # --- fan-out ---
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        for stream in self._index.get(snapshot.key, ()):
+            stream.schedule_push(snapshot.key, None)
+
+    # --- the rpc ---
+
+    async def SubscribeConfig(  # noqa: N802 - the rpc name is fixed by the proto
+        self,
+        request_iterator: AsyncIterator[pb.SubscribeRequest],
+        context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SubscribeResponse],
+    ) -> None:
+        stream = ClientStream(context.peer())
+        self._streams[stream.id] = stream
+        log.info("stream %s opened from %s", stream.id, stream.peer)
+        reader = asyncio.create_task(self._read(stream, request_iterator))
+        try:
+            while True:
+                item = await stream._queue.get()
+                if item is _CLOSE:
+                    break
+                if isinstance(item, pb.SubscribeResponse):
+                    await context.write(item)
+                    continue
+                assert isinstance(item, GroupKey)
+                request_id = stream._pending.pop(item, None)
+                state = stream.subscriptions.get(item)
+                if state is None:
+                    continue  # unsubscribed meanwhile
+                await context.write(self._push(stream, state, request_id))
+        finally:
+            reader.cancel()
+            self._drop(stream)
+
+    async def _read(self, stream: ClientStream, requests: AsyncIterator[pb.SubscribeRequest]) -> None:
+        try:
+            async for request in requests:
+                self._handle(stream, request)
+        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("stream %s: reader failed", stream.id)
+        finally:
+            stream.close()
+
+    def _handle(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
+        if request.identifier and not stream.identifier:
+            stream.identifier = request.identifier
+        if request.response_ack in (ACK, NACK):
+            self._record_answer(stream, request)
+            return
+        if request.response_ack:
+            self._reject(stream, request, f"unknown response_ack {request.response_ack!r}")
+            return
+        target = request.target
+        if not request.HasField("target") or not target.namespace or not target.app or not target.kinds:
+            self._reject(stream, request, "Request is invalid: target namespace, app and kinds are required")
+            return
+        unknown = [k for k in target.kinds if not _known_kind(k)]
+        if unknown:
+            self._reject(stream, request, f"Request is invalid: unknown kind(s) {', '.join(unknown)}")
+            return
+        encoding = Encoding.UPSTREAM
+        for label in target.labels:
+            if label.key == ENCODING_LABEL and label.value == Encoding.NATIVE.value:
+                encoding = Encoding.NATIVE
+        for kind in target.kinds:
+            key = GroupKey(target.namespace, target.app, kind)
+            if request.op_type == pb.UNSUBSCRIBE:
+                self._unsubscribe(stream, key)
+            else:
+                self._subscribe(stream, key, encoding, request.request_id)
+
+    def _subscribe(self, stream: ClientStream, key: GroupKey, encoding: Encoding, request_id: str) -> None:
+        state = stream.subscriptions.get(key)
+        if state is None:
+            stream.subscriptions[key] = SubscriptionState(key, encoding)
+        else:
+            state.encoding = encoding
+        self._index.setdefault(key, set()).add(stream)
+        # Always answer with the state of the world, even when empty (upstream sends nothing).
+        stream.schedule_push(key, request_id or stream.next_response_id())
+
+    def _unsubscribe(self, stream: ClientStream, key: GroupKey) -> None:
+        stream.subscriptions.pop(key, None)
+        stream._pending.pop(key, None)
+        streams = self._index.get(key)
+        if streams is not None:
+            streams.discard(stream)
+            if not streams:
+                del self._index[key]
+
+    def _push(self, stream: ClientStream, state: SubscriptionState, request_id: str | None) -> pb.SubscribeResponse:
+        snapshot = self._snapshots.get(state.key)
+        initial = request_id is not None
+        response_id = request_id if request_id else stream.next_response_id()
+        stream.remember(response_id, state.key, snapshot.version)
+        state.pushed_version = snapshot.version
+        state.pushed_at = time.time()
+        if state.acked_version != snapshot.version:
+            state.last_response = "pending"
+        return pb.SubscribeResponse(
+            status=pb.Status(
+                code=CODE_SUCCESS if initial else CODE_CHANGE_PUSH,
+                message="Get and send rule success",
+            ),
+            ack="",
+            namespace=state.key.namespace,
+            app=state.key.app,
+            kind=state.key.kind,
+            dataWithVersion=pb.DataWithVersion(
+                data=list(snapshot.encoded(state.encoding)), version=snapshot.version
+            ),
+            control_plane=self._control_plane,
+            response_id=response_id,
+        )
+
+    def _reject(self, stream: ClientStream, request: pb.SubscribeRequest, message: str) -> None:
+        log.warning("stream %s (%s): %s", stream.id, stream.identifier or stream.peer, message)
+        stream.reply(
+            pb.SubscribeResponse(
+                status=pb.Status(code=CODE_REQ_FORMAT_ERROR, message=message),
+                ack=NACK,
+                control_plane=self._control_plane,
+                response_id=request.request_id,
+            )
+        )
+
+    def _record_answer(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
+        code = request.status.code if request.HasField("status") else 0
+        message = request.status.message if request.HasField("status") else ""
+        found = stream.lookup(request.request_id) if request.request_id else None
+        if found is None and request.response_ack == NACK:
+            # The Java SDK NACKs without request_id: blame the newest unanswered push.
+            pending = [s for s in stream.subscriptions.values() if s.last_response == "pending"]
+            if pending:
+                newest = max(pending, key=lambda s: s.pushed_at or 0.0)
+                found = (newest.key, newest.pushed_version or 0)
+        if found is None:
+            log.debug("stream %s: %s for unknown push %r", stream.id, request.response_ack, request.request_id)
+            return
+        key, version = found
+        state = stream.subscriptions.get(key)
+        if state is None:
+            return
+        state.last_code = code
+        state.last_message = message
+        if request.response_ack == NACK:
+            state.last_response = "nacked"
+            state.nacks = [*state.nacks[-9:], {"version": version, "code": code, "message": message}]
+            log.warning(
+                "client %s NACKed %s/%s %s version %d: code %d %s",
+                stream.identifier or stream.peer, key.namespace, key.app, key.kind, version, code, message,
+            )
+        elif code == CODE_VERSION_OUTDATED:
+            state.last_response = "outdated"
+        elif code in (0, CODE_SUCCESS):
+            state.last_response = "acked"
+            state.acked_version = version
+            state.acked_at = time.time()
+        else:
+            # The Go SDK ACKs with 4007 when decoding or a subscriber failed.
+            state.last_response = "rejected"
+            log.warning(
+                "client %s could not apply %s version %d: code %d %s",
+                stream.identifier or stream.peer, key.kind, version, code, message,
+            )
+
+    def _drop(self, stream: ClientStream) -> None:
+        self._streams.pop(stream.id, None)
+        for key in list(stream.subscriptions):
+            streams = self._index.get(key)
+            if streams is not None:
+                streams.discard(stream)
+                if not streams:
+                    del self._index[key]
+        stream.disconnected_at = time.time()
+        self._closed[stream.id] = stream
+        while len(self._closed) > _CLOSED_CLIENTS_KEPT:
+            self._closed.popitem(last=False)
+        log.info("stream %s closed (%s)", stream.id, stream.identifier or stream.peer)
+
+
+def _known_kind(name: str) -> bool:
+    try:
+        kinds.by_full_name(name)
+    except KeyError:
+        return False
+    return True
