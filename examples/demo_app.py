@@ -48,13 +48,15 @@ def main() -> None:
     client.start()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+        def do_GET(self) -> None:
             if self.path.startswith("/hello"):
                 self._send(200, {"message": "hello from " + args.app})
                 return
             rules = {
-                key.kind: [r.to_dict() for r in client.cache.get(key.kind, namespace=key.namespace, app=key.app)]
-                for key in client.cache.keys()
+                key.kind: [
+                    r.to_dict() for r in client.cache.get(key.kind, namespace=key.namespace, app=key.app)
+                ]
+                for key in client.cache.keys()  # noqa: SIM118 - a method, not a dict
             }
             self._send(200, rules)
 
@@ -66,7 +68,7 @@ def main() -> None:
             self.end_headers()
             self.wfile.write(data)
 
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        def log_message(self, format: str, *args: object) -> None:
             pass
 
     server = ThreadingHTTPServer(("127.0.0.1", args.port), Handler)

@@ -118,7 +118,9 @@ def apply(
     filename: FilesOpt = [],  # noqa: B006 - typer reads the default
     server: ServerOpt = DEFAULT_SERVER,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Override namespaces.")] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Validate on the server; change nothing.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Validate on the server; change nothing.")
+    ] = False,
 ) -> None:
     """Create or update the objects in FILE/DIR (multi-document YAML or JSON)."""
     resources = _load(filename)
@@ -192,7 +194,9 @@ def get(
             labels = meta.get("labels") or {}
             selector = (item.get("spec") or {}).get("selector") or {}
             app_name = labels.get("app") or (selector.get("app") if isinstance(selector, dict) else "") or ""
-            table.add_row(meta.get("namespace", ""), meta.get("name", ""), app_name, meta.get("resourceVersion", ""))
+            table.add_row(
+                meta.get("namespace", ""), meta.get("name", ""), app_name, meta.get("resourceVersion", "")
+            )
         out.print(table)
 
 
@@ -207,11 +211,15 @@ def _print_status(view: str, items: list[dict[str, Any]], output: str) -> None:
     if view == "instances":
         cols = ("APP", "NODE", "ADDRESSES", "TAG", "ENV", "HEALTHY")
         rows = [
-            (i["app"], i["nodeId"], ",".join(i["addresses"]), i["tag"], i["env"], str(i["healthy"])) for i in items
+            (i["app"], i["nodeId"], ",".join(i["addresses"]), i["tag"], i["env"], str(i["healthy"]))
+            for i in items
         ]
     elif view == "apps":
         cols = ("APP", "INSTANCES", "HEALTHY", "SERVICES")
-        rows = [(a["app"], str(a["instances"]), str(a["healthyInstances"]), ",".join(a["services"])) for a in items]
+        rows = [
+            (a["app"], str(a["instances"]), str(a["healthyInstances"]), ",".join(a["services"]))
+            for a in items
+        ]
     else:
         cols = ("ID", "IDENTIFIER", "CONNECTED", "SUBSCRIPTIONS")
         rows = [
@@ -274,10 +282,14 @@ def validate(filename: FilesOpt = []) -> None:  # noqa: B006
 
 @app.command("control-plane")
 def control_plane(
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")
+    ] = "127.0.0.1",
     grpc_port: Annotated[int, typer.Option("--grpc-port", help="OpenSergo gRPC port.")] = 10246,
     http_port: Annotated[int, typer.Option("--http-port", help="REST API port.")] = 10247,
-    data_dir: Annotated[Path, typer.Option("--data-dir", help="Embedded store directory.")] = Path(".opensergo"),
+    data_dir: Annotated[Path, typer.Option("--data-dir", help="Embedded store directory.")] = Path(
+        ".opensergo"
+    ),
     store: Annotated[str, typer.Option("--store", help="Store backend: sqlite (embedded).")] = "sqlite",
     heartbeat_interval: Annotated[float, typer.Option(help="Expected metadata heartbeat, seconds.")] = 30.0,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",

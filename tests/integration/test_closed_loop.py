@@ -125,7 +125,9 @@ def test_restart_keeps_rules_and_versions(control_plane: ControlPlaneProcess, tm
         wait_until(lambda: acked_versions(control_plane) == [version], what="ACK after restart")
 
 
-def test_snapshot_is_enforced_when_control_plane_is_down(control_plane: ControlPlaneProcess, tmp_path: Path) -> None:
+def test_snapshot_is_enforced_when_control_plane_is_down(
+    control_plane: ControlPlaneProcess, tmp_path: Path
+) -> None:
     snapshots = tmp_path / "snap"
     rec = Recorder()
     cli(control_plane, "apply", "-f", "-", stdin=RULE.format(threshold=3))

@@ -26,7 +26,12 @@ def rule(threshold: int) -> dict[str, object]:
         "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
         "kind": "RateLimitStrategy",
         "metadata": {"name": "fanout", "labels": {"app": "fanout-app"}},
-        "spec": {"metricType": "RequestAmount", "limitMode": "Local", "threshold": threshold, "statDurationSeconds": 1},
+        "spec": {
+            "metricType": "RequestAmount",
+            "limitMode": "Local",
+            "threshold": threshold,
+            "statDurationSeconds": 1,
+        },
     }
 
 
@@ -60,7 +65,9 @@ async def test_100_subscribers_converge(control_plane: ControlPlaneProcess, tmp_
                 deadline = time.monotonic() + 30
                 acked = None
                 while acked is None:
-                    assert time.monotonic() < deadline, f"round {n}: not every subscriber ACKed version {version}"
+                    assert time.monotonic() < deadline, (
+                        f"round {n}: not every subscriber ACKed version {version}"
+                    )
                     await asyncio.sleep(0.05)
                     acked = await all_acked(http, version)
                 latencies.append(max(acked) - started)
@@ -68,7 +75,5 @@ async def test_100_subscribers_converge(control_plane: ControlPlaneProcess, tmp_
                     assert [r.spec.threshold for r in c.cache.get(RATE_KIND)] == [n]
     finally:
         await asyncio.gather(*(c.astop() for c in clients))
-    print(
-        f"\napply -> {SUBSCRIBERS} ACKs over {ROUNDS} rounds: median {statistics.median(latencies) * 1000:.1f} ms,"
-        f" max {max(latencies) * 1000:.1f} ms"
-    )
+    median_ms, max_ms = statistics.median(latencies) * 1000, max(latencies) * 1000
+    print(f"\napply -> {SUBSCRIBERS} ACKs, {ROUNDS} rounds: median {median_ms:.1f} ms, max {max_ms:.1f} ms")

@@ -57,7 +57,9 @@ def _independent_pool() -> descriptor_pool.DescriptorPool:
                 ("message", 2, F.TYPE_STRING, OPT, ""),
                 ("details", 3, F.TYPE_MESSAGE, REP, ".google.protobuf.Any"),
             ),
-            _message("SubscribeLabelKV", ("key", 1, F.TYPE_STRING, OPT, ""), ("value", 2, F.TYPE_STRING, OPT, "")),
+            _message(
+                "SubscribeLabelKV", ("key", 1, F.TYPE_STRING, OPT, ""), ("value", 2, F.TYPE_STRING, OPT, "")
+            ),
             _message(
                 "SubscribeRequestTarget",
                 ("namespace", 1, F.TYPE_STRING, OPT, ""),
@@ -120,7 +122,10 @@ def _independent_pool() -> descriptor_pool.DescriptorPool:
         ("stat_duration_time_unit", 6, F.TYPE_ENUM, OPT, unit),
     )
     rate.enum_type.extend(
-        [_enum("MetricType", "TYPE_UNKNOWN", "TYPE_REQUEST_AMOUNT"), _enum("LimitMode", "MODE_UNKNOWN", "MODE_LOCAL", "MODE_GLOBAL")]
+        [
+            _enum("MetricType", "TYPE_UNKNOWN", "TYPE_REQUEST_AMOUNT"),
+            _enum("LimitMode", "MODE_UNKNOWN", "MODE_LOCAL", "MODE_GLOBAL"),
+        ]
     )
     breaker = _message(
         "CircuitBreakerStrategy",
@@ -133,7 +138,13 @@ def _independent_pool() -> descriptor_pool.DescriptorPool:
         ("recovery_timeout_time_unit", 7, F.TYPE_ENUM, OPT, unit),
         ("min_request_amount", 8, F.TYPE_INT32, OPT, ""),
         ("slow_condition", 9, F.TYPE_MESSAGE, OPT, ft + "CircuitBreakerStrategy.CircuitBreakerSlowCondition"),
-        ("error_condition", 10, F.TYPE_MESSAGE, OPT, ft + "CircuitBreakerStrategy.CircuitBreakerErrorCondition"),
+        (
+            "error_condition",
+            10,
+            F.TYPE_MESSAGE,
+            OPT,
+            ft + "CircuitBreakerStrategy.CircuitBreakerErrorCondition",
+        ),
     )
     breaker.enum_type.append(
         _enum("Strategy", "STRATEGY_UNKNOWN", "STRATEGY_SLOW_REQUEST_RATIO", "STRATEGY_ERROR_REQUEST_RATIO")
@@ -153,8 +164,16 @@ def _independent_pool() -> descriptor_pool.DescriptorPool:
     rule.nested_type.extend(
         [
             _message("FaultToleranceRuleTargetRef", ("target_resource_name", 1, F.TYPE_STRING, OPT, "")),
-            _message("FaultToleranceStrategyRef", ("name", 1, F.TYPE_STRING, OPT, ""), ("kind", 2, F.TYPE_STRING, OPT, "")),
-            _message("FaultToleranceActionRef", ("name", 1, F.TYPE_STRING, OPT, ""), ("kind", 2, F.TYPE_STRING, OPT, "")),
+            _message(
+                "FaultToleranceStrategyRef",
+                ("name", 1, F.TYPE_STRING, OPT, ""),
+                ("kind", 2, F.TYPE_STRING, OPT, ""),
+            ),
+            _message(
+                "FaultToleranceActionRef",
+                ("name", 1, F.TYPE_STRING, OPT, ""),
+                ("kind", 2, F.TYPE_STRING, OPT, ""),
+            ),
         ]
     )
     fault.message_type.extend([rule, rate, breaker])
@@ -183,7 +202,12 @@ RULES = [
         "apiVersion": FT,
         "kind": "RateLimitStrategy",
         "metadata": {"name": "rate-limit-foo", "labels": {"app": "foo-app"}},
-        "spec": {"metricType": "RequestAmount", "limitMode": "Local", "threshold": 10, "statDurationSeconds": 1},
+        "spec": {
+            "metricType": "RequestAmount",
+            "limitMode": "Local",
+            "threshold": 10,
+            "statDurationSeconds": 1,
+        },
     },
     {
         "apiVersion": FT,
@@ -211,9 +235,12 @@ RULES = [
 
 
 def _apply(cp: ControlPlaneProcess, body: dict[str, Any]) -> None:
-    plural = {"RateLimitStrategy": "ratelimitstrategies", "CircuitBreakerStrategy": "circuitbreakerstrategies",
-              "FaultToleranceRule": "faulttolerancerules"}[body["kind"]]
-    url = f"{cp.http_url}/apis/fault-tolerance.opensergo.io/v1alpha1/namespaces/default/{plural}/{body['metadata']['name']}"
+    plural = {
+        "RateLimitStrategy": "ratelimitstrategies",
+        "CircuitBreakerStrategy": "circuitbreakerstrategies",
+        "FaultToleranceRule": "faulttolerancerules",
+    }[body["kind"]]
+    url = f"{cp.http_url}/apis/{FT}/namespaces/default/{plural}/{body['metadata']['name']}"
     response = httpx.put(url, json=body)
     assert response.status_code in (200, 201), response.text
 
@@ -256,7 +283,9 @@ def test_pushes_decode_with_independent_descriptors(control_plane: ControlPlaneP
 
     push = _subscribe_once(control_plane, "CircuitBreakerStrategy")
     [payload] = push.dataWithVersion.data
-    assert payload.type_url == "type.googleapis.com/io.opensergo.proto.fault_tolerance.v1.CircuitBreakerStrategy"
+    assert (
+        payload.type_url == "type.googleapis.com/io.opensergo.proto.fault_tolerance.v1.CircuitBreakerStrategy"
+    )
     cb = CircuitBreakerStrategy.FromString(payload.value)
     assert cb.name == "cb-foo"
     assert cb.strategy == 1

@@ -138,7 +138,7 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
     def __init__(self, registry: MetadataRegistry) -> None:
         self._registry = registry
 
-    async def ReportMetadata(  # noqa: N802 - the rpc name is fixed by the proto
+    async def ReportMetadata(
         self,
         request: sc.ReportMetadataRequest,
         context: grpc.aio.ServicerContext[sc.ReportMetadataRequest, sc.ReportMetadataReply],

@@ -157,7 +157,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
 
     # --- the rpc ---
 
-    async def SubscribeConfig(  # noqa: N802 - the rpc name is fixed by the proto
+    async def SubscribeConfig(
         self,
         request_iterator: AsyncIterator[pb.SubscribeRequest],
         context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SubscribeResponse],
@@ -242,7 +242,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             if not streams:
                 del self._index[key]
 
-    def _push(self, stream: ClientStream, state: SubscriptionState, request_id: str | None) -> pb.SubscribeResponse:
+    def _push(
+        self, stream: ClientStream, state: SubscriptionState, request_id: str | None
+    ) -> pb.SubscribeResponse:
         snapshot = self._snapshots.get(state.key)
         initial = request_id is not None
         response_id = request_id if request_id else stream.next_response_id()
@@ -289,7 +291,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 newest = max(pending, key=lambda s: s.pushed_at or 0.0)
                 found = (newest.key, newest.pushed_version or 0)
         if found is None:
-            log.debug("stream %s: %s for unknown push %r", stream.id, request.response_ack, request.request_id)
+            log.debug(
+                "stream %s: %s for unknown push %r", stream.id, request.response_ack, request.request_id
+            )
             return
         key, version = found
         state = stream.subscriptions.get(key)
@@ -302,7 +306,13 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             state.nacks = [*state.nacks[-9:], {"version": version, "code": code, "message": message}]
             log.warning(
                 "client %s NACKed %s/%s %s version %d: code %d %s",
-                stream.identifier or stream.peer, key.namespace, key.app, key.kind, version, code, message,
+                stream.identifier or stream.peer,
+                key.namespace,
+                key.app,
+                key.kind,
+                version,
+                code,
+                message,
             )
         elif code == CODE_VERSION_OUTDATED:
             state.last_response = "outdated"
@@ -315,7 +325,11 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             state.last_response = "rejected"
             log.warning(
                 "client %s could not apply %s version %d: code %d %s",
-                stream.identifier or stream.peer, key.kind, version, code, message,
+                stream.identifier or stream.peer,
+                key.kind,
+                version,
+                code,
+                message,
             )
 
     def _drop(self, stream: ClientStream) -> None:

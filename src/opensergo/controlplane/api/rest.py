@@ -54,21 +54,27 @@ def _kind(group: str, version: str, plural: str) -> KindInfo:
     try:
         return kinds.by_resource(group, version, plural)
     except KeyError:
-        raise ApiError(404, "NotFound", f"the server could not find the resource {plural}.{group}/{version}")
+        raise ApiError(
+            404, "NotFound", f"the server could not find the resource {plural}.{group}/{version}"
+        ) from None
 
 
 async def _read_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     try:
-        data = json.loads(raw) if "json" in request.headers.get("content-type", "json") else yaml.safe_load(raw)
+        data = (
+            json.loads(raw) if "json" in request.headers.get("content-type", "json") else yaml.safe_load(raw)
+        )
     except (ValueError, yaml.YAMLError) as err:
-        raise ApiError(400, "BadRequest", f"request body is not valid JSON/YAML: {err}")
+        raise ApiError(400, "BadRequest", f"request body is not valid JSON/YAML: {err}") from None
     if not isinstance(data, dict):
         raise ApiError(400, "BadRequest", "request body must be an object")
     return data
 
 
-def _validate(kind: KindInfo, namespace: str, body: dict[str, Any], name: str | None = None) -> dict[str, Any]:
+def _validate(
+    kind: KindInfo, namespace: str, body: dict[str, Any], name: str | None = None
+) -> dict[str, Any]:
     """Check the body against the kind's model and the URL; return the body to store."""
     body = dict(body)
     meta = dict(body.get("metadata") or {})
@@ -76,11 +82,13 @@ def _validate(kind: KindInfo, namespace: str, body: dict[str, Any], name: str | 
         raise ApiError(
             400,
             "BadRequest",
-            f"the namespace of the object ({meta['namespace']}) does not match the namespace in the URL ({namespace})",
+            f"the namespace of the object ({meta['namespace']}) does not match the URL ({namespace})",
         )
     meta["namespace"] = namespace
     if name is not None and meta.get("name") not in (None, name):
-        raise ApiError(400, "BadRequest", f"the name of the object ({meta['name']}) does not match the URL ({name})")
+        raise ApiError(
+            400, "BadRequest", f"the name of the object ({meta['name']}) does not match the URL ({name})"
+        )
     if name is not None:
         meta["name"] = name
     body["metadata"] = meta
@@ -95,12 +103,13 @@ def _validate(kind: KindInfo, namespace: str, body: dict[str, Any], name: str | 
     try:
         parse_object(body)
     except SpecError as err:
+        where = f"{err.field}: " if err.path else ""
         raise ApiError(
             422,
             "Invalid",
-            f"{kind.kind} {meta.get('name', '')!s} is invalid: {err.field + ': ' if err.path else ''}{err.message}",
+            f"{kind.kind} {meta.get('name', '')} is invalid: {where}{err.message}",
             [{"field": err.field, "message": err.message}],
-        )
+        ) from None
     return body
 
 
@@ -111,7 +120,7 @@ def _expected_revision(body: dict[str, Any]) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise ApiError(400, "BadRequest", f"metadata.resourceVersion {value!r} is not a number")
+        raise ApiError(400, "BadRequest", f"metadata.resourceVersion {value!r} is not a number") from None
 
 
 def _list_body(kind: KindInfo | None, items: list[StoredObject], revision: int) -> dict[str, Any]:
@@ -169,14 +178,16 @@ def create_app(
         revision = store.revision
         return _list_body(kind, await store.list(kind.full_name), revision)
 
-    @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], response_model=None)
+    @router.get(
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], response_model=None
+    )
     async def list_or_watch(
         group: str,
         version: str,
         namespace: str,
         plural: str,
         watch: bool = False,
-        resourceVersion: int | None = Query(default=None),  # noqa: N803 - Kubernetes' parameter name
+        resourceVersion: int | None = Query(default=None),
     ) -> dict[str, Any] | StreamingResponse:
         kind = _kind(group, version, plural)
         if watch:
@@ -187,9 +198,16 @@ def create_app(
         revision = store.revision
         return _list_body(kind, await store.list(kind.full_name, namespace), revision)
 
-    @router.post("/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], status_code=201)
+    @router.post(
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], status_code=201
+    )
     async def create(
-        group: str, version: str, namespace: str, plural: str, request: Request, dryRun: str | None = None  # noqa: N803
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        request: Request,
+        dryRun: str | None = None,
     ) -> JSONResponse:
         kind = _kind(group, version, plural)
         body = _validate(kind, namespace, await _read_body(request))
@@ -199,7 +217,7 @@ def create_app(
         try:
             stored = await store.put(kind.full_name, namespace, name, body, create_only=True)
         except ConflictError as err:
-            raise ApiError(409, "AlreadyExists", str(err))
+            raise ApiError(409, "AlreadyExists", str(err)) from None
         return JSONResponse(stored.body, status_code=201)
 
     @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
@@ -218,7 +236,7 @@ def create_app(
         plural: str,
         name: str,
         request: Request,
-        dryRun: str | None = None,  # noqa: N803
+        dryRun: str | None = None,
     ) -> JSONResponse:
         kind = _kind(group, version, plural)
         body = _validate(kind, namespace, await _read_body(request), name)
@@ -229,12 +247,17 @@ def create_app(
         try:
             stored = await store.put(kind.full_name, namespace, name, body, expected_revision=expected)
         except ConflictError as err:
-            raise ApiError(409, "Conflict", str(err))
+            raise ApiError(409, "Conflict", str(err)) from None
         return JSONResponse(stored.body, status_code=200 if existing else 201)
 
     @router.delete("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
     async def delete(
-        group: str, version: str, namespace: str, plural: str, name: str, dryRun: str | None = None  # noqa: N803
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        dryRun: str | None = None,
     ) -> dict[str, Any]:
         kind = _kind(group, version, plural)
         try:
@@ -245,7 +268,9 @@ def create_app(
                 return stored.body
             return (await store.delete(kind.full_name, namespace, name)).body
         except NotFoundError:
-            raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}')
+            raise ApiError(
+                404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}'
+            ) from None
 
     @router.get("/api/v1/clients", tags=["status"])
     async def clients(connected: bool | None = None) -> dict[str, Any]:
@@ -270,7 +295,8 @@ def create_app(
                 for s in snapshots.groups()
             ],
             "invalid": [
-                {"kind": k[0], "namespace": k[1], "name": k[2], "error": e} for k, e in snapshots.invalid.items()
+                {"kind": k[0], "namespace": k[1], "name": k[2], "error": e}
+                for k, e in snapshots.invalid.items()
             ],
         }
 
