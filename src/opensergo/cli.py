@@ -208,6 +208,8 @@ def _print_status(view: str, items: list[dict[str, Any]], output: str) -> None:
         sys.stdout.write(yaml.safe_dump({"items": items}, sort_keys=False))
         return
     table = Table(box=None, header_style="bold")
+    cols: tuple[str, ...]
+    rows: list[tuple[str, ...]]
     if view == "instances":
         cols = ("APP", "NODE", "ADDRESSES", "TAG", "ENV", "HEALTHY")
         rows = [

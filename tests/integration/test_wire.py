@@ -24,7 +24,9 @@ OPT, REP = F.LABEL_OPTIONAL, F.LABEL_REPEATED
 def _message(name: str, *fields: tuple[str, int, int, int, str]) -> descriptor_pb2.DescriptorProto:
     msg = descriptor_pb2.DescriptorProto(name=name)
     for fname, number, ftype, label, type_name in fields:
-        msg.field.add(name=fname, number=number, type=ftype, label=label, type_name=type_name)
+        field = msg.field.add(name=fname, number=number, type=ftype, label=label)
+        if type_name:
+            field.type_name = type_name
     return msg
 
 

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import socket
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +51,14 @@ def open_store(settings: Settings) -> Store:
     raise ValueError(f"unsupported store {settings.store!r} (supported: sqlite)")
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the control plane owns shutdown."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class ControlPlane:
     """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
 
@@ -80,8 +89,13 @@ class ControlPlane:
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        pb_grpc.add_OpenSergoUniversalTransportServiceServicer_to_server(self.transport, self._grpc)
-        sc_grpc.add_MetadataServiceServicer_to_server(MetadataService(self.registry), self._grpc)
+        # The generated registration functions are untyped.
+        pb_grpc.add_OpenSergoUniversalTransportServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            self.transport, self._grpc
+        )
+        sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            MetadataService(self.registry), self._grpc
+        )
         self.grpc_port = self._grpc.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.grpc_port}")
@@ -94,8 +108,7 @@ class ControlPlane:
             log_level="warning",
             lifespan="off",
         )
-        self._http = uvicorn.Server(config)
-        self._http.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        self._http = _EmbeddedUvicorn(config)
         self._tasks.append(asyncio.create_task(self._http.serve()))
         while not self._http.started:
             if self._tasks[-1].done():

@@ -51,6 +51,9 @@ class ConflictError(ValueError):
     """Create of an existing object, or a write whose expected revision is stale."""
 
 
+WatchEvents = list[WatchEvent]  # spelled out here: inside Store, `list` is the method
+
+
 class Store(Protocol):
     """Async storage of OpenSergo objects. Bodies are validated before they get here."""
 
@@ -90,6 +93,6 @@ class Store(Protocol):
         """Every event with a revision greater than ``since_revision``, then live events, in order."""
         ...
 
-    async def history(self, kind: str, namespace: str, name: str) -> list[WatchEvent]:
+    async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         """Every recorded change of one object, oldest first."""
         ...

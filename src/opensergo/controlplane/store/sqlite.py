@@ -24,6 +24,7 @@ from opensergo.controlplane.store.base import (
     NotFoundError,
     StoredObject,
     WatchEvent,
+    WatchEvents,
 )
 
 log = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class SqliteStore:
                 # A watcher this far behind re-reads the log instead of holding memory.
                 watcher.overflowed = True
 
-    async def _events_after(self, revision: int, limit: int = 1000) -> list[WatchEvent]:
+    async def _events_after(self, revision: int, limit: int = 1000) -> WatchEvents:
         async with self._conn.execute(
             "SELECT revision, type, kind, namespace, name, body FROM events WHERE revision > ?"
             " ORDER BY revision LIMIT ?",
@@ -225,20 +226,20 @@ class SqliteStore:
                         break
                 watcher.overflowed = False
                 while True:
-                    event = await watcher.queue.get()
-                    if event is None:
+                    live = await watcher.queue.get()
+                    if live is None:
                         return
                     if watcher.overflowed:
                         watcher.queue = asyncio.Queue(maxsize=_WATCH_QUEUE_LIMIT)
                         break
-                    if event.revision <= last:
+                    if live.revision <= last:
                         continue
-                    last = event.revision
-                    yield event
+                    last = live.revision
+                    yield live
         finally:
             self._watchers.discard(watcher)
 
-    async def history(self, kind: str, namespace: str, name: str) -> list[WatchEvent]:
+    async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         async with self._conn.execute(
             "SELECT revision, type, kind, namespace, name, body FROM events"
             " WHERE kind=? AND namespace=? AND name=? ORDER BY revision",
