@@ -24,7 +24,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = "") -> T:
+def wait_until(
+    condition: Callable[[], T], timeout: float = 10.0, interval: float = 0.02, what: str = ""
+) -> T:
     """Poll ``condition`` until it returns a truthy value; fail with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -33,7 +35,7 @@ def wait_until(condition: Callable[[], T], timeout: float = 10.0, interval: floa
             value = condition()
             if value:
                 return value
-        except Exception as e:  # noqa: BLE001 - keep polling, report the last error
+        except Exception as e:
             last_error = e
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}: {last_error!r}")
@@ -110,5 +112,6 @@ class ControlPlaneProcess:
 
     def logs(self) -> str:
         return "\n".join(
-            f"--- {p.name} ---\n{p.read_text(errors='replace')}" for p in sorted(self.log_dir.glob("control-plane-*.log"))
+            f"--- {p.name} ---\n{p.read_text(errors='replace')}"
+            for p in sorted(self.log_dir.glob("control-plane-*.log"))
         )

@@ -1,0 +1,147 @@
+"""Read OpenSergo objects from YAML/JSON text, files, directories or stdin, like ``kubectl apply -f``.
+
+Every problem becomes a :class:`SpecError` naming the source, the 0-based document index and the
+field path. A multi-document file reports every invalid document, not just the first.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from opensergo.spec import kinds
+from opensergo.spec.base import Resource
+from opensergo.spec.errors import SpecError, SpecErrors, from_validation_error
+
+SUFFIXES = (".yaml", ".yml", ".json")
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that keeps timestamps as strings (``creationTimestamp`` is a str field)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def parse_object(
+    obj: Mapping[str, Any], *, source: str | None = None, document: int | None = None
+) -> Resource:
+    """Validate one decoded object into its kind's model."""
+
+    def fail(message: str, *path: str | int) -> SpecError:
+        return SpecError(message, source=source, document=document, path=path)
+
+    if not isinstance(obj, Mapping):
+        raise fail(
+            f"expected an object (a map with apiVersion, kind, metadata, spec), got {type(obj).__name__}"
+        )
+    api_version, kind = obj.get("apiVersion"), obj.get("kind")
+    if not isinstance(api_version, str) or not api_version:
+        raise fail("required field is missing", "apiVersion")
+    if not isinstance(kind, str) or not kind:
+        raise fail("required field is missing", "kind")
+    try:
+        info = kinds.by_api_version_kind(api_version, kind)
+    except KeyError:
+        try:
+            other = kinds.lookup(kind)
+        except KeyError:
+            known = kinds.known_kinds_text()
+            raise fail(f"unknown kind {api_version}/{kind}; known kinds: {known}", "kind") from None
+        raise fail(
+            f"kind {other.kind} has apiVersion {other.api_version}, not {api_version}", "apiVersion"
+        ) from None
+    try:
+        return info.model.model_validate(dict(obj))
+    except ValidationError as exc:
+        raise from_validation_error(exc, source=source, document=document) from None
+
+
+def _documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
+    """(index, decoded document) for each non-empty YAML document; syntax errors raise SpecError."""
+    index = 0  # the document being read, so a syntax error can name it
+    try:
+        for doc in yaml.load_all(text, Loader=_Loader):
+            if doc is not None:
+                yield index, doc
+            index += 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise SpecError(f"invalid YAML{where}: {problem}", source=source, document=index) from None
+
+
+def _expand(doc: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+    """A top-level list or a ``kind: List`` holds several objects; path prefixes locate them."""
+    if isinstance(doc, list):
+        for i, item in enumerate(doc):
+            yield (i,), item
+    elif isinstance(doc, dict) and doc.get("kind") == "List" and isinstance(doc.get("items"), list):
+        for i, item in enumerate(doc["items"]):
+            yield ("items", i), item
+    else:
+        yield (), doc
+
+
+def parse_documents(text: str, *, source: str = "<string>") -> list[Resource]:
+    """Every object in a multi-document YAML (or JSON) text; raises SpecErrors listing all problems."""
+    out: list[Resource] = []
+    errors: list[SpecError] = []
+    try:
+        for index, doc in _documents(text, source):
+            for prefix, obj in _expand(doc):
+                try:
+                    out.append(parse_object(obj, source=source, document=index))
+                except SpecError as err:
+                    errors.append(
+                        SpecError(err.message, source=source, document=index, path=prefix + err.path)
+                    )
+    except SpecError as err:  # YAML syntax: nothing after this point can be read
+        errors.append(err)
+    if errors:
+        raise SpecErrors(errors)
+    return out
+
+
+def _files(path: Path) -> list[Path]:
+    if path.is_dir():
+        return sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUFFIXES)
+    return [path]
+
+
+def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
+    """Objects from files, directories (recursive *.yaml / *.yml / *.json, sorted) and ``-`` (stdin)."""
+    out: list[Resource] = []
+    errors: list[SpecError] = []
+    for raw in paths:
+        sources: list[tuple[str, Path | None]]
+        if str(raw) == "-":
+            sources = [("<stdin>", None)]
+        else:
+            path = Path(raw)
+            if not path.exists():
+                errors.append(SpecError("no such file or directory", source=str(path)))
+                continue
+            sources = [(str(file), file) for file in _files(path)]
+        for name, file in sources:
+            try:
+                text = sys.stdin.read() if file is None else file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                errors.append(SpecError(f"cannot read: {exc}", source=name))
+                continue
+            try:
+                out.extend(parse_documents(text, source=name))
+            except SpecErrors as exc:
+                errors.extend(exc.errors)
+    if errors:
+        raise SpecErrors(errors)
+    return out
