@@ -40,6 +40,8 @@ def main() -> int:
             str(HTTP_PORT),
             "--data-dir",
             str(ROOT / ".opensergo"),
+            # Everything runs on this machine; the demo may only have a loopback address.
+            "--allow-loopback",
         ]
     )
     procs = [cp]

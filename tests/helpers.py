@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
@@ -44,7 +44,10 @@ def wait_until(
 class ControlPlaneProcess:
     """A real `opensergo control-plane` process on loopback with its own data dir."""
 
-    def __init__(self, data_dir: Path, log_dir: Path) -> None:
+    def __init__(
+        self, data_dir: Path, log_dir: Path, extra_args: Sequence[str] = ("--allow-loopback",)
+    ) -> None:
+        self.extra_args = list(extra_args)
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.grpc_port = free_port()
@@ -81,6 +84,7 @@ class ControlPlaneProcess:
                 str(self.data_dir),
                 "--log-level",
                 "info",
+                *self.extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -115,3 +119,15 @@ class ControlPlaneProcess:
             f"--- {p.name} ---\n{p.read_text(errors='replace')}"
             for p in sorted(self.log_dir.glob("control-plane-*.log"))
         )
+
+
+def spawn_python(
+    script: Path, *args: str, log: Path, env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a Python helper process with the project on its path, output to ``log``."""
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **(env or {})},
+    )

@@ -163,13 +163,12 @@ def get(
     client = Client(server)
     if kind.lower() in STATUS_VIEWS:
         params = {"app": app_filter} if app_filter else {}
+        if kind.lower() == "instances" and not all_namespaces:
+            params["namespace"] = namespace
         response = client.request("GET", STATUS_VIEWS[kind.lower()], params=params)
         if response.status_code >= 400:
             fail(Client.message(response))
-        items = response.json()["items"]
-        if kind.lower() == "instances" and namespace != "default" and not all_namespaces:
-            items = [i for i in items if i.get("namespace", "default") == namespace]
-        _print_status(kind.lower(), items, output)
+        _print_status(kind.lower(), response.json()["items"], output)
         return
     info = _kind_arg(kind)
     response = client.request("GET", _path(info, None if all_namespaces else namespace, name))
@@ -294,6 +293,15 @@ def control_plane(
     ),
     store: Annotated[str, typer.Option("--store", help="Store backend: sqlite (embedded).")] = "sqlite",
     heartbeat_interval: Annotated[float, typer.Option(help="Expected metadata heartbeat, seconds.")] = 30.0,
+    instance_ttl: Annotated[
+        float | None, typer.Option(help="Expire an instance after this many seconds without a heartbeat.")
+    ] = None,
+    expire_on_disconnect: Annotated[
+        bool, typer.Option(help="Expire an instance at once when its subscribe stream breaks.")
+    ] = True,
+    allow_loopback: Annotated[
+        bool, typer.Option(help="Accept 127.0.0.1 / 0.0.0.0 as advertised instance addresses (tests).")
+    ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
 ) -> None:
     """Run the control plane: gRPC transport + metadata, REST API, embedded store."""
@@ -307,6 +315,9 @@ def control_plane(
         data_dir=data_dir,
         store=store,
         heartbeat_interval=heartbeat_interval,
+        instance_ttl=instance_ttl,
+        expire_on_disconnect=expire_on_disconnect,
+        allow_loopback=allow_loopback,
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())

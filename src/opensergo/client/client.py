@@ -130,6 +130,7 @@ class OpenSergoClient:
         env: str | None = None,
         region: str | None = None,
         zone: str | None = None,
+        labels: Mapping[str, str] | None = None,
         decoder: Decoder | None = None,
         parser: Parser | None = None,
         backoff_initial: float = 0.2,
@@ -163,6 +164,7 @@ class OpenSergoClient:
         self._report_timeout = report_timeout
         self._services = list(service_metadata)
         self._node_fields = {"tag": tag, "cluster": cluster, "env": env, "region": region, "zone": zone}
+        self._instance_labels = dict(labels or {})
 
         self._cache = RuleCache(namespace=namespace, app=app)
         self._lock = threading.RLock()  # guards the subscription registry
@@ -385,6 +387,7 @@ class OpenSergoClient:
                 interval=self._heartbeat_interval,
                 timeout=self._report_timeout,
                 channel_options=self._channel_options,
+                call_metadata=self._registration_headers(),
             )
             self._reporter.start()
         _log.info(
@@ -535,7 +538,19 @@ class OpenSergoClient:
         rid = self._next_request_id(key, "subscribe")
         return subscribe_request(key, identifier=self._identifier, request_id=rid, labels=self._labels)
 
+    def _registration_headers(self) -> list[tuple[str, str]]:
+        """gRPC metadata our control plane reads with ReportMetadata (the upstream messages have no room)."""
+        headers = [("opensergo-namespace", self._namespace), ("opensergo-client-id", self._identifier)]
+        if self._instance_labels:
+            text = ",".join(f"{k}={v}" for k, v in sorted(self._instance_labels.items()))
+            headers.append(("opensergo-labels", text))
+        return headers
+
     def _on_stream_open(self) -> list[pb.SubscribeRequest]:
+        # A new stream may mean a restarted control plane or a broken stream that expired this
+        # instance: register again at once rather than at the next beat.
+        if self._reporter is not None:
+            self._reporter.report_soon()
         self._request_keys.clear()
         with self._lock:
             keys = list(self._subs)

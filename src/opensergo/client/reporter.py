@@ -24,11 +24,22 @@ from opensergo.client.connection import ChannelOptions
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
-__all__ = ["MetadataReporter", "ServiceInfo", "build_node", "process_start_time"]
+__all__ = ["MetadataReporter", "ServiceInfo", "build_node", "process_start_time", "routable_address"]
 
 _log = logging.getLogger("opensergo.client.reporter")
 
 _IMPORT_TIME = time.time()
+_UNSPECIFIED = ("", "0.0.0.0", "::", "[::]")
+
+
+def routable_address() -> str:
+    """The local address other hosts would reach us at (no packet is sent); loopback when offline."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("10.255.255.255", 1))
+            return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
 
 
 @dataclass(frozen=True)
@@ -36,7 +47,9 @@ class ServiceInfo:
     """A simple description of one service the application serves.
 
     ``listening_addresses`` entries are ``"host:port"`` strings or ``(host, port)`` tuples;
-    ``protocols`` are names such as ``"http"`` or ``"grpc"``.
+    ``protocols`` are names such as ``"http"`` or ``"grpc"``. An unspecified host (``""``,
+    ``0.0.0.0``, ``::``) is replaced by this machine's routable address, because the spec forbids
+    advertising it.
     """
 
     protocols: Sequence[str] = ()
@@ -50,13 +63,21 @@ class ServiceInfo:
                 host, sep, port = address.rpartition(":")
                 if not sep or not port.isdigit():
                     raise ValueError(f"listening address {address!r} is not host:port")
-                addresses.append(sc.SocketAddress(address=host.strip("[]"), port_value=int(port)))
+                addresses.append(
+                    sc.SocketAddress(address=_advertised(host.strip("[]")), port_value=int(port))
+                )
             else:
-                addresses.append(sc.SocketAddress(address=address[0], port_value=int(address[1])))
+                addresses.append(
+                    sc.SocketAddress(address=_advertised(address[0]), port_value=int(address[1]))
+                )
         message = sc.ServiceMetadata(listening_addresses=addresses, protocols=list(self.protocols))
         if self.service_contract is not None:
             message.service_contract.CopyFrom(self.service_contract)
         return message
+
+
+def _advertised(host: str) -> str:
+    return routable_address() if host in _UNSPECIFIED else host
 
 
 def process_start_time() -> float:
@@ -108,6 +129,7 @@ class MetadataReporter:
         interval: float | None = 30.0,
         timeout: float = 5.0,
         channel_options: ChannelOptions = (),
+        call_metadata: Sequence[tuple[str, str]] = (),
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
@@ -116,6 +138,8 @@ class MetadataReporter:
         self._interval = interval if interval is not None and interval > 0 else None
         self._timeout = timeout
         self._options = list(channel_options)
+        self._call_metadata = tuple(call_metadata)
+        self._wake: asyncio.Event | None = None
         self._channel: grpc.aio.Channel | None = None
         self._channel_endpoint: str | None = None
         self._task: asyncio.Task[None] | None = None
@@ -135,6 +159,7 @@ class MetadataReporter:
         if self._task is not None:
             return
         self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="opensergo-report-metadata")
 
     async def close(self) -> None:
@@ -156,7 +181,7 @@ class MetadataReporter:
             self._channel_endpoint = endpoint
         stub = sc_grpc.MetadataServiceStub(self._channel)  # type: ignore[no-untyped-call]
         try:
-            await stub.ReportMetadata(self.request, timeout=self._timeout)
+            await stub.ReportMetadata(self.request, timeout=self._timeout, metadata=self._call_metadata)
         except asyncio.CancelledError:
             raise
         except grpc.aio.AioRpcError as exc:
@@ -194,11 +219,17 @@ class MetadataReporter:
         if channel is not None:
             await channel.close(None)
 
+    def report_soon(self) -> None:
+        """Report now instead of at the next beat (e.g. after a reconnect). Call on the loop."""
+        if self._wake is not None:
+            self._wake.set()
+
     async def _run(self) -> None:
-        assert self._stopping is not None
+        assert self._stopping is not None and self._wake is not None
         while not self._stopping.is_set():
+            self._wake.clear()
             await self.report_once()
             if self._interval is None:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), self._interval)

@@ -34,6 +34,9 @@ class Settings:
     data_dir: Path = Path(".opensergo")
     store: str = "sqlite"
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
+    instance_ttl: float | None = None  # default: 3 heartbeat intervals
+    expire_on_disconnect: bool = True
+    allow_loopback: bool = False
     identity: str = ""
 
 
@@ -67,7 +70,14 @@ class ControlPlane:
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
         self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
-        self.registry = MetadataRegistry(settings.heartbeat_interval)
+        self.registry = MetadataRegistry(
+            self.store,
+            heartbeat_interval=settings.heartbeat_interval,
+            ttl=settings.instance_ttl,
+            expire_on_disconnect=settings.expire_on_disconnect,
+            allow_loopback=settings.allow_loopback,
+        )
+        self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry)
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -80,6 +90,7 @@ class ControlPlane:
         ready = asyncio.Event()
         self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
         await ready.wait()
+        await self.registry.start()
 
         self._grpc = grpc.aio.server(
             options=[
@@ -120,6 +131,7 @@ class ControlPlane:
             self.http_port = sockets[0].getsockname()[1]
 
     async def stop(self) -> None:
+        await self.registry.stop()
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         if self._http is not None:

@@ -1,43 +1,78 @@
-"""MetadataService.ReportMetadata: the registry of apps and their instances.
+"""MetadataService.ReportMetadata: registration, heartbeats and expiry of instances.
 
-Records are keyed by (app, node identity). The identity is the reported NodeIdentifier
-(host name, pid, start time); reporters that send no node (Kitex) are keyed by their first
-listening address, else by their peer address. Every report refreshes ``last_seen``; a report is
-also the heartbeat.
+A report registers (or refreshes) one instance, keyed by (namespace, app, node identity). The
+identity is the reported NodeIdentifier (host name, pid, start time); reporters that send no
+node (Kitex) are keyed by their first listening address, else by their peer address. Every
+report is also the heartbeat.
+
+Each instance is persisted as a ``ServiceInstance`` object (discovery.opensergo.io/v1alpha1) in
+the store, written only when its content changes, so discovery flows through the same
+store -> snapshot -> stream path as rules. An instance expires, and its object is deleted, when
+no report arrived within the TTL (default: three heartbeat intervals), or at once when the
+subscribe stream of the same client breaks (configurable).
+
+Our SDK sends three gRPC metadata headers with each report (headers, not proto fields, so the
+upstream messages stay untouched): ``opensergo-namespace``, ``opensergo-labels``
+(``k=v,k2=v2``: version and other selector labels) and ``opensergo-client-id`` (the
+``identifier`` of its SubscribeConfig stream).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hashlib
 import logging
+import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
+from opensergo.spec.discovery import InstanceAddress, ServiceInstance
+from opensergo.spec.kinds import by_full_name
 
 log = logging.getLogger(__name__)
 
 DEFAULT_HEARTBEAT_INTERVAL = 30.0
+NAMESPACE_HEADER = "opensergo-namespace"
+LABELS_HEADER = "opensergo-labels"
+CLIENT_ID_HEADER = "opensergo-client-id"
+INSTANCE_KIND = by_full_name("discovery.opensergo.io/v1alpha1/ServiceInstance")
+
+_NAME_CHARS = re.compile(r"[^a-z0-9-]+")
+
+
+class RegistrationError(ValueError):
+    """A report that cannot be accepted (shown to the reporter as INVALID_ARGUMENT)."""
 
 
 @dataclass
 class Instance:
+    namespace: str
     app: str
     node_id: str
+    name: str  # the ServiceInstance object name
     report: sc.ReportMetadataRequest
+    labels: dict[str, str]
     peer: str
+    client_id: str
     first_seen: float
     last_seen: float
     reports: int = 1
 
-    def to_dict(self, now: float, stale_after: float) -> dict[str, Any]:
+    def to_dict(self, now: float, ttl: float) -> dict[str, Any]:
         node = self.report.node
         return {
+            "namespace": self.namespace,
             "app": self.app,
+            "name": self.name,
             "nodeId": self.node_id,
             "hostName": node.identifier.host_name,
             "pid": node.identifier.pid,
@@ -46,20 +81,15 @@ class Instance:
             "env": node.env,
             "region": node.locality.region,
             "zone": node.locality.zone,
-            "addresses": [
-                f"{p}://{a.address}:{a.port_value}" if p else f"{a.address}:{a.port_value}"
-                for m in self.report.service_metadata
-                for a in m.listening_addresses
-                for p in (list(m.protocols)[:1] or [""])
-            ],
+            "labels": dict(self.labels),
+            "addresses": [a.url for a in addresses_of(self.report)],
             "peer": self.peer,
+            "clientId": self.client_id,
             "firstSeen": self.first_seen,
             "lastSeen": self.last_seen,
             "reports": self.reports,
-            "healthy": now - self.last_seen <= stale_after,
-            "serviceMetadata": [
-                MessageToDict(m, preserving_proto_field_name=False) for m in self.report.service_metadata
-            ],
+            "healthy": now - self.last_seen <= ttl,
+            "serviceMetadata": [MessageToDict(m) for m in self.report.service_metadata],
         }
 
 
@@ -69,51 +99,207 @@ def node_id(request: sc.ReportMetadataRequest, peer: str) -> str:
         ident = request.node.identifier
         started = ident.start_timestamp.seconds * 1000 + ident.start_timestamp.nanos // 1_000_000
         return f"{ident.host_name}/{ident.pid}/{started}"
-    for metadata in request.service_metadata:
-        for address in metadata.listening_addresses:
-            return f"{address.address}:{address.port_value}"
+    for address in addresses_of(request):
+        return f"{address.address}:{address.port}"
     return peer
 
 
+def addresses_of(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
+    out = []
+    for metadata in request.service_metadata:
+        protocol = metadata.protocols[0] if metadata.protocols else ""
+        for address in metadata.listening_addresses:
+            out.append(
+                InstanceAddress(address=address.address, port=address.port_value or 1, protocol=protocol)
+            )
+    return out
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}."""
+    labels: dict[str, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise RegistrationError(f"{LABELS_HEADER}: {item!r} is not key=value")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def object_name(app: str, node: str) -> str:
+    """A DNS-1123 name that is unique per (app, node identity)."""
+    prefix = _NAME_CHARS.sub("-", app.lower()).strip("-")[:40] or "app"
+    return f"{prefix}-{hashlib.sha256(node.encode()).hexdigest()[:12]}"
+
+
 class MetadataRegistry:
-    """Apps and instances as reported; in memory (instances re-report on every heartbeat)."""
+    """Apps and instances as reported, mirrored into the store as ServiceInstance objects."""
 
-    def __init__(self, heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL,
+        ttl: float | None = None,
+        expire_on_disconnect: bool = True,
+        allow_loopback: bool = False,
+    ) -> None:
+        self._store = store
         self.heartbeat_interval = heartbeat_interval
-        self._instances: dict[tuple[str, str], Instance] = {}
+        self.ttl = ttl if ttl is not None else 3 * heartbeat_interval
+        self.expire_on_disconnect = expire_on_disconnect
+        self.allow_loopback = allow_loopback
+        self._instances: dict[tuple[str, str, str], Instance] = {}
+        self._lock = asyncio.Lock()
+        self._expiry: asyncio.Task[None] | None = None
 
-    @property
-    def stale_after(self) -> float:
-        return 3 * self.heartbeat_interval
+    async def start(self) -> None:
+        """Adopt instances persisted by an earlier run; they get one TTL to report again."""
+        now = time.time()
+        for stored in await self._store.list(INSTANCE_KIND.full_name):
+            try:
+                obj = ServiceInstance.model_validate(stored.body)
+            except ValueError as err:
+                log.warning("dropping unreadable instance %s: %s", stored.name, err)
+                continue
+            request = _request_from(obj)
+            key = (obj.namespace, obj.spec.app, obj.spec.nodeId)
+            self._instances[key] = Instance(
+                obj.namespace, obj.spec.app, obj.spec.nodeId, obj.name, request,
+                dict(obj.spec.labels), "", "", now, now, 0,
+            )  # fmt: skip
+        self._expiry = asyncio.create_task(self._expire_loop())
 
-    def report(self, request: sc.ReportMetadataRequest, peer: str, now: float | None = None) -> Instance:
+    async def stop(self) -> None:
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+
+    async def report(
+        self,
+        request: sc.ReportMetadataRequest,
+        peer: str,
+        headers: Mapping[str, str] | None = None,
+        now: float | None = None,
+    ) -> Instance:
+        headers = headers or {}
         if not request.app_name:
-            raise ValueError("app_name is required")
+            raise RegistrationError("app_name is required")
+        addresses = addresses_of(request)
+        if not self.allow_loopback:
+            bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
+            if bad:
+                raise RegistrationError(
+                    f"listening address {', '.join(bad)} is not reachable by other hosts; advertise a"
+                    " routable address (or start the control plane with --allow-loopback)"
+                )
+        namespace = headers.get(NAMESPACE_HEADER) or "default"
+        labels = _node_labels(request.node) | parse_labels(headers.get(LABELS_HEADER, ""))
         now = time.time() if now is None else now
-        key = (request.app_name, node_id(request, peer))
-        instance = self._instances.get(key)
-        if instance is None:
-            instance = Instance(key[0], key[1], request, peer, now, now)
-            self._instances[key] = instance
-            log.info("instance %s of app %s registered from %s", key[1], key[0], peer)
-        else:
-            instance.report = request
-            instance.last_seen = now
-            instance.peer = peer
-            instance.reports += 1
+        nid = node_id(request, peer)
+        key = (namespace, request.app_name, nid)
+        async with self._lock:
+            instance = self._instances.get(key)
+            if instance is None:
+                instance = Instance(
+                    namespace, request.app_name, nid, object_name(request.app_name, nid), request,
+                    labels, peer, headers.get(CLIENT_ID_HEADER, ""), now, now,
+                )  # fmt: skip
+                self._instances[key] = instance
+                log.info("instance %s of %s/%s registered from %s", nid, namespace, request.app_name, peer)
+                changed = True
+            else:
+                changed = instance.report != request or instance.labels != labels or instance.reports == 0
+                instance.report = request
+                instance.labels = labels
+                instance.last_seen = now
+                instance.peer = peer
+                instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
+                instance.reports += 1
+            if changed:
+                await self._persist(instance)
         return instance
 
-    def instances(self, app: str | None = None) -> list[Instance]:
-        return [i for (a, _), i in sorted(self._instances.items()) if app is None or a == app]
+    async def _persist(self, instance: Instance) -> None:
+        services = sorted(
+            {s.name for m in instance.report.service_metadata for s in m.service_contract.services}
+        )
+        ident = instance.report.node.identifier
+        body = {
+            "apiVersion": INSTANCE_KIND.api_version,
+            "kind": INSTANCE_KIND.kind,
+            "metadata": {
+                "name": instance.name,
+                "namespace": instance.namespace,
+                "labels": {"app": instance.app},
+            },
+            "spec": {
+                "app": instance.app,
+                "nodeId": instance.node_id,
+                "hostName": ident.host_name,
+                "pid": ident.pid,
+                "addresses": [a.model_dump() for a in addresses_of(instance.report)],
+                "labels": instance.labels,
+                "services": services,
+            },
+        }
+        await self._store.put(INSTANCE_KIND.full_name, instance.namespace, instance.name, body)
+
+    async def expire(self, key: tuple[str, str, str], reason: str) -> None:
+        async with self._lock:
+            instance = self._instances.pop(key, None)
+            if instance is None:
+                return
+            log.info(
+                "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
+            )
+            with contextlib.suppress(NotFoundError):
+                await self._store.delete(INSTANCE_KIND.full_name, instance.namespace, instance.name)
+
+    async def client_disconnected(self, client_id: str) -> None:
+        """The subscribe stream of ``client_id`` ended: expire its instances now (if configured)."""
+        if not self.expire_on_disconnect or not client_id:
+            return
+        for key, instance in list(self._instances.items()):
+            if instance.client_id == client_id:
+                await self.expire(key, "its subscribe stream ended")
+
+    async def expire_stale(self, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        for key, instance in list(self._instances.items()):
+            if now - instance.last_seen > self.ttl:
+                await self.expire(
+                    key, f"no heartbeat for {now - instance.last_seen:.1f}s (TTL {self.ttl:g}s)"
+                )
+
+    async def _expire_loop(self) -> None:
+        period = max(0.05, min(1.0, self.ttl / 4))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.expire_stale()
+            except Exception:
+                log.exception("instance expiry failed")
+
+    def instances(self, app: str | None = None, namespace: str | None = None) -> list[Instance]:
+        return [
+            i
+            for _, i in sorted(self._instances.items())
+            if (app is None or i.app == app) and (namespace is None or i.namespace == namespace)
+        ]
 
     def apps(self, now: float | None = None) -> list[dict[str, Any]]:
         now = time.time() if now is None else now
-        by_app: dict[str, list[Instance]] = {}
+        by_app: dict[tuple[str, str], list[Instance]] = {}
         for instance in self.instances():
-            by_app.setdefault(instance.app, []).append(instance)
+            by_app.setdefault((instance.namespace, instance.app), []).append(instance)
         out = []
-        for app, members in sorted(by_app.items()):
-            healthy = [m for m in members if now - m.last_seen <= self.stale_after]
+        for (namespace, app), members in sorted(by_app.items()):
+            healthy = [m for m in members if now - m.last_seen <= self.ttl]
             services = sorted(
                 {
                     s.name
@@ -124,6 +310,7 @@ class MetadataRegistry:
             )
             out.append(
                 {
+                    "namespace": namespace,
                     "app": app,
                     "instances": len(members),
                     "healthyInstances": len(healthy),
@@ -132,6 +319,25 @@ class MetadataRegistry:
                 }
             )
         return out
+
+
+def _node_labels(node: sc.Node) -> dict[str, str]:
+    labels = {"tag": node.tag, "cluster": node.cluster, "env": node.env}
+    labels |= {"region": node.locality.region, "zone": node.locality.zone}
+    return {k: v for k, v in labels.items() if v}
+
+
+def _request_from(obj: ServiceInstance) -> sc.ReportMetadataRequest:
+    """A minimal report rebuilt from a persisted instance (the contract is not persisted)."""
+    metadata = sc.ServiceMetadata()
+    for address in obj.spec.addresses:
+        metadata.listening_addresses.add(address=address.address, port_value=address.port)
+        if address.protocol and address.protocol not in metadata.protocols:
+            metadata.protocols.append(address.protocol)
+    request = sc.ReportMetadataRequest(app_name=obj.spec.app, service_metadata=[metadata])
+    request.node.identifier.host_name = obj.spec.hostName
+    request.node.identifier.pid = obj.spec.pid
+    return request
 
 
 class MetadataService(sc_grpc.MetadataServiceServicer):
@@ -143,8 +349,9 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
         request: sc.ReportMetadataRequest,
         context: grpc.aio.ServicerContext[sc.ReportMetadataRequest, sc.ReportMetadataReply],
     ) -> sc.ReportMetadataReply:
+        headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
-            self._registry.report(request, context.peer())
-        except ValueError as err:
+            await self._registry.report(request, context.peer(), headers)
+        except RegistrationError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return sc.ReportMetadataReply()

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -135,7 +135,13 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
         self._index: dict[GroupKey, set[ClientStream]] = {}
+        self._disconnect_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
+        self._background: set[asyncio.Task[None]] = set()
         snapshots.add_listener(self._on_snapshot)
+
+    def add_disconnect_listener(self, listener: Callable[[str], Coroutine[Any, Any, None]]) -> None:
+        """Called with a client identifier when its last open stream ends."""
+        self._disconnect_listeners.append(listener)
 
     # --- queries (REST, dashboard, tests) ---
 
@@ -345,6 +351,11 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         while len(self._closed) > _CLOSED_CLIENTS_KEPT:
             self._closed.popitem(last=False)
         log.info("stream %s closed (%s)", stream.id, stream.identifier or stream.peer)
+        if stream.identifier and not any(s.identifier == stream.identifier for s in self._streams.values()):
+            for listener in self._disconnect_listeners:
+                task = asyncio.get_running_loop().create_task(listener(stream.identifier))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
 
 def _known_kind(name: str) -> bool:

@@ -13,6 +13,7 @@ from opensergo.spec.database import (
     VirtualDatabase,
     dangling_references,
 )
+from opensergo.spec.discovery import ServiceInstance
 from opensergo.spec.errors import SpecError, SpecErrors
 from opensergo.spec.faulttolerance import (
     AdaptiveOverloadProtectionStrategy,
@@ -46,6 +47,7 @@ __all__ = [
     "Ratio",
     "ReadWriteSplitting",
     "Resource",
+    "ServiceInstance",
     "Shadow",
     "Sharding",
     "SpecError",

@@ -14,7 +14,7 @@ from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
-from opensergo.spec import database, faulttolerance, traffic
+from opensergo.spec import database, discovery, faulttolerance, traffic
 from opensergo.spec.base import Resource
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
@@ -75,6 +75,7 @@ _KINDS: tuple[KindInfo, ...] = (
     _info(database.Shadow),
     _info(database.DatabaseDiscovery),
     _info(database.DistributedTransaction),
+    _info(discovery.ServiceInstance, None, ("si", "instance", "instances")),
 )
 
 

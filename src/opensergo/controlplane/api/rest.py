@@ -305,14 +305,10 @@ def create_app(
         return {"items": registry.apps()}
 
     @router.get("/api/v1/instances", tags=["status"])
-    async def instances(app: str | None = None) -> dict[str, Any]:
+    async def instances(app: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+        """Registered instances with their last heartbeat (all namespaces unless given)."""
         now = time.time()
-        return {"items": [i.to_dict(now, registry.stale_after) for i in registry.instances(app)]}
-
-    @router.get("/api/v1/apps/{app_name}/instances", tags=["status"])
-    async def app_instances(app_name: str) -> dict[str, Any]:
-        now = time.time()
-        return {"items": [i.to_dict(now, registry.stale_after) for i in registry.instances(app_name)]}
+        return {"items": [i.to_dict(now, registry.ttl) for i in registry.instances(app, namespace)]}
 
     app.include_router(router)
     return app
