@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test test-fast lint proto bench clean
+.PHONY: install system-deps run test test-fast lint proto bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests scripts examples
 	$(VENV)/bin/mypy
 
+## Debian packages the tests run for real (etcd, ...); installs only what is missing.
+system-deps:
+	scripts/system-deps.sh
+
 ## Every test layer, after lint and type checks.
-test: lint
+test: lint system-deps
 	$(PY) -m pytest -q
 
 ## The unit layer only (seconds).

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ControlPlaneProcess
+from tests.helpers import ControlPlaneProcess, EtcdCluster
 
 
 @pytest.hookimpl(tryfirst=True, hookwrapper=True)
@@ -28,3 +28,15 @@ def control_plane(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Co
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(cp.logs())
+
+
+@pytest.fixture
+def etcd(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[EtcdCluster]:
+    """A single-member etcd."""
+    cluster = EtcdCluster(tmp_path / "etcd", size=1)
+    cluster.start()
+    yield cluster
+    cluster.stop()
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:
+        print(cluster.logs())

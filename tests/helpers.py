@@ -131,3 +131,96 @@ def spawn_python(
         stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", **(env or {})},
     )
+
+
+class EtcdCluster:
+    """Real etcd members (Debian etcd-server) on loopback; a single member when size == 1."""
+
+    def __init__(self, base: Path, size: int = 1) -> None:
+        self.base = base
+        self.names = [f"m{i}" for i in range(size)]
+        self.client_ports = [free_port() for _ in range(size)]
+        self.peer_ports = [free_port() for _ in range(size)]
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return "etcd://" + ",".join(f"127.0.0.1:{p}" for p in self.client_ports)
+
+    def _args(self, i: int) -> list[str]:
+        name = self.names[i]
+        cluster = ",".join(
+            f"{n}=http://127.0.0.1:{p}" for n, p in zip(self.names, self.peer_ports, strict=True)
+        )
+        return [
+            "etcd",
+            "--name", name,
+            "--data-dir", str(self.base / name),
+            "--listen-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+            "--advertise-client-urls", f"http://127.0.0.1:{self.client_ports[i]}",
+            "--listen-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+            "--initial-advertise-peer-urls", f"http://127.0.0.1:{self.peer_ports[i]}",
+            "--initial-cluster", cluster,
+            "--initial-cluster-state", "new",
+            "--initial-cluster-token", f"opensergo-test-{self.peer_ports[0]}",
+            "--heartbeat-interval", "50",
+            "--election-timeout", "500",
+        ]  # fmt: skip
+
+    def start_member(self, i: int) -> None:
+        name = self.names[i]
+        log = (self.base / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(self._args(i), stdout=log, stderr=subprocess.STDOUT)
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        for i in range(len(self.names)):
+            self.start_member(i)
+        wait_until(lambda: self.leader() is not None, timeout=timeout, interval=0.1, what="etcd leader")
+
+    def status(self, i: int) -> dict[str, object] | None:
+        try:
+            response = httpx.post(
+                f"http://127.0.0.1:{self.client_ports[i]}/v3/maintenance/status", json={}, timeout=1
+            )
+            body: dict[str, object] = response.json()
+            return body
+        except (httpx.HTTPError, ValueError):
+            return None
+
+    def leader(self) -> int | None:
+        """Index of the current leader, as reported by a live member."""
+        for i, name in enumerate(self.names):
+            proc = self.procs.get(name)
+            if proc is None or proc.poll() is not None:
+                continue
+            status = self.status(i)
+            if not status or "leader" not in status:
+                continue
+            leader_id = str(status["leader"])
+            for j in range(len(self.names)):
+                other = self.status(j)
+                if other and str(other.get("header", {}).get("member_id")) == leader_id:  # type: ignore[union-attr]
+                    return j
+        return None
+
+    def kill(self, i: int) -> None:
+        proc = self.procs[self.names[i]]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(timeout=5)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}" for p in self.base.glob("*.log")
+        )

@@ -291,7 +291,9 @@ def control_plane(
     data_dir: Annotated[Path, typer.Option("--data-dir", help="Embedded store directory.")] = Path(
         ".opensergo"
     ),
-    store: Annotated[str, typer.Option("--store", help="Store backend: sqlite (embedded).")] = "sqlite",
+    store: Annotated[
+        str, typer.Option("--store", help="sqlite (embedded, one replica) or etcd://host:port,host:port,...")
+    ] = "sqlite",
     heartbeat_interval: Annotated[float, typer.Option(help="Expected metadata heartbeat, seconds.")] = 30.0,
     instance_ttl: Annotated[
         float | None, typer.Option(help="Expire an instance after this many seconds without a heartbeat.")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import secrets
 import signal
 import socket
 from collections.abc import Iterator
@@ -51,7 +53,11 @@ def control_plane_identity() -> str:
 def open_store(settings: Settings) -> Store:
     if settings.store in ("sqlite", ""):
         return SqliteStore(settings.data_dir)
-    raise ValueError(f"unsupported store {settings.store!r} (supported: sqlite)")
+    if settings.store.startswith("etcd://"):
+        from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
+
+        return EtcdStore(parse_endpoints(settings.store))
+    raise ValueError(f"unsupported store {settings.store!r} (use sqlite or etcd://host:port,...)")
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -70,6 +76,9 @@ class ControlPlane:
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
         self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
+        self.replica_id = (
+            f"{settings.identity or control_plane_identity()}-{os.getpid()}-{secrets.token_hex(3)}"
+        )
         self.registry = MetadataRegistry(
             self.store,
             heartbeat_interval=settings.heartbeat_interval,
@@ -78,7 +87,7 @@ class ControlPlane:
             allow_loopback=settings.allow_loopback,
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
-        self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry)
+        self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry, self.replica_id)
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
         self._grpc: grpc.aio.Server | None = None
@@ -91,6 +100,8 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
         await ready.wait()
         await self.registry.start()
+        if self.store.supports_ttl:
+            self._tasks.append(asyncio.create_task(self._publish_status()))
 
         self._grpc = grpc.aio.server(
             options=[
@@ -129,6 +140,18 @@ class ControlPlane:
         sockets = [s for server in self._http.servers for s in server.sockets]
         if sockets:
             self.http_port = sockets[0].getsockname()[1]
+
+    async def _publish_status(self, period: float = 1.0) -> None:
+        """Share this replica's clients and their ACK state with the other replicas."""
+        while True:
+            try:
+                clients = [c.to_dict() for c in self.transport.clients(include_disconnected=False)]
+                await self.store.publish_status(
+                    self.replica_id, {"clients": clients}, ttl=max(5.0, 5 * period)
+                )
+            except Exception as err:
+                log.warning("cannot publish replica status: %s", err)
+            await asyncio.sleep(period)
 
     async def stop(self) -> None:
         await self.registry.stop()

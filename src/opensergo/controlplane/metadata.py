@@ -157,7 +157,14 @@ class MetadataRegistry:
         self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        """Adopt instances persisted by an earlier run; they get one TTL to report again."""
+        """Start expiring instances.
+
+        With a TTL-capable store (etcd leases) the store expires them, and every replica may
+        refresh them; otherwise this registry adopts the instances persisted by an earlier run
+        (they get one TTL to report again) and expires them itself.
+        """
+        if self._store.supports_ttl:
+            return
         now = time.time()
         for stored in await self._store.list(INSTANCE_KIND.full_name):
             try:
@@ -220,9 +227,15 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            if changed:
+            if changed or not await self._refresh(instance):
                 await self._persist(instance)
         return instance
+
+    async def _refresh(self, instance: Instance) -> bool:
+        """Extend a TTL-store lease; False when the object is gone and must be written again."""
+        if not self._store.supports_ttl:
+            return True
+        return await self._store.refresh(INSTANCE_KIND.full_name, instance.namespace, instance.name)
 
     async def _persist(self, instance: Instance) -> None:
         services = sorted(
@@ -247,7 +260,8 @@ class MetadataRegistry:
                 "services": services,
             },
         }
-        await self._store.put(INSTANCE_KIND.full_name, instance.namespace, instance.name, body)
+        ttl = self.ttl if self._store.supports_ttl else None
+        await self._store.put(INSTANCE_KIND.full_name, instance.namespace, instance.name, body, ttl=ttl)
 
     async def expire(self, key: tuple[str, str, str], reason: str) -> None:
         async with self._lock:

@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from google.protobuf import any_pb2
 
-from opensergo.controlplane.store.base import EventType, Store, WatchEvent
+from opensergo.controlplane.store.base import Bookmark, EventType, Store, WatchEvent
 from opensergo.spec import codec
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError
@@ -89,6 +89,10 @@ class SnapshotCache:
             snapshot = Snapshot(key, 0, ())
         return snapshot
 
+    def objects(self, kind: str) -> list[Resource]:
+        """Every current object of one kind, whatever its app."""
+        return [r for (k, _, _), r in sorted(self._objects.items()) if k == kind]
+
     def groups(self) -> list[Snapshot]:
         return [self._snapshots[k] for k in sorted(self._snapshots)]
 
@@ -131,11 +135,11 @@ class SnapshotCache:
         return changed
 
     async def follow(self, store: Store, ready: asyncio.Event | None = None) -> None:
-        """Replay the store's log, set ``ready`` once caught up, then follow live events."""
-        target = store.revision
-        if ready is not None and target == 0:
-            ready.set()
+        """Replay the store's log, set ``ready`` at the first bookmark, then follow live events."""
         async for event in store.watch(self.revision):
+            if isinstance(event, Bookmark):
+                self.revision = max(self.revision, event.revision)
+                if ready is not None:
+                    ready.set()
+                continue
             self.apply(event)
-            if ready is not None and not ready.is_set() and event.revision >= target:
-                ready.set()

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from opensergo.controlplane.store.base import ConflictError, EventType, NotFoundError
+from opensergo.controlplane.store.base import Bookmark, ConflictError, EventType, NotFoundError
 from opensergo.controlplane.store.sqlite import SqliteStore
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(20)]
@@ -95,6 +95,8 @@ async def test_watch_replays_then_follows(tmp_path: Path) -> None:
 
     async def consume() -> None:
         async for event in store.watch(1):
+            if isinstance(event, Bookmark):
+                continue
             seen.append((event.type, event.revision))
             if len(seen) == 3:
                 return

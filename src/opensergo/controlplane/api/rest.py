@@ -18,9 +18,9 @@ from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from opensergo import __version__
-from opensergo.controlplane.metadata import MetadataRegistry
+from opensergo.controlplane.metadata import INSTANCE_KIND, MetadataRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
-from opensergo.controlplane.store.base import ConflictError, NotFoundError, Store, StoredObject
+from opensergo.controlplane.store.base import Bookmark, ConflictError, NotFoundError, Store, StoredObject
 from opensergo.controlplane.transport import TransportService
 from opensergo.spec import kinds
 from opensergo.spec.errors import SpecError
@@ -137,6 +137,7 @@ def create_app(
     snapshots: SnapshotCache,
     transport: TransportService,
     registry: MetadataRegistry,
+    replica_id: str = "",
 ) -> FastAPI:
     app = FastAPI(
         title="OpenSergo control plane",
@@ -152,7 +153,12 @@ def create_app(
 
     @router.get("/healthz", tags=["meta"])
     async def healthz() -> dict[str, Any]:
-        return {"status": "ok", "revision": store.revision, "clients": transport.connected_count}
+        return {
+            "status": "ok",
+            "revision": store.revision,
+            "clients": transport.connected_count,
+            "replica": replica_id,
+        }
 
     @router.get("/apis", tags=["meta"])
     async def api_kinds() -> dict[str, Any]:
@@ -274,8 +280,12 @@ def create_app(
 
     @router.get("/api/v1/clients", tags=["status"])
     async def clients(connected: bool | None = None) -> dict[str, Any]:
-        """Connected (and recently disconnected) data planes with per-subscription ACK state."""
-        items = [c.to_dict() for c in transport.clients()]
+        """Data planes with per-subscription ACK state: this replica's (connected and recently
+        disconnected) and, with a shared store, the connected ones of every other replica."""
+        items = [dict(c.to_dict(), replica=replica_id) for c in transport.clients()]
+        for other, document in (await store.read_status()).items():
+            if other != replica_id:
+                items += [dict(c, replica=other) for c in document.get("clients", [])]
         if connected is not None:
             items = [c for c in items if c["connected"] == connected]
         return {"items": items}
@@ -308,7 +318,29 @@ def create_app(
     async def instances(app: str | None = None, namespace: str | None = None) -> dict[str, Any]:
         """Registered instances with their last heartbeat (all namespaces unless given)."""
         now = time.time()
-        return {"items": [i.to_dict(now, registry.ttl) for i in registry.instances(app, namespace)]}
+        local = {
+            (i.namespace, i.name): i.to_dict(now, registry.ttl) for i in registry.instances(app, namespace)
+        }
+        # Instances registered through other replicas are known from the shared store only.
+        for obj in snapshots.objects(INSTANCE_KIND.full_name):
+            spec = obj.spec
+            if (obj.namespace, obj.name) in local or (app and spec.app != app):
+                continue
+            if namespace and obj.namespace != namespace:
+                continue
+            local[(obj.namespace, obj.name)] = {
+                "namespace": obj.namespace,
+                "app": spec.app,
+                "name": obj.name,
+                "nodeId": spec.nodeId,
+                "hostName": spec.hostName,
+                "pid": spec.pid,
+                "labels": dict(spec.labels),
+                "addresses": [a.url for a in spec.addresses],
+                "lastSeen": None,
+                "healthy": True,  # its lease is alive, or it would be gone
+            }
+        return {"items": [local[k] for k in sorted(local)]}
 
     app.include_router(router)
     return app
@@ -316,6 +348,8 @@ def create_app(
 
 async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int) -> AsyncIterator[bytes]:
     async for event in store.watch(since):
+        if isinstance(event, Bookmark):
+            continue
         obj = event.object
         if obj.kind != kind.full_name or obj.namespace != namespace:
             continue

@@ -1,6 +1,7 @@
 """Rule storage backends behind one async interface (see base.Store)."""
 
 from opensergo.controlplane.store.base import (
+    Bookmark,
     ConflictError,
     EventType,
     NotFoundError,
@@ -9,4 +10,4 @@ from opensergo.controlplane.store.base import (
     WatchEvent,
 )
 
-__all__ = ["ConflictError", "EventType", "NotFoundError", "Store", "StoredObject", "WatchEvent"]
+__all__ = ["Bookmark", "ConflictError", "EventType", "NotFoundError", "Store", "StoredObject", "WatchEvent"]

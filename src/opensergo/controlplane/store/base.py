@@ -7,8 +7,10 @@ revision of the write that produced them, so versions only ever increase, across
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
 
@@ -43,6 +45,13 @@ class WatchEvent:
     revision: int
 
 
+@dataclass(frozen=True)
+class Bookmark:
+    """A watch marker: every event up to ``revision`` has been delivered (as in Kubernetes)."""
+
+    revision: int
+
+
 class NotFoundError(KeyError):
     """The object does not exist."""
 
@@ -56,6 +65,9 @@ WatchEvents = list[WatchEvent]  # spelled out here: inside Store, `list` is the 
 
 class Store(Protocol):
     """Async storage of OpenSergo objects. Bodies are validated before they get here."""
+
+    # True when put(ttl=...) expires objects by itself (etcd leases); else the caller expires them.
+    supports_ttl: bool
 
     async def open(self) -> None: ...
 
@@ -79,8 +91,14 @@ class Store(Protocol):
         *,
         expected_revision: int | None = None,
         create_only: bool = False,
+        ttl: float | None = None,
     ) -> StoredObject:
-        """Create or replace. ``expected_revision`` enables optimistic concurrency."""
+        """Create or replace. ``expected_revision`` enables optimistic concurrency; ``ttl`` makes
+        the object expire unless refreshed (only where ``supports_ttl``)."""
+        ...
+
+    async def refresh(self, kind: str, namespace: str, name: str) -> bool:
+        """Extend a TTL object's life; False when it no longer exists."""
         ...
 
     async def delete(
@@ -89,10 +107,50 @@ class Store(Protocol):
         """Delete and return the last state. Raises NotFoundError."""
         ...
 
-    def watch(self, since_revision: int = 0) -> AsyncIterator[WatchEvent]:
-        """Every event with a revision greater than ``since_revision``, then live events, in order."""
+    def watch(self, since_revision: int = 0) -> AsyncIterator[WatchEvent | Bookmark]:
+        """Every event with a revision greater than ``since_revision``, then live events, in order.
+
+        A Bookmark follows the replay of past events, and again after every reconnect, so a
+        consumer knows when it has caught up even if nothing changed.
+        """
         ...
 
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         """Every recorded change of one object, oldest first."""
         ...
+
+    async def publish_status(self, replica: str, document: dict[str, Any], ttl: float) -> None:
+        """Share a replica's status (e.g. clients' ACK state) with the other replicas."""
+        ...
+
+    async def read_status(self) -> dict[str, dict[str, Any]]:
+        """Every live replica's last published status, by replica id."""
+        ...
+
+
+def with_server_metadata(
+    body: dict[str, Any], current: StoredObject | None, namespace: str
+) -> dict[str, Any]:
+    """Fill the fields the server owns: uid, creationTimestamp, generation, namespace."""
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta["namespace"] = namespace
+    old_meta = current.body.get("metadata", {}) if current else {}
+    meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
+    meta["creationTimestamp"] = old_meta.get("creationTimestamp") or datetime.now(UTC).strftime(
+        "%Y-%m-%dT%H:%M:%SZ"
+    )
+    changed = current is None or current.body.get("spec") != out.get("spec")
+    meta["generation"] = int(old_meta.get("generation", 0)) + (1 if changed else 0)
+    meta.pop("resourceVersion", None)
+    out["metadata"] = meta
+    out.pop("status", None)
+    return out
+
+
+def with_revision(body: dict[str, Any], revision: int) -> dict[str, Any]:
+    out = dict(body)
+    meta = dict(out.get("metadata") or {})
+    meta["resourceVersion"] = str(revision)
+    out["metadata"] = meta
+    return out

@@ -10,21 +10,22 @@ import asyncio
 import contextlib
 import json
 import logging
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from opensergo.controlplane.store.base import (
+    Bookmark,
     ConflictError,
     EventType,
     NotFoundError,
     StoredObject,
     WatchEvent,
     WatchEvents,
+    with_revision,
+    with_server_metadata,
 )
 
 log = logging.getLogger(__name__)
@@ -59,7 +60,9 @@ class _Watcher:
 
 
 class SqliteStore:
-    """Store backed by ``<data_dir>/opensergo.db``."""
+    """Store backed by ``<data_dir>/opensergo.db``. One process owns it: a single replica."""
+
+    supports_ttl = False
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / "opensergo.db"
@@ -67,6 +70,7 @@ class SqliteStore:
         self._revision = 0
         self._lock = asyncio.Lock()
         self._watchers: set[_Watcher] = set()
+        self._status: dict[str, dict[str, Any]] = {}
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -130,6 +134,7 @@ class SqliteStore:
         *,
         expected_revision: int | None = None,
         create_only: bool = False,
+        ttl: float | None = None,  # not supported: the caller expires objects (supports_ttl False)
     ) -> StoredObject:
         async with self._lock:
             current = await self.get(kind, namespace, name)
@@ -142,7 +147,7 @@ class SqliteStore:
                         f"{kind} {namespace}/{name} was modified: resourceVersion is {actual},"
                         f" not {expected_revision}"
                     )
-            body = _with_server_metadata(body, current, namespace)
+            body = with_server_metadata(body, current, namespace)
             event_type = EventType.MODIFIED if current else EventType.ADDED
             return await self._write(event_type, kind, namespace, name, body)
 
@@ -170,7 +175,7 @@ class SqliteStore:
                 (event_type.value, kind, namespace, name),
             )
             revision = int(cur.lastrowid or 0)
-            stored_body = _with_revision(body, revision) if event_type != EventType.DELETED else body
+            stored_body = with_revision(body, revision) if event_type != EventType.DELETED else body
             text = json.dumps(stored_body, sort_keys=True)
             await db.execute("UPDATE events SET body=? WHERE revision=?", (text, revision))
             if event_type == EventType.DELETED:
@@ -210,7 +215,7 @@ class SqliteStore:
             rows = await cur.fetchall()
         return [_event_from_row(r) for r in rows]
 
-    async def watch(self, since_revision: int = 0) -> AsyncIterator[WatchEvent]:
+    async def watch(self, since_revision: int = 0) -> AsyncIterator[WatchEvent | Bookmark]:
         watcher = _Watcher()
         self._watchers.add(watcher)
         last = since_revision
@@ -224,6 +229,7 @@ class SqliteStore:
                         yield event
                     if len(batch) < 1000:
                         break
+                yield Bookmark(max(last, self._revision))
                 watcher.overflowed = False
                 while True:
                     live = await watcher.queue.get()
@@ -239,6 +245,15 @@ class SqliteStore:
         finally:
             self._watchers.discard(watcher)
 
+    async def refresh(self, kind: str, namespace: str, name: str) -> bool:
+        return await self.get(kind, namespace, name) is not None
+
+    async def publish_status(self, replica: str, document: dict[str, Any], ttl: float) -> None:
+        self._status[replica] = document  # single replica: nothing to share across processes
+
+    async def read_status(self) -> dict[str, dict[str, Any]]:
+        return dict(self._status)
+
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         async with self._conn.execute(
             "SELECT revision, type, kind, namespace, name, body FROM events"
@@ -253,31 +268,3 @@ def _event_from_row(row: Any) -> WatchEvent:
     revision, event_type, kind, namespace, name, body = row
     obj = StoredObject(kind, namespace, name, json.loads(body), int(revision))
     return WatchEvent(EventType(event_type), obj, int(revision))
-
-
-def _with_server_metadata(
-    body: dict[str, Any], current: StoredObject | None, namespace: str
-) -> dict[str, Any]:
-    """Fill the fields the server owns: uid, creationTimestamp, generation, namespace."""
-    out = dict(body)
-    meta = dict(out.get("metadata") or {})
-    meta["namespace"] = namespace
-    old_meta = current.body.get("metadata", {}) if current else {}
-    meta["uid"] = old_meta.get("uid") or str(uuid.uuid4())
-    meta["creationTimestamp"] = old_meta.get("creationTimestamp") or datetime.now(UTC).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
-    )
-    changed = current is None or current.body.get("spec") != out.get("spec")
-    meta["generation"] = int(old_meta.get("generation", 0)) + (1 if changed else 0)
-    meta.pop("resourceVersion", None)
-    out["metadata"] = meta
-    out.pop("status", None)
-    return out
-
-
-def _with_revision(body: dict[str, Any], revision: int) -> dict[str, Any]:
-    out = dict(body)
-    meta = dict(out.get("metadata") or {})
-    meta["resourceVersion"] = str(revision)
-    out["metadata"] = meta
-    return out
