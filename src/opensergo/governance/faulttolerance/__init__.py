@@ -1,0 +1,1 @@
+"""Fault-tolerance strategies (one module each) and the engine that compiles them."""

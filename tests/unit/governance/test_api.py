@@ -1,0 +1,372 @@
+"""The public API: guard in its four forms, error classification, load_rules, BlockedError."""
+
+from __future__ import annotations
+
+import asyncio
+import pickle
+import threading
+from pathlib import Path
+
+import pytest
+
+from opensergo.governance import (
+    BlockedError,
+    CircuitBreakerOpenError,
+    ConcurrencyLimitedError,
+    Engine,
+    FallbackResponse,
+    ManualClock,
+    RateLimitedError,
+    default_engine,
+    guard,
+    load_rules,
+)
+from opensergo.governance.errors import (
+    ERROR_BY_KIND,
+    OverloadedError,
+    ThrottledError,
+)
+from opensergo.spec import SpecErrors
+
+from .conftest import breaker, concurrency, protect, rate_limit, throttling
+
+pytestmark = pytest.mark.unit
+
+R = "GET:/hello"
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def test_with_form(engine: Engine) -> None:
+    engine.set_rules(protect(R, rate_limit("rl", 1)))
+    with guard(R, engine=engine) as g:
+        assert g.resource == R
+    with pytest.raises(RateLimitedError), guard(R, engine=engine):
+        pytest.fail("must not run")  # pragma: no cover
+
+
+async def test_async_with_form(engine: Engine) -> None:
+    engine.set_rules(protect(R, rate_limit("rl", 1)))
+    async with guard(R, engine=engine):
+        await asyncio.sleep(0)
+    with pytest.raises(RateLimitedError):
+        async with guard(R, engine=engine):
+            pytest.fail("must not run")  # pragma: no cover
+
+
+def test_sync_decorator(engine: Engine) -> None:
+    engine.set_rules(protect(R, rate_limit("rl", 2)))
+
+    @guard(R, engine=engine)
+    def hello(name: str, *, punctuation: str = "!") -> str:
+        """Says hello."""
+        return f"hello {name}{punctuation}"
+
+    assert hello.__name__ == "hello" and hello.__doc__ == "Says hello."
+    assert hello("a") == "hello a!"
+    assert hello("b", punctuation="?") == "hello b?"
+    with pytest.raises(RateLimitedError):
+        hello("c")
+
+
+async def test_async_decorator(engine: Engine) -> None:
+    engine.set_rules(protect(R, rate_limit("rl", 2)))
+
+    @guard(R, engine=engine)
+    async def hello(name: str) -> str:
+        await asyncio.sleep(0)
+        return f"hello {name}"
+
+    assert asyncio.iscoroutinefunction(hello)
+    assert await hello("a") == "hello a"
+    assert await hello("b") == "hello b"
+    with pytest.raises(RateLimitedError):
+        await hello("c")
+
+
+async def test_async_decorator_with_throttling_awaits(clock: ManualClock) -> None:
+    engine = Engine(clock=clock)
+    engine.set_rules(protect(R, throttling("th", "100ms", "1s")))
+
+    @guard(R, engine=engine)
+    async def handler() -> int:
+        return clock.now_ms()
+
+    assert [await handler() for _ in range(3)] == [0, 100, 200]
+    async with guard(R, engine=engine):
+        assert clock.now_ms() == 300
+
+
+def test_guard_on_unguarded_resource_is_transparent(engine: Engine) -> None:
+    @guard("nothing-here", engine=engine)
+    def f(x: int) -> int:
+        return x + 1
+
+    assert f(1) == 2
+    with guard("nothing-here", engine=engine):
+        pass
+
+
+def test_generators_are_refused() -> None:
+    def gen() -> object:
+        yield 1
+
+    with pytest.raises(TypeError):
+        guard(R)(gen)
+
+
+def _error_breaker(engine: Engine) -> None:
+    engine.set_rules(protect(R, breaker("cb", min_requests=1, ratio="0%")))
+
+
+def _completions(engine: Engine) -> tuple[int, int]:
+    b = engine.breaker(R, "cb")
+    assert b is not None
+    return b.snapshot(engine.clock.now_ns())
+
+
+@pytest.mark.parametrize("form", ["with", "decorator"])
+def test_exceptions_count_as_errors(engine: Engine, form: str) -> None:
+    _error_breaker(engine)
+
+    def run() -> None:
+        if form == "with":
+            with guard(R, engine=engine):
+                raise ValueError("boom")
+        else:
+            guard(R, engine=engine)(lambda: (_ for _ in ()).throw(ValueError("boom")))()
+
+    with pytest.raises(ValueError):
+        run()
+    assert _completions(engine) == (1, 1)
+    with pytest.raises(CircuitBreakerOpenError):
+        run()
+
+
+async def test_exceptions_count_as_errors_async(engine: Engine) -> None:
+    _error_breaker(engine)
+
+    @guard(R, engine=engine)
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError):
+        await fails()
+    with pytest.raises(CircuitBreakerOpenError):
+        await fails()
+
+
+def test_which_exceptions_count_is_configurable_per_guard(engine: Engine) -> None:
+    _error_breaker(engine)
+    only_value = guard(R, engine=engine, errors=(ValueError,))
+    with pytest.raises(KeyError), only_value:
+        raise KeyError("not an error for the breaker")
+    assert _completions(engine) == (1, 0)
+    ignoring = guard(R, engine=engine, ignore=(LookupError,))
+    with pytest.raises(KeyError), ignoring:
+        raise KeyError("ignored")
+    assert _completions(engine) == (2, 0)
+    with pytest.raises(ValueError), only_value:
+        raise ValueError("counts")
+    assert _completions(engine) == (3, 1)
+
+
+def test_which_exceptions_count_is_configurable_engine_wide(clock: ManualClock) -> None:
+    engine = Engine(clock=clock, errors=(ConnectionError,))
+    _error_breaker(engine)
+
+    @guard(R, engine=engine)
+    def call(exc: BaseException) -> None:
+        raise exc
+
+    with pytest.raises(ValueError):
+        call(ValueError())
+    assert _completions(engine) == (1, 0)
+    with pytest.raises(ConnectionResetError):
+        call(ConnectionResetError())
+    assert _completions(engine) == (2, 1)
+
+
+def test_blocked_error_inside_a_guard_is_not_an_error(engine: Engine) -> None:
+    rl = rate_limit("rl", 0)
+    objects = [*protect(R, breaker("cb", min_requests=1, ratio="0%")), *protect("inner", rl, name="inner")]
+    engine.set_rules(objects)
+    with pytest.raises(RateLimitedError), guard(R, engine=engine), guard("inner", engine=engine):
+        pass  # pragma: no cover
+    assert _completions(engine) == (1, 0)
+
+
+def test_base_exceptions_complete_without_error(engine: Engine) -> None:
+    _error_breaker(engine)
+    with pytest.raises(KeyboardInterrupt), guard(R, engine=engine):
+        raise KeyboardInterrupt
+    assert _completions(engine) == (1, 0)
+
+
+def test_blocked_error_attributes(engine: Engine) -> None:
+    from .conftest import fallback, rule
+
+    fb = fallback("busy", 503, "busy", [("Retry-After", "5")])
+    cc = concurrency("cc", 0)
+    engine.set_rules([fb, cc, rule("my-rule", [R], [cc], fallback_action="busy")])
+    with pytest.raises(BlockedError) as info, guard(R, engine=engine):
+        pass  # pragma: no cover
+    err = info.value
+    assert isinstance(err, ConcurrencyLimitedError)
+    assert (err.resource, err.rule, err.strategy, err.kind) == (
+        R,
+        "my-rule",
+        "cc",
+        "ConcurrencyLimitStrategy",
+    )
+    assert err.fallback == FallbackResponse(503, "busy", (("Retry-After", "5"),), name="busy")
+    assert "my-rule" in str(err) and "'cc'" in str(err)
+    clone = pickle.loads(pickle.dumps(err))
+    assert (type(clone), clone.rule, clone.fallback) == (ConcurrencyLimitedError, "my-rule", err.fallback)
+
+
+def test_one_error_class_per_strategy_kind() -> None:
+    assert set(ERROR_BY_KIND) == {
+        "RateLimitStrategy",
+        "ThrottlingStrategy",
+        "ConcurrencyLimitStrategy",
+        "CircuitBreakerStrategy",
+        "AdaptiveOverloadProtectionStrategy",
+    }
+    for cls in (
+        RateLimitedError,
+        ThrottledError,
+        ConcurrencyLimitedError,
+        CircuitBreakerOpenError,
+        OverloadedError,
+    ):
+        assert issubclass(cls, BlockedError)
+        assert cls("r", "rule", "s").kind == cls.KIND
+
+
+def test_shared_guard_nested_and_across_threads(engine: Engine) -> None:
+    engine.set_rules(protect(R, concurrency("cc", 100)))
+    g = guard(R, engine=engine)
+    with g:
+        with g:  # nested use of the same object
+            assert engine.in_flight(R) == 2
+        assert engine.in_flight(R) == 1
+    assert engine.in_flight(R) == 0
+    barrier = threading.Barrier(4)
+
+    def worker() -> None:
+        barrier.wait()
+        for _ in range(500):
+            with g:
+                pass
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert engine.in_flight(R) == 0
+    with pytest.raises(RuntimeError):
+        g.__exit__(None, None, None)
+
+
+YAML = """
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: RateLimitStrategy
+metadata: {name: rl, namespace: prod, labels: {app: shop}}
+spec: {threshold: 1, statDurationSeconds: 1}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: rule, namespace: prod, labels: {app: shop}}
+spec:
+  targets: [{targetResourceName: "GET:/hello"}]
+  strategies: [{name: rl}]
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: ConcurrencyLimitStrategy
+metadata: {name: cc, namespace: prod, labels: {app: shop}}
+spec: {maxConcurrency: 0}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: by-selector, namespace: prod}
+spec:
+  selector: {app: shop}
+  targets: [{targetResourceName: "GET:/selector"}]
+  strategies: [{name: cc, kind: ConcurrencyLimitStrategy}]
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: other-app, namespace: prod, labels: {app: other}}
+spec:
+  targets: [{targetResourceName: "GET:/other"}]
+  strategies: [{name: rl}]
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: other-ns, namespace: default, labels: {app: shop}}
+spec:
+  targets: [{targetResourceName: "GET:/other-ns"}]
+  strategies: [{name: rl}]
+"""
+
+
+def test_load_rules_from_yaml_selects_namespace_and_app(engine: Engine) -> None:
+    result = load_rules(YAML, app="shop", namespace="prod", engine=engine)
+    assert result.resources == ("GET:/hello", "GET:/selector")
+    assert result.ignored == 2  # the other app's rule and the other namespace's rule
+    assert result.problems == ()
+    with pytest.raises(ConcurrencyLimitedError):  # selected through spec.selector.app
+        engine.entry("GET:/selector")
+    with guard("GET:/hello", engine=engine):
+        pass
+    with pytest.raises(RateLimitedError), guard("GET:/hello", engine=engine):
+        pass  # pragma: no cover
+    with guard("GET:/other", engine=engine), guard("GET:/other-ns", engine=engine):
+        pass
+
+
+def test_load_rules_all_apps_and_replace(engine: Engine) -> None:
+    result = load_rules(YAML, app=None, namespace="prod", engine=engine)
+    assert result.resources == ("GET:/hello", "GET:/other", "GET:/selector")
+    with pytest.raises(ConcurrencyLimitedError):
+        engine.entry("GET:/selector")
+    load_rules("", app="shop", engine=engine)  # an empty push lifts everything
+    assert engine.resources == ()
+
+
+def test_load_rules_from_paths_and_objects(engine: Engine, tmp_path: Path) -> None:
+    example = ROOT / "examples" / "rules" / "rate-limit.yaml"
+    result = load_rules(example, app="demo-app", engine=engine)
+    assert result.resources == ("GET:/hello",)
+    assert result.problems == ()
+    checks = engine.checks("GET:/hello")
+    assert checks is not None
+    for _ in range(5):
+        engine.entry("GET:/hello").exit()
+    with pytest.raises(RateLimitedError) as info:
+        engine.entry("GET:/hello")
+    assert info.value.fallback is not None and info.value.fallback.status == 429
+    (tmp_path / "rules.yaml").write_text(YAML)
+    assert load_rules(str(tmp_path / "rules.yaml"), app="shop", namespace="prod", engine=engine).resources
+    assert load_rules(tmp_path, app="shop", namespace="prod", engine=engine).resources
+    objects = protect(R, rate_limit("rl", 1, app="x"), name="r", app="x")
+    assert load_rules(objects, app="x", engine=engine).resources == (R,)
+    with pytest.raises(TypeError):
+        load_rules([1, 2], app="x", engine=engine)  # type: ignore[list-item]
+
+
+def test_load_rules_reports_invalid_yaml() -> None:
+    with pytest.raises(SpecErrors):
+        load_rules("kind: RateLimitStrategy\n", app="x", engine=Engine())
+
+
+def test_default_engine_is_used_without_an_engine_argument() -> None:
+    engine = default_engine()
+    try:
+        load_rules(protect("default-res", rate_limit("rl", 0, app="x"), app="x"), app="x")
+        assert engine.resources == ("default-res",)
+        with pytest.raises(RateLimitedError), guard("default-res"):
+            pass  # pragma: no cover
+    finally:
+        engine.clear()
