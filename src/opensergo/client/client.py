@@ -538,6 +538,14 @@ class OpenSergoClient:
         rid = self._next_request_id(key, "subscribe")
         return subscribe_request(key, identifier=self._identifier, request_id=rid, labels=self._labels)
 
+    @property
+    def instance_labels(self) -> dict[str, str]:
+        """The selector labels the control plane gives this instance: tag, cluster, env, region,
+        zone (when set) and the custom ``labels`` (which win)."""
+        labels = {k: str(v) for k, v in self._node_fields.items() if v}
+        labels.update(self._instance_labels)
+        return labels
+
     def _registration_headers(self) -> list[tuple[str, str]]:
         """gRPC metadata our control plane reads with ReportMetadata (the upstream messages have no room)."""
         headers = [("opensergo-namespace", self._namespace), ("opensergo-client-id", self._identifier)]

@@ -23,9 +23,15 @@ accepted as plain maps, so a real VirtualService body still parses.
   taken as fully qualified and is not suffixed again, for domains and clusters alike.
 * One destination gives ``cluster``, or the inline ``cluster_fallback`` plugin when it has a
   fallback. Several destinations give ``weighted_clusters`` (weights as UInt32Value,
-  ``total_weight`` unset). The Envoy plugin takes one cluster, so per-destination fallbacks of a
-  weighted route exist only in the native form. An HTTP route with no destination (redirect or
-  direct response only) is a proxy feature and is left out.
+  ``total_weight`` unset). An HTTP route with no destination (redirect or direct response only)
+  is a proxy feature and is left out.
+* Fallback on weighted routes (upstream drops it; the Envoy plugin takes a single cluster): the
+  route carries ``metadata.filter_metadata["io.opensergo.router.v1.fallback"]``, a Struct whose
+  fields map each weighted cluster name to the name of its fallback cluster (only destinations
+  with a fallback appear). ``weighted_clusters`` stays exactly as Envoy and Spring Cloud Alibaba
+  expect it; Envoy ignores metadata it has no filter for, and :meth:`TrafficRouter.from_proto`
+  reads it back. If one cluster appears twice in a weighted route with different fallbacks, the
+  first destination's fallback is kept.
 
 Not translated because Envoy has no route-level equivalent, or they concern the proxy:
 ``sourceLabels``, ``sourceNamespace``, ``gateways``, ``port`` and the proxy-only HTTP route
@@ -41,7 +47,7 @@ from envoy.config.core.v3 import extension_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
-from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf import any_pb2, struct_pb2, wrappers_pb2
 from google.protobuf.message import Message
 from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -54,6 +60,8 @@ GROUP = "traffic.opensergo.io"
 VERSION = "v1alpha1"
 
 CLUSTER_FALLBACK_PLUGIN = "envoy.router.cluster_specifier_plugin.cluster_fallback"
+WEIGHTED_FALLBACK_METADATA = "io.opensergo.router.v1.fallback"
+"""Route ``filter_metadata`` key: weighted cluster name -> fallback cluster name."""
 CLUSTER_DOMAIN = "svc.cluster.local"
 LANE_HEADER = "x-opensergo-traffic"
 
@@ -329,6 +337,24 @@ def _route_action(route: list[HTTPRouteDestination], namespace: str) -> Any:
     return action
 
 
+def _weighted_fallbacks(route: list[HTTPRouteDestination], namespace: str) -> struct_pb2.Struct | None:
+    """``{weighted cluster: fallback cluster}`` for a weighted route, None if there is none."""
+    if len(route) < 2:
+        return None
+    mapping: dict[str, str] = {}
+    for item in route:
+        dest = item.destination
+        if dest.fallback is None:
+            continue
+        routing = cluster_name(dest.host, namespace, dest.subset, dest.port.number if dest.port else None)
+        mapping.setdefault(routing, cluster_name(dest.fallback.host, namespace, dest.fallback.subset))
+    if not mapping:
+        return None
+    struct = struct_pb2.Struct()
+    struct.update(mapping)
+    return struct
+
+
 class TrafficRouter(_TrafficResource):
     KIND: ClassVar[str] = "TrafficRouter"
     PLURAL: ClassVar[str] = "trafficrouters"
@@ -345,9 +371,12 @@ class TrafficRouter(_TrafficResource):
             if not http.route:
                 continue
             action = _route_action(http.route, namespace)
+            fallbacks = _weighted_fallbacks(http.route, namespace)
             matches: list[HTTPMatchRequest | None] = list(http.match) or [None]
             for match in matches:
                 route = rc.Route(match=_route_match(match), route=action)
+                if fallbacks is not None:
+                    route.metadata.filter_metadata[WEIGHTED_FALLBACK_METADATA].CopyFrom(fallbacks)
                 name = (match.name if match is not None else None) or http.name
                 if name:
                     route.name = name
@@ -377,6 +406,7 @@ class TrafficRouter(_TrafficResource):
                 destinations = _destinations_from_envoy(route.route, namespace)
                 if not destinations:
                     continue
+                _apply_weighted_fallbacks(route, destinations, namespace)
                 match = _match_from_envoy(route.match)
                 previous = http[-1] if http else None
                 if (
@@ -471,6 +501,21 @@ def _destinations_from_envoy(action: Any, namespace: str) -> list[dict[str, Any]
         dest["fallback"] = {k: v for k, v in fallback.items() if k in ("host", "subset")}
         return [{"destination": dest}]
     return []
+
+
+def _apply_weighted_fallbacks(route: Any, destinations: list[dict[str, Any]], namespace: str) -> None:
+    """Restore per-destination fallbacks of a weighted route from its route metadata."""
+    if WEIGHTED_FALLBACK_METADATA not in route.metadata.filter_metadata:
+        return
+    if route.route.WhichOneof("cluster_specifier") != "weighted_clusters":
+        return
+    fields = route.metadata.filter_metadata[WEIGHTED_FALLBACK_METADATA].fields
+    for item, weighted in zip(destinations, route.route.weighted_clusters.clusters, strict=True):
+        value = fields.get(weighted.name)
+        if value is None or value.WhichOneof("kind") != "string_value":
+            continue
+        fallback = _destination_dict(value.string_value, namespace)
+        item["destination"]["fallback"] = {k: v for k, v in fallback.items() if k in ("host", "subset")}
 
 
 def _destination_dict(name: str, namespace: str) -> dict[str, Any]:
