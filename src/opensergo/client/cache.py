@@ -48,11 +48,17 @@ class CacheKey(NamedTuple):
 
 @dataclass(frozen=True)
 class CacheEntry:
-    """The full state of one key. ``live`` is False while it comes only from the on-disk snapshot."""
+    """The full state of one key. ``live`` is False while it comes only from the on-disk snapshot.
+
+    ``stream`` identifies the SubscribeConfig stream whose push set this entry (the client's stream
+    counter), or None when unknown. Versions are only compared between pushes of one stream: the
+    first push of a key on a new stream is authoritative (see :mod:`opensergo.client.subscriber`).
+    """
 
     version: int
     items: tuple[Resource, ...]
     live: bool = True
+    stream: int | None = None
 
 
 class RuleCache:
@@ -114,9 +120,17 @@ class RuleCache:
             return key in self._entries
 
     # -- updates (client loop only) --------------------------------------------------------------
-    def put(self, key: CacheKey, version: int, items: Iterable[Resource], *, live: bool = True) -> None:
+    def put(
+        self,
+        key: CacheKey,
+        version: int,
+        items: Iterable[Resource],
+        *,
+        live: bool = True,
+        stream: int | None = None,
+    ) -> None:
         """Replace the state of ``key`` and wake every waiter."""
-        entry = CacheEntry(version=version, items=tuple(items), live=live)
+        entry = CacheEntry(version=version, items=tuple(items), live=live, stream=stream)
         with self._lock:
             self._entries[key] = entry
         self.notify()

@@ -6,10 +6,26 @@ Decisions, in the order the checks run:
    requests, not a push. Ignored; a NACK is logged. (Any other code is treated as a push, like the
    official SDKs do.)
 2. Unknown ``kind`` -> NACK 4000.
-3. ``version`` lower than the cached one -> ACK 4010 "outdated version", data discarded. An equal
-   version is re-applied. An entry that came only from the on-disk snapshot is not compared: the
-   first live push for a key always wins (the snapshot may come from another control-plane
-   incarnation whose counter was higher).
+3. Versions are compared only between pushes received on the same stream. The first push of a key
+   on a stream is the control plane's state of the world and is applied even when its version is
+   lower than the cached one (a "version reset", counted in ``version_resets`` and logged); after
+   it, a push whose version is lower than the cached one -> ACK 4010 "outdated version", data
+   discarded. An equal version is re-applied. Data from the on-disk snapshot is never compared.
+
+   Why: version numbers are only comparable within one control-plane incarnation. The upstream Go
+   control plane counts versions in memory from 1 after every restart, keeps the same identifier
+   ("osg-" + host name) and, when it is the kind's first subscriber, sends no status-1 reply at all,
+   only a burst of status-200 pushes with versions 1, 2, ...; so neither the identifier nor the
+   status can tell a restart, and rejecting lower versions would keep stale rules until the new
+   counter passes the old one (forever if it never does). Within one stream a lower version is
+   genuinely out of order (upstream can write one stream from two goroutines) and is refused. With
+   our control plane versions are store revisions and never go backwards, so the rule changes
+   nothing there, except that a stream to a lagging replica sets the rules back to that replica's
+   (consistent, slightly older) state until it catches up and pushes the newer version: a bounded
+   staleness, where refusing would risk unbounded staleness against an upstream control plane.
+   A push without ``dataWithVersion`` carries no state and never resets a version. The stream is
+   identified by the hooks' optional ``streams_opened`` counter; without it every push counts as
+   the same stream (the official SDKs' behaviour).
 4. Every Any is decoded; any failure -> NACK 4001 with the reason, cache unchanged.
 5. The cache entry is replaced, a snapshot write scheduled (the owner writes it off the loop,
    coalescing bursts), every callback of the key called. A failing callback -> NACK 4007 with the
@@ -140,6 +156,8 @@ class PushHandler:
         self._decoder = decoder
         self._hooks = hooks
         self.pushes_applied = 0
+        self.version_resets = 0
+        """How many pushes were applied although their version was lower (first push on a new stream)."""
 
     def _reply(
         self, response: pb.SubscribeResponse, ack: str, code: int, message: str = ""
@@ -194,12 +212,19 @@ class PushHandler:
         version = response.dataWithVersion.version if has_data else 0
         payloads = list(response.dataWithVersion.data) if has_data else []
 
+        stream = self._stream_id()
         current = self._cache.entry(key)
+        reset = False
         if current is not None and current.live and version < current.version:
-            _log.info(
-                "discarding outdated push for %s: version %d < cached %d", _fmt(key), version, current.version
-            )
-            return self._reply(response, ACK, CODE_VERSION_OUTDATED, "outdated version")
+            if not has_data or current.stream == stream:
+                _log.info(
+                    "discarding outdated push for %s: version %d < cached %d",
+                    _fmt(key),
+                    version,
+                    current.version,
+                )
+                return self._reply(response, ACK, CODE_VERSION_OUTDATED, "outdated version")
+            reset = True
 
         try:
             items = [
@@ -211,7 +236,18 @@ class PushHandler:
             _log.warning("NACK push for %s version %d: %s", _fmt(key), version, reason)
             return self._reply(response, NACK, CODE_DECODE_ERROR, reason)
 
-        self._cache.put(key, version, items)
+        if reset:
+            assert current is not None
+            self.version_resets += 1
+            _log.warning(
+                "control plane %r restarted its version counter for %s? first push on this stream has "
+                "version %d < cached %d: applied as the new baseline",
+                response.control_plane.identifier,
+                _fmt(key),
+                version,
+                current.version,
+            )
+        self._cache.put(key, version, items, stream=stream)
         self.pushes_applied += 1
         _log.debug("applied %s version %d (%d items)", _fmt(key), version, len(items))
         try:
@@ -229,6 +265,11 @@ class PushHandler:
         if errors:
             return self._reply(response, NACK, CODE_HANDLER_ERROR, "; ".join(errors))
         return self._reply(response, ACK, CODE_SUCCESS)
+
+    def _stream_id(self) -> int | None:
+        """The current stream's number from the hooks (``streams_opened``), or None if they lack it."""
+        value = getattr(self._hooks, "streams_opened", None)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _fmt(key: CacheKey) -> str:

@@ -303,12 +303,18 @@ def test_reconnect_with_backoff_resubscribes_every_key(
         ]
         assert all(r.identifier == "test-client" for r in requests)
         assert int(requests[0].request_id) > 2  # the request counter keeps counting across streams
-        # the cache survived: an older version is refused, a newer one applied
-        cp.push(push(RLS, 4, [native_any("stale")], response_id="b"), stream=1)
-        assert cp.wait_reply(new_stream, "b").status.code == 4010
-        cp.push(push(RLS, 6, [native_any("after")], response_id="c"), stream=1)
-        assert cp.wait_reply(new_stream, "c").status.code == 1
-        assert recorder.calls == [(["before"], 5), (["after"], 6)]
+        # the cache survived the reconnect...
+        assert client.version(RLS) == 5 and [r.name for r in client.get(RLS)] == ["before"]
+        # ...but the first push on the new stream is authoritative even with a lower version (a
+        # restarted upstream control plane counts from 1 again); after it, an older version on the
+        # same stream is refused and a newer one applied
+        cp.push(push(RLS, 4, [native_any("reset")], response_id="b"), stream=1)
+        assert cp.wait_reply(new_stream, "b").status.code == 1
+        cp.push(push(RLS, 3, [native_any("stale")], response_id="c"), stream=1)
+        assert cp.wait_reply(new_stream, "c").status.code == 4010
+        cp.push(push(RLS, 6, [native_any("after")], response_id="d"), stream=1)
+        assert cp.wait_reply(new_stream, "d").status.code == 1
+        assert recorder.calls == [(["before"], 5), (["reset"], 4), (["after"], 6)]
         assert client.streams_opened >= 2
 
 
