@@ -4,12 +4,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-fast lint proto bench clean
+.PHONY: install system-deps run test test-fast lint proto bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
 install: $(STAMP)
@@ -38,6 +38,16 @@ test: lint system-deps
 ## The unit layer only (seconds).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
+
+## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out).
+bench: $(STAMP)
+	$(PY) benchmarks/run.py
+	$(PY) benchmarks/routing.py
+	$(PY) benchmarks/ack_latency.py 100 50
+
+## One control-plane replica with 1,000 / 5,000 / 10,000 subscriber streams.
+bench-scale: $(STAMP)
+	$(PY) benchmarks/scale.py 1000 5000 10000
 
 clean:
 	rm -rf $(VENV) .opensergo .pytest_cache .mypy_cache .ruff_cache

@@ -52,9 +52,8 @@ async def measure(cp: ControlPlaneProcess, subscribers: int, rounds: int, tmp: P
                 while True:
                     await asyncio.sleep(0.005)
                     items = (await http.get("/api/v1/clients", params={"connected": "true"})).json()["items"]
-                    acks = [
-                        s["ackedAt"] for c in items for s in c["subscriptions"] if s["ackedVersion"] == version
-                    ]
+                    subscriptions = [s for c in items for s in c["subscriptions"]]
+                    acks = [s["ackedAt"] for s in subscriptions if s["ackedVersion"] == version]
                     if len(acks) == subscribers:
                         break
                 latencies.append(max(acks) - started)
