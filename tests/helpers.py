@@ -90,7 +90,12 @@ class ControlPlaneProcess:
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
         )
-        wait_until(self._healthy, timeout=timeout, interval=0.05, what="control plane /healthz")
+        try:
+            wait_until(self._healthy, timeout=timeout, interval=0.05, what="control plane /healthz")
+        except BaseException:
+            self.kill()  # never leak a process that failed to come up
+            print(self.logs())
+            raise
 
     def _healthy(self) -> bool:
         assert self.proc is not None
@@ -176,7 +181,11 @@ class EtcdCluster:
         self.base.mkdir(parents=True, exist_ok=True)
         for i in range(len(self.names)):
             self.start_member(i)
-        wait_until(lambda: self.leader() is not None, timeout=timeout, interval=0.1, what="etcd leader")
+        try:
+            wait_until(lambda: self.leader() is not None, timeout=timeout, interval=0.1, what="etcd leader")
+        except BaseException:
+            self.stop()
+            raise
 
     def status(self, i: int) -> dict[str, object] | None:
         try:
