@@ -8,6 +8,7 @@ Usage: scale_loadgen.py ADDRESS STREAMS CHANNELS OUT_JSON; then commands on stdi
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import sys
 import time
@@ -48,8 +49,10 @@ async def run_stream(
 
 async def main() -> None:
     address, streams, channels, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+    # A local subchannel pool gives every channel its own HTTP/2 connection (gRPC would share one).
+    options = [("grpc.use_local_subchannel_pool", 1)]
     stubs = [
-        pb_grpc.OpenSergoUniversalTransportServiceStub(grpc.aio.insecure_channel(address))  # type: ignore[no-untyped-call]
+        pb_grpc.OpenSergoUniversalTransportServiceStub(grpc.aio.insecure_channel(address, options=options))  # type: ignore[no-untyped-call]
         for _ in range(channels)
     ]
     seen: list[dict[int, float]] = [{} for _ in range(streams)]
@@ -57,6 +60,9 @@ async def main() -> None:
     tasks = [asyncio.create_task(run_stream(stubs[i % channels], i, seen[i], ready)) for i in range(streams)]
     while ready[0] < streams:
         await asyncio.sleep(0.05)
+    # Same GC tuning as the control plane, so that the load generator is not the bottleneck.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
     print("ready", flush=True)
     loop = asyncio.get_running_loop()
     while True:

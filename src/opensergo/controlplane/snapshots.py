@@ -46,6 +46,7 @@ class Snapshot:
     version: int
     resources: tuple[Resource, ...]
     _encoded: dict[Encoding, tuple[any_pb2.Any, ...]] = field(default_factory=dict, repr=False)
+    _memo: dict[object, bytes] = field(default_factory=dict, repr=False)
 
     def encoded(self, encoding: Encoding) -> tuple[any_pb2.Any, ...]:
         """The payload, built on first use and shared afterwards."""
@@ -54,6 +55,13 @@ class Snapshot:
             cached = tuple(_encode(r, encoding) for r in self.resources)
             self._encoded[encoding] = cached
         return cached
+
+    def memo(self, key: object, build: Callable[[], bytes]) -> bytes:
+        """Bytes derived from this snapshot (e.g. a serialized push), built once per key."""
+        value = self._memo.get(key)
+        if value is None:
+            value = self._memo[key] = build()
+        return value
 
 
 def _encode(resource: Resource, encoding: Encoding) -> any_pb2.Any:

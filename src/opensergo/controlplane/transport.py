@@ -3,6 +3,10 @@
 One stream per data plane; each stream has one writer task fed by a queue, so pushes and replies
 never interleave (upstream writes from two goroutines at once). Pending pushes are coalesced per
 group: a slow client gets the newest snapshot, not every intermediate one.
+
+A push is serialized once per (snapshot, encoding, status) and shared by every stream; only the
+``response_id`` differs, and protobuf lets a field be appended to an encoded message, so each
+stream writes the shared bytes plus its own few bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +42,7 @@ _INFLIGHT_LIMIT = 4096
 _CLOSED_CLIENTS_KEPT = 256
 
 
-@dataclass
+@dataclass(slots=True)
 class SubscriptionState:
     """What one client has been sent for one group, and what it answered."""
 
@@ -70,20 +74,43 @@ class SubscriptionState:
         }
 
 
-_CLOSE = object()
+Render = Callable[["ClientStream", GroupKey, "str | None"], "bytes | None"]
 
 
 class ClientStream:
-    """One SubscribeConfig call."""
+    """One SubscribeConfig call.
 
-    def __init__(self, peer: str) -> None:
+    Its handler coroutine reads requests; a writer task exists only while something is queued,
+    so an idle stream costs no task (memory per stream matters at 10,000 streams).
+    """
+
+    __slots__ = (
+        "_context",
+        "_ids",
+        "_inflight",
+        "_outbox",
+        "_pending",
+        "_render",
+        "_writer",
+        "connected_at",
+        "disconnected_at",
+        "id",
+        "identifier",
+        "peer",
+        "subscriptions",
+    )
+
+    def __init__(self, peer: str, context: Any, render: Render) -> None:
         self.id = uuid.uuid4().hex[:12]
         self.peer = peer
         self.identifier = ""
         self.connected_at = time.time()
         self.disconnected_at: float | None = None
         self.subscriptions: dict[GroupKey, SubscriptionState] = {}
-        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._context = context
+        self._render = render
+        self._outbox: deque[GroupKey | bytes] = deque()
+        self._writer: asyncio.Task[None] | None = None
         self._pending: dict[GroupKey, str | None] = {}
         self._inflight: OrderedDict[str, tuple[GroupKey, int]] = OrderedDict()
         self._ids = itertools.count(1)
@@ -95,13 +122,41 @@ class ClientStream:
                 self._pending[key] = request_id
             return
         self._pending[key] = request_id
-        self._queue.put_nowait(key)
+        self._outbox.append(key)
+        self._kick()
 
     def reply(self, response: pb.SubscribeResponse) -> None:
-        self._queue.put_nowait(response)
+        self._outbox.append(response.SerializeToString())
+        self._kick()
+
+    def _kick(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            while self._outbox:
+                item = self._outbox.popleft()
+                if isinstance(item, GroupKey):
+                    data = self._render(self, item, self._pending.pop(item, None))
+                    if data is None:
+                        continue  # unsubscribed meanwhile
+                else:
+                    data = item
+                await self._context.write(data)
+        except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as err:
+            log.debug("stream %s: write failed: %s", self.id, err)
+        finally:
+            self._writer = None
+
+    async def flush(self) -> None:
+        """Wait until everything queued so far has been written."""
+        while self._writer is not None:
+            await asyncio.shield(self._writer)
 
     def close(self) -> None:
-        self._queue.put_nowait(_CLOSE)
+        if self._writer is not None:
+            self._writer.cancel()
 
     def next_response_id(self) -> str:
         return f"{self.id}-{next(self._ids)}"
@@ -168,38 +223,20 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         request_iterator: AsyncIterator[pb.SubscribeRequest],
         context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SubscribeResponse],
     ) -> None:
-        stream = ClientStream(context.peer())
+        stream = ClientStream(context.peer(), context, self._render)
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
-        reader = asyncio.create_task(self._read(stream, request_iterator))
         try:
-            while True:
-                item = await stream._queue.get()
-                if item is _CLOSE:
-                    break
-                if isinstance(item, pb.SubscribeResponse):
-                    await context.write(item)
-                    continue
-                assert isinstance(item, GroupKey)
-                request_id = stream._pending.pop(item, None)
-                state = stream.subscriptions.get(item)
-                if state is None:
-                    continue  # unsubscribed meanwhile
-                await context.write(self._push(stream, state, request_id))
-        finally:
-            reader.cancel()
-            self._drop(stream)
-
-    async def _read(self, stream: ClientStream, requests: AsyncIterator[pb.SubscribeRequest]) -> None:
-        try:
-            async for request in requests:
+            async for request in request_iterator:
                 self._handle(stream, request)
-        except (grpc.aio.AioRpcError, asyncio.CancelledError):
+            await stream.flush()  # the client half-closed: deliver what is queued, then end
+        except grpc.aio.AioRpcError:
             pass
         except Exception:
             log.exception("stream %s: reader failed", stream.id)
         finally:
             stream.close()
+            self._drop(stream)
 
     def _handle(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
         if request.identifier and not stream.identifier:
@@ -248,31 +285,45 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             if not streams:
                 del self._index[key]
 
-    def _push(
-        self, stream: ClientStream, state: SubscriptionState, request_id: str | None
-    ) -> pb.SubscribeResponse:
+    def _render(self, stream: ClientStream, key: GroupKey, request_id: str | None) -> bytes | None:
+        """The encoded push for one stream: the shared frame plus this stream's response_id."""
+        state = stream.subscriptions.get(key)
+        if state is None:
+            return None
         snapshot = self._snapshots.get(state.key)
-        initial = request_id is not None
+        code = CODE_SUCCESS if request_id is not None else CODE_CHANGE_PUSH
         response_id = request_id if request_id else stream.next_response_id()
         stream.remember(response_id, state.key, snapshot.version)
         state.pushed_version = snapshot.version
         state.pushed_at = time.time()
         if state.acked_version != snapshot.version:
             state.last_response = "pending"
+        frame = snapshot.memo((state.encoding, code), lambda: self._frame(snapshot, state.encoding, code))
+        return frame + pb.SubscribeResponse(response_id=response_id).SerializeToString()
+
+    def _frame(self, snapshot: Snapshot, encoding: Encoding, code: int) -> bytes:
+        """Every field of a push except response_id, serialized once."""
         return pb.SubscribeResponse(
-            status=pb.Status(
-                code=CODE_SUCCESS if initial else CODE_CHANGE_PUSH,
-                message="Get and send rule success",
-            ),
+            status=pb.Status(code=code, message="Get and send rule success"),
             ack="",
-            namespace=state.key.namespace,
-            app=state.key.app,
-            kind=state.key.kind,
+            namespace=snapshot.key.namespace,
+            app=snapshot.key.app,
+            kind=snapshot.key.kind,
             dataWithVersion=pb.DataWithVersion(
-                data=list(snapshot.encoded(state.encoding)), version=snapshot.version
+                data=list(snapshot.encoded(encoding)), version=snapshot.version
             ),
             control_plane=self._control_plane,
-            response_id=response_id,
+        ).SerializeToString()
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """The service's handler; responses are written as pre-encoded bytes."""
+        method = grpc.stream_stream_rpc_method_handler(
+            self.SubscribeConfig,
+            request_deserializer=pb.SubscribeRequest.FromString,
+            response_serializer=_passthrough,
+        )
+        return grpc.method_handlers_generic_handler(
+            "io.opensergo.proto.transport.v1.OpenSergoUniversalTransportService", {"SubscribeConfig": method}
         )
 
     def _reject(self, stream: ClientStream, request: pb.SubscribeRequest, message: str) -> None:
@@ -356,6 +407,10 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 task = asyncio.get_running_loop().create_task(listener(stream.identifier))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
 
 
 def _known_kind(name: str) -> bool:
