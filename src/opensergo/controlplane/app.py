@@ -22,7 +22,9 @@ from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, Metadata
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
+from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.controlplane.transport import TransportService
+from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,7 @@ class ControlPlane:
             allow_loopback=settings.allow_loopback,
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
+        self.global_limits = GlobalLimits(self.snapshots)
         self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry, self.replica_id)
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -116,6 +119,9 @@ class ControlPlane:
             ]
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
+        tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            TokenService(self.global_limits), self._grpc
+        )
         # The generated registration function is untyped.
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
             MetadataService(self.registry), self._grpc

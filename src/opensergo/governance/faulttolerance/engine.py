@@ -59,6 +59,7 @@ from opensergo.governance.faulttolerance.breaker import (
     CircuitBreaker,
     StateListener,
 )
+from opensergo.governance.faulttolerance.cluster import GlobalPermits, GlobalRate, TokenSource
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
 from opensergo.governance.faulttolerance.throttling import REJECT, Throttler
@@ -133,6 +134,8 @@ class ResourceChecks:
         "engine",
         "exits",
         "gauge",
+        "gperms",
+        "grates",
         "metrics",
         "now",
         "rates",
@@ -156,6 +159,8 @@ class ResourceChecks:
         breakers: tuple[CircuitBreaker, ...],
         metrics: Window | None,
         refs: tuple[RuleRef, ...],
+        grates: tuple[tuple[GlobalRate, RuleRef], ...] = (),
+        gperms: tuple[tuple[GlobalPermits, RuleRef], ...] = (),
     ) -> None:
         self.engine = engine
         self.resource = resource
@@ -178,8 +183,10 @@ class ResourceChecks:
         self.breakers = breakers
         self.metrics = metrics
         self.refs = refs
+        self.grates = grates
+        self.gperms = gperms
         self.timed_exit = bool(breakers) or metrics is not None
-        self.exits = self.timed_exit or self.gauge is not None
+        self.exits = self.timed_exit or self.gauge is not None or bool(gperms)
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -202,6 +209,8 @@ class ResourceChecks:
             if len(gauge) > self.conc_limit:
                 gauge.pop()
                 self._refuse_concurrency(len(gauge))
+        if self.gperms:
+            self._acquire_permits()
         for w, threshold, _ in self.rates:
             if now >= w.end:
                 w.roll(now)
@@ -210,6 +219,8 @@ class ResourceChecks:
             if w.hist_pass + passes[i] >= threshold:
                 self._refuse_rate(w, now)
             passes[i] += 1  # counted now; taken back if a later check refuses
+        if self.grates:
+            self._acquire_tokens(now)
         for b in self.breakers:
             if b.state != CLOSED:
                 self._check_breakers(now, now)
@@ -263,6 +274,8 @@ class ResourceChecks:
             if len(gauge) > self.conc_limit:
                 gauge.pop()
                 self._refuse_concurrency(len(gauge))
+        if self.gperms:
+            self._acquire_permits()
         for w, threshold, _ in self.rates:
             if now >= w.end:
                 w.roll(now)
@@ -271,6 +284,8 @@ class ResourceChecks:
             if w.hist_pass + passes[i] >= threshold:
                 self._refuse_rate(w, now)
             passes[i] += 1  # counted now; taken back if a later check refuses
+        if self.grates:
+            self._acquire_tokens(now)
         # Do not queue a request that a breaker would refuse anyway (a side-effect-free check;
         # the probe itself is claimed after the wait).
         for b in self.breakers:
@@ -326,7 +341,28 @@ class ResourceChecks:
             if w.start <= counted_at < w.end:
                 w.passes[w.idx] -= 1
 
+    def _acquire_permits(self) -> None:
+        """Global concurrency permits (after the local gauge; released by _release / exit)."""
+        for i, (permits, ref) in enumerate(self.gperms):
+            if not permits.acquire():
+                for taken, _ in self.gperms[:i]:
+                    taken.release()
+                gauge = self.gauge
+                if gauge is not None:
+                    gauge.pop()
+                self._refuse(ConcurrencyLimitedError, ref, "global max concurrency reached")
+
+    def _acquire_tokens(self, now: int) -> None:
+        for rate, ref in self.grates:
+            if not rate.acquire(now):
+                self._uncount(now, None)
+                self._release()
+                mode = "cluster" if rate.global_mode else f"local share {rate.local_threshold}"
+                self._refuse(RateLimitedError, ref, f"global rate limit reached ({mode})")
+
     def _release(self) -> None:
+        for permits, _ in self.gperms:
+            permits.release()
         gauge = self.gauge
         if gauge is not None:
             try:  # noqa: SIM105 - zero-cost in 3.11, unlike contextlib.suppress
@@ -371,6 +407,8 @@ class ResourceChecks:
 
     def exit(self, start: int, error: BaseException | None = None) -> None:
         """Release the slot and report the completion (RT since ``start``; error if not None)."""
+        for permits, _ in self.gperms:
+            permits.release()
         gauge = self.gauge
         if gauge is not None:
             try:  # noqa: SIM105 - zero-cost in 3.11, unlike contextlib.suppress
@@ -482,6 +520,9 @@ class Engine:
         self._counters: dict[tuple[str, str, str], BlockCounter] = {}
         self._listeners: list[StateListener] = []
         self._warned_global: set[tuple[str, str]] = set()
+        self._token_source: TokenSource | None = None
+        self._global_rates: dict[tuple[str, str, str, str], GlobalRate] = {}
+        self._global_permits: dict[tuple[str, str, str, str], GlobalPermits] = {}
         self._compile_lock = threading.RLock()
         self._problems: tuple[str, ...] = ()
         self._version = 0
@@ -572,6 +613,12 @@ class Engine:
     def clear(self) -> ApplyResult:
         return self.set_rules(())
 
+    def set_token_source(self, source: TokenSource | None) -> None:
+        """Enforce ``limitMode: Global`` through this token service client (None: local shares)."""
+        with self._compile_lock:
+            self._token_source = source
+            self._recompile(0)
+
     def set_instance_count(self, instances: int) -> None:
         """The app's live instance count (for GlobalToLocal); recompiles when it changes."""
         instances = max(1, int(instances))
@@ -637,6 +684,8 @@ class Engine:
         nodes: dict[str, _Node] = {}
         breakers: dict[tuple[str, str, str, str], CircuitBreaker] = {}
         throttlers: dict[tuple[str, str, str, str], Throttler] = {}
+        self._next_rates: dict[tuple[str, str, str, str], GlobalRate] = {}
+        self._next_permits: dict[tuple[str, str, str, str], GlobalPermits] = {}
         table: dict[str, ResourceChecks] = {}
         uses_sampler = False
         for resource, items in per_resource.items():
@@ -652,6 +701,13 @@ class Engine:
         self._nodes = nodes
         self._breakers = breakers
         self._throttlers = throttlers
+        for key, old in self._global_rates.items():
+            if self._next_rates.get(key) is not old:
+                old.close()
+        for pkey, old_permits in self._global_permits.items():
+            if self._next_permits.get(pkey) is not old_permits:
+                old_permits.close()
+        self._global_rates, self._global_permits = self._next_rates, self._next_permits
         self._problems = tuple(problems)
         self._version += 1
         for problem in problems:
@@ -737,6 +793,9 @@ class Engine:
         rates: list[tuple[Window, int, RuleRef]] = []
         throttles: list[tuple[Throttler, RuleRef]] = []
         cbs: list[CircuitBreaker] = []
+        grates: list[tuple[GlobalRate, RuleRef]] = []
+        gperms: list[tuple[GlobalPermits, RuleRef]] = []
+        source = self._token_source
         for kind in STRATEGY_KINDS:
             for strategy, ref in items:
                 if strategy.kind != kind.KIND:
@@ -747,14 +806,32 @@ class Engine:
                         adaptive = AdaptiveCheck(self._system_sampler(), node.gauge, node.metrics_window())
                     adaptive.add(strategy, ref)
                 elif isinstance(strategy, ConcurrencyLimitStrategy):
+                    if concurrency.is_global(strategy) and source is not None:
+                        share = max(1, strategy.spec.maxConcurrency // self._instances)
+                        fkey = (ref.namespace, strategy.app or "", resource, strategy.name)
+                        permits = self._global_permits.get(key) or GlobalPermits(fkey, source, share)
+                        permits.local_max = share
+                        self._next_permits[key] = permits
+                        gperms.append((permits, ref))
+                        continue
                     if concurrency.is_global(strategy):
                         self._warn_global(ref, "ConcurrencyLimitStrategy")
                     conc.append((concurrency.max_concurrency(strategy), ref))
                 elif isinstance(strategy, RateLimitStrategy):
+                    threshold = ratelimit.local_threshold(strategy, self._instances)
+                    window = node.window(ratelimit.interval_ms(strategy))
+                    if strategy.spec.limitMode is LimitMode.GLOBAL and source is not None:
+                        fkey = (ref.namespace, strategy.app or "", resource, strategy.name)
+                        rate = self._global_rates.get(key) or GlobalRate(
+                            fkey, source, window, threshold, self._now
+                        )
+                        rate.local_threshold = threshold
+                        self._next_rates[key] = rate
+                        grates.append((rate, ref))
+                        continue
                     if strategy.spec.limitMode is LimitMode.GLOBAL:
                         self._warn_global(ref, "RateLimitStrategy")
-                    threshold = ratelimit.local_threshold(strategy, self._instances)
-                    rates.append((node.window(ratelimit.interval_ms(strategy)), threshold, ref))
+                    rates.append((window, threshold, ref))
                 elif isinstance(strategy, ThrottlingStrategy):
                     throttler = self._throttlers.get(key) or throttlers.get(key)
                     if throttler is None:
@@ -780,7 +857,7 @@ class Engine:
         bbr = adaptive is not None and adaptive.uses_bbr
         if not bbr:
             node.metrics = None
-        used = {id(w) for w, _, _ in rates}
+        used = {id(w) for w, _, _ in rates} | {id(g.fallback) for g, _ in grates}
         node.windows = {ms: w for ms, w in node.windows.items() if id(w) in used}
         refs = tuple(ref for _, ref in items)
         return ResourceChecks(
@@ -794,6 +871,8 @@ class Engine:
             breakers=tuple(cbs),
             metrics=node.metrics if bbr else None,
             refs=refs,
+            grates=tuple(grates),
+            gperms=tuple(gperms),
         )
 
     def _warn_global(self, ref: RuleRef, kind: str) -> None:
@@ -805,7 +884,7 @@ class Engine:
         if kind == "RateLimitStrategy":
             how = "as GlobalToLocal (threshold / live instances)"
         log.warning(
-            "%s %s/%s uses limitMode Global, which is not implemented yet; enforcing it %s",
+            "%s %s/%s uses limitMode Global but no token service is attached; enforcing it %s",
             kind,
             ref.namespace,
             ref.strategy,

@@ -1,0 +1,176 @@
+"""Client of the control plane's token service (limitMode Global), on its own thread and loop.
+
+The engine's hot path never waits on it in the common case: global limits lease tokens and
+permits ahead of need (see opensergo.governance.faulttolerance.cluster). ``request`` is callable
+from any thread and returns a concurrent Future. The client is ``healthy`` while its stream is
+up; when the stream breaks, or a request goes unanswered past ``timeout``, it is unhealthy and
+global limits fall back to local shares until a new stream answers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import itertools
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+
+from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
+
+log = logging.getLogger("opensergo.client.tokens")
+
+DEFAULT_TIMEOUT = 0.020  # Sentinel's cluster client request timeout
+RECONNECT_DELAY = 0.25
+
+FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
+
+
+class TokenClient:
+    """One Connect stream to the token service, with reconnects, on a background loop."""
+
+    def __init__(self, endpoints: Sequence[str], *, client_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is required")
+        self.endpoints = list(endpoints)
+        self.client_id = client_id
+        self.timeout = timeout
+        self.healthy = False
+        self.slow_until = 0.0  # monotonic time until which a timed-out service counts as unhealthy
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, concurrent.futures.Future[tk.TokenResponse]] = {}
+        self._outbox: asyncio.Queue[tk.TokenRequest] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._sent_id = False
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> TokenClient:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            asyncio.set_event_loop(loop)
+            ready.set()
+            try:
+                loop.run_until_complete(self._run())
+            finally:
+                loop.close()
+
+        self._thread = threading.Thread(target=run, name="opensergo-token-client", daemon=True)
+        self._thread.start()
+        ready.wait()
+        return self
+
+    def stop(self) -> None:
+        self._stopping = True
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: [t.cancel() for t in asyncio.all_tasks(loop)])
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._fail_waiting()
+
+    @property
+    def usable(self) -> bool:
+        """Whether global limits should use the service now (else: local shares)."""
+        return self.healthy and time.monotonic() >= self.slow_until
+
+    def mark_slow(self, seconds: float = 1.0) -> None:
+        """A request timed out: use local shares for a while, then try the service again."""
+        self.slow_until = time.monotonic() + seconds
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def request(self, key: FlowKey, op: str, count: int) -> concurrent.futures.Future[tk.TokenResponse]:
+        """Send one request (op: lease, give_back, acquire, release); thread-safe."""
+        future: concurrent.futures.Future[tk.TokenResponse] = concurrent.futures.Future()
+        loop = self._loop
+        if loop is None or not self.healthy:
+            future.set_exception(ConnectionError("token service unavailable"))
+            return future
+        request_id = next(self._ids)
+        message = tk.TokenRequest(
+            id=request_id, key=tk.FlowKey(namespace=key[0], app=key[1], resource=key[2], strategy=key[3])
+        )
+        getattr(message, op).count = count  # selects the oneof member
+        self._waiting[request_id] = future
+        try:
+            loop.call_soon_threadsafe(self._enqueue, message)
+        except RuntimeError:  # loop closed
+            self._waiting.pop(request_id, None)
+            future.set_exception(ConnectionError("token client stopped"))
+        return future
+
+    def _enqueue(self, message: tk.TokenRequest) -> None:
+        if self._outbox is None:
+            self._resolve_error(message.id)
+            return
+        if not self._sent_id:
+            message.client_id = self.client_id
+            self._sent_id = True
+        self._outbox.put_nowait(message)
+
+    def _resolve_error(self, request_id: int) -> None:
+        future = self._waiting.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_exception(ConnectionError("token service unavailable"))
+
+    def _fail_waiting(self) -> None:
+        waiting, self._waiting = self._waiting, {}
+        for future in waiting.values():
+            if not future.done():
+                future.set_exception(ConnectionError("token stream ended"))
+
+    # -- the stream --------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        index = 0
+        while not self._stopping:
+            endpoint = self.endpoints[index % len(self.endpoints)]
+            try:
+                await self._stream(endpoint)
+            except asyncio.CancelledError:
+                break
+            except grpc.aio.AioRpcError as err:
+                log.debug("token stream to %s ended: %s", endpoint, err.code())
+            except Exception:
+                log.exception("token stream to %s failed", endpoint)
+            was_healthy, self.healthy = self.healthy, False
+            self._outbox = None
+            self._fail_waiting()
+            if was_healthy:
+                log.warning("token service %s unreachable: global limits use local shares", endpoint)
+            index += 1
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(RECONNECT_DELAY)
+
+    async def _stream(self, endpoint: str) -> None:
+        outbox: asyncio.Queue[tk.TokenRequest] = asyncio.Queue()
+
+        async def requests() -> AsyncIterator[tk.TokenRequest]:
+            while True:
+                yield await outbox.get()
+
+        async with grpc.aio.insecure_channel(endpoint) as channel:
+            await asyncio.wait_for(channel.channel_ready(), timeout=2.0)
+            stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
+            call = stub.Connect(requests())
+            self._outbox = outbox
+            self._sent_id = False
+            self.healthy = True
+            self.slow_until = 0.0
+            log.info("token service %s connected: global limits are enforced cluster-wide", endpoint)
+            async for response in call:
+                future = self._waiting.pop(response.id, None)
+                if future is not None and not future.done():
+                    future.set_result(response)

@@ -1,0 +1,202 @@
+"""The token service behind ``limitMode: Global`` (our extension, opensergo.ext.flowcontrol.v1).
+
+Data planes lease tokens in batches instead of asking once per request (Sentinel's token server
+costs a round trip per call): a lease grants up to the asked count out of what the limit's sliding
+window has left, and the tokens are valid for the rest of the current bucket plus one more, after
+which unused ones are given back. Global concurrency permits are acquired and released in small
+batches too; permits held by a client whose stream ends are reclaimed at once.
+
+The window has the local engine's semantics (opensergo.governance.stats.Window): 10 buckets over
+the strategy's statDuration when it divides evenly (Sentinel's cluster server uses 10 x 100 ms),
+else one bucket. Thresholds come from the same snapshots the control plane pushes: the
+RateLimitStrategy / ConcurrencyLimitStrategy named in the key, for the key's namespace and app,
+with ``limitMode: Global``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+
+from opensergo.controlplane.snapshots import GroupKey, SnapshotCache
+from opensergo.governance.stats import Window
+from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
+from opensergo.spec.faulttolerance import (
+    ConcurrencyLimitMode,
+    ConcurrencyLimitStrategy,
+    LimitMode,
+    RateLimitStrategy,
+)
+
+log = logging.getLogger(__name__)
+
+RATE_KIND = f"{RateLimitStrategy.GROUP}/{RateLimitStrategy.VERSION}/{RateLimitStrategy.KIND}"
+CONCURRENCY_KIND = (
+    f"{ConcurrencyLimitStrategy.GROUP}/{ConcurrencyLimitStrategy.VERSION}/{ConcurrencyLimitStrategy.KIND}"
+)
+NS_PER_MS = 1_000_000
+
+Key = tuple[str, str, str, str]  # namespace, app, resource, strategy
+
+
+def _key(message: tk.FlowKey) -> Key:
+    return (message.namespace, message.app, message.resource, message.strategy)
+
+
+class GlobalLimits:
+    """Token and permit accounting for every global limit (one process owns each key)."""
+
+    def __init__(self, snapshots: SnapshotCache, clock: Callable[[], int] = time.monotonic_ns) -> None:
+        self._snapshots = snapshots
+        self._clock = clock
+        self._windows: dict[tuple[Key, int], Window] = {}
+        self._held: dict[Key, dict[str, int]] = {}
+        self.decisions = 0  # leases and acquisitions answered (for benchmarks)
+
+    def _strategy(self, key: Key, kind: str) -> Any:
+        namespace, app, _, name = key
+        for obj in self._snapshots.get(GroupKey(namespace, app, kind)).resources:
+            if obj.name == name:
+                return obj
+        return None
+
+    def rate_limit(self, key: Key) -> tuple[int, int] | None:
+        """(threshold, interval ms) of the key's Global RateLimitStrategy, or None."""
+        strategy = self._strategy(key, RATE_KIND)
+        if not isinstance(strategy, RateLimitStrategy) or strategy.spec.limitMode is not LimitMode.GLOBAL:
+            return None
+        return strategy.spec.threshold, strategy.spec.stat_duration_millis
+
+    def max_concurrency(self, key: Key) -> int | None:
+        strategy = self._strategy(key, CONCURRENCY_KIND)
+        if (
+            not isinstance(strategy, ConcurrencyLimitStrategy)
+            or strategy.spec.limitMode is not ConcurrencyLimitMode.GLOBAL
+        ):
+            return None
+        return strategy.spec.maxConcurrency
+
+    def _window(self, key: Key, interval_ms: int) -> Window:
+        window = self._windows.get((key, interval_ms))
+        if window is None:
+            buckets = 10 if interval_ms % 10 == 0 else 1
+            window = self._windows[(key, interval_ms)] = Window(buckets, interval_ms)
+        return window
+
+    def lease(self, key: Key, count: int) -> tk.TokenResponse:
+        limit = self.rate_limit(key)
+        if limit is None:
+            return tk.TokenResponse(code=tk.TokenResponse.NO_RULE)
+        threshold, interval_ms = limit
+        window = self._window(key, interval_ms)
+        now = self._clock()
+        if now >= window.end:
+            window.roll(now)
+        used = window.hist_pass + window.passes[window.idx]
+        granted = max(0, min(count, threshold - used))
+        window.passes[window.idx] += granted
+        if granted < count:
+            window.blocks[window.idx] += count - granted
+        self.decisions += 1
+        valid_ns = window.end - now + window.length_ns
+        return tk.TokenResponse(
+            code=tk.TokenResponse.OK,
+            granted=granted,
+            valid_for_ms=max(1, valid_ns // NS_PER_MS),
+            threshold=threshold,
+            interval_ms=interval_ms,
+        )
+
+    def give_back(self, key: Key, count: int) -> tk.TokenResponse:
+        limit = self.rate_limit(key)
+        if limit is None:
+            return tk.TokenResponse(code=tk.TokenResponse.NO_RULE)
+        window = self._window(key, limit[1])
+        now = self._clock()
+        if now >= window.end:
+            window.roll(now)
+        # Taken back from the current bucket (the lease may have come from the previous one).
+        window.passes[window.idx] -= min(count, window.passes[window.idx])
+        return tk.TokenResponse(code=tk.TokenResponse.OK)
+
+    def acquire(self, key: Key, client: str, count: int) -> tk.TokenResponse:
+        maximum = self.max_concurrency(key)
+        if maximum is None:
+            return tk.TokenResponse(code=tk.TokenResponse.NO_RULE)
+        held = self._held.setdefault(key, {})
+        granted = max(0, min(count, maximum - sum(held.values())))
+        if granted:
+            held[client] = held.get(client, 0) + granted
+        self.decisions += 1
+        return tk.TokenResponse(code=tk.TokenResponse.OK, granted=granted, threshold=maximum)
+
+    def release(self, key: Key, client: str, count: int) -> tk.TokenResponse:
+        held = self._held.get(key, {})
+        left = held.get(client, 0) - count
+        if left > 0:
+            held[client] = left
+        else:
+            held.pop(client, None)
+        return tk.TokenResponse(code=tk.TokenResponse.OK)
+
+    def release_client(self, client: str) -> int:
+        """Reclaim every permit ``client`` holds (its stream ended); returns how many."""
+        reclaimed = 0
+        for held in self._held.values():
+            reclaimed += held.pop(client, 0)
+        return reclaimed
+
+    def held(self, key: Key) -> int:
+        return sum(self._held.get(key, {}).values())
+
+    def rate_used(self, key: Key) -> int:
+        limit = self.rate_limit(key)
+        if limit is None:
+            return 0
+        window = self._window(key, limit[1])
+        now = self._clock()
+        if now >= window.end:
+            window.roll(now)
+        return window.hist_pass + window.passes[window.idx]
+
+
+class TokenService(tk_grpc.TokenServiceServicer):
+    def __init__(self, limits: GlobalLimits) -> None:
+        self.limits = limits
+
+    async def Connect(
+        self,
+        request_iterator: AsyncIterator[tk.TokenRequest],
+        context: grpc.aio.ServicerContext[tk.TokenRequest, tk.TokenResponse],
+    ) -> None:
+        client = f"stream:{id(context)}"
+        try:
+            async for request in request_iterator:
+                if request.client_id:
+                    client = request.client_id + f"@{id(context)}"
+                response = self.handle(request, client)
+                response.id = request.id
+                await context.write(response)
+        finally:
+            reclaimed = self.limits.release_client(client)
+            if reclaimed:
+                log.info("token client %s went away: reclaimed %d permit(s)", client, reclaimed)
+
+    def handle(self, request: tk.TokenRequest, client: str) -> tk.TokenResponse:
+        key = _key(request.key)
+        op = request.WhichOneof("op")
+        if not all(key) or op is None:
+            return tk.TokenResponse(code=tk.TokenResponse.BAD_REQUEST, message="key and op are required")
+        count = max(0, getattr(request, op).count)
+        if op == "lease":
+            return self.limits.lease(key, count)
+        if op == "give_back":
+            return self.limits.give_back(key, count)
+        if op == "acquire":
+            return self.limits.acquire(key, client, count)
+        return self.limits.release(key, client, count)

@@ -1,0 +1,69 @@
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class FlowKey(_message.Message):
+    __slots__ = ("namespace", "app", "resource", "strategy")
+    NAMESPACE_FIELD_NUMBER: _ClassVar[int]
+    APP_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    STRATEGY_FIELD_NUMBER: _ClassVar[int]
+    namespace: str
+    app: str
+    resource: str
+    strategy: str
+    def __init__(self, namespace: _Optional[str] = ..., app: _Optional[str] = ..., resource: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
+
+class TokenRequest(_message.Message):
+    __slots__ = ("id", "key", "lease", "give_back", "acquire", "release", "client_id")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    LEASE_FIELD_NUMBER: _ClassVar[int]
+    GIVE_BACK_FIELD_NUMBER: _ClassVar[int]
+    ACQUIRE_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    key: FlowKey
+    lease: Lease
+    give_back: Lease
+    acquire: Lease
+    release: Lease
+    client_id: str
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[_Union[FlowKey, _Mapping]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., give_back: _Optional[_Union[Lease, _Mapping]] = ..., acquire: _Optional[_Union[Lease, _Mapping]] = ..., release: _Optional[_Union[Lease, _Mapping]] = ..., client_id: _Optional[str] = ...) -> None: ...
+
+class Lease(_message.Message):
+    __slots__ = ("count",)
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    count: int
+    def __init__(self, count: _Optional[int] = ...) -> None: ...
+
+class TokenResponse(_message.Message):
+    __slots__ = ("id", "code", "granted", "valid_for_ms", "threshold", "interval_ms", "message")
+    class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        OK: _ClassVar[TokenResponse.Code]
+        NO_RULE: _ClassVar[TokenResponse.Code]
+        BAD_REQUEST: _ClassVar[TokenResponse.Code]
+    OK: TokenResponse.Code
+    NO_RULE: TokenResponse.Code
+    BAD_REQUEST: TokenResponse.Code
+    ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_FIELD_NUMBER: _ClassVar[int]
+    VALID_FOR_MS_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    id: int
+    code: TokenResponse.Code
+    granted: int
+    valid_for_ms: int
+    threshold: int
+    interval_ms: int
+    message: str
+    def __init__(self, id: _Optional[int] = ..., code: _Optional[_Union[TokenResponse.Code, str]] = ..., granted: _Optional[int] = ..., valid_for_ms: _Optional[int] = ..., threshold: _Optional[int] = ..., interval_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
