@@ -113,6 +113,7 @@ class GlobalRate:
             if self.tokens > 0 and now < self.expires:
                 self.tokens -= 1
                 self.used += 1
+                self._count_locally(now)
                 if self.tokens <= self.want * LOW_WATER and self.pending is None:
                     self._refill(now)
                 return True
@@ -127,8 +128,17 @@ class GlobalRate:
             if self.tokens > 0:
                 self.tokens -= 1
                 self.used += 1
+                self._count_locally(now)
                 return True
         return False  # the cluster's budget for this window is spent
+
+    def _count_locally(self, now: int) -> None:
+        # Passes in global mode also go into the fallback window, so that a switch to the local
+        # share mid-window starts from what this instance already admitted.
+        w = self.fallback
+        if now >= w.end:
+            w.roll(now)
+        w.passes[w.idx] += 1
 
     def _refill(self, now: int) -> concurrent.futures.Future[tk.TokenResponse]:
         """Ask for the next lease (call with the lock held, or before first use)."""

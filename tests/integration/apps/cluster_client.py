@@ -1,0 +1,75 @@
+"""A data plane that offers load to one resource guarded by Global limits (cluster flow tests).
+
+Usage: cluster_client.py ENDPOINT RESOURCE RATE SECONDS [HOLD_SECONDS]
+Prints JSON lines: {"mode": "global"|"local", "at": t} on every mode change, and at the end
+{"admitted": {second: count}, "blocked": n}. With HOLD_SECONDS, each admitted request holds its
+concurrency permit that long (and the process keeps running).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+
+from opensergo.client import OpenSergoClient
+from opensergo.client.tokens import TokenClient
+from opensergo.governance import BlockedError, Engine
+from opensergo.governance.faulttolerance.engine import KINDS
+
+FT = "fault-tolerance.opensergo.io/v1alpha1"
+INSTANCES = "discovery.opensergo.io/v1alpha1/ServiceInstance"
+
+
+def main() -> None:
+    endpoint, resource, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
+    hold = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
+    engine = Engine()
+    client = OpenSergoClient(endpoint, app="cluster-app", persist_snapshot=False, heartbeat_interval=1.0)
+    for kind in KINDS:
+        client.subscribe(f"{FT}/{kind}", callback=lambda objs, _v, kind=kind: engine.update_kind(kind, objs))
+    client.subscribe(INSTANCES, callback=lambda objs, _v: engine.set_instance_count(len(objs)))
+    tokens = TokenClient([endpoint], client_id=client.identifier).start()
+    engine.set_token_source(tokens)
+    client.start()
+    client.wait_synced(10)
+    print(json.dumps({"ready": True}), flush=True)
+
+    def watch_mode() -> None:
+        mode = None
+        while True:
+            now = "global" if tokens.usable else "local"
+            if now != mode:
+                mode = now
+                print(json.dumps({"mode": mode, "at": time.time()}), flush=True)
+            time.sleep(0.01)
+
+    threading.Thread(target=watch_mode, daemon=True).start()
+    admitted: dict[int, int] = {}
+    blocked = 0
+    held = []
+    interval = 1.0 / rate
+    deadline = time.time() + seconds
+    next_at = time.time()
+    while time.time() < deadline:
+        try:
+            entry = engine.entry(resource)
+            admitted[int(time.time())] = admitted.get(int(time.time()), 0) + 1
+            if hold:
+                held.append(entry)
+            else:
+                entry.exit()
+        except BlockedError:
+            blocked += 1
+        next_at += interval
+        time.sleep(max(0.0, next_at - time.time()))
+    print(json.dumps({"admitted": admitted, "blocked": blocked}), flush=True)
+    if hold:
+        time.sleep(hold)
+    tokens.stop()
+    client.stop()
+
+
+if __name__ == "__main__":
+    main()
