@@ -120,8 +120,20 @@ class GlobalLimits:
         now = self._clock()
         if now >= window.end:
             window.roll(now)
-        # Taken back from the current bucket (the lease may have come from the previous one).
-        window.passes[window.idx] -= min(count, window.passes[window.idx])
+        # Taken back from the newest buckets first: a lease usually expires just after the bucket
+        # it was counted in ended, so the current bucket alone may hold fewer passes than that.
+        oldest = window.start - window.interval_ns
+        for back in range(window.sample_count):
+            if count <= 0:
+                break
+            i = (window.idx - back) % window.sample_count
+            if back and not oldest < window.starts[i] < window.start:
+                continue
+            taken = min(count, window.passes[i])
+            window.passes[i] -= taken
+            count -= taken
+            if back:
+                window.hist_pass -= taken
         return tk.TokenResponse(code=tk.TokenResponse.OK)
 
     def acquire(self, key: Key, client: str, count: int) -> tk.TokenResponse:

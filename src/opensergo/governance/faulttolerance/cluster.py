@@ -72,6 +72,7 @@ class GlobalRate:
         "local_threshold",
         "no_rule",
         "pending",
+        "retry_at",
         "source",
         "tokens",
         "used",
@@ -95,6 +96,7 @@ class GlobalRate:
         self.expires = 0
         self.used = 0
         self.lease_started = 0
+        self.retry_at = 0  # after the server granted nothing: no new lease before this
         self.want = max(1, local_threshold // 4)
         self.pending: concurrent.futures.Future[tk.TokenResponse] | None = None
         self.no_rule = False
@@ -119,6 +121,8 @@ class GlobalRate:
                 return True
             if self.tokens > 0:  # expired
                 self._give_back_locked()
+            if self.pending is None and now < self.retry_at:
+                return False  # the cluster's budget is spent until the server's next bucket
             pending = self.pending if self.pending is not None else self._refill(now)
         response = _answer(pending, self.source.timeout)
         if response is None:
@@ -167,9 +171,14 @@ class GlobalRate:
                 self.no_rule = True
                 return
             self.no_rule = False
+            now = self.clock()
             if response.granted:
                 self.tokens += response.granted
-                self.expires = self.clock() + response.valid_for_ms * NS_PER_MS
+                self.expires = now + response.valid_for_ms * NS_PER_MS
+            else:
+                # Nothing left in the window: ask again when the server's next bucket starts
+                # rather than once per blocked request.
+                self.retry_at = now + max(1, response.interval_ms // 10) * NS_PER_MS
 
     def _give_back_locked(self) -> None:
         count, self.tokens = self.tokens, 0
