@@ -48,7 +48,6 @@ class TokenClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
-        self._sent_id = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -115,9 +114,6 @@ class TokenClient:
         if self._outbox is None:
             self._resolve_error(message.id)
             return
-        if not self._sent_id:
-            message.client_id = self.client_id
-            self._sent_id = True
         self._outbox.put_nowait(message)
 
     def _resolve_error(self, request_id: int) -> None:
@@ -157,20 +153,28 @@ class TokenClient:
     async def _stream(self, endpoint: str) -> None:
         outbox: asyncio.Queue[tk.TokenRequest] = asyncio.Queue()
 
-        async def requests() -> AsyncIterator[tk.TokenRequest]:
+        async def requests() -> AsyncIterator[tk.TokenBatch]:
+            # Everything queued while the previous batch was being written goes in the next one.
+            first = True
             while True:
-                yield await outbox.get()
+                batch = tk.TokenBatch(requests=[await outbox.get()])
+                while not outbox.empty():
+                    batch.requests.append(outbox.get_nowait())
+                if first:
+                    batch.client_id = self.client_id
+                    first = False
+                yield batch
 
         async with grpc.aio.insecure_channel(endpoint) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=2.0)
             stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect(requests())
             self._outbox = outbox
-            self._sent_id = False
             self.healthy = True
             self.slow_until = 0.0
             log.info("token service %s connected: global limits are enforced cluster-wide", endpoint)
-            async for response in call:
-                future = self._waiting.pop(response.id, None)
-                if future is not None and not future.done():
-                    future.set_result(response)
+            async for answers in call:
+                for response in answers.responses:
+                    future = self._waiting.pop(response.id, None)
+                    if future is not None and not future.done():
+                        future.set_result(response)

@@ -183,17 +183,20 @@ class TokenService(tk_grpc.TokenServiceServicer):
 
     async def Connect(
         self,
-        request_iterator: AsyncIterator[tk.TokenRequest],
-        context: grpc.aio.ServicerContext[tk.TokenRequest, tk.TokenResponse],
+        request_iterator: AsyncIterator[tk.TokenBatch],
+        context: grpc.aio.ServicerContext[tk.TokenBatch, tk.TokenBatchResponse],
     ) -> None:
         client = f"stream:{id(context)}"
         try:
-            async for request in request_iterator:
-                if request.client_id:
-                    client = request.client_id + f"@{id(context)}"
-                response = self.handle(request, client)
-                response.id = request.id
-                await context.write(response)
+            async for batch in request_iterator:
+                if batch.client_id:
+                    client = batch.client_id + f"@{id(context)}"
+                answers = tk.TokenBatchResponse()
+                for request in batch.requests:
+                    response = self.handle(request, client)
+                    response.id = request.id
+                    answers.responses.append(response)
+                await context.write(answers)
         finally:
             reclaimed = self.limits.release_client(client)
             if reclaimed:

@@ -1,10 +1,25 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class TokenBatch(_message.Message):
+    __slots__ = ("requests", "client_id")
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    requests: _containers.RepeatedCompositeFieldContainer[TokenRequest]
+    client_id: str
+    def __init__(self, requests: _Optional[_Iterable[_Union[TokenRequest, _Mapping]]] = ..., client_id: _Optional[str] = ...) -> None: ...
+
+class TokenBatchResponse(_message.Message):
+    __slots__ = ("responses",)
+    RESPONSES_FIELD_NUMBER: _ClassVar[int]
+    responses: _containers.RepeatedCompositeFieldContainer[TokenResponse]
+    def __init__(self, responses: _Optional[_Iterable[_Union[TokenResponse, _Mapping]]] = ...) -> None: ...
 
 class FlowKey(_message.Message):
     __slots__ = ("namespace", "app", "resource", "strategy")
@@ -19,22 +34,20 @@ class FlowKey(_message.Message):
     def __init__(self, namespace: _Optional[str] = ..., app: _Optional[str] = ..., resource: _Optional[str] = ..., strategy: _Optional[str] = ...) -> None: ...
 
 class TokenRequest(_message.Message):
-    __slots__ = ("id", "key", "lease", "give_back", "acquire", "release", "client_id")
+    __slots__ = ("id", "key", "lease", "give_back", "acquire", "release")
     ID_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     LEASE_FIELD_NUMBER: _ClassVar[int]
     GIVE_BACK_FIELD_NUMBER: _ClassVar[int]
     ACQUIRE_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
-    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
     id: int
     key: FlowKey
     lease: Lease
     give_back: Lease
     acquire: Lease
     release: Lease
-    client_id: str
-    def __init__(self, id: _Optional[int] = ..., key: _Optional[_Union[FlowKey, _Mapping]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., give_back: _Optional[_Union[Lease, _Mapping]] = ..., acquire: _Optional[_Union[Lease, _Mapping]] = ..., release: _Optional[_Union[Lease, _Mapping]] = ..., client_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., key: _Optional[_Union[FlowKey, _Mapping]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., give_back: _Optional[_Union[Lease, _Mapping]] = ..., acquire: _Optional[_Union[Lease, _Mapping]] = ..., release: _Optional[_Union[Lease, _Mapping]] = ...) -> None: ...
 
 class Lease(_message.Message):
     __slots__ = ("count",)

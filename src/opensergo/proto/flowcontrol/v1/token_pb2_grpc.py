@@ -36,8 +36,8 @@ class TokenServiceStub:
         """
         self.Connect = channel.stream_stream(
                 '/opensergo.ext.flowcontrol.v1.TokenService/Connect',
-                request_serializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenRequest.SerializeToString,
-                response_deserializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenResponse.FromString,
+                request_serializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatch.SerializeToString,
+                response_deserializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatchResponse.FromString,
                 _registered_method=True)
 
 
@@ -45,7 +45,8 @@ class TokenServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def Connect(self, request_iterator, context):
-        """Missing associated documentation comment in .proto file."""
+        """Requests queued together by a client travel in one batch; answers come back in one batch.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -55,8 +56,8 @@ def add_TokenServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'Connect': grpc.stream_stream_rpc_method_handler(
                     servicer.Connect,
-                    request_deserializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenRequest.FromString,
-                    response_serializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenResponse.SerializeToString,
+                    request_deserializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatch.FromString,
+                    response_serializer=opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatchResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -84,8 +85,8 @@ class TokenService:
             request_iterator,
             target,
             '/opensergo.ext.flowcontrol.v1.TokenService/Connect',
-            opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenRequest.SerializeToString,
-            opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenResponse.FromString,
+            opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatch.SerializeToString,
+            opensergo_dot_proto_dot_flowcontrol_dot_v1_dot_token__pb2.TokenBatchResponse.FromString,
             options,
             channel_credentials,
             insecure,
