@@ -129,7 +129,8 @@ class ProgramRun:
         )
 
     def stderr(self) -> str:
-        self._stderr.flush()
+        if not self._stderr.closed:
+            self._stderr.flush()
         return self.stderr_path.read_text(errors="replace")
 
     def wait_exit(self, timeout: float) -> int:

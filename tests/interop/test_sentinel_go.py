@@ -9,6 +9,8 @@ interop/go/sentinel.go bridges the pushes to Sentinel flow rules the way that da
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -92,6 +94,9 @@ def test_rate_limit_applied_with_opensergo_apply_blocks_in_sentinel_go(
     # No rule yet: nothing is blocked.
     wait_until(lambda: burst(url, 1) == [200], timeout=10, what="the HTTP service")
     assert set(burst(url, 20)) == {200}
+    # Sentinel counts passes even without a rule: let its 1 s window slide past that burst, or
+    # the new threshold would start out exhausted.
+    time.sleep(1.1)
 
     cli(control_plane, "apply", "-f", "-", stdin=RULES.format(threshold=3))
     event = wait_until(lambda: loaded(go, 3), timeout=10, what="Sentinel flow rule threshold 3")
