@@ -10,7 +10,6 @@ interop/go/sentinel.go bridges the pushes to Sentinel flow rules the way that da
 from __future__ import annotations
 
 import time
-
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
