@@ -27,6 +27,7 @@ log = logging.getLogger("opensergo.client.tokens")
 
 DEFAULT_TIMEOUT = 0.020  # Sentinel's cluster client request timeout
 RECONNECT_DELAY = 0.25
+SLOW_AFTER = 3  # consecutive timeouts before falling back to local shares
 
 FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 
@@ -42,6 +43,7 @@ class TokenClient:
         self.timeout = timeout
         self.healthy = False
         self.slow_until = 0.0  # monotonic time until which a timed-out service counts as unhealthy
+        self._timeouts = 0
         self._ids = itertools.count(1)
         self._waiting: dict[int, concurrent.futures.Future[tk.TokenResponse]] = {}
         self._outbox: asyncio.Queue[tk.TokenRequest] | None = None
@@ -85,8 +87,13 @@ class TokenClient:
         return self.healthy and time.monotonic() >= self.slow_until
 
     def mark_slow(self, seconds: float = 1.0) -> None:
-        """A request timed out: use local shares for a while, then try the service again."""
-        self.slow_until = time.monotonic() + seconds
+        """A request timed out. After SLOW_AFTER timeouts in a row, use local shares for
+        ``seconds``, then try the service again (a single late answer on a busy host is not worth
+        a second of local limiting, which the service cannot see)."""
+        self._timeouts += 1
+        if self._timeouts >= SLOW_AFTER:
+            self._timeouts = 0
+            self.slow_until = time.monotonic() + seconds
 
     # -- requests ----------------------------------------------------------------------------
 
@@ -174,6 +181,7 @@ class TokenClient:
             self.slow_until = 0.0
             log.info("token service %s connected: global limits are enforced cluster-wide", endpoint)
             async for answers in call:
+                self._timeouts = 0
                 for response in answers.responses:
                     future = self._waiting.pop(response.id, None)
                     if future is not None and not future.done():

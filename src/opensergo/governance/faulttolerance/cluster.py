@@ -2,7 +2,7 @@
 
 Accuracy against latency: a guarded call spends a token leased earlier, so in the common case it
 waits on nothing. Leases are sized to about one lease period of this instance's recent traffic
-(at least 1, at most the threshold) and are refilled in the background when a quarter is left;
+(at least 1, at most the threshold) and are refilled in the background when half is left;
 unused tokens go back when the lease expires (the server's current bucket plus one). A call
 finds the bag empty only when traffic jumped or the server granted nothing; it then waits for one
 lease, at most ``timeout`` (20 ms by default): granted -> pass, nothing granted -> block (the
@@ -35,7 +35,7 @@ from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 
 FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 
-LOW_WATER = 0.25
+LOW_WATER = 0.5  # refill in the background when half the lease is left
 SPARE_PERMITS = 0  # see the module docstring
 
 
