@@ -5,6 +5,10 @@ permits ahead of need (see opensergo.governance.faulttolerance.cluster). ``reque
 from any thread and returns a concurrent Future. The client is ``healthy`` while its stream is
 up; when the stream breaks, or a request goes unanswered past ``timeout``, it is unhealthy and
 global limits fall back to local shares until a new stream answers again.
+
+With several control-plane replicas each key has one owner. A replica that does not own a key
+answers REDIRECT with the owner's address; the client then keeps a second stream to that owner
+for the keys it owns (and forgets them when that stream breaks, so the next request asks again).
 """
 
 from __future__ import annotations
@@ -46,7 +50,10 @@ class TokenClient:
         self._timeouts = 0
         self._ids = itertools.count(1)
         self._waiting: dict[int, concurrent.futures.Future[tk.TokenResponse]] = {}
+        self._sent: dict[int, tk.TokenRequest] = {}  # unanswered requests, to re-send on REDIRECT
         self._outbox: asyncio.Queue[tk.TokenRequest] | None = None
+        self._owners: dict[FlowKey, str] = {}  # key -> owner endpoint (other than the home stream)
+        self._owner_outboxes: dict[str, asyncio.Queue[tk.TokenRequest]] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
@@ -121,14 +128,35 @@ class TokenClient:
         if self._outbox is None:
             self._resolve_error(message.id)
             return
-        self._outbox.put_nowait(message)
+        self._sent[message.id] = message
+        k = message.key
+        owner = self._owners.get((k.namespace, k.app, k.resource, k.strategy))
+        outbox = self._owner_outboxes.get(owner) if owner is not None else None
+        (outbox or self._outbox).put_nowait(message)
+
+    def _answer(self, response: tk.TokenResponse) -> None:
+        request = self._sent.pop(response.id, None)
+        if response.code == tk.TokenResponse.REDIRECT and request is not None and response.owner:
+            k = request.key
+            self._owners[(k.namespace, k.app, k.resource, k.strategy)] = response.owner
+            if response.owner not in self._owner_outboxes:
+                self._owner_outboxes[response.owner] = asyncio.Queue()
+                asyncio.get_running_loop().create_task(self._owner_stream(response.owner))
+            self._sent[request.id] = request
+            self._owner_outboxes[response.owner].put_nowait(request)
+            return
+        future = self._waiting.pop(response.id, None)
+        if future is not None and not future.done():
+            future.set_result(response)
 
     def _resolve_error(self, request_id: int) -> None:
+        self._sent.pop(request_id, None)
         future = self._waiting.pop(request_id, None)
         if future is not None and not future.done():
             future.set_exception(ConnectionError("token service unavailable"))
 
     def _fail_waiting(self) -> None:
+        self._sent.clear()
         waiting, self._waiting = self._waiting, {}
         for future in waiting.values():
             if not future.done():
@@ -159,7 +187,23 @@ class TokenClient:
 
     async def _stream(self, endpoint: str) -> None:
         outbox: asyncio.Queue[tk.TokenRequest] = asyncio.Queue()
+        await self._connect(endpoint, outbox, home=True)
 
+    async def _owner_stream(self, endpoint: str) -> None:
+        """A stream to the replica that owns some keys; when it ends, those keys ask home again."""
+        outbox = self._owner_outboxes[endpoint]
+        try:
+            await self._connect(endpoint, outbox, home=False)
+        except (grpc.aio.AioRpcError, OSError, TimeoutError) as err:
+            log.info("token service owner %s unreachable: %s", endpoint, err)
+        finally:
+            self._owner_outboxes.pop(endpoint, None)
+            for key in [k for k, owner in self._owners.items() if owner == endpoint]:
+                del self._owners[key]
+            while not outbox.empty():
+                self._resolve_error(outbox.get_nowait().id)
+
+    async def _connect(self, endpoint: str, outbox: asyncio.Queue[tk.TokenRequest], *, home: bool) -> None:
         async def requests() -> AsyncIterator[tk.TokenBatch]:
             # Everything queued while the previous batch was being written goes in the next one.
             first = True
@@ -176,13 +220,12 @@ class TokenClient:
             await asyncio.wait_for(channel.channel_ready(), timeout=2.0)
             stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect(requests())
-            self._outbox = outbox
-            self.healthy = True
-            self.slow_until = 0.0
-            log.info("token service %s connected: global limits are enforced cluster-wide", endpoint)
+            if home:
+                self._outbox = outbox
+                self.healthy = True
+                self.slow_until = 0.0
+                log.info("token service %s connected: global limits are enforced cluster-wide", endpoint)
             async for answers in call:
                 self._timeouts = 0
                 for response in answers.responses:
-                    future = self._waiting.pop(response.id, None)
-                    if future is not None and not future.done():
-                        future.set_result(response)
+                    self._answer(response)

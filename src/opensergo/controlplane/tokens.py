@@ -15,6 +15,7 @@ with ``limitMode: Global``.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
@@ -177,9 +178,23 @@ class GlobalLimits:
         return window.hist_pass + window.passes[window.idx]
 
 
+Owner = Callable[[Key], "str | None"]
+
+
+def rendezvous_owner(key: Key, replicas: dict[str, str]) -> str | None:
+    """The replica id that owns ``key`` among ``replicas`` (id -> address): highest hash wins."""
+    if not replicas:
+        return None
+    text = "/".join(key)
+    return max(replicas, key=lambda rid: hashlib.sha256(f"{rid}|{text}".encode()).digest())
+
+
 class TokenService(tk_grpc.TokenServiceServicer):
-    def __init__(self, limits: GlobalLimits) -> None:
+    """``owner`` maps a key to the address of the replica that owns it, or None for this one."""
+
+    def __init__(self, limits: GlobalLimits, owner: Owner | None = None) -> None:
         self.limits = limits
+        self.owner = owner
 
     async def Connect(
         self,
@@ -208,6 +223,9 @@ class TokenService(tk_grpc.TokenServiceServicer):
         if not all(key) or op is None:
             return tk.TokenResponse(code=tk.TokenResponse.BAD_REQUEST, message="key and op are required")
         count = max(0, getattr(request, op).count)
+        owner = self.owner(key) if self.owner is not None else None
+        if owner is not None:
+            return tk.TokenResponse(code=tk.TokenResponse.REDIRECT, owner=owner)
         if op == "lease":
             return self.limits.lease(key, count)
         if op == "give_back":

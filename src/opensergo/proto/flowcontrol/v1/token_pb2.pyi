@@ -56,15 +56,17 @@ class Lease(_message.Message):
     def __init__(self, count: _Optional[int] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
-    __slots__ = ("id", "code", "granted", "valid_for_ms", "threshold", "interval_ms", "message")
+    __slots__ = ("id", "code", "granted", "valid_for_ms", "threshold", "interval_ms", "message", "owner")
     class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OK: _ClassVar[TokenResponse.Code]
         NO_RULE: _ClassVar[TokenResponse.Code]
         BAD_REQUEST: _ClassVar[TokenResponse.Code]
+        REDIRECT: _ClassVar[TokenResponse.Code]
     OK: TokenResponse.Code
     NO_RULE: TokenResponse.Code
     BAD_REQUEST: TokenResponse.Code
+    REDIRECT: TokenResponse.Code
     ID_FIELD_NUMBER: _ClassVar[int]
     CODE_FIELD_NUMBER: _ClassVar[int]
     GRANTED_FIELD_NUMBER: _ClassVar[int]
@@ -72,6 +74,7 @@ class TokenResponse(_message.Message):
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     id: int
     code: TokenResponse.Code
     granted: int
@@ -79,4 +82,5 @@ class TokenResponse(_message.Message):
     threshold: int
     interval_ms: int
     message: str
-    def __init__(self, id: _Optional[int] = ..., code: _Optional[_Union[TokenResponse.Code, str]] = ..., granted: _Optional[int] = ..., valid_for_ms: _Optional[int] = ..., threshold: _Optional[int] = ..., interval_ms: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, id: _Optional[int] = ..., code: _Optional[_Union[TokenResponse.Code, str]] = ..., granted: _Optional[int] = ..., valid_for_ms: _Optional[int] = ..., threshold: _Optional[int] = ..., interval_ms: _Optional[int] = ..., message: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
