@@ -23,8 +23,8 @@ proto: $(STAMP)
 	$(PY) scripts/gen_proto.py
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests scripts examples
-	$(VENV)/bin/ruff format --check src tests scripts examples
+	$(VENV)/bin/ruff check src tests scripts examples benchmarks interop
+	$(VENV)/bin/ruff format --check src tests scripts examples benchmarks interop
 	$(VENV)/bin/mypy
 
 ## Debian packages the tests run for real (etcd, ...); installs only what is missing.

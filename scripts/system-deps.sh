@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)   # scale-out tests: real etcd members
+[ -x /usr/bin/chromium ] || need+=(chromium)              # dashboard browser tests (Playwright)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0

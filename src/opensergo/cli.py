@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -59,12 +60,22 @@ def _load(files: list[str]) -> list[Resource]:
         fail(f"cannot read {e.filename}: {e.strerror}")
 
 
+TOKEN_ENV = "OPENSERGO_TOKEN"
+
+
 class Client:
-    """Thin REST client; every error becomes a clear message and a non-zero exit."""
+    """Thin REST client; every error becomes a clear message and a non-zero exit.
+
+    ``$OPENSERGO_TOKEN``, when set, is sent as a bearer token (needed when the control plane's
+    auth is on)."""
 
     def __init__(self, server: str) -> None:
         self.server = server.rstrip("/")
-        self.http = httpx.Client(base_url=self.server, timeout=30.0)
+        headers = {}
+        token = os.environ.get(TOKEN_ENV, "").strip()
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self.http = httpx.Client(base_url=self.server, timeout=30.0, headers=headers)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
@@ -79,7 +90,10 @@ class Client:
         except ValueError:
             return f"HTTP {response.status_code}: {response.text.strip()}"
         if isinstance(body, dict) and body.get("kind") == "Status":
-            return str(body.get("message"))
+            message = str(body.get("message"))
+            if response.status_code == 401 and not os.environ.get(TOKEN_ENV):
+                message += f" (set {TOKEN_ENV} to an access token)"
+            return message
         return f"HTTP {response.status_code}: {body}"
 
 
@@ -305,8 +319,29 @@ def control_plane(
         bool, typer.Option(help="Accept 127.0.0.1 / 0.0.0.0 as advertised instance addresses (tests).")
     ] = False,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+    auth: Annotated[
+        str,
+        typer.Option("--auth", help="HTTP API auth: auto (on unless listening on loopback only), on or off."),
+    ] = "auto",
+    auth_tokens: Annotated[
+        Path | None,
+        typer.Option(
+            "--auth-tokens",
+            help="YAML file of tokens and their roles per namespace (see docs/dashboard.md);"
+            " without it, auth generates an admin token into DATA_DIR/admin-token.",
+        ),
+    ] = None,
+    metrics_retention: Annotated[
+        int, typer.Option(help="Seconds of per-second dashboard metrics kept in memory.")
+    ] = 3600,
+    metrics_history_resolution: Annotated[
+        int, typer.Option(help="Seconds per point of the downsampled metrics history on disk.")
+    ] = 60,
+    metrics_history_retention: Annotated[
+        int, typer.Option(help="Seconds of downsampled metrics history kept on disk (0: none).")
+    ] = 7 * 86400,
 ) -> None:
-    """Run the control plane: gRPC transport + metadata, REST API, embedded store."""
+    """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
     from opensergo.controlplane.app import ControlPlane, Settings
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -320,6 +355,11 @@ def control_plane(
         instance_ttl=instance_ttl,
         expire_on_disconnect=expire_on_disconnect,
         allow_loopback=allow_loopback,
+        auth=auth,
+        auth_tokens=auth_tokens,
+        metrics_retention=metrics_retention,
+        metrics_history_resolution=metrics_history_resolution,
+        metrics_history_retention=metrics_history_retention,
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())

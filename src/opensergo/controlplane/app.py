@@ -17,12 +17,18 @@ from pathlib import Path
 import grpc
 import uvicorn
 
+from opensergo.client.reporter import routable_address
+from opensergo.controlplane.api.auth import AuthConfig
 from opensergo.controlplane.api.rest import create_app
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
+from opensergo.controlplane.metrics import otlp
+from opensergo.controlplane.metrics.history import MetricsHistory
+from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
+from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
-from opensergo.controlplane.tokens import GlobalLimits, TokenService
+from opensergo.controlplane.tokens import GlobalLimits, TokenService, rendezvous_owner
 from opensergo.controlplane.transport import TransportService
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -42,6 +48,13 @@ class Settings:
     expire_on_disconnect: bool = True
     allow_loopback: bool = False
     identity: str = ""
+    # HTTP auth: "auto" (on unless listening on loopback only), "on" or "off"; see api/auth.py.
+    auth: str = "auto"
+    auth_tokens: Path | None = None
+    # Dashboard metrics: per-second series kept in memory, and the downsampled on-disk history.
+    metrics_retention: int = 3600
+    metrics_history_resolution: int = 60
+    metrics_history_retention: int = 7 * 86400  # 0: no history
 
 
 def control_plane_identity() -> str:
@@ -59,7 +72,11 @@ def open_store(settings: Settings) -> Store:
         from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
 
         return EtcdStore(parse_endpoints(settings.store))
-    raise ValueError(f"unsupported store {settings.store!r} (use sqlite or etcd://host:port,...)")
+    if settings.store == "kubernetes":
+        from opensergo.controlplane.store.kubernetes import KubernetesStore
+
+        return KubernetesStore()
+    raise ValueError(f"unsupported store {settings.store!r} (use sqlite, etcd://host:port,... or kubernetes)")
 
 
 class _EmbeddedUvicorn(uvicorn.Server):
@@ -90,7 +107,30 @@ class ControlPlane:
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
-        self.http_app = create_app(self.store, self.snapshots, self.transport, self.registry, self.replica_id)
+        self._replicas: dict[str, str] = {}  # live replica id -> gRPC address (shared stores)
+        self.auth = AuthConfig.from_settings(
+            settings.auth, settings.host, settings.auth_tokens, settings.data_dir
+        )
+        self.metric_store = MetricStore(settings.metrics_retention)
+        self.metrics_history = MetricsHistory(
+            settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
+            resolution=settings.metrics_history_resolution,
+            retention=settings.metrics_history_retention,
+        )
+        self.prometheus = ControlPlaneMetrics(
+            self.transport, self.snapshots, self.store, self.registry, self.metric_store
+        )
+        self.http_app = create_app(
+            self.store,
+            self.snapshots,
+            self.transport,
+            self.registry,
+            self.replica_id,
+            auth=self.auth,
+            metric_store=self.metric_store,
+            history=self.metrics_history,
+            prometheus=self.prometheus,
+        )
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
         self._grpc: grpc.aio.Server | None = None
@@ -105,6 +145,8 @@ class ControlPlane:
         await self.registry.start()
         if self.store.supports_ttl:
             self._tasks.append(asyncio.create_task(self._publish_status()))
+        if hasattr(self.store, "set_status"):
+            self._tasks.append(asyncio.create_task(self._write_rollout_status()))
 
         self._grpc = grpc.aio.server(
             options=[
@@ -120,16 +162,21 @@ class ControlPlane:
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            TokenService(self.global_limits), self._grpc
+            TokenService(self.global_limits, self._token_owner if self.store.supports_ttl else None),
+            self._grpc,
         )
         # The generated registration function is untyped.
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
             MetadataService(self.registry), self._grpc
         )
+        otlp.add_to_server(self.metric_store, self._grpc)
         self.grpc_port = self._grpc.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.grpc_port}")
         await self._grpc.start()
+        self.metrics_history.open()
+        self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))
+        self._tasks.append(asyncio.create_task(self.prometheus.run()))
 
         config = uvicorn.Config(
             self.http_app,
@@ -150,16 +197,74 @@ class ControlPlane:
             self.http_port = sockets[0].getsockname()[1]
 
     async def _publish_status(self, period: float = 1.0) -> None:
-        """Share this replica's clients and their ACK state with the other replicas."""
+        """Share this replica's clients, their ACK state and its gRPC address with the other
+        replicas, and learn which replicas are alive (token-service key ownership)."""
         while True:
             try:
                 clients = [c.to_dict() for c in self.transport.clients(include_disconnected=False)]
-                await self.store.publish_status(
-                    self.replica_id, {"clients": clients}, ttl=max(5.0, 5 * period)
-                )
+                document = {"clients": clients, "grpc": self.advertise_address}
+                await self.store.publish_status(self.replica_id, document, ttl=max(5.0, 5 * period))
+                status = await self.store.read_status()
+                self._replicas = {
+                    rid: str(doc.get("grpc", "")) for rid, doc in status.items() if doc.get("grpc")
+                }
             except Exception as err:
                 log.warning("cannot publish replica status: %s", err)
             await asyncio.sleep(period)
+
+    def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per group (namespace, app, kind): connected clients that ACKed / NACKed / have not yet
+        answered the group's current version."""
+        out: dict[tuple[str, str, str], dict[str, int]] = {}
+        for client in self.transport.clients(include_disconnected=False):
+            for key, state in client.subscriptions.items():
+                version = self.snapshots.get(key).version
+                counts = out.setdefault(
+                    (key.namespace, key.app, key.kind), {"acked": 0, "nacked": 0, "pending": 0}
+                )
+                if state.acked_version == version:
+                    counts["acked"] += 1
+                elif state.last_response in ("nacked", "rejected") and state.pushed_version == version:
+                    counts["nacked"] += 1
+                else:
+                    counts["pending"] += 1
+        return out
+
+    async def _write_rollout_status(self, period: float = 2.0) -> None:
+        """Kubernetes store: keep each object's status subresource at its rollout counts."""
+        written: dict[tuple[str, str, str], dict[str, int]] = {}
+        while True:
+            await asyncio.sleep(period)
+            try:
+                rollout = self.rollout()
+                for snapshot in self.snapshots.groups():
+                    key = snapshot.key
+                    counts = rollout.get(
+                        (key.namespace, key.app, key.kind), {"acked": 0, "nacked": 0, "pending": 0}
+                    )
+                    status = {"observedVersion": snapshot.version, **counts}
+                    for resource in snapshot.resources:
+                        okey = (key.kind, key.namespace, resource.name)
+                        if written.get(okey) != status:
+                            await self.store.set_status(key.kind, key.namespace, resource.name, status)  # type: ignore[attr-defined]
+                            written[okey] = status
+            except Exception as err:
+                log.warning("cannot write rollout status: %s", err)
+
+    @property
+    def advertise_address(self) -> str:
+        """host:port at which other replicas' clients can reach this replica's gRPC port."""
+        host = self.settings.host
+        if host in ("0.0.0.0", "::", ""):
+            host = routable_address()
+        return f"{host}:{self.grpc_port}"
+
+    def _token_owner(self, key: tuple[str, str, str, str]) -> str | None:
+        """The address of the replica owning ``key``, or None when this replica owns it."""
+        owner = rendezvous_owner(key, self._replicas)
+        if owner is None or owner == self.replica_id:
+            return None
+        return self._replicas[owner]
 
     async def stop(self) -> None:
         await self.registry.stop()
@@ -173,6 +278,7 @@ class ControlPlane:
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        self.metrics_history.close()
         await self.store.close()
 
     async def run_forever(self) -> None:
@@ -185,7 +291,8 @@ class ControlPlane:
         host = self.settings.host
         print(
             f"OpenSergo control plane ready: grpc={host}:{self.grpc_port} http=http://{host}:{self.http_port}"
-            f" store={self.settings.store} data-dir={self.settings.data_dir}",
+            f" store={self.settings.store} data-dir={self.settings.data_dir}"
+            f" auth={'on' if self.auth.enabled else 'off'}",
             flush=True,
         )
         stop = asyncio.Event()

@@ -42,7 +42,9 @@ def main() -> None:
             now = "global" if tokens.usable else "local"
             if now != mode:
                 mode = now
-                print(json.dumps({"mode": mode, "at": time.time(), "instances": engine.instances}), flush=True)
+                print(
+                    json.dumps({"mode": mode, "at": time.time(), "instances": engine.instances}), flush=True
+                )
             time.sleep(0.01)
 
     threading.Thread(target=watch_mode, daemon=True).start()

@@ -55,7 +55,9 @@ def snapshots_with(text: str) -> SnapshotCache:
     for revision, obj in enumerate(parse_documents(text), start=1):
         body: dict[str, Any] = obj.to_dict()
         kind = f"{FT}/{obj.kind}"
-        cache.apply(WatchEvent(EventType.ADDED, StoredObject(kind, obj.namespace, obj.name, body, revision), revision))
+        cache.apply(
+            WatchEvent(EventType.ADDED, StoredObject(kind, obj.namespace, obj.name, body, revision), revision)
+        )
     return cache
 
 
@@ -81,7 +83,9 @@ class InProcessSource:
         if not self.up:
             future.set_exception(ConnectionError("down"))
             return future
-        request = tk.TokenRequest(key=tk.FlowKey(namespace=key[0], app=key[1], resource=key[2], strategy=key[3]))
+        request = tk.TokenRequest(
+            key=tk.FlowKey(namespace=key[0], app=key[1], resource=key[2], strategy=key[3])
+        )
         getattr(request, op).count = count
         future.set_result(self.service.handle(request, self.client))
         return future

@@ -4,6 +4,13 @@ Paths: ``/apis/{group}/{version}/namespaces/{ns}/{plural}[/{name}]`` with GET (l
 (create), PUT (create or replace; ``metadata.resourceVersion`` makes it conditional), DELETE, and
 ``?watch=true`` (newline-delimited JSON events). ``?dryRun=All`` validates without writing.
 Errors are Kubernetes ``Status`` objects whose ``details.causes`` name the field path.
+
+Sub-resources of every object: ``/history`` (each recorded change with its revision),
+``/rollout`` (which subscribed clients ACKed, NACKed or have yet to answer the current version)
+and ``POST /rollback`` (``{"revision": N}``: store the body recorded at revision N again;
+``?dryRun=All`` returns the diff only). Secret fields are redacted in every response (see
+:mod:`.redact`); with auth on, cross-namespace views show only the caller's namespaces (see
+:mod:`.auth`). The dashboard and its JSON views are in :mod:`.dashboard`.
 """
 
 from __future__ import annotations
@@ -11,21 +18,29 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from opensergo import __version__
+from opensergo.controlplane.api.auth import AuthConfig, AuthMiddleware, Principal, principal_of
+from opensergo.controlplane.api.redact import PLACEHOLDER, placeholder_path, redact, restore
+from opensergo.controlplane.api.views import body_app, diff, index_subscriptions, rollout
 from opensergo.controlplane.metadata import INSTANCE_KIND, MetadataRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Bookmark, ConflictError, NotFoundError, Store, StoredObject
 from opensergo.controlplane.transport import TransportService
 from opensergo.spec import kinds
-from opensergo.spec.errors import SpecError
+from opensergo.spec.errors import SpecError, format_path
 from opensergo.spec.kinds import KindInfo
 from opensergo.spec.loader import parse_object
+
+if TYPE_CHECKING:
+    from opensergo.controlplane.metrics.history import MetricsHistory
+    from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
+    from opensergo.controlplane.metrics.store import MetricStore
 
 
 class ApiError(Exception):
@@ -73,10 +88,16 @@ async def _read_body(request: Request) -> dict[str, Any]:
 
 
 def _validate(
-    kind: KindInfo, namespace: str, body: dict[str, Any], name: str | None = None
+    kind: KindInfo,
+    namespace: str,
+    body: dict[str, Any],
+    name: str | None = None,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Check the body against the kind's model and the URL; return the body to store."""
-    body = dict(body)
+    """Check the body against the kind's model and the URL; return the body to store.
+
+    Redacted secrets (``******``) are taken from ``current``, the stored object."""
+    body = restore(dict(body), current)
     meta = dict(body.get("metadata") or {})
     if meta.get("namespace") not in (None, namespace):
         raise ApiError(
@@ -110,6 +131,16 @@ def _validate(
             f"{kind.kind} {meta.get('name', '')} is invalid: {where}{err.message}",
             [{"field": err.field, "message": err.message}],
         ) from None
+    secret = placeholder_path(body)
+    if secret is not None:
+        field = format_path(secret)
+        message = f"{PLACEHOLDER} is the redacted form of a secret; write the real value"
+        raise ApiError(
+            422,
+            "Invalid",
+            f"{kind.kind} {meta.get('name', '')} is invalid: {field}: {message}",
+            [{"field": field, "message": message}],
+        )
     return body
 
 
@@ -128,8 +159,66 @@ def _list_body(kind: KindInfo | None, items: list[StoredObject], revision: int) 
         "apiVersion": kind.api_version if kind else "v1",
         "kind": f"{kind.kind}List" if kind else "List",
         "metadata": {"resourceVersion": str(revision)},
-        "items": [o.body for o in items],
+        "items": [redact(o.body) for o in items],
     }
+
+
+async def all_clients(store: Store, transport: TransportService, replica_id: str) -> list[dict[str, Any]]:
+    """This replica's clients (connected and recently disconnected) and, with a shared store,
+    the connected ones of every other replica."""
+    items = [dict(c.to_dict(), replica=replica_id) for c in transport.clients()]
+    for other, document in (await store.read_status()).items():
+        if other != replica_id:
+            items += [dict(c, replica=other) for c in document.get("clients", [])]
+    return items
+
+
+def visible_clients(items: list[dict[str, Any]], principal: Principal) -> list[dict[str, Any]]:
+    """Clients with their subscriptions in namespaces the principal may view."""
+    if principal.can_view("*") and len(principal.roles) == 1:
+        return items
+    out = []
+    for client in items:
+        subs = [s for s in client.get("subscriptions", []) if principal.can_view(s["namespace"])]
+        if subs:
+            out.append(dict(client, subscriptions=subs))
+    return out
+
+
+def list_instances(
+    registry: MetadataRegistry,
+    snapshots: SnapshotCache,
+    principal: Principal,
+    app: str | None = None,
+    namespace: str | None = None,
+) -> list[dict[str, Any]]:
+    """Instances registered here (full detail) and through other replicas (from the store)."""
+    now = time.time()
+    local = {
+        (i.namespace, i.name): i.to_dict(now, registry.ttl)
+        for i in registry.instances(app, namespace)
+        if principal.can_view(i.namespace)
+    }
+    # Instances registered through other replicas are known from the shared store only.
+    for obj in snapshots.objects(INSTANCE_KIND.full_name):
+        spec = obj.spec
+        if (obj.namespace, obj.name) in local or (app and spec.app != app):
+            continue
+        if (namespace and obj.namespace != namespace) or not principal.can_view(obj.namespace):
+            continue
+        local[(obj.namespace, obj.name)] = {
+            "namespace": obj.namespace,
+            "app": spec.app,
+            "name": obj.name,
+            "nodeId": spec.nodeId,
+            "hostName": spec.hostName,
+            "pid": spec.pid,
+            "labels": dict(spec.labels),
+            "addresses": [a.url for a in spec.addresses],
+            "lastSeen": None,
+            "healthy": True,  # its lease is alive, or it would be gone
+        }
+    return [local[k] for k in sorted(local)]
 
 
 def create_app(
@@ -138,7 +227,13 @@ def create_app(
     transport: TransportService,
     registry: MetadataRegistry,
     replica_id: str = "",
+    *,
+    auth: AuthConfig | None = None,
+    metric_store: MetricStore | None = None,
+    history: MetricsHistory | None = None,
+    prometheus: ControlPlaneMetrics | None = None,
 ) -> FastAPI:
+    """The HTTP API; ``auth`` None means no auth middleware (every request has every role)."""
     app = FastAPI(
         title="OpenSergo control plane",
         version=__version__,
@@ -148,6 +243,9 @@ def create_app(
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    if auth is not None:
+        app.add_middleware(AuthMiddleware, config=auth)
 
     router = APIRouter()
 
@@ -179,10 +277,12 @@ def create_app(
         }
 
     @router.get("/apis/{group}/{version}/{plural}", tags=["resources"])
-    async def list_all_namespaces(group: str, version: str, plural: str) -> dict[str, Any]:
+    async def list_all_namespaces(group: str, version: str, plural: str, request: Request) -> dict[str, Any]:
         kind = _kind(group, version, plural)
         revision = store.revision
-        return _list_body(kind, await store.list(kind.full_name), revision)
+        principal = principal_of(request.state)
+        items = [o for o in await store.list(kind.full_name) if principal.can_view(o.namespace)]
+        return _list_body(kind, items, revision)
 
     @router.get(
         "/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], response_model=None
@@ -219,12 +319,12 @@ def create_app(
         body = _validate(kind, namespace, await _read_body(request))
         name = body["metadata"].get("name")
         if dryRun:
-            return JSONResponse(body, status_code=201)
+            return JSONResponse(redact(body), status_code=201)
         try:
             stored = await store.put(kind.full_name, namespace, name, body, create_only=True)
         except ConflictError as err:
             raise ApiError(409, "AlreadyExists", str(err)) from None
-        return JSONResponse(stored.body, status_code=201)
+        return JSONResponse(redact(stored.body), status_code=201)
 
     @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
     async def get(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
@@ -232,7 +332,7 @@ def create_app(
         stored = await store.get(kind.full_name, namespace, name)
         if stored is None:
             raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}')
-        return stored.body
+        return dict(redact(stored.body))
 
     @router.put("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
     async def replace(
@@ -245,16 +345,17 @@ def create_app(
         dryRun: str | None = None,
     ) -> JSONResponse:
         kind = _kind(group, version, plural)
-        body = _validate(kind, namespace, await _read_body(request), name)
-        expected = _expected_revision(body)
+        raw = await _read_body(request)
         existing = await store.get(kind.full_name, namespace, name)
+        body = _validate(kind, namespace, raw, name, existing.body if existing else None)
+        expected = _expected_revision(body)
         if dryRun:
-            return JSONResponse(body, status_code=200 if existing else 201)
+            return JSONResponse(redact(body), status_code=200 if existing else 201)
         try:
             stored = await store.put(kind.full_name, namespace, name, body, expected_revision=expected)
         except ConflictError as err:
             raise ApiError(409, "Conflict", str(err)) from None
-        return JSONResponse(stored.body, status_code=200 if existing else 201)
+        return JSONResponse(redact(stored.body), status_code=200 if existing else 201)
 
     @router.delete("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
     async def delete(
@@ -271,27 +372,25 @@ def create_app(
                 stored = await store.get(kind.full_name, namespace, name)
                 if stored is None:
                     raise NotFoundError(name)
-                return stored.body
-            return (await store.delete(kind.full_name, namespace, name)).body
+                return dict(redact(stored.body))
+            return dict(redact((await store.delete(kind.full_name, namespace, name)).body))
         except NotFoundError:
             raise ApiError(
                 404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}'
             ) from None
 
     @router.get("/api/v1/clients", tags=["status"])
-    async def clients(connected: bool | None = None) -> dict[str, Any]:
+    async def clients(request: Request, connected: bool | None = None) -> dict[str, Any]:
         """Data planes with per-subscription ACK state: this replica's (connected and recently
         disconnected) and, with a shared store, the connected ones of every other replica."""
-        items = [dict(c.to_dict(), replica=replica_id) for c in transport.clients()]
-        for other, document in (await store.read_status()).items():
-            if other != replica_id:
-                items += [dict(c, replica=other) for c in document.get("clients", [])]
+        items = await all_clients(store, transport, replica_id)
         if connected is not None:
             items = [c for c in items if c["connected"] == connected]
-        return {"items": items}
+        return {"items": visible_clients(items, principal_of(request.state))}
 
     @router.get("/api/v1/snapshots", tags=["status"])
-    async def snapshot_versions() -> dict[str, Any]:
+    async def snapshot_versions(request: Request) -> dict[str, Any]:
+        principal = principal_of(request.state)
         return {
             "revision": snapshots.revision,
             "items": [
@@ -303,46 +402,148 @@ def create_app(
                     "names": [r.name for r in s.resources],
                 }
                 for s in snapshots.groups()
+                if principal.can_view(s.key.namespace)
             ],
             "invalid": [
                 {"kind": k[0], "namespace": k[1], "name": k[2], "error": e}
                 for k, e in snapshots.invalid.items()
+                if principal.can_view(k[1])
             ],
         }
 
     @router.get("/api/v1/apps", tags=["status"])
-    async def apps() -> dict[str, Any]:
-        return {"items": registry.apps()}
+    async def apps(request: Request) -> dict[str, Any]:
+        """Apps with instances registered through this replica (language and framework as the
+        instances' labels or metric exports describe them)."""
+        principal = principal_of(request.state)
+        described = metric_store.app_info() if metric_store is not None else {}
+        labels: dict[tuple[str, str], dict[str, str]] = {}
+        for i in registry.instances():
+            entry = labels.setdefault((i.namespace, i.app), {})
+            for key in ("language", "framework"):
+                if i.labels.get(key) and not entry.get(key):
+                    entry[key] = i.labels[key]
+        items = []
+        for item in registry.apps():
+            if not principal.can_view(item["namespace"]):
+                continue
+            app_key = (item["namespace"], item["app"])
+            info = described.get(app_key, {})
+            extra = labels.get(app_key, {})
+            item["language"] = extra.get("language") or info.get("language", "")
+            item["framework"] = extra.get("framework") or info.get("framework", "")
+            items.append(item)
+        return {"items": items}
 
     @router.get("/api/v1/instances", tags=["status"])
-    async def instances(app: str | None = None, namespace: str | None = None) -> dict[str, Any]:
+    async def instances(
+        request: Request, app: str | None = None, namespace: str | None = None
+    ) -> dict[str, Any]:
         """Registered instances with their last heartbeat (all namespaces unless given)."""
-        now = time.time()
-        local = {
-            (i.namespace, i.name): i.to_dict(now, registry.ttl) for i in registry.instances(app, namespace)
-        }
-        # Instances registered through other replicas are known from the shared store only.
-        for obj in snapshots.objects(INSTANCE_KIND.full_name):
-            spec = obj.spec
-            if (obj.namespace, obj.name) in local or (app and spec.app != app):
-                continue
-            if namespace and obj.namespace != namespace:
-                continue
-            local[(obj.namespace, obj.name)] = {
-                "namespace": obj.namespace,
-                "app": spec.app,
-                "name": obj.name,
-                "nodeId": spec.nodeId,
-                "hostName": spec.hostName,
-                "pid": spec.pid,
-                "labels": dict(spec.labels),
-                "addresses": [a.url for a in spec.addresses],
-                "lastSeen": None,
-                "healthy": True,  # its lease is alive, or it would be gone
+        return {"items": list_instances(registry, snapshots, principal_of(request.state), app, namespace)}
+
+    @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/history", tags=["resources"])
+    async def history_of(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
+        """Every recorded change of the object, newest first, with the body it left."""
+        kind = _kind(group, version, plural)
+        events = await store.history(kind.full_name, namespace, name)
+        if not events:
+            raise ApiError(404, "NotFound", f'{kind.plural} "{name}" has no history in namespace {namespace}')
+        current = await store.get(kind.full_name, namespace, name)
+        items = [
+            {
+                "revision": e.revision,
+                "type": e.type.value,
+                "generation": (e.object.body.get("metadata") or {}).get("generation"),
+                "current": current is not None and e.revision == current.revision,
+                "object": redact(e.object.body),
             }
-        return {"items": [local[k] for k in sorted(local)]}
+            for e in reversed(events)
+        ]
+        return {"kind": kind.kind, "namespace": namespace, "name": name, "items": items}
+
+    @router.post(
+        "/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/rollback", tags=["resources"]
+    )
+    async def rollback(
+        group: str,
+        version: str,
+        namespace: str,
+        plural: str,
+        name: str,
+        request: Request,
+        dryRun: str | None = None,
+    ) -> dict[str, Any]:
+        """Store again the body recorded at ``revision`` (a new version with the old content).
+
+        Body: ``{"revision": N, "resourceVersion": "<current, optional precondition>"}``."""
+        kind = _kind(group, version, plural)
+        data = await _read_body(request)
+        try:
+            revision = int(data.get("revision"))  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise ApiError(400, "BadRequest", 'body must be {"revision": <number>}') from None
+        events = {e.revision: e for e in await store.history(kind.full_name, namespace, name)}
+        event = events.get(revision)
+        if event is None or event.type.value == "DELETED":
+            raise ApiError(404, "NotFound", f"{kind.kind} {namespace}/{name} has no version {revision}")
+        current = await store.get(kind.full_name, namespace, name)
+        old = dict(event.object.body)
+        meta = {
+            k: v
+            for k, v in (old.get("metadata") or {}).items()
+            if k in ("name", "namespace", "labels", "annotations")
+        }
+        old["metadata"] = meta
+        body = _validate(kind, namespace, old, name)
+        expected = _expected_revision({"metadata": {"resourceVersion": data.get("resourceVersion")}})
+        if expected is None and current is not None:
+            expected = current.revision
+        changes = diff(current.body if current else None, body)
+        if dryRun:
+            return {"dryRun": True, "diff": changes, "object": redact(body)}
+        try:
+            stored = await store.put(
+                kind.full_name, namespace, name, body, expected_revision=expected or None
+            )
+        except ConflictError as err:
+            raise ApiError(409, "Conflict", str(err)) from None
+        return {"dryRun": False, "diff": changes, "object": redact(stored.body), "rolledBackTo": revision}
+
+    @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}/rollout", tags=["resources"])
+    async def rollout_of(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
+        """Which subscribed clients ACKed, NACKed (with the message) or have yet to answer the
+        object's current version."""
+        kind = _kind(group, version, plural)
+        stored = await store.get(kind.full_name, namespace, name)
+        if stored is None:
+            raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}')
+        index = index_subscriptions(await all_clients(store, transport, replica_id))
+        app_name = body_app(stored.body)
+        result = rollout(namespace, app_name, kind.full_name, stored.revision, index)
+        result.update(kind=kind.kind, namespace=namespace, name=name)
+        if not app_name:
+            result["note"] = "no app: set metadata.labels.app (or spec.selector.app) to deliver this object"
+        return result
 
     app.include_router(router)
+
+    from opensergo.controlplane.api import dashboard
+
+    dashboard.install(
+        app,
+        dashboard.Context(
+            store=store,
+            snapshots=snapshots,
+            transport=transport,
+            registry=registry,
+            replica_id=replica_id,
+            auth=auth,
+            metric_store=metric_store,
+            history=history,
+            prometheus=prometheus,
+        ),
+    )
     return app
 
 
@@ -353,4 +554,4 @@ async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int
         obj = event.object
         if obj.kind != kind.full_name or obj.namespace != namespace:
             continue
-        yield (json.dumps({"type": event.type.value, "object": obj.body}) + "\n").encode()
+        yield (json.dumps({"type": event.type.value, "object": redact(obj.body)}) + "\n").encode()

@@ -36,7 +36,7 @@ import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Protocol
 
 from opensergo.governance.clock import NS_PER_S, SYSTEM_CLOCK, Clock
 from opensergo.governance.errors import (
@@ -98,6 +98,22 @@ KINDS: tuple[str, ...] = (
 _NO_LIMIT = sys.maxsize
 
 
+class EntryObserver(Protocol):
+    """Per-request callbacks for metrics and tracing (see :meth:`Engine.set_observer`).
+
+    Called synchronously on the request's thread (so the current span is the request's);
+    they must be quick and must not raise."""
+
+    def on_pass(self, resource: str) -> None:
+        """The request was admitted (after any throttling wait)."""
+
+    def on_block(self, error: BlockedError) -> None:
+        """The request is refused with ``error`` (raised right after this call)."""
+
+    def on_complete(self, resource: str, rt_ns: int, error: bool) -> None:
+        """An admitted request ended after ``rt_ns``; ``error`` when it counts as an error."""
+
+
 class _Node:
     """Per-resource state that survives recompiles: the concurrency gauge and the windows."""
 
@@ -138,6 +154,7 @@ class ResourceChecks:
         "grates",
         "metrics",
         "now",
+        "observer",
         "rates",
         "refs",
         "resource",
@@ -185,7 +202,8 @@ class ResourceChecks:
         self.refs = refs
         self.grates = grates
         self.gperms = gperms
-        self.timed_exit = bool(breakers) or metrics is not None
+        self.observer = engine._observer
+        self.timed_exit = bool(breakers) or metrics is not None or self.observer is not None
         self.exits = self.timed_exit or self.gauge is not None or bool(gperms)
 
     # -- entry --------------------------------------------------------------------------------
@@ -225,6 +243,8 @@ class ResourceChecks:
             if b.state != CLOSED:
                 self._check_breakers(now, now)
                 break
+        if self.observer is not None:
+            self.observer.on_pass(self.resource)
         return now
 
     async def aenter(self, inbound: bool = True) -> int:
@@ -317,6 +337,8 @@ class ResourceChecks:
             if b.state != CLOSED:
                 self._check_breakers(now, counted_at)
                 break
+        if self.observer is not None:
+            self.observer.on_pass(self.resource)
 
     def _check_breakers(self, now: int, counted_at: int) -> None:
         probes: list[CircuitBreaker] = []
@@ -377,7 +399,11 @@ class ResourceChecks:
         if counter is not None:
             counter.count += 1
         log.debug("blocked %r: %s %r of rule %r: %s", ref.resource, ref.kind, ref.strategy, ref.rule, detail)
-        raise cls.from_ref(ref, detail)
+        error = cls.from_ref(ref, detail)
+        observer = self.observer
+        if observer is not None:
+            observer.on_block(error)
+        raise error
 
     def _refuse_adaptive(self, hit: tuple[RuleRef, str]) -> NoReturn:
         self._refuse(OverloadedError, hit[0], hit[1])
@@ -432,6 +458,9 @@ class ResourceChecks:
             metrics = self.metrics
             if metrics is not None:
                 metrics.add_completion(now, rt, failed)
+            observer = self.observer
+            if observer is not None:
+                observer.on_complete(self.resource, rt, failed)
 
 
 class Entry:
@@ -519,6 +548,7 @@ class Engine:
         self._throttlers: dict[tuple[str, str, str, str], Throttler] = {}
         self._counters: dict[tuple[str, str, str], BlockCounter] = {}
         self._listeners: list[StateListener] = []
+        self._observer: EntryObserver | None = None
         self._warned_global: set[tuple[str, str]] = set()
         self._token_source: TokenSource | None = None
         self._global_rates: dict[tuple[str, str, str, str], GlobalRate] = {}
@@ -629,6 +659,13 @@ class Engine:
             self._recompile(0)
 
     # -- observability ------------------------------------------------------------------------
+
+    def set_observer(self, observer: EntryObserver | None) -> None:
+        """Call ``observer`` for every request to a guarded resource (None removes it): see
+        :class:`EntryObserver`. Recompiles, so every resource sees the change at once."""
+        with self._compile_lock:
+            self._observer = observer
+            self._recompile(0)
 
     def add_state_listener(self, listener: StateListener) -> None:
         """``listener(resource, rule, old, new, snapshot)`` on every breaker state change."""

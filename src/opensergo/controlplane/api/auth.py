@@ -1,0 +1,495 @@
+"""Authentication and authorization of the HTTP API and the dashboard.
+
+Auth is on when the control plane listens beyond loopback (``--auth auto``, the default), or
+when forced with ``--auth on``; ``--auth off`` turns it off. With auth on every request needs a
+token, except the dashboard's static files, ``/healthz``, the OpenAPI document and the login
+endpoint:
+
+* ``Authorization: Bearer <token>`` (the CLI sends ``$OPENSERGO_TOKEN``), or
+* the dashboard's session cookie, set by ``POST /api/v1/login`` after the user typed a token.
+  Writes made with the cookie must also carry the CSRF token of the session in the
+  ``X-CSRF-Token`` header (synchronizer-token pattern; the cookie is also ``SameSite=Strict`` and
+  ``HttpOnly``).
+
+Tokens come from a YAML file (``--auth-tokens FILE``, reloaded when it changes)::
+
+    tokens:
+      - name: ops                 # shown in the dashboard and logs (never the token)
+        token: "s3cr3t..."        # or sha256: "<hex digest of the token>"
+        roles: {"*": admin}
+      - name: team-a
+        sha256: "9f86d0..."
+        roles: {team-a: editor, "*": viewer}
+
+or the short form ``{<token>: {<namespace or "*">: <role>}}``. A namespace's own entry wins over
+``"*"``. Roles, each including the ones before it:
+
+* ``viewer``: read rules, apps, instances, clients, metrics in the namespace;
+* ``editor``: create, change, roll back and delete rules in the namespace;
+* ``admin``: also write ``ServiceInstance`` objects (normally written by the registry only).
+
+Without a tokens file, an admin token is generated once into ``<data-dir>/admin-token`` (mode
+0600). A request without a valid token gets 401, a token without the role 403. Views that span
+namespaces (apps, instances, clients, rule lists across namespaces, metrics) show only the
+namespaces the token may view. State-changing requests that a browser sends cross-origin (an
+``Origin`` header naming another host) are refused whether auth is on or off.
+
+Session cookies are stateless, so they work on every replica that reads the same tokens file:
+``<name>.<expiry>.<HMAC(sha256(token), name.expiry)>``; removing a token from the file ends its
+sessions.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from dataclasses import dataclass, field
+from enum import IntEnum
+from http.cookies import SimpleCookie
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import yaml
+
+log = logging.getLogger(__name__)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+SESSION_COOKIE = "osg_session"
+CSRF_HEADER = "x-csrf-token"
+SESSION_TTL = 12 * 3600.0
+ADMIN_TOKEN_FILE = "admin-token"
+_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_ADMIN_PLURALS = frozenset({"serviceinstances"})
+_NAMESPACED = re.compile(r"^/apis/[^/]+/[^/]+/namespaces/([^/]+)/([^/]+)(/.*)?$")
+
+
+class Role(IntEnum):
+    VIEWER = 1
+    EDITOR = 2
+    ADMIN = 3
+
+    @classmethod
+    def parse(cls, text: Any) -> Role:
+        try:
+            return cls[str(text).strip().upper()]
+        except KeyError:
+            raise ValueError(f"unknown role {text!r} (viewer, editor or admin)") from None
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who made a request, and their role per namespace ("*": every other namespace)."""
+
+    name: str
+    roles: Mapping[str, Role]
+    via: str = "bearer"  # bearer | cookie | anonymous (auth off)
+    key: bytes = b""  # sha256 of the token (signs the session)
+
+    def role_in(self, namespace: str) -> Role | None:
+        role = self.roles.get(namespace)
+        return role if role is not None else self.roles.get("*")
+
+    def can(self, namespace: str, role: Role) -> bool:
+        have = self.role_in(namespace)
+        return have is not None and have >= role
+
+    def can_view(self, namespace: str) -> bool:
+        return self.can(namespace, Role.VIEWER)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "roles": {ns: r.name.lower() for ns, r in sorted(self.roles.items())}}
+
+
+ANONYMOUS = Principal("anonymous", {"*": Role.ADMIN}, via="anonymous")
+
+
+@dataclass
+class _Entry:
+    name: str
+    digest: bytes
+    roles: dict[str, Role]
+
+
+class TokenFileError(ValueError):
+    pass
+
+
+def parse_tokens(text: str, source: str = "<tokens>") -> list[_Entry]:
+    """Entries of a tokens file (either form); raises TokenFileError naming the problem."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        raise TokenFileError(f"{source}: invalid YAML: {err}") from None
+    if data is None:
+        return []
+    items: list[tuple[str, dict[str, Any]]] = []
+    if isinstance(data, dict) and isinstance(data.get("tokens"), list):
+        for i, item in enumerate(data["tokens"]):
+            if not isinstance(item, dict):
+                raise TokenFileError(f"{source}: tokens[{i}] must be a map")
+            items.append((f"tokens[{i}]", item))
+    elif isinstance(data, dict):
+        for i, (token, roles) in enumerate(data.items()):
+            items.append((f"entry {i}", {"token": str(token), "roles": roles, "name": f"token-{i + 1}"}))
+    else:
+        raise TokenFileError(f"{source}: expected a map (tokens: [...] or token: roles)")
+    out: list[_Entry] = []
+    names: set[str] = set()
+    for where, item in items:
+        token, digest_hex = item.get("token"), item.get("sha256")
+        if token:
+            digest = hashlib.sha256(str(token).encode()).digest()
+        elif digest_hex:
+            try:
+                digest = bytes.fromhex(str(digest_hex))
+            except ValueError:
+                raise TokenFileError(f"{source}: {where}: sha256 is not hex") from None
+            if len(digest) != 32:
+                raise TokenFileError(f"{source}: {where}: sha256 must be 64 hex digits")
+        else:
+            raise TokenFileError(f"{source}: {where}: needs token or sha256")
+        roles_raw = item.get("roles")
+        if not isinstance(roles_raw, dict) or not roles_raw:
+            raise TokenFileError(f"{source}: {where}: roles must map namespaces (or '*') to roles")
+        try:
+            roles = {str(ns): Role.parse(r) for ns, r in roles_raw.items()}
+        except ValueError as err:
+            raise TokenFileError(f"{source}: {where}: {err}") from None
+        name = str(item.get("name") or f"token-{digest.hex()[:8]}")
+        if name in names or "." in name:
+            raise TokenFileError(f"{source}: {where}: name {name!r} is repeated or contains '.'")
+        names.add(name)
+        out.append(_Entry(name, digest, roles))
+    return out
+
+
+class TokenRegistry:
+    """Tokens by digest, reloaded from their file when it changes."""
+
+    def __init__(self, path: Path | None = None, entries: list[_Entry] | None = None) -> None:
+        self.path = path
+        self._by_digest: dict[bytes, _Entry] = {}
+        self._by_name: dict[str, _Entry] = {}
+        self._mtime: float | None = None
+        self._checked = 0.0
+        if entries is not None:
+            self._set(entries)
+        if path is not None:
+            self._load()
+
+    def _set(self, entries: list[_Entry]) -> None:
+        self._by_digest = {e.digest: e for e in entries}
+        self._by_name = {e.name: e for e in entries}
+
+    def _load(self) -> None:
+        assert self.path is not None
+        stat = self.path.stat()
+        self._set(parse_tokens(self.path.read_text(encoding="utf-8"), str(self.path)))
+        self._mtime = stat.st_mtime
+        log.info("auth: %d token(s) loaded from %s", len(self._by_digest), self.path)
+
+    def _maybe_reload(self) -> None:
+        if self.path is None:
+            return
+        now = time.monotonic()
+        if now - self._checked < 1.0:
+            return
+        self._checked = now
+        try:
+            if self.path.stat().st_mtime != self._mtime:
+                self._load()
+        except (OSError, TokenFileError) as err:
+            log.error("auth: keeping the previous tokens; cannot reload %s: %s", self.path, err)
+
+    def __len__(self) -> int:
+        return len(self._by_digest)
+
+    def authenticate(self, token: str) -> Principal | None:
+        self._maybe_reload()
+        digest = hashlib.sha256(token.encode()).digest()
+        entry = self._by_digest.get(digest)
+        if entry is None:
+            return None
+        return Principal(entry.name, dict(entry.roles), "bearer", entry.digest)
+
+    def by_name(self, name: str) -> Principal | None:
+        self._maybe_reload()
+        entry = self._by_name.get(name)
+        if entry is None:
+            return None
+        return Principal(entry.name, dict(entry.roles), "cookie", entry.digest)
+
+
+def _sign(key: bytes, message: str) -> str:
+    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
+
+
+def session_value(principal: Principal, expires: int) -> str:
+    name = base64.urlsafe_b64encode(principal.name.encode()).decode().rstrip("=")
+    return f"{name}.{expires}.{_sign(principal.key, f'session.{principal.name}.{expires}')}"
+
+
+def csrf_token(principal: Principal, expires: int) -> str:
+    return _sign(principal.key, f"csrf.{principal.name}.{expires}")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass
+class AuthConfig:
+    enabled: bool
+    tokens: TokenRegistry = field(default_factory=TokenRegistry)
+    session_ttl: float = SESSION_TTL
+
+    @classmethod
+    def from_settings(cls, mode: str, host: str, tokens_file: Path | None, data_dir: Path) -> AuthConfig:
+        mode = (mode or "auto").lower()
+        if mode not in ("on", "off", "auto"):
+            raise ValueError(f"--auth must be on, off or auto, not {mode!r}")
+        enabled = mode == "on" or (mode == "auto" and not is_loopback(host))
+        if not enabled:
+            if tokens_file is not None:
+                log.warning("auth is off: --auth-tokens %s is not used", tokens_file)
+            return cls(False)
+        if tokens_file is not None:
+            try:
+                return cls(True, TokenRegistry(tokens_file))
+            except OSError as err:
+                raise ValueError(f"cannot read --auth-tokens {tokens_file}: {err.strerror}") from None
+            except TokenFileError as err:
+                raise ValueError(str(err)) from None
+        return cls(True, TokenRegistry(entries=[_bootstrap_admin(data_dir)]))
+
+
+def _bootstrap_admin(data_dir: Path) -> _Entry:
+    """The generated admin token (created once, mode 0600), for a control plane without a file."""
+    path = data_dir / ADMIN_TOKEN_FILE
+    data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        token = secrets.token_urlsafe(32)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(token + "\n")
+        log.warning("auth is on and no --auth-tokens file was given: admin token written to %s", path)
+    else:
+        log.warning("auth is on and no --auth-tokens file was given: admin token is in %s", path)
+    token = path.read_text().strip()
+    return _Entry("admin", hashlib.sha256(token.encode()).digest(), {"*": Role.ADMIN})
+
+
+@dataclass(frozen=True)
+class Requirement:
+    """What a request needs: a role in a namespace; namespace None = any valid token."""
+
+    role: Role
+    namespace: str | None = None
+    public: bool = False
+
+
+_PUBLIC_EXACT = frozenset(
+    {
+        "/",
+        "/healthz",
+        "/openapi.json",
+        "/docs",
+        "/docs/oauth2-redirect",
+        "/redoc",
+        "/favicon.ico",
+        "/api/v1/login",
+        "/api/v1/logout",
+        "/api/v1/whoami",
+    }
+)
+
+
+def requirement(method: str, path: str) -> Requirement:
+    if path in _PUBLIC_EXACT or path.startswith("/ui/"):
+        return Requirement(Role.VIEWER, public=True)
+    unsafe = method in _UNSAFE
+    m = _NAMESPACED.match(path)
+    if m is not None:
+        namespace, plural, rest = m.group(1), m.group(2), m.group(3) or ""
+        if not unsafe:
+            return Requirement(Role.VIEWER, namespace)
+        if plural in _ADMIN_PLURALS:
+            return Requirement(Role.ADMIN, namespace)
+        if rest.endswith("/validate"):
+            return Requirement(Role.VIEWER, namespace)
+        return Requirement(Role.EDITOR, namespace)
+    # Cross-namespace views filter by namespace in their handlers.
+    return Requirement(Role.VIEWER)
+
+
+def _status(code: int, reason: str, message: str) -> bytes:
+    return json.dumps(
+        {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Failure",
+            "message": message,
+            "reason": reason,
+            "code": code,
+        }
+    ).encode()
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+
+
+def _same_origin(origin: str, headers: Mapping[str, str]) -> bool:
+    if origin in ("", "null"):
+        return origin == ""
+    host = headers.get("x-forwarded-host") or headers.get("host", "")
+    return urlsplit(origin).netloc.lower() == host.lower()
+
+
+class AuthMiddleware:
+    """Pure ASGI middleware: authenticates, authorizes by path, puts the Principal in the scope."""
+
+    def __init__(self, app: ASGIApp, config: AuthConfig) -> None:
+        self.app = app
+        self.config = config
+
+    def principal_from(self, headers: Mapping[str, str]) -> tuple[Principal | None, str | None]:
+        """(principal, error): error explains a present but invalid credential."""
+        auth = headers.get("authorization", "")
+        if auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return None, "the Authorization header must be 'Bearer <token>'"
+            principal = self.config.tokens.authenticate(token.strip())
+            return (principal, None) if principal else (None, "invalid token")
+        cookie_header = headers.get("cookie", "")
+        if cookie_header:
+            cookies: SimpleCookie = SimpleCookie()
+            try:
+                cookies.load(cookie_header)
+            except Exception:
+                return None, None
+            morsel = cookies.get(SESSION_COOKIE)
+            if morsel is not None and morsel.value:
+                return self.verify_session(morsel.value)
+        return None, None
+
+    def verify_session(self, value: str) -> tuple[Principal | None, str | None]:
+        try:
+            name_b64, expires_text, signature = value.split(".")
+            name = base64.urlsafe_b64decode(name_b64 + "=" * (-len(name_b64) % 4)).decode()
+            expires = int(expires_text)
+        except (ValueError, UnicodeDecodeError):
+            return None, "invalid session"
+        if expires < time.time():
+            return None, "session expired: log in again"
+        principal = self.config.tokens.by_name(name)
+        if principal is None:
+            return None, "invalid session"
+        expected = session_value(principal, expires).rsplit(".", 1)[1]
+        if not hmac.compare_digest(expected, signature):
+            return None, "invalid session"
+        return Principal(principal.name, principal.roles, "cookie", principal.key), None
+
+    @staticmethod
+    def session_expiry(value: str) -> int:
+        return int(value.split(".")[1])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        method = scope["method"]
+        path = scope["path"]
+        headers = _headers(scope)
+        if method in _UNSAFE:
+            origin = headers.get("origin")
+            fetch_site = headers.get("sec-fetch-site", "")
+            if (origin is not None and not _same_origin(origin, headers)) or fetch_site == "cross-site":
+                await self._deny(send, 403, "Forbidden", "cross-origin request refused")
+                return
+        state = scope.setdefault("state", {})
+        if not self.config.enabled:
+            state["principal"] = ANONYMOUS
+            await self.app(scope, receive, send)
+            return
+        need = requirement(method, path)
+        principal, error = self.principal_from(headers)
+        state["principal"] = principal
+        if need.public:
+            await self.app(scope, receive, send)
+            return
+        if principal is None:
+            message = error or "authentication required: send 'Authorization: Bearer <token>' or log in"
+            await self._deny(send, 401, "Unauthorized", message)
+            return
+        if principal.via == "cookie" and method in _UNSAFE:
+            cookie = self._cookie(headers)
+            expected = csrf_token(principal, self.session_expiry(cookie)) if cookie else ""
+            if not expected or not hmac.compare_digest(headers.get(CSRF_HEADER, ""), expected):
+                await self._deny(send, 403, "Forbidden", "missing or invalid CSRF token (X-CSRF-Token)")
+                return
+        if need.namespace is not None and not principal.can(need.namespace, need.role):
+            have = principal.role_in(need.namespace)
+            detail = f"has role {have.name.lower()}" if have else "has no role"
+            await self._deny(
+                send,
+                403,
+                "Forbidden",
+                f"{principal.name} {detail} in namespace {need.namespace!r};"
+                f" this needs {need.role.name.lower()}",
+            )
+            return
+        await self.app(scope, receive, send)
+
+    @staticmethod
+    def _cookie(headers: Mapping[str, str]) -> str:
+        cookies: SimpleCookie = SimpleCookie()
+        try:
+            cookies.load(headers.get("cookie", ""))
+        except Exception:
+            return ""
+        morsel = cookies.get(SESSION_COOKIE)
+        return morsel.value if morsel is not None else ""
+
+    @staticmethod
+    async def _deny(send: Send, code: int, reason: str, message: str) -> None:
+        body = _status(code, reason, message)
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if code == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="opensergo"'))
+        await send({"type": "http.response.start", "status": code, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+
+NOBODY = Principal("nobody", {}, via="none")
+
+
+def principal_of(state: Any) -> Principal:
+    """The request's principal: ANONYMOUS (every role) when auth is off or no middleware runs,
+    NOBODY (no role) for an unauthenticated request to a public path."""
+    try:
+        principal = state.principal
+    except AttributeError:
+        return ANONYMOUS
+    return principal if isinstance(principal, Principal) else NOBODY

@@ -1,0 +1,193 @@
+"""Prometheus metrics of the control plane itself, served at ``GET /metrics``.
+
+* ``opensergo_connected_clients``: open SubscribeConfig streams on this replica.
+* ``opensergo_subscriptions{state}``: subscriptions by last answer (acked, nacked, pending, ...).
+* ``opensergo_acks_total{kind}`` / ``opensergo_nacks_total{kind}``: answers received.
+* ``opensergo_push_latency_seconds``: from a rule change (a new snapshot version of a group) to
+  each subscribed client's ACK of that version: what an operator waits for after ``apply``.
+* ``opensergo_ack_latency_seconds``: from writing a push to a stream to its ACK (network + SDK).
+* ``opensergo_store_revision``, ``opensergo_instances``, ``opensergo_apps``, and
+  ``opensergo_otlp_*`` for the metrics receiver.
+
+ACKs are counted by comparing each subscription's ACK state once per second (and at every
+scrape) with what was seen before, so the transport needs no hook. Two answers for the same
+subscription within one poll count once; NACKs are counted exactly (the transport keeps the last
+ten per subscription).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from opensergo.controlplane.metadata import MetadataRegistry
+from opensergo.controlplane.metrics.store import MetricStore
+from opensergo.controlplane.snapshots import GroupKey, Snapshot, SnapshotCache
+from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.transport import TransportService
+
+log = logging.getLogger(__name__)
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+_CREATED_KEPT = 20_000
+
+
+def _short(kind: str) -> str:
+    return kind.rsplit("/", 1)[-1]
+
+
+class _Gauges(Collector):
+    def __init__(self, owner: ControlPlaneMetrics) -> None:
+        self._owner = owner
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        o = self._owner
+        yield GaugeMetricFamily(
+            "opensergo_connected_clients",
+            "Open SubscribeConfig streams on this replica.",
+            value=o.transport.connected_count,
+        )
+        states = GaugeMetricFamily(
+            "opensergo_subscriptions", "Subscriptions of connected clients by last answer.", labels=["state"]
+        )
+        counts: dict[str, int] = {}
+        for client in o.transport.clients(include_disconnected=False):
+            for sub in client.subscriptions.values():
+                counts[sub.last_response] = counts.get(sub.last_response, 0) + 1
+        for state in ("acked", "nacked", "pending", "outdated", "rejected"):
+            states.add_metric([state], counts.get(state, 0))
+        yield states
+        yield GaugeMetricFamily(
+            "opensergo_store_revision", "Revision of the last store write.", value=o.store.revision
+        )
+        instances = o.registry.instances()
+        yield GaugeMetricFamily(
+            "opensergo_instances", "Instances registered through this replica.", value=len(instances)
+        )
+        yield GaugeMetricFamily(
+            "opensergo_apps",
+            "Apps with instances registered through this replica.",
+            value=len({(i.namespace, i.app) for i in instances}),
+        )
+        if o.metric_store is not None:
+            stats = o.metric_store.stats
+            yield GaugeMetricFamily(
+                "opensergo_otlp_export_requests", "OTLP metric exports received.", value=stats.requests
+            )
+            yield GaugeMetricFamily(
+                "opensergo_otlp_data_points",
+                "OTLP data points used for dashboard series.",
+                value=stats.points,
+            )
+            yield GaugeMetricFamily(
+                "opensergo_metric_series", "Dashboard series in memory.", value=len(o.metric_store.series)
+            )
+
+
+class ControlPlaneMetrics:
+    """The registry behind ``/metrics`` and the poller that counts ACKs and NACKs."""
+
+    def __init__(
+        self,
+        transport: TransportService,
+        snapshots: SnapshotCache,
+        store: Store,
+        registry: MetadataRegistry,
+        metric_store: MetricStore | None = None,
+    ) -> None:
+        self.transport = transport
+        self.store = store
+        self.registry = registry
+        self.metric_store = metric_store
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # no *_created series (noise)
+        self.prometheus = CollectorRegistry(auto_describe=False)
+        self.acks = Counter(
+            "opensergo_acks", "ACKs received from data planes.", ["kind"], registry=self.prometheus
+        )
+        self.nacks = Counter(
+            "opensergo_nacks", "NACKs received from data planes.", ["kind"], registry=self.prometheus
+        )
+        self.push_latency = Histogram(
+            "opensergo_push_latency_seconds",
+            "From a rule change (new snapshot version) to a subscribed client's ACK of it.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.prometheus,
+        )
+        self.ack_latency = Histogram(
+            "opensergo_ack_latency_seconds",
+            "From writing a push to a stream to the client's ACK of it.",
+            buckets=_LATENCY_BUCKETS,
+            registry=self.prometheus,
+        )
+        self.prometheus.register(_Gauges(self))
+        # (group, version) -> when the snapshot was built
+        self._created: OrderedDict[tuple[GroupKey, int], float] = OrderedDict()
+        # (stream id, group) -> (acked_at, last NACK record seen)
+        self._seen: dict[tuple[str, GroupKey], tuple[float | None, object]] = {}
+        snapshots.add_listener(self._on_snapshot)
+
+    def _on_snapshot(self, snapshot: Snapshot) -> None:
+        self._created[(snapshot.key, snapshot.version)] = time.time()
+        while len(self._created) > _CREATED_KEPT:
+            self._created.popitem(last=False)
+
+    def poll(self) -> None:
+        """Count the answers that arrived since the last poll."""
+        seen: dict[tuple[str, GroupKey], tuple[float | None, object]] = {}
+        for client in self.transport.clients(include_disconnected=False):
+            for key, sub in list(client.subscriptions.items()):
+                skey = (client.id, key)
+                last_nack: object = sub.nacks[-1] if sub.nacks else None
+                seen[skey] = (sub.acked_at, last_nack)
+                before = self._seen.get(skey)
+                kind = _short(key.kind)
+                if sub.acked_at is not None and (before is None or before[0] != sub.acked_at):
+                    self.acks.labels(kind).inc()
+                    if sub.pushed_at is not None and sub.pushed_version == sub.acked_version:
+                        self.ack_latency.observe(max(0.0, sub.acked_at - sub.pushed_at))
+                    created = self._created.get((key, sub.acked_version or 0))
+                    # Only changes made while the client was connected measure propagation.
+                    if created is not None and created >= client.connected_at:
+                        self.push_latency.observe(max(0.0, sub.acked_at - created))
+                if sub.nacks and (before is None or before[1] is not last_nack):
+                    new = len(sub.nacks)
+                    if before is not None and before[1] is not None:
+                        for i, record in enumerate(sub.nacks):
+                            if record is before[1]:
+                                new = len(sub.nacks) - i - 1
+                                break
+                    if new:
+                        self.nacks.labels(kind).inc(new)
+        self._seen = seen
+
+    def render(self) -> bytes:
+        self.poll()
+        data: bytes = generate_latest(self.prometheus)
+        return data
+
+    async def run(self, period: float = 1.0) -> None:
+        while True:
+            await asyncio.sleep(period)
+            try:
+                self.poll()
+            except Exception:
+                log.exception("counting ACKs failed")
+
+    def summary(self) -> dict[str, Any]:
+        """The counters as plain numbers (for the dashboard's overview)."""
+        total = {"acks": 0.0, "nacks": 0.0}
+        for metric in self.prometheus.collect():
+            if metric.name in ("opensergo_acks", "opensergo_nacks"):
+                for sample in metric.samples:
+                    if sample.name.endswith("_total"):
+                        total[metric.name.removeprefix("opensergo_")] += sample.value
+        return total
