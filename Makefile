@@ -10,6 +10,9 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	@# xds-protos ships an older copy of the opentelemetry/proto modules; whichever package pip
+	@# installs last wins, so reinstall opentelemetry-proto to make its (newer) files win.
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "$$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
 	@touch $(STAMP)
 
 install: $(STAMP)
