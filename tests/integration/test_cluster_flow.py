@@ -49,8 +49,9 @@ def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProc
     apply(control_plane, "RateLimitStrategy", "ratelimitstrategies", "global-100", spec)
     rule(control_plane, "GET:/x", "global-100", "RateLimitStrategy")
     logs = [tmp_path / f"client-{i}.log" for i in range(4)]
-    # Each offers 60 requests/s: 240/s in all against a cluster threshold of 100/s.
-    procs = [spawn_python(APP, control_plane.grpc_address, "GET:/x", "60", "14", log=log) for log in logs]
+    # Each offers 60 requests/s for 22 s (long enough to outlive a slow restart on a busy CI host):
+    # 240/s in all against a cluster threshold of 100/s.
+    procs = [spawn_python(APP, control_plane.grpc_address, "GET:/x", "60", "22", log=log) for log in logs]
     try:
         wait_until(
             lambda: all(any(r.get("ready") for r in lines(log)) for log in logs), timeout=30, what="ready"
@@ -66,7 +67,7 @@ def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProc
         control_plane.start()
         restarted_at = time.time()
         wait_until(
-            lambda: all(mode_since(log, "global", restarted_at) for log in logs), timeout=10, what="global"
+            lambda: all(mode_since(log, "global", restarted_at) for log in logs), timeout=15, what="global"
         )
         to_global = max(mode_since(log, "global", restarted_at) or 0.0 for log in logs) - restarted_at
         for p in procs:
