@@ -15,6 +15,8 @@ import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opensergo.client import OpenSergoClient
+from opensergo.governance import BlockedError, Engine
+from opensergo.governance.runtime import attach
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
@@ -45,12 +47,22 @@ def main() -> None:
     for kind in kinds.all_kinds():
         if kind.group == FAULT_TOLERANCE_GROUP:
             client.subscribe(kind, callback=_printer(kind.kind))
-    client.start()
+    # The fault-tolerance engine follows the same pushes: GET /hello is guarded by them.
+    governance = attach(client, Engine())
+    governance.start()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path.startswith("/hello"):
-                self._send(200, {"message": "hello from " + args.app})
+                try:
+                    with governance.engine.entry("GET:/hello"):
+                        self._send(200, {"message": "hello from " + args.app})
+                except BlockedError as blocked:
+                    response = blocked.fallback
+                    if response is None:
+                        self._send(429, {"error": str(blocked)})
+                    else:
+                        self._send_raw(response.status, response.body_bytes, dict(response.headers))
                 return
             rules = {
                 key.kind: [
@@ -61,9 +73,12 @@ def main() -> None:
             self._send(200, rules)
 
         def _send(self, status: int, body: object) -> None:
-            data = json.dumps(body, indent=2).encode()
+            self._send_raw(status, json.dumps(body, indent=2).encode(), {"content-type": "application/json"})
+
+        def _send_raw(self, status: int, data: bytes, headers: dict[str, str]) -> None:
             self.send_response(status)
-            self.send_header("content-type", "application/json")
+            for name, value in headers.items():
+                self.send_header(name, value)
             self.send_header("content-length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
@@ -79,7 +94,7 @@ def main() -> None:
         pass
     finally:
         server.server_close()
-        client.stop()
+        governance.stop()
 
 
 def _printer(kind: str):  # type: ignore[no-untyped-def]

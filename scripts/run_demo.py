@@ -61,11 +61,13 @@ def main() -> int:
             f"""
 OpenSergo is running.
   control plane gRPC   127.0.0.1:{GRPC_PORT}   (OpenSergo universal transport + MetadataService)
+  dashboard            http://127.0.0.1:{HTTP_PORT}/
   control plane REST   http://127.0.0.1:{HTTP_PORT}/docs   (OpenAPI: /openapi.json)
-  demo app             http://127.0.0.1:{DEMO_PORT}/       (shows the rules it holds)
+  demo app             http://127.0.0.1:{DEMO_PORT}/hello  (guarded; / shows the rules it holds)
 
 Try, in another terminal (after `. .venv/bin/activate`):
-  opensergo apply -f examples/rules/rate-limit.yaml
+  opensergo apply -f examples/rules/rate-limit.yaml     # at most 5 GET /hello per second
+  for i in $(seq 8); do curl -s -o /dev/null -w "%{{http_code}} " http://127.0.0.1:{DEMO_PORT}/hello; done
   opensergo get ratelimitstrategies
   opensergo get instances
   opensergo get clients
