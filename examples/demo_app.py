@@ -11,10 +11,10 @@ import argparse
 import json
 import logging
 import os
-import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opensergo.client import OpenSergoClient
+from opensergo.client.reporter import routable_address
 from opensergo.governance import BlockedError, Engine
 from opensergo.governance.runtime import attach
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -32,7 +32,7 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s demo-app %(levelname)s %(message)s")
 
     metadata = sc.ServiceMetadata(
-        listening_addresses=[sc.SocketAddress(address=_routable_address(), port_value=args.port)],
+        listening_addresses=[sc.SocketAddress(address=routable_address(), port_value=args.port)],
         protocols=["http"],
         service_contract=sc.ServiceContract(
             services=[
@@ -103,16 +103,6 @@ def _printer(kind: str):  # type: ignore[no-untyped-def]
         logging.info("%s version %d: %s", kind, version, names)
 
     return on_rules
-
-
-def _routable_address() -> str:
-    """The address other hosts would use to reach us (falls back to loopback when offline)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.255.255.255", 1))
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
 
 
 if __name__ == "__main__":

@@ -10,9 +10,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
+
+from opensergo.spec import kinds
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,6 +24,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def put_object(cp: ControlPlaneProcess, body: dict[str, Any], timeout: float = 30) -> httpx.Response:
+    """PUT an object to the control plane's REST API; the URL comes from the kind registry."""
+    info = kinds.by_api_version_kind(body["apiVersion"], body["kind"])
+    meta = body["metadata"]
+    path = f"/apis/{info.group}/{info.version}/namespaces/{meta.get('namespace', 'default')}/{info.plural}"
+    return httpx.put(f"{cp.http_url}{path}/{meta['name']}", json=body, timeout=timeout)
 
 
 def wait_until(

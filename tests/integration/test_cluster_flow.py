@@ -7,10 +7,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from tests.helpers import ControlPlaneProcess, spawn_python, wait_until
+from tests.helpers import ControlPlaneProcess, put_object, spawn_python, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -18,20 +17,20 @@ FT = "fault-tolerance.opensergo.io/v1alpha1"
 APP = Path(__file__).parent / "apps" / "cluster_client.py"
 
 
-def apply(cp: ControlPlaneProcess, kind: str, plural: str, name: str, spec: dict[str, Any]) -> None:
+def apply(cp: ControlPlaneProcess, kind: str, name: str, spec: dict[str, Any]) -> None:
     body = {
         "apiVersion": FT,
         "kind": kind,
         "metadata": {"name": name, "labels": {"app": "cluster-app"}},
         "spec": spec,
     }
-    response = httpx.put(f"{cp.http_url}/apis/{FT}/namespaces/default/{plural}/{name}", json=body)
+    response = put_object(cp, body)
     assert response.status_code in (200, 201), response.text
 
 
 def rule(cp: ControlPlaneProcess, resource: str, strategy: str, kind: str) -> None:
     spec = {"targets": [{"targetResourceName": resource}], "strategies": [{"name": strategy, "kind": kind}]}
-    apply(cp, "FaultToleranceRule", "faulttolerancerules", f"rule-{strategy}", spec)
+    apply(cp, "FaultToleranceRule", f"rule-{strategy}", spec)
 
 
 def lines(log: Path) -> list[dict[str, Any]]:
@@ -46,7 +45,7 @@ def mode_since(log: Path, mode: str, since: float) -> float | None:
 
 def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProcess, tmp_path: Path) -> None:
     spec = {"metricType": "RequestAmount", "limitMode": "Global", "threshold": 100, "statDurationSeconds": 1}
-    apply(control_plane, "RateLimitStrategy", "ratelimitstrategies", "global-100", spec)
+    apply(control_plane, "RateLimitStrategy", "global-100", spec)
     rule(control_plane, "GET:/x", "global-100", "RateLimitStrategy")
     logs = [tmp_path / f"client-{i}.log" for i in range(4)]
     # Each offers 60 requests/s for 22 s (long enough to outlive a slow restart on a busy CI host):
@@ -95,7 +94,7 @@ def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProc
 
 
 def test_dead_client_permits_are_reclaimed(control_plane: ControlPlaneProcess, tmp_path: Path) -> None:
-    apply(control_plane, "ConcurrencyLimitStrategy", "concurrencylimitstrategies", "global-2",
+    apply(control_plane, "ConcurrencyLimitStrategy", "global-2",
           {"maxConcurrency": 2, "limitMode": "Global"})  # fmt: skip
     rule(control_plane, "GET:/slow", "global-2", "ConcurrencyLimitStrategy")
     holder_log = tmp_path / "holder.log"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from opensergo.client import OpenSergoClient
-from tests.helpers import ControlPlaneProcess, EtcdCluster, wait_until
+from tests.helpers import ControlPlaneProcess, EtcdCluster, put_object, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
@@ -28,9 +28,8 @@ def rule(name: str, threshold: int) -> dict[str, Any]:
     }
 
 
-def put(cp: ControlPlaneProcess, name: str, threshold: int, timeout: float = 30) -> httpx.Response:
-    url = f"{cp.http_url}/apis/{FT}/namespaces/default/ratelimitstrategies/{name}"
-    return httpx.put(url, json=rule(name, threshold), timeout=timeout)
+def put(cp: ControlPlaneProcess, name: str, threshold: int) -> httpx.Response:
+    return put_object(cp, rule(name, threshold))
 
 
 def names(cp: ControlPlaneProcess) -> set[str]:
@@ -193,7 +192,7 @@ def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path)
             "strategies": [{"name": "g60", "kind": "RateLimitStrategy"}],
         },
     }
-    httpx.put(f"{b.http_url}/apis/{FT}/namespaces/default/faulttolerancerules/g60-rule", json=rule_body)
+    put_object(b, rule_body)
     # Let both replicas see each other (status documents are published every second).
     time.sleep(2.5)
     app = Path(__file__).parent / "apps" / "cluster_client.py"

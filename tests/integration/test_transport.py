@@ -13,7 +13,7 @@ import pytest
 
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
-from tests.helpers import ControlPlaneProcess, wait_until
+from tests.helpers import ControlPlaneProcess, put_object, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -66,18 +66,13 @@ def subscribe(kinds: list[str], request_id: str, op: int = pb.SUBSCRIBE) -> pb.S
 
 
 def put(cp: ControlPlaneProcess, kind: str, name: str, spec: dict[str, Any]) -> int:
-    plural = {
-        "RateLimitStrategy": "ratelimitstrategies",
-        "ConcurrencyLimitStrategy": "concurrencylimitstrategies",
-    }
     body = {
         "apiVersion": FT,
         "kind": kind,
         "metadata": {"name": name, "labels": {"app": "foo-app"}},
         "spec": spec,
     }
-    url = f"{cp.http_url}/apis/{FT}/namespaces/default/{plural[kind]}/{name}"
-    response = httpx.put(url, json=body)
+    response = put_object(cp, body)
     assert response.status_code in (200, 201), response.text
     return int(response.json()["metadata"]["resourceVersion"])
 

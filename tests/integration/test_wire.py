@@ -9,11 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-import httpx
 import pytest
 from google.protobuf import any_pb2, descriptor_pb2, descriptor_pool, message_factory
 
-from tests.helpers import ControlPlaneProcess
+from tests.helpers import ControlPlaneProcess, put_object
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
@@ -237,13 +236,7 @@ RULES = [
 
 
 def _apply(cp: ControlPlaneProcess, body: dict[str, Any]) -> None:
-    plural = {
-        "RateLimitStrategy": "ratelimitstrategies",
-        "CircuitBreakerStrategy": "circuitbreakerstrategies",
-        "FaultToleranceRule": "faulttolerancerules",
-    }[body["kind"]]
-    url = f"{cp.http_url}/apis/{FT}/namespaces/default/{plural}/{body['metadata']['name']}"
-    response = httpx.put(url, json=body)
+    response = put_object(cp, body)
     assert response.status_code in (200, 201), response.text
 
 

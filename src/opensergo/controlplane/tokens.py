@@ -24,9 +24,11 @@ from typing import Any
 import grpc
 
 from opensergo.controlplane.snapshots import GroupKey, SnapshotCache
+from opensergo.governance.clock import NS_PER_MS
 from opensergo.governance.stats import Window
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
+from opensergo.spec import kinds
 from opensergo.spec.faulttolerance import (
     ConcurrencyLimitMode,
     ConcurrencyLimitStrategy,
@@ -36,11 +38,8 @@ from opensergo.spec.faulttolerance import (
 
 log = logging.getLogger(__name__)
 
-RATE_KIND = f"{RateLimitStrategy.GROUP}/{RateLimitStrategy.VERSION}/{RateLimitStrategy.KIND}"
-CONCURRENCY_KIND = (
-    f"{ConcurrencyLimitStrategy.GROUP}/{ConcurrencyLimitStrategy.VERSION}/{ConcurrencyLimitStrategy.KIND}"
-)
-NS_PER_MS = 1_000_000
+RATE_KIND = kinds.lookup(RateLimitStrategy.KIND).full_name
+CONCURRENCY_KIND = kinds.lookup(ConcurrencyLimitStrategy.KIND).full_name
 
 Key = tuple[str, str, str, str]  # namespace, app, resource, strategy
 
@@ -166,16 +165,6 @@ class GlobalLimits:
 
     def held(self, key: Key) -> int:
         return sum(self._held.get(key, {}).values())
-
-    def rate_used(self, key: Key) -> int:
-        limit = self.rate_limit(key)
-        if limit is None:
-            return 0
-        window = self._window(key, limit[1])
-        now = self._clock()
-        if now >= window.end:
-            window.roll(now)
-        return window.hist_pass + window.passes[window.idx]
 
 
 Owner = Callable[[Key], "str | None"]
