@@ -31,6 +31,13 @@ log = logging.getLogger("opensergo.client.tokens")
 
 DEFAULT_TIMEOUT = 0.020  # Sentinel's cluster client request timeout
 RECONNECT_DELAY = 0.25
+CONNECT_TIMEOUT = 2.0
+# A fresh channel otherwise waits ~1 s after its first refused connect before trying again.
+CHANNEL_OPTIONS = [
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+]
 SLOW_AFTER = 3  # consecutive timeouts before falling back to local shares
 
 FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
@@ -104,8 +111,11 @@ class TokenClient:
 
     # -- requests ----------------------------------------------------------------------------
 
-    def request(self, key: FlowKey, op: str, count: int) -> concurrent.futures.Future[tk.TokenResponse]:
-        """Send one request (op: lease, give_back, acquire, release); thread-safe."""
+    def request(
+        self, key: FlowKey, op: str, count: int, bucket: int = 0
+    ) -> concurrent.futures.Future[tk.TokenResponse]:
+        """Send one request (op: lease, give_back, acquire, release); thread-safe. ``bucket``:
+        with give_back, the bucket tag of the lease the tokens came from."""
         future: concurrent.futures.Future[tk.TokenResponse] = concurrent.futures.Future()
         loop = self._loop
         if loop is None or not self.healthy:
@@ -116,6 +126,8 @@ class TokenClient:
             id=request_id, key=tk.FlowKey(namespace=key[0], app=key[1], resource=key[2], strategy=key[3])
         )
         getattr(message, op).count = count  # selects the oneof member
+        if bucket:
+            getattr(message, op).bucket = bucket
         self._waiting[request_id] = future
         try:
             loop.call_soon_threadsafe(self._enqueue, message)
@@ -171,9 +183,16 @@ class TokenClient:
             try:
                 await self._stream(endpoint)
             except asyncio.CancelledError:
-                break
+                task = asyncio.current_task()
+                if self._stopping or (task is not None and task.cancelling()):
+                    break
+                # grpc cancels a call itself when a request is written after the call ended (the
+                # server died between two batches); that is a broken stream, not our shutdown.
+                log.debug("token stream to %s was cancelled under us", endpoint)
             except grpc.aio.AioRpcError as err:
                 log.debug("token stream to %s ended: %s", endpoint, err.code())
+            except TimeoutError:
+                log.debug("token service %s not reachable within %.1fs", endpoint, CONNECT_TIMEOUT)
             except Exception:
                 log.exception("token stream to %s failed", endpoint)
             was_healthy, self.healthy = self.healthy, False
@@ -216,8 +235,8 @@ class TokenClient:
                     first = False
                 yield batch
 
-        async with grpc.aio.insecure_channel(endpoint) as channel:
-            await asyncio.wait_for(channel.channel_ready(), timeout=2.0)
+        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+            await asyncio.wait_for(channel.channel_ready(), timeout=CONNECT_TIMEOUT)
             stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect(requests())
             if home:

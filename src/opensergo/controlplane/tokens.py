@@ -110,9 +110,13 @@ class GlobalLimits:
             valid_for_ms=max(1, valid_ns // NS_PER_MS),
             threshold=threshold,
             interval_ms=interval_ms,
+            bucket=window.start,
         )
 
-    def give_back(self, key: Key, count: int) -> tk.TokenResponse:
+    def give_back(self, key: Key, count: int, bucket: int) -> tk.TokenResponse:
+        """Unused tokens of the lease counted in ``bucket`` go back to that bucket, if it is still
+        in the window (crediting a newer bucket instead would let the old count expire on time
+        and leave the window short: over-admission later)."""
         limit = self.rate_limit(key)
         if limit is None:
             return tk.TokenResponse(code=tk.TokenResponse.NO_RULE)
@@ -120,20 +124,14 @@ class GlobalLimits:
         now = self._clock()
         if now >= window.end:
             window.roll(now)
-        # Taken back from the newest buckets first: a lease usually expires just after the bucket
-        # it was counted in ended, so the current bucket alone may hold fewer passes than that.
         oldest = window.start - window.interval_ns
-        for back in range(window.sample_count):
-            if count <= 0:
+        for i in range(window.sample_count):
+            if window.starts[i] == bucket and oldest < bucket <= window.start:
+                taken = min(count, window.passes[i])
+                window.passes[i] -= taken
+                if i != window.idx:
+                    window.hist_pass -= taken
                 break
-            i = (window.idx - back) % window.sample_count
-            if back and not oldest < window.starts[i] < window.start:
-                continue
-            taken = min(count, window.passes[i])
-            window.passes[i] -= taken
-            count -= taken
-            if back:
-                window.hist_pass -= taken
         return tk.TokenResponse(code=tk.TokenResponse.OK)
 
     def acquire(self, key: Key, client: str, count: int) -> tk.TokenResponse:
@@ -218,7 +216,7 @@ class TokenService(tk_grpc.TokenServiceServicer):
         if op == "lease":
             return self.limits.lease(key, count)
         if op == "give_back":
-            return self.limits.give_back(key, count)
+            return self.limits.give_back(key, count, request.give_back.bucket)
         if op == "acquire":
             return self.limits.acquire(key, client, count)
         return self.limits.release(key, client, count)

@@ -15,8 +15,11 @@ from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import EventType, StoredObject, WatchEvent
 from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.governance import Engine, RateLimitedError
+from opensergo.governance.clock import NS_PER_MS as NS
 from opensergo.governance.clock import ManualClock
 from opensergo.governance.errors import ConcurrencyLimitedError
+from opensergo.governance.faulttolerance.cluster import GlobalRate
+from opensergo.governance.stats import Window
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.spec.loader import parse_documents
 
@@ -78,7 +81,9 @@ class InProcessSource:
     def mark_slow(self, seconds: float = 1.0) -> None:
         self.slow += 1
 
-    def request(self, key: Any, op: str, count: int) -> concurrent.futures.Future[tk.TokenResponse]:
+    def request(
+        self, key: Any, op: str, count: int, bucket: int = 0
+    ) -> concurrent.futures.Future[tk.TokenResponse]:
         future: concurrent.futures.Future[tk.TokenResponse] = concurrent.futures.Future()
         if not self.up:
             future.set_exception(ConnectionError("down"))
@@ -87,6 +92,8 @@ class InProcessSource:
             key=tk.FlowKey(namespace=key[0], app=key[1], resource=key[2], strategy=key[3])
         )
         getattr(request, op).count = count
+        if bucket:
+            getattr(request, op).bucket = bucket
         future.set_result(self.service.handle(request, self.client))
         return future
 
@@ -95,10 +102,10 @@ def test_server_window_grants_at_most_the_threshold() -> None:
     clock = ManualClock()
     limits = GlobalLimits(snapshots_with(RULES), clock=clock.now_ns)
     key = ("default", "shop", "GET:/buy", "global-rl")
-    granted = [limits.lease(key, 4).granted for _ in range(4)]
-    assert granted == [4, 4, 2, 0]
+    leases = [limits.lease(key, 4) for _ in range(4)]
+    assert [lease.granted for lease in leases] == [4, 4, 2, 0]
     assert limits.lease(key, 1).threshold == 10
-    limits.give_back(key, 3)
+    limits.give_back(key, 3, leases[0].bucket)
     assert limits.lease(key, 5).granted == 3
     clock.advance(1000)  # a full window later everything is available again
     assert limits.lease(key, 20).granted == 10
@@ -171,3 +178,67 @@ def test_global_concurrency_permits() -> None:
         entry.exit()
     key = ("default", "shop", "GET:/slow", "global-cc")
     assert limits.held(key) == 0  # every permit went back
+
+
+def test_give_back_credits_the_bucket_that_counted_the_lease() -> None:
+    clock = ManualClock()
+    limits = GlobalLimits(snapshots_with(RULES), clock=clock.now_ns)  # 10 / s, 10 x 100 ms buckets
+    key = ("default", "shop", "GET:/buy", "global-rl")
+    old = limits.lease(key, 6)
+    clock.advance(300)
+    new = limits.lease(key, 4)
+    assert new.bucket != old.bucket
+    # 5 of the old lease come back 300 ms later: credited to the old bucket, not the new one.
+    limits.give_back(key, 5, old.bucket)
+    assert limits.lease(key, 10).granted == 5
+    # 750 ms on, the old bucket has left the window: only what the new bucket counted (4, plus the
+    # 5 just granted 300 ms ago) still holds.
+    clock.advance(750)
+    assert limits.lease(key, 10).granted == 1
+    # A give-back for a bucket that has left the window changes nothing.
+    limits.give_back(key, 5, old.bucket)
+    assert limits.lease(key, 10).granted == 0
+
+
+class ScriptedSource:
+    """A TokenSource that grants scripted leases and records every request."""
+
+    def __init__(self, leases: list[tuple[int, int, int]]) -> None:
+        self.leases = leases  # (granted, valid_for_ms, bucket), answered in order
+        self.requests: list[tuple[str, int, int]] = []
+        self.timeout = 0.02
+
+    @property
+    def usable(self) -> bool:
+        return True
+
+    def mark_slow(self, seconds: float = 1.0) -> None:
+        raise AssertionError("never slow")
+
+    def request(
+        self, key: Any, op: str, count: int, bucket: int = 0
+    ) -> concurrent.futures.Future[tk.TokenResponse]:
+        self.requests.append((op, count, bucket))
+        future: concurrent.futures.Future[tk.TokenResponse] = concurrent.futures.Future()
+        response = tk.TokenResponse(code=tk.TokenResponse.OK, interval_ms=1000)
+        if op == "lease" and self.leases:
+            response.granted, response.valid_for_ms, response.bucket = self.leases.pop(0)
+        future.set_result(response)
+        return future
+
+
+def test_a_new_lease_does_not_extend_the_tokens_of_an_older_one() -> None:
+    clock = ManualClock()
+    source = ScriptedSource([(10, 200, 111), (10, 200, 222)])
+    # Local threshold 40: the first lease asks for 10 and is refilled when 5 are left.
+    rate = GlobalRate(("default", "shop", "GET:/buy", "rl"), source, Window(10, 1000), 40, clock.now_ns)
+    for _ in range(4):
+        assert rate.acquire(clock.now_ns())
+    clock.advance(150)
+    assert rate.acquire(clock.now_ns())  # 5 left: lease 222 is asked for (and granted) now
+    assert [list(b) for b in rate.batches] == [[5, 200 * NS, 111], [10, 350 * NS, 222]]
+    clock.advance(100)  # 250 ms: lease 111 has expired, lease 222 has not
+    assert rate.acquire(clock.now_ns())
+    # 111's five tokens went back to bucket 111 instead of living on with lease 222's expiry.
+    assert [r for r in source.requests if r[0] == "give_back"] == [("give_back", 5, 111)]
+    assert rate.tokens == 9 and [list(b) for b in rate.batches] == [[9, 350 * NS, 222]]

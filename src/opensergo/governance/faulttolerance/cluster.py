@@ -2,8 +2,10 @@
 
 Accuracy against latency: a guarded call spends a token leased earlier, so in the common case it
 waits on nothing. Leases are sized to about one lease period of this instance's recent traffic
-(at least 1, at most the threshold) and are refilled in the background when half is left;
-unused tokens go back when the lease expires (the server's current bucket plus one). A call
+(at least 1, at most the threshold) and are refilled in the background when half is left.
+Each lease keeps its own expiry (the server's current bucket plus one) and is spent oldest first;
+its unused tokens go back to the server bucket that counted them, so a token never outlives the
+window it was counted in, and a give-back never credits a newer bucket. A call
 finds the bag empty only when traffic jumped or the server granted nothing; it then waits for one
 lease, at most ``timeout`` (20 ms by default): granted -> pass, nothing granted -> block (the
 cluster's budget is spent), no answer -> local share. The cost is accuracy at the edges: tokens
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -49,7 +52,9 @@ class TokenSource(Protocol):
 
     def mark_slow(self, seconds: float = 1.0) -> None: ...
 
-    def request(self, key: FlowKey, op: str, count: int) -> concurrent.futures.Future[tk.TokenResponse]: ...
+    def request(
+        self, key: FlowKey, op: str, count: int, bucket: int = 0
+    ) -> concurrent.futures.Future[tk.TokenResponse]: ...
 
 
 def _answer(future: concurrent.futures.Future[tk.TokenResponse], timeout: float) -> tk.TokenResponse | None:
@@ -64,8 +69,8 @@ class GlobalRate:
 
     __slots__ = (
         "_lock",
+        "batches",
         "clock",
-        "expires",
         "fallback",
         "key",
         "lease_started",
@@ -92,12 +97,13 @@ class GlobalRate:
         self.source = source
         self.fallback = fallback
         self.local_threshold = local_threshold
-        self.tokens = 0
-        self.expires = 0
+        self.tokens = 0  # sum of the batches' counts
+        self.batches: deque[list[int]] = deque()  # leases, oldest first: [count, expires, bucket]
         self.used = 0
         self.lease_started = 0
         self.retry_at = 0  # after the server granted nothing: no new lease before this
-        self.want = max(1, local_threshold // 4)
+        # One bucket (a tenth of the window) of this instance's share: a lease lives about that long.
+        self.want = max(1, local_threshold // 10)
         self.pending: concurrent.futures.Future[tk.TokenResponse] | None = None
         self.no_rule = False
         # Reentrant: a lease answered at once (or failed at once) runs _granted inside _refill.
@@ -112,15 +118,10 @@ class GlobalRate:
         if not self.source.usable or self.no_rule:
             return self._local(now)
         with self._lock:
-            if self.tokens > 0 and now < self.expires:
-                self.tokens -= 1
-                self.used += 1
-                self._count_locally(now)
+            if self._spend_locked(now):
                 if self.tokens <= self.want * LOW_WATER and self.pending is None:
                     self._refill(now)
                 return True
-            if self.tokens > 0:  # expired
-                self._give_back_locked()
             if self.pending is None and now < self.retry_at:
                 return False  # the cluster's budget is spent until the server's next bucket
             pending = self.pending if self.pending is not None else self._refill(now)
@@ -129,12 +130,30 @@ class GlobalRate:
             self.source.mark_slow()
             return self._local(now)
         with self._lock:
-            if self.tokens > 0:
-                self.tokens -= 1
-                self.used += 1
-                self._count_locally(now)
-                return True
-        return False  # the cluster's budget for this window is spent
+            # The future wakes its waiters before it runs its callbacks: apply the answer here
+            # if _granted has not yet.
+            if self.pending is pending:
+                self._apply_locked(response)
+            if self.no_rule:
+                return self._local(now)
+            return self._spend_locked(self.clock())  # False: the cluster's budget is spent
+
+    def _spend_locked(self, now: int) -> bool:
+        """Take one token from the oldest unexpired lease; expired ones are given back."""
+        batches = self.batches
+        while batches:
+            batch = batches[0]
+            if now >= batch[1]:
+                self._give_back_locked(batches.popleft())
+                continue
+            batch[0] -= 1
+            if batch[0] == 0:
+                batches.popleft()
+            self.tokens -= 1
+            self.used += 1
+            self._count_locally(now)
+            return True
+        return False
 
     def _count_locally(self, now: int) -> None:
         # Passes in global mode also go into the fallback window, so that a switch to the local
@@ -164,26 +183,32 @@ class GlobalRate:
         except Exception:
             response = None
         with self._lock:
-            self.pending = None
-            if response is None:
-                return
-            if response.code == tk.TokenResponse.NO_RULE:
-                self.no_rule = True
-                return
-            self.no_rule = False
-            now = self.clock()
-            if response.granted:
-                self.tokens += response.granted
-                self.expires = now + response.valid_for_ms * NS_PER_MS
-            else:
-                # Nothing left in the window: ask again when the server's next bucket starts
-                # rather than once per blocked request.
-                self.retry_at = now + max(1, response.interval_ms // 10) * NS_PER_MS
+            if self.pending is future:  # else the waiting caller applied it already
+                self._apply_locked(response)
 
-    def _give_back_locked(self) -> None:
-        count, self.tokens = self.tokens, 0
+    def _apply_locked(self, response: tk.TokenResponse | None) -> None:
+        self.pending = None
+        if response is None:
+            return
+        if response.code == tk.TokenResponse.NO_RULE:
+            self.no_rule = True
+            return
+        self.no_rule = False
+        now = self.clock()
+        if response.granted:
+            self.tokens += response.granted
+            expires = now + response.valid_for_ms * NS_PER_MS
+            self.batches.append([response.granted, expires, response.bucket])
+        else:
+            # Nothing left in the window: ask again when the server's next bucket starts
+            # rather than once per blocked request.
+            self.retry_at = now + max(1, response.interval_ms // 10) * NS_PER_MS
+
+    def _give_back_locked(self, batch: list[int]) -> None:
+        count, _, bucket = batch
+        self.tokens -= count
         if count:
-            self.source.request(self.key, "give_back", count)
+            self.source.request(self.key, "give_back", count, bucket)
 
     def _local(self, now: int) -> bool:
         w = self.fallback
@@ -196,7 +221,8 @@ class GlobalRate:
 
     def close(self) -> None:
         with self._lock:
-            self._give_back_locked()
+            while self.batches:
+                self._give_back_locked(self.batches.popleft())
 
 
 class GlobalPermits:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*opensergo/proto/flowcontrol/v1/token.proto\x12\x1copensergo.ext.flowcontrol.v1\"]\n\nTokenBatch\x12<\n\x08requests\x18\x01 \x03(\x0b\x32*.opensergo.ext.flowcontrol.v1.TokenRequest\x12\x11\n\tclient_id\x18\x02 \x01(\t\"T\n\x12TokenBatchResponse\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.opensergo.ext.flowcontrol.v1.TokenResponse\"M\n\x07\x46lowKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"\xb4\x02\n\x0cTokenRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x03key\x18\x02 \x01(\x0b\x32%.opensergo.ext.flowcontrol.v1.FlowKey\x12\x34\n\x05lease\x18\x03 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x38\n\tgive_back\x18\x04 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x36\n\x07\x61\x63quire\x18\x05 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x36\n\x07release\x18\x06 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x42\x04\n\x02op\"\x16\n\x05Lease\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\"\x86\x02\n\rTokenResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12>\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x30.opensergo.ext.flowcontrol.v1.TokenResponse.Code\x12\x0f\n\x07granted\x18\x03 \x01(\x05\x12\x14\n\x0cvalid_for_ms\x18\x04 \x01(\x03\x12\x11\n\tthreshold\x18\x05 \x01(\x03\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\":\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\x0b\n\x07NO_RULE\x10\x01\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x02\x12\x0c\n\x08REDIRECT\x10\x03\x32y\n\x0cTokenService\x12i\n\x07\x43onnect\x12(.opensergo.ext.flowcontrol.v1.TokenBatch\x1a\x30.opensergo.ext.flowcontrol.v1.TokenBatchResponse(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n*opensergo/proto/flowcontrol/v1/token.proto\x12\x1copensergo.ext.flowcontrol.v1\"]\n\nTokenBatch\x12<\n\x08requests\x18\x01 \x03(\x0b\x32*.opensergo.ext.flowcontrol.v1.TokenRequest\x12\x11\n\tclient_id\x18\x02 \x01(\t\"T\n\x12TokenBatchResponse\x12>\n\tresponses\x18\x01 \x03(\x0b\x32+.opensergo.ext.flowcontrol.v1.TokenResponse\"M\n\x07\x46lowKey\x12\x11\n\tnamespace\x18\x01 \x01(\t\x12\x0b\n\x03\x61pp\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x10\n\x08strategy\x18\x04 \x01(\t\"\xb4\x02\n\x0cTokenRequest\x12\n\n\x02id\x18\x01 \x01(\x04\x12\x32\n\x03key\x18\x02 \x01(\x0b\x32%.opensergo.ext.flowcontrol.v1.FlowKey\x12\x34\n\x05lease\x18\x03 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x38\n\tgive_back\x18\x04 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x36\n\x07\x61\x63quire\x18\x05 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x12\x36\n\x07release\x18\x06 \x01(\x0b\x32#.opensergo.ext.flowcontrol.v1.LeaseH\x00\x42\x04\n\x02op\"&\n\x05Lease\x12\r\n\x05\x63ount\x18\x01 \x01(\x05\x12\x0e\n\x06\x62ucket\x18\x02 \x01(\x03\"\x96\x02\n\rTokenResponse\x12\n\n\x02id\x18\x01 \x01(\x04\x12>\n\x04\x63ode\x18\x02 \x01(\x0e\x32\x30.opensergo.ext.flowcontrol.v1.TokenResponse.Code\x12\x0f\n\x07granted\x18\x03 \x01(\x05\x12\x14\n\x0cvalid_for_ms\x18\x04 \x01(\x03\x12\x11\n\tthreshold\x18\x05 \x01(\x03\x12\x13\n\x0binterval_ms\x18\x06 \x01(\x03\x12\x0f\n\x07message\x18\x07 \x01(\t\x12\r\n\x05owner\x18\x08 \x01(\t\x12\x0e\n\x06\x62ucket\x18\t \x01(\x03\":\n\x04\x43ode\x12\x06\n\x02OK\x10\x00\x12\x0b\n\x07NO_RULE\x10\x01\x12\x0f\n\x0b\x42\x41\x44_REQUEST\x10\x02\x12\x0c\n\x08REDIRECT\x10\x03\x32y\n\x0cTokenService\x12i\n\x07\x43onnect\x12(.opensergo.ext.flowcontrol.v1.TokenBatch\x1a\x30.opensergo.ext.flowcontrol.v1.TokenBatchResponse(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,11 +40,11 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_TOKENREQUEST']._serialized_start=337
   _globals['_TOKENREQUEST']._serialized_end=645
   _globals['_LEASE']._serialized_start=647
-  _globals['_LEASE']._serialized_end=669
-  _globals['_TOKENRESPONSE']._serialized_start=672
-  _globals['_TOKENRESPONSE']._serialized_end=934
-  _globals['_TOKENRESPONSE_CODE']._serialized_start=876
-  _globals['_TOKENRESPONSE_CODE']._serialized_end=934
-  _globals['_TOKENSERVICE']._serialized_start=936
-  _globals['_TOKENSERVICE']._serialized_end=1057
+  _globals['_LEASE']._serialized_end=685
+  _globals['_TOKENRESPONSE']._serialized_start=688
+  _globals['_TOKENRESPONSE']._serialized_end=966
+  _globals['_TOKENRESPONSE_CODE']._serialized_start=908
+  _globals['_TOKENRESPONSE_CODE']._serialized_end=966
+  _globals['_TOKENSERVICE']._serialized_start=968
+  _globals['_TOKENSERVICE']._serialized_end=1089
 # @@protoc_insertion_point(module_scope)

@@ -50,13 +50,15 @@ class TokenRequest(_message.Message):
     def __init__(self, id: _Optional[int] = ..., key: _Optional[_Union[FlowKey, _Mapping]] = ..., lease: _Optional[_Union[Lease, _Mapping]] = ..., give_back: _Optional[_Union[Lease, _Mapping]] = ..., acquire: _Optional[_Union[Lease, _Mapping]] = ..., release: _Optional[_Union[Lease, _Mapping]] = ...) -> None: ...
 
 class Lease(_message.Message):
-    __slots__ = ("count",)
+    __slots__ = ("count", "bucket")
     COUNT_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
     count: int
-    def __init__(self, count: _Optional[int] = ...) -> None: ...
+    bucket: int
+    def __init__(self, count: _Optional[int] = ..., bucket: _Optional[int] = ...) -> None: ...
 
 class TokenResponse(_message.Message):
-    __slots__ = ("id", "code", "granted", "valid_for_ms", "threshold", "interval_ms", "message", "owner")
+    __slots__ = ("id", "code", "granted", "valid_for_ms", "threshold", "interval_ms", "message", "owner", "bucket")
     class Code(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         OK: _ClassVar[TokenResponse.Code]
@@ -75,6 +77,7 @@ class TokenResponse(_message.Message):
     INTERVAL_MS_FIELD_NUMBER: _ClassVar[int]
     MESSAGE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    BUCKET_FIELD_NUMBER: _ClassVar[int]
     id: int
     code: TokenResponse.Code
     granted: int
@@ -83,4 +86,5 @@ class TokenResponse(_message.Message):
     interval_ms: int
     message: str
     owner: str
-    def __init__(self, id: _Optional[int] = ..., code: _Optional[_Union[TokenResponse.Code, str]] = ..., granted: _Optional[int] = ..., valid_for_ms: _Optional[int] = ..., threshold: _Optional[int] = ..., interval_ms: _Optional[int] = ..., message: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    bucket: int
+    def __init__(self, id: _Optional[int] = ..., code: _Optional[_Union[TokenResponse.Code, str]] = ..., granted: _Optional[int] = ..., valid_for_ms: _Optional[int] = ..., threshold: _Optional[int] = ..., interval_ms: _Optional[int] = ..., message: _Optional[str] = ..., owner: _Optional[str] = ..., bucket: _Optional[int] = ...) -> None: ...
