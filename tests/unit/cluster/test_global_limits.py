@@ -230,8 +230,8 @@ class ScriptedSource:
 def test_a_new_lease_does_not_extend_the_tokens_of_an_older_one() -> None:
     clock = ManualClock()
     source = ScriptedSource([(10, 200, 111), (10, 200, 222)])
-    # Local threshold 40: the first lease asks for 10 and is refilled when 5 are left.
-    rate = GlobalRate(("default", "shop", "GET:/buy", "rl"), source, Window(10, 1000), 40, clock.now_ns)
+    # Local share 100: the first lease asks for 10 (one bucket of it), refilled when 5 are left.
+    rate = GlobalRate(("default", "shop", "GET:/buy", "rl"), source, Window(10, 1000), 100, clock.now_ns)
     for _ in range(4):
         assert rate.acquire(clock.now_ns())
     clock.advance(150)
