@@ -5,7 +5,8 @@
     from opensergo.integrations.wsgi import OpenSergoWSGIMiddleware, instrument_flask
 
     instrument_flask(flask_app)  # Flask: route templates as resource names
-    application = OpenSergoWSGIMiddleware(get_wsgi_application())  # any WSGI app: raw paths
+    application = OpenSergoWSGIMiddleware(wsgi_app)  # any WSGI app: raw paths
+    # Django: opensergo.integrations.django.governed_wsgi_application() (URL routes as names)
 
 Each request is one entry of resource ``METHOD:/path``. With :func:`instrument_flask` (or
 ``resource=FlaskResourceNamer(app)``) the path is the Flask URL rule that matches
