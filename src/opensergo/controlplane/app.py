@@ -176,7 +176,6 @@ class ControlPlane:
         await self._grpc.start()
         self.metrics_history.open()
         self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))
-        self._tasks.append(asyncio.create_task(self.prometheus.run()))
 
         config = uvicorn.Config(
             self.http_app,

@@ -181,6 +181,9 @@ class ClientStream:
         }
 
 
+AnswerListener = Callable[["ClientStream", SubscriptionState, int], None]
+
+
 class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     """Serves SubscribeConfig from a SnapshotCache."""
 
@@ -190,9 +193,16 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
         self._index: dict[GroupKey, set[ClientStream]] = {}
+        # Open streams per client identifier (a scan per closed stream is quadratic at 10,000).
+        self._open_per_identifier: dict[str, int] = {}
         self._disconnect_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
+        self._answer_listeners: list[AnswerListener] = []
         self._background: set[asyncio.Task[None]] = set()
         snapshots.add_listener(self._on_snapshot)
+
+    def add_answer_listener(self, listener: AnswerListener) -> None:
+        """Called with (stream, subscription, version) after each ACK or NACK is recorded."""
+        self._answer_listeners.append(listener)
 
     def add_disconnect_listener(self, listener: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         """Called with a client identifier when its last open stream ends."""
@@ -241,6 +251,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     def _handle(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
         if request.identifier and not stream.identifier:
             stream.identifier = request.identifier
+            self._open_per_identifier[stream.identifier] = (
+                self._open_per_identifier.get(stream.identifier, 0) + 1
+            )
         if request.response_ack in (ACK, NACK):
             self._record_answer(stream, request)
             return
@@ -388,6 +401,8 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 code,
                 message,
             )
+        for listener in self._answer_listeners:
+            listener(stream, state, version)
 
     def _drop(self, stream: ClientStream) -> None:
         self._streams.pop(stream.id, None)
@@ -402,11 +417,20 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         while len(self._closed) > _CLOSED_CLIENTS_KEPT:
             self._closed.popitem(last=False)
         log.info("stream %s closed (%s)", stream.id, stream.identifier or stream.peer)
-        if stream.identifier and not any(s.identifier == stream.identifier for s in self._streams.values()):
+        if stream.identifier and self._release_identifier(stream.identifier):
             for listener in self._disconnect_listeners:
                 task = asyncio.get_running_loop().create_task(listener(stream.identifier))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+
+    def _release_identifier(self, identifier: str) -> bool:
+        """One stream of ``identifier`` ended; True when it was the last open one."""
+        left = self._open_per_identifier.get(identifier, 1) - 1
+        if left > 0:
+            self._open_per_identifier[identifier] = left
+            return False
+        self._open_per_identifier.pop(identifier, None)
+        return True
 
 
 def _passthrough(data: bytes) -> bytes:

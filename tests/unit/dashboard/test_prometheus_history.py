@@ -27,6 +27,14 @@ class FakeTransport:
         self.sub = SubscriptionState(KEY, Encoding.NATIVE)
         self.client = SimpleNamespace(id="c1", connected_at=time.time() - 10, subscriptions={KEY: self.sub})
         self.connected_count = 1
+        self.answer_listeners: list[Any] = []
+
+    def add_answer_listener(self, listener: Any) -> None:
+        self.answer_listeners.append(listener)
+
+    def answer(self, version: int) -> None:
+        for listener in self.answer_listeners:
+            listener(self.client, self.sub, version)
 
     def clients(self, include_disconnected: bool = True) -> list[Any]:
         return [self.client]
@@ -63,18 +71,19 @@ def test_acks_nacks_and_latencies_are_counted() -> None:
     sub = transport.sub
     sub.pushed_version, sub.pushed_at = 12, time.time()
     sub.acked_version, sub.acked_at, sub.last_response = 12, sub.pushed_at + 0.05, "acked"
-    prom.poll()
-    prom.poll()  # the same answer counts once
+    transport.answer(12)
     text = prom.render().decode()
     assert sample(text, 'opensergo_acks_total{kind="RateLimitStrategy"}') == 1
     assert sample(text, "opensergo_ack_latency_seconds_count") == 1
+    assert sample(text, "opensergo_ack_latency_seconds_sum") == pytest.approx(0.05, abs=0.001)
     assert sample(text, "opensergo_push_latency_seconds_count") == 1
 
-    # Two NACKs arrive between polls; then one more.
-    sub.nacks = [{"version": 13, "code": 4002, "message": "a"}, {"version": 14, "code": 4002, "message": "b"}]
-    prom.poll()
-    sub.nacks = [*sub.nacks, {"version": 15, "code": 4002, "message": "c"}]
-    prom.poll()
+    # Three NACKs, then a version-outdated answer (neither an ACK nor a NACK).
+    sub.last_response = "nacked"
+    for version in (13, 14, 15):
+        transport.answer(version)
+    sub.last_response = "outdated"
+    transport.answer(15)
     assert prom.summary() == {"acks": 1.0, "nacks": 3.0}
 
 

@@ -9,15 +9,12 @@
 * ``opensergo_store_revision``, ``opensergo_instances``, ``opensergo_apps``, and
   ``opensergo_otlp_*`` for the metrics receiver.
 
-ACKs are counted by comparing each subscription's ACK state once per second (and at every
-scrape) with what was seen before, so the transport needs no hook. Two answers for the same
-subscription within one poll count once; NACKs are counted exactly (the transport keeps the last
-ten per subscription).
+ACKs and NACKs are counted as the transport records them (an answer listener), so a scrape or
+a fan-out to 10,000 streams never scans every subscription.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -32,7 +29,7 @@ from opensergo.controlplane.metadata import MetadataRegistry
 from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import GroupKey, Snapshot, SnapshotCache
 from opensergo.controlplane.store.base import Store
-from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.transport import ClientStream, SubscriptionState, TransportService
 
 log = logging.getLogger(__name__)
 
@@ -131,56 +128,34 @@ class ControlPlaneMetrics:
         self.prometheus.register(_Gauges(self))
         # (group, version) -> when the snapshot was built
         self._created: OrderedDict[tuple[GroupKey, int], float] = OrderedDict()
-        # (stream id, group) -> (acked_at, last NACK record seen)
-        self._seen: dict[tuple[str, GroupKey], tuple[float | None, object]] = {}
         snapshots.add_listener(self._on_snapshot)
+        transport.add_answer_listener(self._on_answer)
 
     def _on_snapshot(self, snapshot: Snapshot) -> None:
         self._created[(snapshot.key, snapshot.version)] = time.time()
         while len(self._created) > _CREATED_KEPT:
             self._created.popitem(last=False)
 
-    def poll(self) -> None:
-        """Count the answers that arrived since the last poll."""
-        seen: dict[tuple[str, GroupKey], tuple[float | None, object]] = {}
-        for client in self.transport.clients(include_disconnected=False):
-            for key, sub in list(client.subscriptions.items()):
-                skey = (client.id, key)
-                last_nack: object = sub.nacks[-1] if sub.nacks else None
-                seen[skey] = (sub.acked_at, last_nack)
-                before = self._seen.get(skey)
-                kind = _short(key.kind)
-                if sub.acked_at is not None and (before is None or before[0] != sub.acked_at):
-                    self.acks.labels(kind).inc()
-                    if sub.pushed_at is not None and sub.pushed_version == sub.acked_version:
-                        self.ack_latency.observe(max(0.0, sub.acked_at - sub.pushed_at))
-                    created = self._created.get((key, sub.acked_version or 0))
-                    # Only changes made while the client was connected measure propagation.
-                    if created is not None and created >= client.connected_at:
-                        self.push_latency.observe(max(0.0, sub.acked_at - created))
-                if sub.nacks and (before is None or before[1] is not last_nack):
-                    new = len(sub.nacks)
-                    if before is not None and before[1] is not None:
-                        for i, record in enumerate(sub.nacks):
-                            if record is before[1]:
-                                new = len(sub.nacks) - i - 1
-                                break
-                    if new:
-                        self.nacks.labels(kind).inc(new)
-        self._seen = seen
+    def _on_answer(self, stream: ClientStream, sub: SubscriptionState, version: int) -> None:
+        """Count one ACK or NACK as the transport records it (no scan of every stream)."""
+        kind = _short(sub.key.kind)
+        if sub.last_response == "nacked":
+            self.nacks.labels(kind).inc()
+            return
+        if sub.last_response != "acked":
+            return
+        self.acks.labels(kind).inc()
+        acked_at = sub.acked_at or time.time()
+        if sub.pushed_at is not None and sub.pushed_version == version:
+            self.ack_latency.observe(max(0.0, acked_at - sub.pushed_at))
+        created = self._created.get((sub.key, version))
+        # Only changes made while the client was connected measure propagation.
+        if created is not None and created >= stream.connected_at:
+            self.push_latency.observe(max(0.0, acked_at - created))
 
     def render(self) -> bytes:
-        self.poll()
         data: bytes = generate_latest(self.prometheus)
         return data
-
-    async def run(self, period: float = 1.0) -> None:
-        while True:
-            await asyncio.sleep(period)
-            try:
-                self.poll()
-            except Exception:
-                log.exception("counting ACKs failed")
 
     def summary(self) -> dict[str, Any]:
         """The counters as plain numbers (for the dashboard's overview)."""
