@@ -1,9 +1,10 @@
 """`make bench-scale`: one control-plane replica with 1,000 / 5,000 / 10,000 subscriber streams.
 
 For each size: memory per stream (control-plane RSS growth / streams), the time from one rule
-change (REST PUT) until every stream received it (p50, p99, max), and the control plane's CPU
-time spent on that fan-out. Load generators are separate processes multiplexing many streams
-over a few HTTP/2 connections each.
+change (REST PUT) until every stream received it (p50, p99, max), and the CPU time the control
+plane (and, for comparison, the load generators: they share the machine) spent per change.
+Load generators are separate processes multiplexing many streams over a few HTTP/2 connections
+each.
 Usage: python benchmarks/scale.py [SIZES...]   (default: 1000 5000 10000)
 """
 
@@ -98,8 +99,10 @@ def measure(size: int, tmp: Path) -> dict[str, float]:
         per_stream_kb = (rss_kb(pid) - base_rss) / size
         latencies: list[float] = []
         cpu: list[float] = []
+        gen_cpu: list[float] = []
         for n in range(1, ROUNDS + 1):
             cpu_before = cpu_seconds(pid)
+            gens_before = sum(cpu_seconds(gen.pid) for gen in gens)
             started = time.time()
             version = int(httpx.put(cp.http_url + PATH, json=body(n)).json()["metadata"]["resourceVersion"])
             times: list[float] = []
@@ -117,6 +120,7 @@ def measure(size: int, tmp: Path) -> dict[str, float]:
                 raise RuntimeError(f"only {len(times)} of {size} streams received version {version}")
             latencies += [t - started for t in times]
             cpu.append(cpu_seconds(pid) - cpu_before)
+            gen_cpu.append(sum(cpu_seconds(gen.pid) for gen in gens) - gens_before)
             print(
                 f"  {size} streams, round {n}/{ROUNDS}: all received in {max(times) - started:.3f}s",
                 file=sys.stderr,
@@ -128,6 +132,7 @@ def measure(size: int, tmp: Path) -> dict[str, float]:
             "p99_ms": percentile(latencies, 0.99) * 1000,
             "max_ms": max(latencies) * 1000,
             "cpu_s_per_change": statistics.median(cpu),
+            "gen_cpu_s_per_change": statistics.median(gen_cpu),
             "rss_mb": rss_kb(pid) / 1024,
         }
     finally:
@@ -150,10 +155,19 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in sizes:
             rows.append(measure(size, Path(tmp)))
-    columns = ("streams", "KB/stream", "p50 ms", "p99 ms", "max ms", "CPU s/change", "RSS MB")
+    columns = ("streams", "KB/stream", "p50 ms", "p99 ms", "max ms", "CPU s/change", "loadgen CPU", "RSS MB")
     print(" ".join(f"{c:>12}" for c in columns))
     for r in rows:
-        values = ("streams", "kb_per_stream", "p50_ms", "p99_ms", "max_ms", "cpu_s_per_change", "rss_mb")
+        values = (
+            "streams",
+            "kb_per_stream",
+            "p50_ms",
+            "p99_ms",
+            "max_ms",
+            "cpu_s_per_change",
+            "gen_cpu_s_per_change",
+            "rss_mb",
+        )
         print(" ".join(f"{r[v]:>12.0f}" if v == "streams" else f"{r[v]:>12.2f}" for v in values))
 
 
