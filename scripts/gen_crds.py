@@ -11,8 +11,10 @@ Each kind's ``Model.model_json_schema()`` is turned into a *structural* OpenAPI 
 - ``anyOf: [X, {type: null}]`` becomes ``X`` with ``nullable: true``;
 - the one non-null union of the models, a ratio written as ``"60%"`` or ``0.6``, cannot be typed
   in a structural schema (a junctor may not carry ``type``), so it becomes an untyped node
-  (``x-kubernetes-preserve-unknown-fields``) whose type is checked by a CEL rule
-  (``x-kubernetes-validations``) and whose string form keeps its ``pattern``;
+  (``x-kubernetes-preserve-unknown-fields``) whose string form keeps its ``pattern`` and whose
+  number form keeps its bounds; its type is checked by the control plane's models, not by the API
+  server (a real kube-apiserver refuses CEL rules on an untyped node: it cannot declare a CEL type
+  for it, so the whole CRD is rejected). The upstream shorthands below are untyped the same way;
 - ``additionalProperties: false`` is dropped: a structural schema prunes unknown fields (and
   ``kubectl``'s strict field validation rejects them); ``additionalProperties: true`` (an open
   map) becomes ``x-kubernetes-preserve-unknown-fields: true``;
@@ -58,7 +60,7 @@ _KEEP = {
     "nullable",
     "format",
 }
-_JSON_TO_CEL = {"string": "string", "integer": "int", "number": "double", "boolean": "bool"}
+_SCALARS = {"string", "integer", "number", "boolean"}
 
 STATUS_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -131,25 +133,17 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
 
 
 def _untyped_union(branches: list[dict[str, Any]], path: str) -> dict[str, Any]:
-    """A scalar that may be one of several types: untyped, types checked by CEL."""
+    """A scalar that may be one of several types: untyped (see the module docstring)."""
     types = [b.get("type") for b in branches]
-    if not all(t in _JSON_TO_CEL for t in types):
+    if not all(t in _SCALARS for t in types):
         raise SchemaError(f"{path}: union of {types} has no structural form")
     union: dict[str, Any] = {"x-kubernetes-preserve-unknown-fields": True}
-    checks = []
     for branch in branches:
-        cel = _JSON_TO_CEL[branch["type"]]
-        checks.append(f"type(self) == {cel}")
-        if cel == "double":
-            checks.append("type(self) == int")  # JSON 1 decodes as int
         for key in ("pattern", "minimum", "maximum", "minLength", "maxLength"):
             if key in branch:
                 if key in union:
                     raise SchemaError(f"{path}: conflicting {key} in union")
                 union[key] = branch[key]  # each of these applies to one JSON type only
-    union["x-kubernetes-validations"] = [
-        {"rule": " || ".join(checks), "message": f"must be one of: {', '.join(map(str, types))}"}
-    ]
     return union
 
 
@@ -169,9 +163,6 @@ def _object_or_string(node: dict[str, Any]) -> dict[str, Any]:
     """A field that is an object or, in an upstream sample's shorthand, a string."""
     return {
         "x-kubernetes-preserve-unknown-fields": True,
-        "x-kubernetes-validations": [
-            {"rule": "type(self) == map || type(self) == string", "message": "must be an object or a string"}
-        ],
         **({"nullable": True} if node.get("nullable") else {}),
     }
 
@@ -180,12 +171,6 @@ def _scalar_text(node: dict[str, Any]) -> dict[str, Any]:
     """A string field that also takes a number (the models coerce it to text)."""
     out = {k: v for k, v in node.items() if k not in ("type",)}
     out["x-kubernetes-preserve-unknown-fields"] = True
-    out["x-kubernetes-validations"] = [
-        {
-            "rule": "type(self) == string || type(self) == int || type(self) == double",
-            "message": "must be a string or a number",
-        }
-    ]
     return out
 
 
@@ -211,15 +196,7 @@ def upstream_forms(info: KindInfo, spec: dict[str, Any]) -> dict[str, Any]:
         for key, sub in list(names.items()):  # MatchMap: also a list of single-key maps
             extra = sub.get("additionalProperties", {})
             if set(extra.get("properties", {})) == string_match:
-                names[key] = {
-                    "x-kubernetes-preserve-unknown-fields": True,
-                    "x-kubernetes-validations": [
-                        {
-                            "rule": "type(self) == map || type(self) == list",
-                            "message": "must be a map of name to match, or a list of such maps",
-                        }
-                    ],
-                }
+                names[key] = {"x-kubernetes-preserve-unknown-fields": True}
     for node in _walk(spec):  # complex / hint sharding strategies: singular spellings
         names = node.get("properties", {})
         if "shardingColumns" in names and "shardingAlgorithmName" in names:

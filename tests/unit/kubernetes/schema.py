@@ -7,13 +7,12 @@ The translation follows what the API server does with a structural schema:
 - an object with ``properties`` and neither ``additionalProperties`` nor
   ``x-kubernetes-preserve-unknown-fields`` has no other fields (the API server prunes them, and
   rejects them under strict field validation, kubectl's default);
-- an untyped ``x-kubernetes-preserve-unknown-fields`` node admits the types its CEL rule checks
-  with ``type(self) == T`` (the only form of CEL rule that scripts/gen_crds.py writes).
+- an untyped ``x-kubernetes-preserve-unknown-fields`` node admits any type (its ``pattern`` and
+  bounds still apply to the strings and numbers).
 """
 
 from __future__ import annotations
 
-import re
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -22,14 +21,6 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = ROOT / "deploy" / "kubernetes" / "crds"
-_CEL_TYPES = {
-    "string": "string",
-    "int": "integer",
-    "double": "number",
-    "bool": "boolean",
-    "map": "object",
-    "list": "array",
-}
 
 
 def to_json_schema(node: dict[str, Any]) -> dict[str, Any]:
@@ -52,14 +43,6 @@ def to_json_schema(node: dict[str, Any]) -> dict[str, Any]:
     preserve = node.get("x-kubernetes-preserve-unknown-fields", False)
     if node.get("x-kubernetes-int-or-string"):
         out["type"] = ["integer", "string"]
-    elif "type" not in node and preserve:
-        types = [
-            _CEL_TYPES[t]
-            for rule in node.get("x-kubernetes-validations", [])
-            for t in re.findall(r"type\(self\) == (\w+)", rule["rule"])
-        ]
-        if types:
-            out["type"] = sorted(set(types))
     if "properties" in node and not preserve and "additionalProperties" not in node:
         out["additionalProperties"] = False
     if node.get("nullable"):

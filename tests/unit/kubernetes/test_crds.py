@@ -15,7 +15,9 @@ import jsonschema  # type: ignore[import-untyped,unused-ignore]
 import pytest
 import yaml
 
+from opensergo.spec.errors import SpecErrors
 from opensergo.spec.kinds import all_kinds
+from opensergo.spec.loader import parse_documents
 from tests.unit.kubernetes.schema import CRD_DIR, ROOT, load_crds, schemas_by_type
 
 pytestmark = pytest.mark.unit
@@ -182,8 +184,15 @@ def test_ratio_takes_a_percentage_or_a_number_only() -> None:
     doc = _first("CircuitBreakerStrategy")
     for good in ("60%", "12.5%", 0.6, 1):
         assert check.is_valid(_mutate(doc, "spec.triggerRatio", good)), good
-    for bad in ("60", "sixty%", True, [0.6], {"ratio": 0.6}):
+    for bad in ("60", "sixty%"):  # the string form's pattern
         assert not check.is_valid(_mutate(doc, "spec.triggerRatio", bad)), bad
+    # Other types get past the API server (a real kube-apiserver refuses CEL type checks on an
+    # untyped node); the control plane's model refuses them when the object is read or applied.
+    for other in (True, [0.6], {"ratio": 0.6}, -0.5):
+        mutated = _mutate(doc, "spec.triggerRatio", other)
+        assert check.is_valid(mutated), other
+        with pytest.raises(SpecErrors):
+            parse_documents(yaml.safe_dump(mutated))
 
 
 def test_other_kinds_reject_invalid_objects() -> None:
@@ -209,4 +218,5 @@ def test_upstream_shorthands_are_accepted() -> None:
     check = validator(rule["apiVersion"], "FaultToleranceRule")
     assert check.is_valid(_mutate(rule, "spec.fallbackAction", "fallback-foo"))
     assert check.is_valid(_mutate(rule, "spec.fallbackAction", {"name": "fallback-foo"}))
-    assert not check.is_valid(_mutate(rule, "spec.fallbackAction", 3))
+    with pytest.raises(SpecErrors):  # not by the API server: by the control plane's model
+        parse_documents(yaml.safe_dump(_mutate(rule, "spec.fallbackAction", 3)))
