@@ -55,9 +55,14 @@ class ControlPlaneProcess:
     """A real `opensergo control-plane` process on loopback with its own data dir."""
 
     def __init__(
-        self, data_dir: Path, log_dir: Path, extra_args: Sequence[str] = ("--allow-loopback",)
+        self,
+        data_dir: Path,
+        log_dir: Path,
+        extra_args: Sequence[str] = ("--allow-loopback",),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.extra_args = list(extra_args)
+        self.env = dict(env or {})
         self.data_dir = data_dir
         self.log_dir = log_dir
         self.grpc_port = free_port()
@@ -98,7 +103,7 @@ class ControlPlaneProcess:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **self.env},
         )
         try:
             wait_until(self._healthy, timeout=timeout, interval=0.05, what="control plane /healthz")

@@ -30,7 +30,14 @@ from opensergo.controlplane.api.redact import PLACEHOLDER, placeholder_path, red
 from opensergo.controlplane.api.views import body_app, diff, index_subscriptions, rollout
 from opensergo.controlplane.metadata import INSTANCE_KIND, MetadataRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
-from opensergo.controlplane.store.base import Bookmark, ConflictError, NotFoundError, Store, StoredObject
+from opensergo.controlplane.store.base import (
+    Bookmark,
+    ConflictError,
+    InvalidObjectError,
+    NotFoundError,
+    Store,
+    StoredObject,
+)
 from opensergo.controlplane.transport import TransportService
 from opensergo.spec import kinds
 from opensergo.spec.errors import SpecError, format_path
@@ -243,6 +250,15 @@ def create_app(
     @app.exception_handler(ApiError)
     async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
         return exc.response()
+
+    @app.exception_handler(InvalidObjectError)
+    async def _invalid(_: Request, exc: InvalidObjectError) -> JSONResponse:
+        return ApiError(422, "Invalid", str(exc)).response()
+
+    @app.exception_handler(NotFoundError)
+    async def _not_found(_: Request, exc: NotFoundError) -> JSONResponse:
+        # A store refusing a write for a missing parent, e.g. a Kubernetes namespace.
+        return ApiError(404, "NotFound", str(exc.args[0] if exc.args else exc)).response()
 
     if auth is not None:
         app.add_middleware(AuthMiddleware, config=auth)

@@ -60,6 +60,11 @@ class ConflictError(ValueError):
     """Create of an existing object, or a write whose expected revision is stale."""
 
 
+class InvalidObjectError(ValueError):
+    """The store itself refused the object (e.g. the Kubernetes API server: a name that is not a
+    DNS subdomain, or its CRD schema)."""
+
+
 WatchEvents = list[WatchEvent]  # spelled out here: inside Store, `list` is the method
 
 

@@ -48,6 +48,7 @@ from opensergo.controlplane.store.base import (
     Bookmark,
     ConflictError,
     EventType,
+    InvalidObjectError,
     NotFoundError,
     StoredObject,
     WatchEvent,
@@ -71,6 +72,17 @@ def revision_of(resource_version: str | None) -> int:
         return int(resource_version or 0)
     except ValueError:
         return 0
+
+
+def _raise_if_invalid(err: Any) -> None:
+    """422 from the API server: the object is invalid for Kubernetes; say why, in its words."""
+    if err.status != 422:
+        return
+    try:
+        message = json.loads(err.body)["message"]
+    except (TypeError, ValueError, KeyError):
+        message = str(err.body or err.reason)
+    raise InvalidObjectError(message) from None
 
 
 def control_plane_namespace() -> str:
@@ -265,6 +277,12 @@ class KubernetesStore:
         except k8s.client.ApiException as err:
             if err.status == 409:
                 return None
+            _raise_if_invalid(err)
+            if err.status == 404:  # custom objects live in existing namespaces only
+                raise NotFoundError(
+                    f'namespace "{namespace}" not found in the Kubernetes API server: create it first'
+                    f" (kubectl create namespace {namespace})"
+                ) from None
             raise
         stored = self._stored(info, item)
         self._record(WatchEvent(EventType.ADDED, stored, stored.revision))
@@ -280,6 +298,7 @@ class KubernetesStore:
                 info.group, info.version, namespace, info.plural, name, body
             )
         except k8s.client.ApiException as err:
+            _raise_if_invalid(err)
             if err.status in (404, 409):
                 return None
             raise

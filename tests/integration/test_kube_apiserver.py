@@ -1,0 +1,255 @@
+"""The Kubernetes store against a real kube-apiserver v1.34.1 (built from Go modules by
+scripts/build-kube-apiserver.sh) on a real etcd: the CRDs, the store's contract, and two
+control-plane replicas on `--store kubernetes` serving SDK clients.
+
+One API server serves the whole module; each test works in its own namespace. What only a fake
+can force (410 Gone after compaction, a dropped watch) is in test_kubernetes_store.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+
+from opensergo.client import OpenSergoClient
+from opensergo.controlplane.snapshots import SnapshotCache
+from opensergo.controlplane.store.base import (
+    Bookmark,
+    ConflictError,
+    InvalidObjectError,
+    NotFoundError,
+    WatchEvent,
+)
+from opensergo.controlplane.store.kubernetes import KubernetesStore
+from opensergo.spec.kinds import all_kinds, by_api_version_kind
+from tests.helpers import ControlPlaneProcess, put_object, wait_until
+from tests.kube import NAMESPACE, KubeApiServer
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+
+FT = "fault-tolerance.opensergo.io/v1alpha1"
+KIND = f"{FT}/RateLimitStrategy"
+SAMPLES = Path(__file__).parents[1] / "unit" / "spec" / "samples"
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+
+
+def body(name: str, threshold: int, app: str = "a") -> dict[str, Any]:
+    return {
+        "apiVersion": FT,
+        "kind": "RateLimitStrategy",
+        "metadata": {"name": name, "labels": {"app": app}},
+        "spec": {"threshold": threshold, "statDuration": "1s"},
+    }
+
+
+@pytest.fixture(scope="module")
+def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
+    server = KubeApiServer(tmp_path_factory.mktemp("kube"))
+    try:
+        server.start()
+        for namespace in ("crud", "watch", "status", "samples", "prod", "cache", "team"):
+            server.create_namespace(namespace)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def store(kube: KubeApiServer) -> AsyncIterator[KubernetesStore]:
+    s = KubernetesStore(kubeconfig=str(kube.kubeconfig), namespace=NAMESPACE, watch_timeout=30)
+    await s.open()
+    yield s
+    await s.close()
+
+
+def test_every_crd_is_established(kube: KubeApiServer) -> None:
+    with kube.client() as c:
+        for info in all_kinds():
+            assert kube.established(c, f"{info.plural}.{info.group}"), info.full_name
+
+
+async def test_crud_conflicts_and_revisions(store: KubernetesStore) -> None:
+    ns = "crud"
+    a = await store.put(KIND, ns, "a", body("a", 1))
+    assert a.revision > 0 and a.body["metadata"]["resourceVersion"] == str(a.revision)
+    with pytest.raises(ConflictError):
+        await store.put(KIND, ns, "a", body("a", 2), create_only=True)
+    with pytest.raises(ConflictError):
+        await store.put(KIND, ns, "a", body("a", 2), expected_revision=a.revision + 1000)
+    a2 = await store.put(KIND, ns, "a", body("a", 2), expected_revision=a.revision)
+    assert a2.revision > a.revision and a2.body["metadata"]["generation"] == 2
+    assert a2.body["metadata"]["uid"] == a.body["metadata"]["uid"]
+    await store.put(KIND, ns, "b", body("b", 1))
+    assert [o.name for o in await store.list(KIND, ns)] == ["a", "b"]
+    got = await store.get(KIND, ns, "a")
+    assert got is not None and got.body["spec"]["threshold"] == 2
+    with pytest.raises(ConflictError):
+        await store.delete(KIND, ns, "a", expected_revision=a.revision)
+    await store.delete(KIND, ns, "a", expected_revision=a2.revision)
+    assert await store.get(KIND, ns, "a") is None
+    with pytest.raises(NotFoundError):
+        await store.delete(KIND, ns, "a")
+
+
+async def test_watch_replays_then_follows(store: KubernetesStore) -> None:
+    ns = "watch"
+    await store.put(KIND, ns, "a", body("a", 1))
+    since = store.revision
+    await store.put(KIND, ns, "b", body("b", 1))
+    watch = store.watch(since)
+
+    async def next_events(count: int) -> list[tuple[str, str]]:
+        out: list[tuple[str, str]] = []
+        async for item in watch:
+            if isinstance(item, WatchEvent) and item.object.namespace == ns:
+                out.append((item.type.value, item.object.name))
+                if len(out) == count:
+                    return out
+        return out
+
+    async def replay_bookmark() -> Bookmark:
+        async for item in watch:
+            if isinstance(item, Bookmark):
+                return item
+        raise AssertionError("watch ended")
+
+    assert await asyncio.wait_for(next_events(1), 20) == [("ADDED", "b")]  # only after `since`
+    assert (await asyncio.wait_for(replay_bookmark(), 20)).revision >= since
+    await store.put(KIND, ns, "a", body("a", 2))
+    await store.put(KIND, ns, "c", body("c", 1))
+    await store.delete(KIND, ns, "b")
+    live = await asyncio.wait_for(next_events(3), 20)
+    assert live == [("MODIFIED", "a"), ("ADDED", "c"), ("DELETED", "b")]
+    await watch.aclose()  # type: ignore[attr-defined]
+
+
+async def test_status_subresource_carries_rollout_counts(store: KubernetesStore) -> None:
+    ns = "status"
+    a = await store.put(KIND, ns, "a", body("a", 1))
+    patched = await store.set_status(KIND, ns, "a", {"acked": 2, "nacked": 1, "pending": 0})
+    assert patched.body["status"] == {"acked": 2, "nacked": 1, "pending": 0}
+    assert patched.revision > a.revision
+    # A spec write neither takes the status away nor sets it (status subresource semantics).
+    updated = await store.put(KIND, ns, "a", {**body("a", 2), "status": {"acked": 99}})
+    assert updated.body["status"] == {"acked": 2, "nacked": 1, "pending": 0}
+    with pytest.raises(NotFoundError):
+        await store.set_status(KIND, ns, "missing", {"acked": 1})
+
+
+async def test_replica_status_documents_expire(store: KubernetesStore) -> None:
+    await store.publish_status("replica-A:1/x", {"clients": 3}, ttl=30)
+    await store.publish_status("replica-A:1/x", {"clients": 4}, ttl=30)
+    await store.publish_status("replica-b", {"clients": 1}, ttl=0.5)
+    status = await store.read_status()
+    assert status["replica-A:1/x"] == {"clients": 4} and status["replica-b"] == {"clients": 1}
+    await asyncio.sleep(0.7)
+    assert "replica-b" not in await store.read_status()
+
+
+async def test_every_spec_sample_is_stored_and_invalid_objects_are_refused(store: KubernetesStore) -> None:
+    count = refused = 0
+    for path in sorted(SAMPLES.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not doc:
+                continue
+            info = by_api_version_kind(doc["apiVersion"], doc["kind"])
+            name = doc["metadata"]["name"]
+            if not DNS_SUBDOMAIN.fullmatch(name):
+                # Some upstream samples are named like `readwrite_splitting_db`: Kubernetes
+                # refuses such names, and the store says so in the API server's words.
+                with pytest.raises(InvalidObjectError, match="RFC 1123 subdomain"):
+                    await store.put(info.full_name, "samples", name, doc)
+                refused += 1
+                continue
+            stored = await store.put(info.full_name, "samples", name, doc)
+            assert stored.body["spec"] == doc["spec"], path.name
+            count += 1
+    assert count >= 10 and refused >= 1
+    bad = body("bad", 1)
+    bad["spec"]["threshold"] = -1
+    with pytest.raises(InvalidObjectError, match=r"spec\.threshold"):
+        await store.put(KIND, "samples", "bad", bad)
+    with pytest.raises(NotFoundError, match='namespace "nowhere" not found'):
+        await store.put(KIND, "nowhere", "a", body("a", 1))
+
+
+async def test_snapshot_cache_follows_the_store(store: KubernetesStore) -> None:
+    ns = "cache"
+    cache = SnapshotCache()
+    ready = asyncio.Event()
+    await store.put(KIND, ns, "a", body("a", 1))
+    task = asyncio.create_task(cache.follow(store, ready))
+    try:
+        await asyncio.wait_for(ready.wait(), 20)
+        b = await store.put(KIND, ns, "b", body("b", 1))
+        for _ in range(250):
+            if {r.name for r in cache.objects(KIND) if r.namespace == ns} == {"a", "b"}:
+                break
+            await asyncio.sleep(0.02)
+        assert {r.name for r in cache.objects(KIND) if r.namespace == ns} == {"a", "b"}
+        assert cache.revision >= b.revision
+    finally:
+        task.cancel()
+
+
+def test_two_replicas_on_kubernetes_serve_sdk_clients_and_write_rollout_status(
+    kube: KubeApiServer, tmp_path: Path
+) -> None:
+    env = {"KUBECONFIG": str(kube.kubeconfig), "OPENSERGO_NAMESPACE": NAMESPACE}
+    args = ["--store", "kubernetes", "--allow-loopback"]
+    replicas = [ControlPlaneProcess(tmp_path / f"d{i}", tmp_path, extra_args=args, env=env) for i in range(2)]
+    for i, cp in enumerate(replicas):
+        cp.log_dir = tmp_path / f"logs{i}"
+        cp.log_dir.mkdir()
+        cp.start(timeout=60)
+    a, b = replicas
+    client = OpenSergoClient(b.grpc_address, app="kube-app", namespace="team", persist_snapshot=False)
+    client.subscribe(KIND)
+    client.start()
+    try:
+        # Written through replica A's REST API: reaches the client connected to replica B.
+        response = put_object(a, {**body("via-rest", 5, app="kube-app"), "metadata": {
+            "name": "via-rest", "namespace": "team", "labels": {"app": "kube-app"}}})  # fmt: skip
+        assert response.status_code in (200, 201), response.text
+
+        def thresholds() -> dict[str, int]:
+            return {r.name: r.spec.threshold for r in client.cache.get(KIND)}
+
+        wait_until(lambda: thresholds() == {"via-rest": 5}, timeout=20, what="the rule via replica A")
+        # Written straight to the API server, as `kubectl apply` would: reaches the client too.
+        direct = {**body("via-kubectl", 7, app="kube-app")}
+        direct["metadata"]["namespace"] = "team"
+        with kube.client() as c:
+            created = c.post(f"/apis/{FT}/namespaces/team/ratelimitstrategies", json=direct)
+            assert created.status_code == 201, created.text
+        wait_until(
+            lambda: thresholds() == {"via-rest": 5, "via-kubectl": 7},
+            timeout=20,
+            what="the kubectl-style rule",
+        )
+
+        # The replica the client is on writes its ACK into each object's status subresource.
+        def status(name: str) -> dict[str, Any]:
+            with kube.client() as c:
+                obj = c.get(f"/apis/{FT}/namespaces/team/ratelimitstrategies/{name}").json()
+            return dict(obj.get("status") or {})
+
+        wait_until(lambda: status("via-kubectl").get("acked") == 1, timeout=20, what="rollout status acked=1")
+        assert status("via-kubectl")["pending"] == 0 and status("via-rest").get("acked") == 1
+        # The objects are in the API server, not in a replica: both replicas list them.
+        for cp in replicas:
+            items = httpx.get(
+                f"{cp.http_url}/apis/{FT}/namespaces/team/ratelimitstrategies", timeout=30
+            ).json()
+            assert sorted(i["metadata"]["name"] for i in items["items"]) == ["via-kubectl", "via-rest"]
+    finally:
+        client.stop()
+        for cp in replicas:
+            cp.stop()
