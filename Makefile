@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps run test test-fast lint proto bench bench-scale clean
+.PHONY: install system-deps kube-apiserver run test test-fast lint proto bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -34,8 +34,13 @@ lint: $(STAMP)
 system-deps:
 	scripts/system-deps.sh
 
+## A real kube-apiserver for the Kubernetes store tests: built from Go modules the first time
+## (about 5 minutes on 2 cores, progress shown), then cached in ~/.cache/opensergo.
+kube-apiserver:
+	@scripts/build-kube-apiserver.sh >/dev/null
+
 ## Every test layer, after lint and type checks.
-test: lint system-deps
+test: lint system-deps kube-apiserver
 	$(PY) -m pytest -q
 
 ## The unit layer only (seconds).
