@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
+from opensergo.controlplane.metadata import INSTANCE_KIND, REPLICA_LABEL, MetadataRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import (
     Bookmark,
@@ -25,6 +26,7 @@ from opensergo.controlplane.store.base import (
     WatchEvent,
 )
 from opensergo.controlplane.store.kubernetes import KubernetesStore, revision_of
+from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.spec.kinds import by_api_version_kind
 from tests.unit.kubernetes.fake_apiserver import FakeApiServer
 
@@ -258,3 +260,43 @@ async def test_snapshot_cache_follows_the_store(store: KubernetesStore) -> None:
     assert [r.name for r in cache.objects(KIND)] == ["a", "b"]
     assert cache.revision >= b.revision
     task.cancel()
+
+
+def _report(app: str, pid: int) -> sc.ReportMetadataRequest:
+    request = sc.ReportMetadataRequest(app_name=app)
+    request.node.identifier.host_name = "host"
+    request.node.identifier.pid = pid
+    metadata = request.service_metadata.add()
+    metadata.protocols.append("http")
+    address = metadata.listening_addresses.add()
+    address.address, address.port_value = "10.0.0.1", 8000 + pid
+    return request
+
+
+async def test_replicas_expire_only_their_own_instances_and_orphans(store: KubernetesStore) -> None:
+    # Kubernetes has no TTLs: each replica expires the instances it registered, and a restarted
+    # replica must not adopt (and then expire) the live instances of another one.
+    alive = {"A", "B"}
+    a = MetadataRegistry(store, allow_loopback=True, replica_id="A", live_replicas=lambda: set(alive))
+    b = MetadataRegistry(store, allow_loopback=True, replica_id="B", live_replicas=lambda: set(alive))
+    await a.report(_report("shop", 1), "peer")
+    await b.report(_report("shop", 2), "peer")
+    stored = await store.list(INSTANCE_KIND.full_name)
+    assert sorted(o.body["metadata"]["labels"][REPLICA_LABEL] for o in stored) == ["A", "B"]
+    # A restarts under a new id: it adopts neither B's instance nor its own old one...
+    alive = {"A2", "B"}
+    a2 = MetadataRegistry(store, allow_loopback=True, replica_id="A2", live_replicas=lambda: set(alive))
+    await a2.start()
+    await a2.stop()
+    assert a2.instances() == []
+    # ...and its old instance, whose replica is gone, is deleted on the second look; B's stays.
+    assert await a2.collect_orphans() == 0 and await b.collect_orphans() == 0
+    assert await a2.collect_orphans() == 1
+    assert [o.body["spec"]["pid"] for o in await store.list(INSTANCE_KIND.full_name)] == [2]
+    # The instance moves to A2 (its client reconnected there): registered again, labelled A2.
+    await a2.report(_report("shop", 1), "peer")
+    assert await b.collect_orphans() == 0 and await b.collect_orphans() == 0
+    labels = sorted(
+        o.body["metadata"]["labels"][REPLICA_LABEL] for o in await store.list(INSTANCE_KIND.full_name)
+    )
+    assert labels == ["A2", "B"]

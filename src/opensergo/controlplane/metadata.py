@@ -25,7 +25,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,6 +44,8 @@ DEFAULT_HEARTBEAT_INTERVAL = 30.0
 NAMESPACE_HEADER = "opensergo-namespace"
 LABELS_HEADER = "opensergo-labels"
 CLIENT_ID_HEADER = "opensergo-client-id"
+# On ServiceInstance objects: the replica that registered the instance (shared stores without TTLs).
+REPLICA_LABEL = "opensergo.io/replica"
 INSTANCE_KIND = by_full_name("discovery.opensergo.io/v1alpha1/ServiceInstance")
 
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
@@ -146,8 +148,16 @@ class MetadataRegistry:
         ttl: float | None = None,
         expire_on_disconnect: bool = True,
         allow_loopback: bool = False,
+        replica_id: str = "",
+        live_replicas: Callable[[], set[str]] | None = None,
     ) -> None:
+        """``replica_id`` and ``live_replicas`` (ids of the replicas alive now) matter on a store
+        that several replicas share and that has no TTLs (Kubernetes): each replica then expires
+        only the instances it registered, and those of replicas that are gone."""
         self._store = store
+        self.replica_id = replica_id
+        self._live_replicas = live_replicas
+        self._orphans: set[str] = set()  # object names seen once with a dead owner
         self.heartbeat_interval = heartbeat_interval
         self.ttl = ttl if ttl is not None else 3 * heartbeat_interval
         self.expire_on_disconnect = expire_on_disconnect
@@ -167,6 +177,9 @@ class MetadataRegistry:
             return
         now = time.time()
         for stored in await self._store.list(INSTANCE_KIND.full_name):
+            owner = stored.body.get("metadata", {}).get("labels", {}).get(REPLICA_LABEL, "")
+            if self._store.shared and owner != self.replica_id:
+                continue  # another replica's (or an orphan, see collect_orphans)
             try:
                 obj = ServiceInstance.model_validate(stored.body)
             except ValueError as err:
@@ -248,7 +261,10 @@ class MetadataRegistry:
             "metadata": {
                 "name": instance.name,
                 "namespace": instance.namespace,
-                "labels": {"app": instance.app},
+                "labels": {
+                    "app": instance.app,
+                    **({REPLICA_LABEL: self.replica_id} if self.replica_id else {}),
+                },
             },
             "spec": {
                 "app": instance.app,
@@ -290,12 +306,40 @@ class MetadataRegistry:
                     key, f"no heartbeat for {now - instance.last_seen:.1f}s (TTL {self.ttl:g}s)"
                 )
 
+    async def collect_orphans(self) -> int:
+        """Shared store without TTLs: delete instances whose registering replica is gone (seen so
+        twice in a row, so that a replica that has not published its status yet keeps its own).
+        An instance that moved to a live replica was registered again there with its label."""
+        if self._live_replicas is None or self._store.supports_ttl or not self._store.shared:
+            return 0
+        alive = self._live_replicas() | {self.replica_id}
+        if alive == {self.replica_id}:
+            return 0  # no view of the other replicas yet
+        mine = {i.name for i in self._instances.values()}
+        orphans = set()
+        for stored in await self._store.list(INSTANCE_KIND.full_name):
+            owner = stored.body.get("metadata", {}).get("labels", {}).get(REPLICA_LABEL, "")
+            if stored.name not in mine and owner not in alive:
+                orphans.add(stored.name)
+                if stored.name in self._orphans:
+                    log.info("instance %s expired: replica %r that registered it is gone", stored.name, owner)
+                    with contextlib.suppress(NotFoundError):
+                        await self._store.delete(INSTANCE_KIND.full_name, stored.namespace, stored.name)
+        deleted = len(orphans & self._orphans)
+        self._orphans = orphans - self._orphans
+        return deleted
+
     async def _expire_loop(self) -> None:
         period = max(0.05, min(1.0, self.ttl / 4))
+        orphans_every = max(1, round(self.ttl / period))
+        rounds = 0
         while True:
             await asyncio.sleep(period)
+            rounds += 1
             try:
                 await self.expire_stale()
+                if rounds % orphans_every == 0:
+                    await self.collect_orphans()
             except Exception:
                 log.exception("instance expiry failed")
 

@@ -73,6 +73,9 @@ class Store(Protocol):
 
     # True when put(ttl=...) expires objects by itself (etcd leases); else the caller expires them.
     supports_ttl: bool
+    # True when several control-plane replicas can share this store (they then publish their
+    # status to each other, split token-service keys, and elect one rollout-status writer).
+    shared: bool
 
     async def open(self) -> None: ...
 

@@ -75,6 +75,7 @@ class EtcdStore:
     """The Store protocol on an etcd cluster."""
 
     supports_ttl = True
+    shared = True
 
     def __init__(
         self,

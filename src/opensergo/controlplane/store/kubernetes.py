@@ -103,6 +103,7 @@ class KubernetesStore:
     """The Store protocol on the Kubernetes API server's custom resources."""
 
     supports_ttl = False
+    shared = True
 
     def __init__(
         self,

@@ -63,6 +63,7 @@ class SqliteStore:
     """Store backed by ``<data_dir>/opensergo.db``. One process owns it: a single replica."""
 
     supports_ttl = False
+    shared = False  # one process: nothing to share with other replicas
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / "opensergo.db"
