@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import ssl
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -33,6 +34,14 @@ err = Console(stderr=True)
 
 ServerOpt = Annotated[
     str, typer.Option("--server", "-s", envvar="OPENSERGO_SERVER", help="Control-plane HTTP address.")
+]
+CacertOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cacert",
+        envvar="OPENSERGO_CACERT",
+        help="PEM CA bundle to verify an https:// control plane (default: the system roots).",
+    ),
 ]
 NamespaceOpt = Annotated[str, typer.Option("--namespace", "-n", help="Namespace.")]
 FilesOpt = Annotated[
@@ -67,21 +76,28 @@ class Client:
     """Thin REST client; every error becomes a clear message and a non-zero exit.
 
     ``$OPENSERGO_TOKEN``, when set, is sent as a bearer token (needed when the control plane's
-    auth is on)."""
+    auth is on). ``cacert`` verifies an https:// server instead of the system roots."""
 
-    def __init__(self, server: str) -> None:
+    def __init__(self, server: str, cacert: Path | None = None) -> None:
         self.server = server.rstrip("/")
         headers = {}
         token = os.environ.get(TOKEN_ENV, "").strip()
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.http = httpx.Client(base_url=self.server, timeout=30.0, headers=headers)
+        verify: ssl.SSLContext | bool = True
+        if cacert is not None:
+            try:
+                verify = ssl.create_default_context(cafile=str(cacert))
+            except (OSError, ssl.SSLError) as e:
+                fail(f"--cacert {cacert}: cannot load: {getattr(e, 'strerror', None) or e}")
+        self.http = httpx.Client(base_url=self.server, timeout=30.0, headers=headers, verify=verify)
 
     def request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
             return self.http.request(method, path, **kwargs)
         except httpx.HTTPError as e:
-            fail(f"cannot reach the control plane at {self.server}: {e}")
+            hint = " (pass --cacert CA.pem or set OPENSERGO_CACERT)" if "CERTIFICATE_VERIFY" in str(e) else ""
+            fail(f"cannot reach the control plane at {self.server}: {e}{hint}")
 
     @staticmethod
     def message(response: httpx.Response) -> str:
@@ -135,10 +151,11 @@ def apply(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Validate on the server; change nothing.")
     ] = False,
+    cacert: CacertOpt = None,
 ) -> None:
     """Create or update the objects in FILE/DIR (multi-document YAML or JSON)."""
     resources = _load(filename)
-    client = Client(server)
+    client = Client(server, cacert)
     failed = False
     for resource in resources:
         kind = kinds.by_api_version_kind(resource.apiVersion, resource.kind)
@@ -170,11 +187,12 @@ def get(
     app_filter: Annotated[str | None, typer.Option("--app", help="Only this app (instances).")] = None,
     output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")] = "table",
     server: ServerOpt = DEFAULT_SERVER,
+    cacert: CacertOpt = None,
 ) -> None:
     """Show objects of a kind, or the instances/apps/clients the control plane knows."""
     if output not in ("table", "yaml", "json"):
         fail(f"unknown output format {output!r}: use table, yaml or json")
-    client = Client(server)
+    client = Client(server, cacert)
     if kind.lower() in STATUS_VIEWS:
         params = {"app": app_filter} if app_filter else {}
         if kind.lower() == "instances" and not all_namespaces:
@@ -263,6 +281,7 @@ def delete(
     filename: FilesOpt = [],  # noqa: B006
     namespace: NamespaceOpt = "default",
     server: ServerOpt = DEFAULT_SERVER,
+    cacert: CacertOpt = None,
 ) -> None:
     """Delete the objects in FILE, or one object by KIND and NAME."""
     targets: list[tuple[KindInfo, str, str]] = []
@@ -274,7 +293,7 @@ def delete(
         targets.append((_kind_arg(kind), namespace, name))
     else:
         fail("pass -f FILE, or KIND and NAME")
-    client = Client(server)
+    client = Client(server, cacert)
     failed = False
     for info, ns, obj_name in targets:
         response = client.request("DELETE", _path(info, ns, obj_name))
@@ -340,6 +359,20 @@ def control_plane(
     metrics_history_retention: Annotated[
         int, typer.Option(help="Seconds of downsampled metrics history kept on disk (0: none).")
     ] = 7 * 86400,
+    tls_cert: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-cert", help="PEM certificate (chain): TLS on the gRPC port and HTTPS on the HTTP port."
+        ),
+    ] = None,
+    tls_key: Annotated[Path | None, typer.Option("--tls-key", help="PEM private key of --tls-cert.")] = None,
+    tls_client_ca: Annotated[
+        Path | None,
+        typer.Option(
+            "--tls-client-ca",
+            help="PEM CA: gRPC clients must present a certificate it signed (mutual TLS).",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
     from opensergo.controlplane.app import ControlPlane, Settings
@@ -360,6 +393,9 @@ def control_plane(
         metrics_retention=metrics_retention,
         metrics_history_resolution=metrics_history_resolution,
         metrics_history_retention=metrics_history_retention,
+        tls_cert=tls_cert,
+        tls_key=tls_key,
+        tls_client_ca=tls_client_ca,
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())

@@ -6,6 +6,11 @@ control-plane communication configuration").
 The only key the specification defines is ``endpoint``; we also accept a comma-separated list of
 endpoints (or a JSON list, also under ``endpoints``) and a few optional keys, listed in
 :data:`KNOWN_KEYS`. Any other key is ignored with a debug log.
+
+TLS: ``"tls": {"caFile": ..., "certFile": ..., "keyFile": ..., "serverName": ...}`` (every key
+optional; certFile and keyFile together), or ``"tls": true`` for TLS verified by the system roots,
+as does writing the endpoints ``grpcs://host:port`` or ``https://host:port``. Relative paths in
+a bootstrap file are relative to the file's directory.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opensergo.client.tls import TlsConfig, TlsError
+
 __all__ = [
     "ENV_BOOTSTRAP",
     "ENV_BOOTSTRAP_CONFIG",
@@ -27,6 +34,7 @@ __all__ = [
     "load_bootstrap",
     "parse_bootstrap",
     "parse_endpoints",
+    "split_endpoints",
 ]
 
 _log = logging.getLogger("opensergo.client.bootstrap")
@@ -48,7 +56,21 @@ _STRING_KEYS = {
 }
 _FLOAT_KEYS = {"heartbeatInterval": "heartbeat_interval", "heartbeat_interval": "heartbeat_interval"}
 _ENDPOINT_KEYS = ("endpoint", "endpoints")
-KNOWN_KEYS: frozenset[str] = frozenset((*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS))
+_TLS_KEY = "tls"
+# "tls" object key -> TlsConfig attribute.
+_TLS_KEYS = {
+    "caFile": "ca_file",
+    "ca_file": "ca_file",
+    "certFile": "cert_file",
+    "cert_file": "cert_file",
+    "keyFile": "key_file",
+    "key_file": "key_file",
+    "serverName": "server_name",
+    "server_name": "server_name",
+}
+# Endpoint schemes that mean TLS with the system roots (unless "tls" says more).
+TLS_SCHEMES = ("grpcs://", "https://")
+KNOWN_KEYS: frozenset[str] = frozenset((*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS, _TLS_KEY))
 
 
 class BootstrapError(ValueError):
@@ -69,6 +91,8 @@ class BootstrapConfig:
     env: str | None = None
     region: str | None = None
     zone: str | None = None
+    tls: TlsConfig | None = None
+    """TLS for every gRPC channel to the control plane; None: plaintext."""
     source: str = field(default="", compare=False)
     """Where the config came from, e.g. ``$OPENSERGO_BOOTSTRAP_CONFIG`` or a file path."""
 
@@ -103,11 +127,14 @@ def load_bootstrap(environ: Mapping[str, str] | None = None) -> BootstrapConfig 
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise BootstrapError(f"${ENV_BOOTSTRAP}: cannot read bootstrap file {path!r}: {reason}") from exc
-    return parse_bootstrap(text, source=path)
+    return parse_bootstrap(text, source=path, base_dir=os.path.dirname(os.path.abspath(path)))
 
 
-def parse_bootstrap(text: str, *, source: str = "bootstrap") -> BootstrapConfig:
-    """Parse bootstrap JSON text; ``source`` names it in error messages."""
+def parse_bootstrap(
+    text: str, *, source: str = "bootstrap", base_dir: str | os.PathLike[str] | None = None
+) -> BootstrapConfig:
+    """Parse bootstrap JSON text; ``source`` names it in error messages. Relative TLS file paths
+    are taken relative to ``base_dir`` when given (else to the working directory)."""
     try:
         data: Any = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -120,11 +147,18 @@ def parse_bootstrap(text: str, *, source: str = "bootstrap") -> BootstrapConfig:
     raw_endpoint = next((data[k] for k in _ENDPOINT_KEYS if k in data), None)
     if raw_endpoint is None:
         raise BootstrapError(f'{source}: missing "endpoint" (expected {{"endpoint": "host:port"}})')
-    endpoints = parse_endpoints(raw_endpoint, source=source)
+    endpoints, scheme_tls = split_endpoints(raw_endpoint, source=source)
 
     values: dict[str, Any] = {}
+    tls = _parse_tls(data.get(_TLS_KEY), source)
+    if tls is None and scheme_tls:
+        if data.get(_TLS_KEY) is False:
+            raise BootstrapError(f'{source}: "tls": false contradicts the grpcs:// or https:// endpoints')
+        tls = TlsConfig()
+    if tls is not None:
+        values["tls"] = tls.resolve(base_dir) if base_dir is not None else tls
     for key, value in data.items():
-        if key in _ENDPOINT_KEYS:
+        if key in _ENDPOINT_KEYS or key == _TLS_KEY:
             continue
         if key in _STRING_KEYS:
             if value is None:
@@ -144,8 +178,49 @@ def parse_bootstrap(text: str, *, source: str = "bootstrap") -> BootstrapConfig:
     return BootstrapConfig(endpoints=endpoints, source=source, **values)
 
 
+def _parse_tls(value: object, source: str) -> TlsConfig | None:
+    """The ``"tls"`` value: absent, null or false (plaintext), true (system roots) or an object."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return TlsConfig()
+    if not isinstance(value, dict):
+        raise BootstrapError(
+            f'{source}: "tls" must be true or an object like {{"caFile": "ca.pem"}},'
+            f" got {type(value).__name__}"
+        )
+    fields: dict[str, str] = {}
+    for key, item in value.items():
+        # Strict here, unlike the top level: a misspelt key would silently drop a CA or a client cert.
+        if key not in _TLS_KEYS:
+            raise BootstrapError(
+                f'{source}: unknown key {key!r} in "tls" (expected caFile, certFile, keyFile, serverName)'
+            )
+        if item is None:
+            continue
+        if not isinstance(item, str) or not item.strip():
+            raise BootstrapError(f'{source}: "tls" {key!r} must be a non-empty string')
+        fields[_TLS_KEYS[key]] = item.strip()
+    if ("cert_file" in fields) != ("key_file" in fields):
+        given, missing = ("certFile", "keyFile") if "cert_file" in fields else ("keyFile", "certFile")
+        raise BootstrapError(
+            f'{source}: "tls" {given!r} needs {missing!r} (a client certificate and its key)'
+        )
+    try:
+        return TlsConfig(**fields)
+    except TlsError as exc:  # pragma: no cover - the checks above come first
+        raise BootstrapError(f"{source}: {exc}") from exc
+
+
 def parse_endpoints(value: object, *, source: str = "endpoint") -> list[str]:
-    """Normalise ``"host:port"``, ``"h1:p1,h2:p2"`` or a list of those into a list of endpoints."""
+    """Normalise ``"host:port"``, ``"h1:p1,h2:p2"`` or a list of those into a list of endpoints
+    (``grpcs://`` and ``https://`` prefixes are dropped; :func:`split_endpoints` reports them)."""
+    return split_endpoints(value, source=source)[0]
+
+
+def split_endpoints(value: object, *, source: str = "endpoint") -> tuple[list[str], bool]:
+    """Like :func:`parse_endpoints`, and whether the endpoints were written with a TLS scheme
+    (``grpcs://host:port`` or ``https://host:port``; all of them or none)."""
     items: list[object]
     if isinstance(value, str):
         items = list(value.split(","))
@@ -156,23 +231,35 @@ def parse_endpoints(value: object, *, source: str = "endpoint") -> list[str]:
     else:
         raise BootstrapError(f'{source}: "endpoint" must be a "host:port" string, got {type(value).__name__}')
     endpoints: list[str] = []
+    schemes: set[bool] = set()
     for item in items:
         if not isinstance(item, str):
             raise BootstrapError(f'{source}: "endpoint" entries must be strings, got {type(item).__name__}')
         text = item.strip()
         if not text:
             continue
+        scheme = next((s for s in TLS_SCHEMES if text.lower().startswith(s)), None)
+        schemes.add(scheme is not None)
+        if scheme is not None:
+            text = text[len(scheme) :].rstrip("/")
         _check_endpoint(text, source)
         if text not in endpoints:
             endpoints.append(text)
     if not endpoints:
         raise BootstrapError(f'{source}: "endpoint" is empty (expected "host:port")')
-    return endpoints
+    if len(schemes) > 1:
+        raise BootstrapError(
+            f"{source}: endpoints mix TLS (grpcs://, https://) and plaintext; one connection setting"
+            " applies to all of them"
+        )
+    return endpoints, schemes == {True}
 
 
 def _check_endpoint(text: str, source: str) -> None:
     if "://" in text:
-        raise BootstrapError(f"{source}: endpoint {text!r} must be host:port without a scheme")
+        raise BootstrapError(
+            f"{source}: endpoint {text!r} must be host:port without a scheme (or grpcs://host:port for TLS)"
+        )
     host, sep, port = text.rpartition(":")
     if not sep or not host:
         raise BootstrapError(f"{source}: endpoint {text!r} is not host:port")

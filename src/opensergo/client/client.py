@@ -42,6 +42,7 @@ from opensergo.client.subscriber import (
     subscribe_request,
     unsubscribe_request,
 )
+from opensergo.client.tls import TlsConfig, TlsError
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
@@ -110,7 +111,9 @@ class OpenSergoClient:
     """Subscribe to OpenSergo rules over one stream; keep them cached in memory and on disk.
 
     ``endpoint`` is ``"host:port"``, a comma-separated list of those, or a sequence; the client
-    rotates through them on failure.
+    rotates through them on failure. ``tls`` secures every channel (subscriptions and metadata
+    reports); endpoints written ``grpcs://host:port`` or ``https://host:port`` mean TLS verified by
+    the system roots when ``tls`` is not given. Default: plaintext.
     """
 
     def __init__(
@@ -139,14 +142,22 @@ class OpenSergoClient:
         native_encoding: bool = True,
         channel_options: ChannelOptions = (),
         report_timeout: float = 5.0,
+        tls: TlsConfig | None = None,
     ) -> None:
-        from opensergo.client.bootstrap import parse_endpoints
+        from opensergo.client.bootstrap import split_endpoints
 
         if not app:
             raise ValueError("app must be a non-empty string")
         if not namespace:
             raise ValueError("namespace must be a non-empty string")
-        self._endpoints = parse_endpoints(endpoint if isinstance(endpoint, str) else list(endpoint))
+        self._endpoints, scheme_tls = split_endpoints(
+            endpoint if isinstance(endpoint, str) else list(endpoint)
+        )
+        if tls is None and scheme_tls:
+            tls = TlsConfig()
+        if tls is not None:
+            tls.channel_credentials()  # read the files now: a missing one fails here, not on every retry
+        self._tls = tls
         self._app = app
         self._namespace = namespace
         self._identifier = identifier or default_identifier()
@@ -214,13 +225,18 @@ class OpenSergoClient:
         namespace = config.namespace or env.get("OPENSERGO_NAMESPACE", "").strip()
         if namespace:
             kwargs["namespace"] = namespace
-        for name in ("snapshot_dir", "heartbeat_interval", "tag", "cluster", "env", "region", "zone"):
+        for name in ("snapshot_dir", "heartbeat_interval", "tag", "cluster", "env", "region", "zone", "tls"):
             value = getattr(config, name)
             if value is not None:
                 kwargs[name] = value
         endpoint = overrides.pop("endpoint", config.endpoints)
         kwargs.update(overrides)
-        return cls(endpoint, app=resolved_app, **kwargs)
+        try:
+            return cls(endpoint, app=resolved_app, **kwargs)
+        except TlsError as exc:
+            if "tls" in overrides:
+                raise
+            raise BootstrapError(f"{config.source}: {exc}") from exc
 
     # -- properties ------------------------------------------------------------------------------
     @property
@@ -238,6 +254,11 @@ class OpenSergoClient:
     @property
     def endpoints(self) -> list[str]:
         return list(self._endpoints)
+
+    @property
+    def tls(self) -> TlsConfig | None:
+        """The TLS settings of the channels; None: plaintext."""
+        return self._tls
 
     @property
     def cache(self) -> RuleCache:
@@ -376,6 +397,7 @@ class OpenSergoClient:
             on_response=self._handler.handle,
             backoff=self._backoff,
             channel_options=self._channel_options,
+            tls=self._tls,
         )
         self._stream.start()
         if self._report_metadata:
@@ -388,14 +410,16 @@ class OpenSergoClient:
                 timeout=self._report_timeout,
                 channel_options=self._channel_options,
                 call_metadata=self._registration_headers(),
+                tls=self._tls,
             )
             self._reporter.start()
         _log.info(
-            "OpenSergo client %s started (app %s, namespace %s, endpoints %s)",
+            "OpenSergo client %s started (app %s, namespace %s, endpoints %s, %s)",
             self._identifier,
             self._app,
             self._namespace,
             ",".join(self._endpoints),
+            self._tls.describe() if self._tls is not None else "plaintext",
         )
 
     async def _astop_core(self) -> None:

@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from opensergo.client.tls import TlsConfig, open_channel
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 
@@ -44,12 +45,22 @@ FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 
 
 class TokenClient:
-    """One Connect stream to the token service, with reconnects, on a background loop."""
+    """One Connect stream to the token service, with reconnects, on a background loop.
 
-    def __init__(self, endpoints: Sequence[str], *, client_id: str, timeout: float = DEFAULT_TIMEOUT) -> None:
+    ``tls`` applies to every stream, including those to other replicas named by REDIRECT."""
+
+    def __init__(
+        self,
+        endpoints: Sequence[str],
+        *,
+        client_id: str,
+        timeout: float = DEFAULT_TIMEOUT,
+        tls: TlsConfig | None = None,
+    ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         self.endpoints = list(endpoints)
+        self.tls = tls
         self.client_id = client_id
         self.timeout = timeout
         self.healthy = False
@@ -235,7 +246,7 @@ class TokenClient:
                     first = False
                 yield batch
 
-        async with grpc.aio.insecure_channel(endpoint, options=CHANNEL_OPTIONS) as channel:
+        async with open_channel(endpoint, self.tls, CHANNEL_OPTIONS) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=CONNECT_TIMEOUT)
             stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect(requests())

@@ -18,7 +18,7 @@ import grpc
 import uvicorn
 
 from opensergo.client.reporter import routable_address
-from opensergo.controlplane.api.auth import AuthConfig
+from opensergo.controlplane.api.auth import AuthConfig, is_loopback
 from opensergo.controlplane.api.rest import create_app
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
@@ -28,6 +28,7 @@ from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
+from opensergo.controlplane.tls import load_server_tls
 from opensergo.controlplane.tokens import GlobalLimits, TokenService, rendezvous_owner
 from opensergo.controlplane.transport import TransportService
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
@@ -55,6 +56,11 @@ class Settings:
     metrics_retention: int = 3600
     metrics_history_resolution: int = 60
     metrics_history_retention: int = 7 * 86400  # 0: no history
+    # TLS on both ports (PEM files); with tls_client_ca the gRPC port also requires client
+    # certificates signed by that CA (the HTTP port keeps its token auth).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
 
 
 def control_plane_identity() -> str:
@@ -86,12 +92,21 @@ class _EmbeddedUvicorn(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         yield
 
+    def abort_connections(self) -> None:
+        """Drop the connections still open. An idle keep-alive HTTPS client (a browser tab) does
+        not answer the TLS close, and uvicorn would wait for it for asyncio's 30 s SSL timeout."""
+        for connection in list(self.server_state.connections):
+            transport = getattr(connection, "transport", None)
+            if transport is not None:
+                transport.abort()
+
 
 class ControlPlane:
     """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self.tls = load_server_tls(settings)
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
         self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
@@ -134,7 +149,7 @@ class ControlPlane:
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
         self._grpc: grpc.aio.Server | None = None
-        self._http: uvicorn.Server | None = None
+        self._http: _EmbeddedUvicorn | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -170,10 +185,22 @@ class ControlPlane:
             MetadataService(self.registry), self._grpc
         )
         otlp.add_to_server(self.metric_store, self._grpc)
-        self.grpc_port = self._grpc.add_insecure_port(f"{self.settings.host}:{self.settings.grpc_port}")
+        address = f"{self.settings.host}:{self.settings.grpc_port}"
+        if self.tls is not None:
+            self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
+        else:
+            self.grpc_port = self._grpc.add_insecure_port(address)
         if self.grpc_port == 0:
             raise OSError(f"cannot listen on {self.settings.host}:{self.settings.grpc_port}")
         await self._grpc.start()
+        if self.tls is None and not is_loopback(self.settings.host):
+            log.warning(
+                "gRPC on %s:%d is plaintext and unauthenticated: rules, metadata and tokens travel in"
+                " the clear and any host can subscribe or register; pass --tls-cert and --tls-key"
+                " (and --tls-client-ca to require client certificates)",
+                self.settings.host,
+                self.grpc_port,
+            )
         self.metrics_history.open()
         self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))
 
@@ -183,6 +210,8 @@ class ControlPlane:
             port=self.settings.http_port,
             log_level="warning",
             lifespan="off",
+            ssl_certfile=str(self.tls.cert_file) if self.tls is not None else None,
+            ssl_keyfile=str(self.tls.key_file) if self.tls is not None else None,
         )
         self._http = _EmbeddedUvicorn(config)
         self._tasks.append(asyncio.create_task(self._http.serve()))
@@ -271,6 +300,8 @@ class ControlPlane:
             await self._grpc.stop(grace=1.0)
         if self._http is not None:
             self._http.should_exit = True
+            if self.tls is not None:
+                asyncio.get_running_loop().call_later(1.0, self._http.abort_connections)
         for task in self._tasks:
             if task is not self._tasks[-1] or self._http is None:
                 task.cancel()
@@ -288,10 +319,13 @@ class ControlPlane:
         gc.freeze()
         gc.set_threshold(50_000, 20, 100)
         host = self.settings.host
+        scheme = "https" if self.tls is not None else "http"
         print(
-            f"OpenSergo control plane ready: grpc={host}:{self.grpc_port} http=http://{host}:{self.http_port}"
+            f"OpenSergo control plane ready: grpc={host}:{self.grpc_port}"
+            f" http={scheme}://{host}:{self.http_port}"
             f" store={self.settings.store} data-dir={self.settings.data_dir}"
-            f" auth={'on' if self.auth.enabled else 'off'}",
+            f" auth={'on' if self.auth.enabled else 'off'}"
+            f" tls={self.tls.mode if self.tls is not None else 'off'}",
             flush=True,
         )
         stop = asyncio.Event()

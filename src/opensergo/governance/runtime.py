@@ -182,7 +182,9 @@ class Governance:
 
     def _start_tokens(self) -> None:
         if self.global_limits and self.tokens is None:
-            self.tokens = TokenClient(self.client.endpoints, client_id=self.client.identifier).start()
+            self.tokens = TokenClient(
+                self.client.endpoints, client_id=self.client.identifier, tls=self.client.tls
+            ).start()
             self.engine.set_token_source(self.tokens)
 
     def _stop_tokens(self) -> None:
