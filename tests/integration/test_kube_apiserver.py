@@ -54,7 +54,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
     server = KubeApiServer(tmp_path_factory.mktemp("kube"))
     try:
         server.start()
-        for namespace in ("crud", "watch", "status", "samples", "prod", "cache", "team"):
+        for namespace in ("crud", "watch", "status", "status-docs", "samples", "prod", "cache", "team"):
             server.create_namespace(namespace)
         yield server
     finally:
@@ -143,7 +143,10 @@ async def test_status_subresource_carries_rollout_counts(store: KubernetesStore)
         await store.set_status(KIND, ns, "missing", {"acked": 1})
 
 
-async def test_replica_status_documents_expire(store: KubernetesStore) -> None:
+async def test_replica_status_documents_expire(kube: KubeApiServer) -> None:
+    # In a namespace of its own: the control planes of the last test read opensergo-system's.
+    store = KubernetesStore(kubeconfig=str(kube.kubeconfig), namespace="status-docs")
+    await store.open()
     await store.publish_status("replica-A:1/x", {"clients": 3}, ttl=30)
     await store.publish_status("replica-A:1/x", {"clients": 4}, ttl=30)
     await store.publish_status("replica-b", {"clients": 1}, ttl=0.5)
@@ -151,6 +154,7 @@ async def test_replica_status_documents_expire(store: KubernetesStore) -> None:
     assert status["replica-A:1/x"] == {"clients": 4} and status["replica-b"] == {"clients": 1}
     await asyncio.sleep(0.7)
     assert "replica-b" not in await store.read_status()
+    await store.close()
 
 
 async def test_every_spec_sample_is_stored_and_invalid_objects_are_refused(store: KubernetesStore) -> None:

@@ -19,13 +19,15 @@ import uvicorn
 
 from opensergo.client.reporter import routable_address
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
-from opensergo.controlplane.api.rest import create_app
+from opensergo.controlplane.api.rest import all_clients, create_app
+from opensergo.controlplane.api.views import index_subscriptions
+from opensergo.controlplane.api.views import rollout as rollout_view
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
-from opensergo.controlplane.snapshots import SnapshotCache
+from opensergo.controlplane.snapshots import GroupKey, SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
@@ -119,6 +121,8 @@ class ControlPlane:
             ttl=settings.instance_ttl,
             expire_on_disconnect=settings.expire_on_disconnect,
             allow_loopback=settings.allow_loopback,
+            replica_id=self.replica_id,
+            live_replicas=lambda: set(self._replicas),
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
@@ -158,7 +162,7 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
         await ready.wait()
         await self.registry.start()
-        if self.store.supports_ttl:
+        if self.store.shared:
             self._tasks.append(asyncio.create_task(self._publish_status()))
         if hasattr(self.store, "set_status"):
             self._tasks.append(asyncio.create_task(self._write_rollout_status()))
@@ -177,7 +181,7 @@ class ControlPlane:
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            TokenService(self.global_limits, self._token_owner if self.store.supports_ttl else None),
+            TokenService(self.global_limits, self._token_owner if self.store.shared else None),
             self._grpc,
         )
         # The generated registration function is untyped.
@@ -240,31 +244,36 @@ class ControlPlane:
                 log.warning("cannot publish replica status: %s", err)
             await asyncio.sleep(period)
 
-    def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """Per group (namespace, app, kind): connected clients that ACKed / NACKed / have not yet
-        answered the group's current version."""
+    async def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per group (namespace, app, kind): the connected clients of every replica that ACKed /
+        NACKed / have not yet answered the group's current version."""
+        index = index_subscriptions(await all_clients(self.store, self.transport, self.replica_id))
         out: dict[tuple[str, str, str], dict[str, int]] = {}
-        for client in self.transport.clients(include_disconnected=False):
-            for key, state in client.subscriptions.items():
-                version = self.snapshots.get(key).version
-                counts = out.setdefault(
-                    (key.namespace, key.app, key.kind), {"acked": 0, "nacked": 0, "pending": 0}
-                )
-                if state.acked_version == version:
-                    counts["acked"] += 1
-                elif state.last_response in ("nacked", "rejected") and state.pushed_version == version:
-                    counts["nacked"] += 1
-                else:
-                    counts["pending"] += 1
+        for group in index:
+            version = self.snapshots.get(GroupKey(*group)).version
+            summary = rollout_view(group[0], group[1], group[2], version, index)["summary"]
+            out[group] = {
+                "acked": summary["acked"],
+                "nacked": summary["nacked"] + summary["rejected"],
+                "pending": summary["pending"] + summary["outdated"],
+            }
         return out
+
+    def _writes_rollout_status(self) -> bool:
+        """One replica writes the status subresources (else they would overwrite each other's
+        counts): the live replica with the lowest id."""
+        return min({self.replica_id, *self._replicas}) == self.replica_id
 
     async def _write_rollout_status(self, period: float = 2.0) -> None:
         """Kubernetes store: keep each object's status subresource at its rollout counts."""
         written: dict[tuple[str, str, str], dict[str, int]] = {}
         while True:
             await asyncio.sleep(period)
+            if not self._writes_rollout_status():
+                written.clear()  # if this replica takes over, it writes everything again
+                continue
             try:
-                rollout = self.rollout()
+                rollout = await self.rollout()
                 for snapshot in self.snapshots.groups():
                     key = snapshot.key
                     counts = rollout.get(

@@ -175,8 +175,9 @@ async def all_clients(store: Store, transport: TransportService, replica_id: str
     the connected ones of every other replica."""
     items = [dict(c.to_dict(), replica=replica_id) for c in transport.clients()]
     for other, document in (await store.read_status()).items():
-        if other != replica_id:
-            items += [dict(c, replica=other) for c in document.get("clients", [])]
+        clients = document.get("clients")
+        if other != replica_id and isinstance(clients, list):
+            items += [dict(c, replica=other) for c in clients if isinstance(c, dict)]
     return items
 
 
