@@ -103,6 +103,9 @@ class _EmbeddedUvicorn(uvicorn.Server):
                 transport.abort()
 
 
+STATUS_CLIENTS_MAX = 500  # clients published in full per replica status document
+
+
 class ControlPlane:
     """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
 
@@ -233,8 +236,12 @@ class ControlPlane:
         replicas, and learn which replicas are alive (token-service key ownership)."""
         while True:
             try:
-                clients = [c.to_dict() for c in self.transport.clients(include_disconnected=False)]
-                document = {"clients": clients, "grpc": self.advertise_address}
+                streams = self.transport.clients(include_disconnected=False)
+                # etcd refuses requests over 1.5 MiB and a ConfigMap holds 1 MiB: past a few
+                # hundred clients the other replicas see a sample, never a failed write (which
+                # would also hide this replica's liveness and token-service ownership).
+                clients = [c.to_dict() for c in streams[:STATUS_CLIENTS_MAX]]
+                document = {"clients": clients, "clientsTotal": len(streams), "grpc": self.advertise_address}
                 await self.store.publish_status(self.replica_id, document, ttl=max(5.0, 5 * period))
                 status = await self.store.read_status()
                 self._replicas = {
