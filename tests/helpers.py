@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -248,3 +249,39 @@ class EtcdCluster:
         return "\n".join(
             f"--- {p.name} ---\n{p.read_text(errors='replace')[-4000:]}" for p in self.base.glob("*.log")
         )
+
+
+class Recorder:
+    """A subscription callback that keeps every (version, resources) it receives."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, list[Any]]] = []
+        self.lock = threading.Lock()
+
+    def __call__(self, resources: list[Any], version: int) -> None:
+        with self.lock:
+            self.calls.append((version, list(resources)))
+
+    @property
+    def last(self) -> tuple[int, list[Any]] | None:
+        with self.lock:
+            return self.calls[-1] if self.calls else None
+
+    def thresholds(self) -> list[int]:
+        """``spec.threshold`` of each resource in the last call."""
+        last = self.last
+        return [r.spec.threshold for r in last[1]] if last else []
+
+
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`opensergo ARGS...` in a subprocess with a minimal environment (plus ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "opensergo.cli", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
+    )

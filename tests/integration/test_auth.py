@@ -5,7 +5,6 @@ never shown or logged but still reach the data planes."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ import pytest
 import yaml
 
 from opensergo.client import OpenSergoClient
-from tests.helpers import ROOT, ControlPlaneProcess, wait_until
+from tests.helpers import ControlPlaneProcess, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -59,17 +58,7 @@ def secured(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[ControlP
 
 
 def cli(*args: str, token: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"}
-    if token:
-        env["OPENSERGO_TOKEN"] = token
-    return subprocess.run(
-        [sys.executable, "-m", "opensergo.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-    )
+    return run_cli(*args, env={"OPENSERGO_TOKEN": token} if token else None, stdin=stdin)
 
 
 def auth(token: str) -> dict[str, str]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,8 +10,7 @@ import httpx
 import pytest
 
 from opensergo.client import OpenSergoClient
-from opensergo.spec.base import Resource
-from tests.helpers import ROOT, ControlPlaneProcess, wait_until
+from tests.helpers import ControlPlaneProcess, Recorder, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -35,35 +32,7 @@ spec:
 
 
 def cli(cp: ControlPlaneProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opensergo.cli", *args, "--server", cp.http_url],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
-
-
-class Recorder:
-    """Collects what a subscription callback receives."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, list[Resource]]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, resources: list[Resource], version: int) -> None:
-        with self.lock:
-            self.calls.append((version, list(resources)))
-
-    @property
-    def last(self) -> tuple[int, list[Resource]] | None:
-        with self.lock:
-            return self.calls[-1] if self.calls else None
-
-    def thresholds(self) -> list[int]:
-        last = self.last
-        return [r.spec.threshold for r in last[1]] if last else []
+    return run_cli(*args, "--server", cp.http_url, stdin=stdin)
 
 
 def acked_versions(cp: ControlPlaneProcess, kind: str = RATE_KIND) -> list[int | None]:

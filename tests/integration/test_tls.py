@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import ssl
 import subprocess
-import sys
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +18,8 @@ from opensergo.client.tls import TlsConfig
 from opensergo.client.tokens import TokenClient
 from opensergo.governance import Engine, guard, load_rules
 from opensergo.observability import enable_metrics
-from opensergo.spec.base import Resource
-from tests.helpers import ROOT, ControlPlaneProcess, free_port, wait_until
+from tests.helpers import ControlPlaneProcess, Recorder, free_port, wait_until
+from tests.helpers import run_cli as cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
 
@@ -156,37 +154,10 @@ def mtls_cp(tmp_path: Path, pki: Pki) -> Iterator[TlsControlPlane]:
     yield from _start(tmp_path, pki, "--tls-client-ca", str(pki.ca))
 
 
-class Recorder:
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, list[Resource]]] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, resources: list[Resource], version: int) -> None:
-        with self.lock:
-            self.calls.append((version, list(resources)))
-
-    def thresholds(self) -> list[int]:
-        with self.lock:
-            return [r.spec.threshold for r in self.calls[-1][1]] if self.calls else []
-
-
 def client(cp: ControlPlaneProcess, app: str, tls: TlsConfig | None, **kw: Any) -> OpenSergoClient:
     kw.setdefault("report_metadata", False)
     return OpenSergoClient(
         cp.grpc_address, app=app, tls=tls, persist_snapshot=False, backoff_initial=0.05, backoff_max=0.2, **kw
-    )
-
-
-def cli(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "opensergo.cli", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
     )
 
 
