@@ -123,7 +123,7 @@ class GlobalRate:
                     self._refill(now)
                 return True
             if self.pending is None and now < self.retry_at:
-                return False  # the cluster's budget is spent until the server's next bucket
+                return False  # the cluster's budget is spent (asked again at retry_at)
             pending = self.pending if self.pending is not None else self._refill(now)
         response = _answer(pending, self.source.timeout)
         if response is None:
@@ -200,9 +200,9 @@ class GlobalRate:
             expires = now + response.valid_for_ms * NS_PER_MS
             self.batches.append([response.granted, expires, response.bucket])
         else:
-            # Nothing left in the window: ask again when the server's next bucket starts
-            # rather than once per blocked request.
-            self.retry_at = now + max(1, response.interval_ms // 10) * NS_PER_MS
+            # Nothing left in the window: do not ask once per blocked request, but ask again
+            # within a quarter bucket: other instances give back what their leases did not use.
+            self.retry_at = now + max(1, response.interval_ms // 40) * NS_PER_MS
 
     def _give_back_locked(self, batch: list[int]) -> None:
         count, _, bucket = batch
