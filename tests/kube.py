@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.helpers import ROOT, EtcdCluster, free_port, wait_until
+from tests.helpers import ROOT, EtcdCluster, free_port, stop_processes, wait_until
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-kube-apiserver.sh"
 CRD_DIR = ROOT / "deploy" / "kubernetes" / "crds"
@@ -146,10 +146,5 @@ class KubeApiServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_processes([self.proc], timeout=15)
         self.etcd.stop()

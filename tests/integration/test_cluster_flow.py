@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 from typing import Any
@@ -10,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import ControlPlaneProcess, put_object, spawn_python, wait_until
+from tests.integration.apps.cluster_runs import admitted, first_steady_second, lines
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -31,10 +31,6 @@ def apply(cp: ControlPlaneProcess, kind: str, name: str, spec: dict[str, Any]) -
 def rule(cp: ControlPlaneProcess, resource: str, strategy: str, kind: str) -> None:
     spec = {"targets": [{"targetResourceName": resource}], "strategies": [{"name": strategy, "kind": kind}]}
     apply(cp, "FaultToleranceRule", f"rule-{strategy}", spec)
-
-
-def lines(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
 
 
 def mode_since(log: Path, mode: str, since: float) -> float | None:
@@ -86,11 +82,7 @@ def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProc
         for p in procs:
             p.kill()
         show_client_logs(logs)
-    results = [next(r for r in lines(log) if "admitted" in r) for log in logs]
-    totals: dict[int, int] = {}
-    for r in results:
-        for second, count in r["admitted"].items():
-            totals[int(second)] = totals.get(int(second), 0) + count
+    results, totals = admitted(logs)
     series = [totals[s] for s in sorted(totals)]
     print(f"\nadmitted per second across 4 clients (threshold 100): {series}")
     print(f"control plane killed: all 4 clients on local shares after {to_local * 1000:.0f} ms")
@@ -98,11 +90,8 @@ def test_global_rate_limit_accuracy_and_failover(control_plane: ControlPlaneProc
         f"control plane back: all 4 clients in global mode {to_global * 1000:.0f} ms after its launch "
         f"(it took {(ready_at - restarted_at) * 1000:.0f} ms to report ready)"
     )
-    # Global mode, steady state: the whole seconds in which all four offered load, after two
-    # seconds of warm-up (instance counts arrive, the first leases are sized blind, and the sliding
-    # window evens out the first second's overshoot) and before the kill.
-    first = max(min(int(s) for s in r["admitted"]) for r in results) + 3
-    global_seconds = [totals[s] for s in range(first, int(killed_at))]
+    # Global mode, steady state: after the warm-up and before the kill.
+    global_seconds = [totals[s] for s in range(first_steady_second(results), int(killed_at))]
     assert len(global_seconds) >= 3, series
     for count in global_seconds:
         assert 90 <= count <= 110, f"{count} admitted in one second; series {series}"

@@ -169,9 +169,8 @@ def _items(cp: ControlPlaneProcess) -> list[dict[str, Any]]:
 
 def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path) -> None:
     """Each key has one owner replica; clients of the other replica are redirected to it."""
-    import json
-
     from tests.helpers import spawn_python
+    from tests.integration.apps.cluster_runs import admitted, first_steady_second
 
     a, b = cluster.replicas
     spec = {"metricType": "RequestAmount", "limitMode": "Global", "threshold": 60, "statDurationSeconds": 1}
@@ -207,20 +206,12 @@ def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path)
     finally:
         for p in procs:
             p.kill()
-    results = []
-    for log in logs:
-        lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
-        results.append(next(r for r in lines if "admitted" in r))
-    totals: dict[int, int] = {}
-    for r in results:
-        for second, count in r["admitted"].items():
-            totals[int(second)] = totals.get(int(second), 0) + count
+    results, totals = admitted(logs)
     series = [totals[s] for s in sorted(totals)]
     print(f"\nadmitted per second through two replicas (threshold 60): {series}")
-    # Steady state: after two seconds of warm-up (as in test_cluster_flow), whole seconds only.
-    first = max(min(int(s) for s in r["admitted"]) for r in results) + 3
+    # Steady state: after the warm-up, whole seconds only.
     last = min(max(int(s) for s in r["admitted"]) for r in results)
-    steady = [totals[s] for s in range(first, last)]
+    steady = [totals[s] for s in range(first_steady_second(results), last)]
     assert len(steady) >= 3, series
     # Without an owner per key each replica would grant 60: about 100 per second in all.
     for count in steady:

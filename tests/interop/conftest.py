@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import ROOT, ControlPlaneProcess
+from tests.helpers import ROOT, ControlPlaneProcess, stop_processes
 
 BUILD_SCRIPT = ROOT / "interop" / "build.py"
 
@@ -139,13 +139,7 @@ class ProgramRun:
         return code
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
+        stop_processes([self.proc])
         self._reader.join(timeout=5)
         self._stderr.close()
 

@@ -24,7 +24,7 @@ import pytest
 from opensergo.client import OpenSergoClient
 from opensergo.governance.routing import ServiceDirectory
 from opensergo.integrations.httpx import RoutingTransport
-from tests.helpers import ControlPlaneProcess, spawn_python, wait_until
+from tests.helpers import ControlPlaneProcess, spawn_python, stop_processes, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -54,15 +54,7 @@ class Cluster:
         proc.wait(timeout=10)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
+        stop_processes(self.procs.values())
         self.cp.stop()
 
     def dump_logs(self) -> str:

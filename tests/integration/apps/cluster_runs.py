@@ -1,0 +1,28 @@
+"""Reading what apps/cluster_client.py printed: JSON lines, and admissions per second."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+
+def lines(log: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+
+
+def admitted(logs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, int]]:
+    """Each client's final result, and the admissions per second summed over all clients."""
+    results = [next(r for r in lines(log) if "admitted" in r) for log in logs]
+    totals: dict[int, int] = {}
+    for r in results:
+        for second, count in r["admitted"].items():
+            totals[int(second)] = totals.get(int(second), 0) + count
+    return results, totals
+
+
+def first_steady_second(results: list[dict[str, Any]]) -> int:
+    """The first whole second after two seconds of warm-up in which every client offered load
+    (instance counts arrive, the first leases are sized blind, and the sliding window evens out
+    the first second's overshoot)."""
+    return max(min(int(s) for s in r["admitted"]) for r in results) + 3
