@@ -13,15 +13,15 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import uvicorn
 
 from opensergo.client.reporter import routable_address
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
-from opensergo.controlplane.api.rest import all_clients, create_app
-from opensergo.controlplane.api.views import index_subscriptions
-from opensergo.controlplane.api.views import rollout as rollout_view
+from opensergo.controlplane.api.rest import create_app, merge_clients
+from opensergo.controlplane.api.views import client_state, index_subscriptions
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
@@ -104,6 +104,14 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 STATUS_CLIENTS_MAX = 500  # clients published in full per replica status document
+# A subscription's rollout state (api.views.client_state) -> the status subresource's count.
+_ROLLOUT_COUNT = {
+    "acked": "acked",
+    "nacked": "nacked",
+    "rejected": "nacked",
+    "pending": "pending",
+    "outdated": "pending",
+}
 
 
 class ControlPlane:
@@ -130,6 +138,7 @@ class ControlPlane:
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
         self._replicas: dict[str, str] = {}  # live replica id -> gRPC address (shared stores)
+        self._status: dict[str, dict[str, Any]] = {}  # every live replica's last status document
         self.auth = AuthConfig.from_settings(
             settings.auth, settings.host, settings.auth_tokens, settings.data_dir
         )
@@ -243,7 +252,7 @@ class ControlPlane:
                 clients = [c.to_dict() for c in streams[:STATUS_CLIENTS_MAX]]
                 document = {"clients": clients, "clientsTotal": len(streams), "grpc": self.advertise_address}
                 await self.store.publish_status(self.replica_id, document, ttl=max(5.0, 5 * period))
-                status = await self.store.read_status()
+                status = self._status = await self.store.read_status()
                 self._replicas = {
                     rid: str(doc.get("grpc", "")) for rid, doc in status.items() if doc.get("grpc")
                 }
@@ -251,19 +260,16 @@ class ControlPlane:
                 log.warning("cannot publish replica status: %s", err)
             await asyncio.sleep(period)
 
-    async def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """Per group (namespace, app, kind): the connected clients of every replica that ACKed /
-        NACKed / have not yet answered the group's current version."""
-        index = index_subscriptions(await all_clients(self.store, self.transport, self.replica_id))
+    def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
+        """Per group (namespace, app, kind): the connected clients of every replica (as of the
+        last status exchange) that ACKed / NACKed / have not yet answered its current version."""
+        index = index_subscriptions(merge_clients(self.transport, self.replica_id, self._status))
         out: dict[tuple[str, str, str], dict[str, int]] = {}
-        for group in index:
+        for group, pairs in index.items():
             version = self.snapshots.get(GroupKey(*group)).version
-            summary = rollout_view(group[0], group[1], group[2], version, index)["summary"]
-            out[group] = {
-                "acked": summary["acked"],
-                "nacked": summary["nacked"] + summary["rejected"],
-                "pending": summary["pending"] + summary["outdated"],
-            }
+            counts = out[group] = {"acked": 0, "nacked": 0, "pending": 0}
+            for _, sub in pairs:
+                counts[_ROLLOUT_COUNT[client_state(sub, version)[0]]] += 1
         return out
 
     def _writes_rollout_status(self) -> bool:
@@ -280,7 +286,7 @@ class ControlPlane:
                 written.clear()  # if this replica takes over, it writes everything again
                 continue
             try:
-                rollout = await self.rollout()
+                rollout = self.rollout()
                 for snapshot in self.snapshots.groups():
                     key = snapshot.key
                     counts = rollout.get(

@@ -173,8 +173,15 @@ def _list_body(kind: KindInfo | None, items: list[StoredObject], revision: int) 
 async def all_clients(store: Store, transport: TransportService, replica_id: str) -> list[dict[str, Any]]:
     """This replica's clients (connected and recently disconnected) and, with a shared store,
     the connected ones of every other replica."""
+    return merge_clients(transport, replica_id, await store.read_status())
+
+
+def merge_clients(
+    transport: TransportService, replica_id: str, status: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """This replica's clients, and those of the other replicas' status documents."""
     items = [dict(c.to_dict(), replica=replica_id) for c in transport.clients()]
-    for other, document in (await store.read_status()).items():
+    for other, document in status.items():
         clients = document.get("clients")
         if other != replica_id and isinstance(clients, list):
             items += [dict(c, replica=other) for c in clients if isinstance(c, dict)]
