@@ -280,7 +280,7 @@ class Recorder:
 
 
 def run_cli(
-    *args: str, env: dict[str, str] | None = None, stdin: str | None = None
+    *args: str, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 30
 ) -> subprocess.CompletedProcess[str]:
     """`opensergo ARGS...` in a subprocess with a minimal environment (plus ``env``)."""
     return subprocess.run(
@@ -288,6 +288,6 @@ def run_cli(
         input=stdin,
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=timeout,
         env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200", **(env or {})},
     )

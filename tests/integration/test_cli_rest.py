@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.helpers import ROOT, ControlPlaneProcess, wait_until
+from tests.helpers import ControlPlaneProcess, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -43,14 +42,7 @@ spec:
 
 def run(*args: str, server: str | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     extra = ["--server", server] if server else []
-    return subprocess.run(
-        [sys.executable, "-m", "opensergo.cli", *args, *extra],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin", "COLUMNS": "200"},
-    )
+    return run_cli(*args, *extra, stdin=stdin)
 
 
 def test_validate_is_offline_and_names_file_document_and_field(tmp_path: Path) -> None:

@@ -9,13 +9,12 @@ before comparing, so the Go and Java outputs can also be compared with each othe
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from tests.helpers import ROOT, ControlPlaneProcess
+from tests.helpers import ControlPlaneProcess, run_cli
 
 RULES = Path(__file__).with_name("rules.yaml")
 
@@ -36,14 +35,7 @@ FQDN = "service-provider.default.svc.cluster.local"
 
 def cli(cp: ControlPlaneProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """`opensergo ...` against ``cp``; fails the test on a non-zero exit."""
-    result = subprocess.run(
-        [sys.executable, "-m", "opensergo.cli", *args, "--server", cp.http_url],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env={"PYTHONPATH": str(ROOT / "src"), "PATH": "/usr/bin:/bin"},
-    )
+    result = run_cli(*args, "--server", cp.http_url, stdin=stdin, timeout=60)
     assert result.returncode == 0, f"opensergo {' '.join(args)}: {result.stdout}\n{result.stderr}"
     return result
 
@@ -231,3 +223,11 @@ def check_all(pushes: dict[str, dict[str, Any]], cp: ControlPlaneProcess) -> Non
         assert push["app"] == app and push["namespace"] == "default"
         assert int(push["version"]) == snapshot_version(cp, kind, app)
     check_strategy_refs_resolve(pushes)
+
+
+def every_kind_acked(streams: list[dict[str, Any]], pushes: dict[str, dict[str, Any]]) -> bool:
+    """One stream, whose subscription of every kind ACKed the version that was pushed to it."""
+    if len(streams) != 1:
+        return False
+    states = {s["kind"]: (s["state"], s["ackedVersion"]) for s in streams[0]["subscriptions"]}
+    return all(states.get(k) == ("acked", int(pushes[k]["version"])) for k in ALL_KINDS)

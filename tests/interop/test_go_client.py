@@ -29,6 +29,7 @@ from tests.interop.expected import (
     check_rate_limit,
     cli,
     clients,
+    every_kind_acked,
     prune,
     snapshot_version,
 )
@@ -64,14 +65,9 @@ def test_go_client_decodes_every_kind_then_gets_the_change(
     check_all(pushes, control_plane)
 
     # The control plane recorded each ACK against the pushed version.
-    def acked() -> bool:
-        streams = go_streams(control_plane)
-        if len(streams) != 1:
-            return False
-        states = {s["kind"]: (s["state"], s["ackedVersion"]) for s in streams[0]["subscriptions"]}
-        return all(states.get(k) == ("acked", int(pushes[k]["version"])) for k in ALL_KINDS)
-
-    wait_until(acked, timeout=10, what="every Go ACK recorded")
+    wait_until(
+        lambda: every_kind_acked(go_streams(control_plane), pushes), timeout=10, what="every Go ACK recorded"
+    )
 
     # ReportMetadata through the official Go module's MetadataService client.
     assert go.events("metadata") and go.events("metadata")[0]["ok"], go.events("metadata")

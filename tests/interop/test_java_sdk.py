@@ -27,6 +27,7 @@ from tests.interop.expected import (
     check_all,
     check_rate_limit,
     clients,
+    every_kind_acked,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -68,14 +69,11 @@ def test_java_sdk_decodes_every_kind_then_gets_the_change(
         assert push["ts"] - subscribed[kind] < 3000, f"{kind} took {push['ts'] - subscribed[kind]} ms"
 
     # The SDK ACKs with its identifier and request ids; the control plane recorded each ACK.
-    def acked() -> bool:
-        streams = java_streams(control_plane)
-        if len(streams) != 1:
-            return False
-        states = {s["kind"]: (s["state"], s["ackedVersion"]) for s in streams[0]["subscriptions"]}
-        return all(states.get(k) == ("acked", int(pushes[k]["version"])) for k in ALL_KINDS)
-
-    wait_until(acked, timeout=5, what="every Java ACK recorded")
+    wait_until(
+        lambda: every_kind_acked(java_streams(control_plane), pushes),
+        timeout=5,
+        what="every Java ACK recorded",
+    )
 
     # ReportMetadata through the Java SDK's generated MetadataService stub.
     assert java.events("metadata") and java.events("metadata")[0]["ok"], java.events("metadata")
