@@ -172,17 +172,7 @@ class Guard:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._overflow:
-            checks, start = self._release()
-        else:  # the common case, inlined
-            checks, start = self._checks, self._start
-            self._checks = None
-            try:
-                self._busy.release()
-            except RuntimeError:
-                raise RuntimeError(f"guard({self.resource!r}) exited without being entered") from None
-        if checks is not None and checks.exits:
-            checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
+        self.__exit__(exc_type, exc, tb)  # exiting never waits
 
     # -- decorator ----------------------------------------------------------------------------
 
