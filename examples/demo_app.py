@@ -14,7 +14,7 @@ import os
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from opensergo.client import OpenSergoClient
-from opensergo.client.reporter import routable_address
+from opensergo.common.address import routable_address
 from opensergo.governance import BlockedError, Engine
 from opensergo.governance.runtime import attach
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc

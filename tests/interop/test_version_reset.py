@@ -12,15 +12,16 @@ import pytest
 from google.protobuf import any_pb2
 
 from opensergo.client._spec import KindLike, default_decoder, kind_by_full_name
-from opensergo.client.cache import CacheKey, RuleCache
+from opensergo.client.cache import RuleCache
 from opensergo.client.subscriber import Callback, PushHandler
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from tests.interop.expected import RATE
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]
 
-KEY = CacheKey("default", "foo-app", RATE)
+KEY = SubscriptionKey("default", "foo-app", RATE)
 
 
 class Hooks:
@@ -33,7 +34,7 @@ class Hooks:
     def resolve_push_kind(self, name: str) -> KindLike | None:
         return kind_by_full_name(name)
 
-    def callbacks_for(self, key: CacheKey) -> Sequence[Callback]:
+    def callbacks_for(self, key: SubscriptionKey) -> Sequence[Callback]:
         return ()
 
     def persist(self) -> None:

@@ -7,7 +7,7 @@
 """
 
 from opensergo.client.bootstrap import BootstrapConfig, BootstrapError, governance_enabled, load_bootstrap
-from opensergo.client.cache import CacheEntry, CacheKey, RuleCache
+from opensergo.client.cache import CacheEntry, RuleCache
 from opensergo.client.client import OpenSergoClient, Subscription
 from opensergo.client.connection import Backoff
 from opensergo.client.reporter import ServiceInfo
@@ -17,7 +17,6 @@ __all__ = [
     "BootstrapConfig",
     "BootstrapError",
     "CacheEntry",
-    "CacheKey",
     "OpenSergoClient",
     "RuleCache",
     "ServiceInfo",

@@ -19,15 +19,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 from opensergo.client._spec import KindLike, Parser, default_parser, kind_name
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.spec.base import Resource
 
 __all__ = [
     "SNAPSHOT_FORMAT",
     "CacheEntry",
-    "CacheKey",
     "RuleCache",
     "SnapshotFile",
     "default_snapshot_dir",
@@ -36,14 +36,6 @@ __all__ = [
 _log = logging.getLogger("opensergo.client.cache")
 
 SNAPSHOT_FORMAT = 1
-
-
-class CacheKey(NamedTuple):
-    """The key of one pushed state: exactly the (namespace, app, kind) of the push."""
-
-    namespace: str
-    app: str
-    kind: str
 
 
 @dataclass(frozen=True)
@@ -73,17 +65,19 @@ class RuleCache:
         self._default_app = app
         self._lock = threading.RLock()
         self._cond = threading.Condition(self._lock)
-        self._entries: dict[CacheKey, CacheEntry] = {}
+        self._entries: dict[SubscriptionKey, CacheEntry] = {}
         self._async_waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
 
     # -- queries -------------------------------------------------------------------------------
-    def key(self, kind: str | KindLike, *, namespace: str | None = None, app: str | None = None) -> CacheKey:
+    def key(
+        self, kind: str | KindLike, *, namespace: str | None = None, app: str | None = None
+    ) -> SubscriptionKey:
         """The key of ``kind`` (a full name, a registered name or a kind object) for (namespace, app)."""
         ns = namespace or self._default_namespace
         application = app or self._default_app
         if not ns or not application:
             raise ValueError("namespace and app are required (this cache has no defaults)")
-        return CacheKey(ns, application, kind_name(kind))
+        return SubscriptionKey(ns, application, kind_name(kind))
 
     def get(
         self, kind: str | KindLike, *, namespace: str | None = None, app: str | None = None
@@ -99,15 +93,15 @@ class RuleCache:
         entry = self.entry(self.key(kind, namespace=namespace, app=app))
         return entry.version if entry is not None else None
 
-    def entry(self, key: CacheKey) -> CacheEntry | None:
+    def entry(self, key: SubscriptionKey) -> CacheEntry | None:
         with self._lock:
             return self._entries.get(key)
 
-    def keys(self) -> list[CacheKey]:
+    def keys(self) -> list[SubscriptionKey]:
         with self._lock:
             return list(self._entries)
 
-    def items(self) -> list[tuple[CacheKey, CacheEntry]]:
+    def items(self) -> list[tuple[SubscriptionKey, CacheEntry]]:
         with self._lock:
             return list(self._entries.items())
 
@@ -122,7 +116,7 @@ class RuleCache:
     # -- updates (client loop only) --------------------------------------------------------------
     def put(
         self,
-        key: CacheKey,
+        key: SubscriptionKey,
         version: int,
         items: Iterable[Resource],
         *,
@@ -219,7 +213,7 @@ class RuleCache:
         return loaded
 
 
-def _parse_entry(raw: object, parser: Parser) -> tuple[CacheKey, int, tuple[Resource, ...]]:
+def _parse_entry(raw: object, parser: Parser) -> tuple[SubscriptionKey, int, tuple[Resource, ...]]:
     if not isinstance(raw, dict):
         raise ValueError("not an object")
     fields = {}
@@ -235,7 +229,7 @@ def _parse_entry(raw: object, parser: Parser) -> tuple[CacheKey, int, tuple[Reso
     if not isinstance(raw_items, list):
         raise ValueError("'items' must be a list")
     items = tuple(parser(item) for item in raw_items)
-    return CacheKey(fields["namespace"], fields["app"], fields["kind"]), version, items
+    return SubscriptionKey(fields["namespace"], fields["app"], fields["kind"]), version, items
 
 
 def default_snapshot_dir(environ: Mapping[str, str] | None = None) -> Path:

@@ -32,17 +32,17 @@ from opensergo.client._spec import (
 )
 from opensergo.client._spec import resolve_kind as _resolve_kind
 from opensergo.client.bootstrap import BootstrapError, load_bootstrap
-from opensergo.client.cache import CacheKey, RuleCache, SnapshotFile, default_snapshot_dir
+from opensergo.client.cache import RuleCache, SnapshotFile, default_snapshot_dir
 from opensergo.client.connection import Backoff, ChannelOptions, SubscribeStream
 from opensergo.client.reporter import MetadataReporter, ServiceInfo, build_node
 from opensergo.client.subscriber import (
-    ENCODING_LABEL,
     Callback,
     PushHandler,
     subscribe_request,
     unsubscribe_request,
 )
 from opensergo.client.tls import TlsConfig, TlsError
+from opensergo.common.protocol import ENCODING_LABEL, Encoding, SubscriptionKey
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
@@ -66,7 +66,7 @@ class Subscription:
     """One subscriber's interest in (namespace, app, kind). Compared by identity."""
 
     def __init__(
-        self, client: OpenSergoClient, key: CacheKey, kind: KindLike, callback: Callback | None
+        self, client: OpenSergoClient, key: SubscriptionKey, kind: KindLike, callback: Callback | None
     ) -> None:
         self._client = client
         self.key = key
@@ -164,7 +164,9 @@ class OpenSergoClient:
         self._decoder: Decoder = decoder if decoder is not None else default_decoder
         self._parser: Parser = parser if parser is not None else default_parser
         self._backoff = Backoff(initial=backoff_initial, maximum=backoff_max, multiplier=backoff_multiplier)
-        self._labels: list[tuple[str, str]] = [(ENCODING_LABEL, "native")] if native_encoding else []
+        self._labels: list[tuple[str, str]] = (
+            [(ENCODING_LABEL, Encoding.NATIVE.value)] if native_encoding else []
+        )
         self._channel_options = list(channel_options)
         self._snapshot: SnapshotFile | None = None
         if persist_snapshot:
@@ -179,10 +181,10 @@ class OpenSergoClient:
 
         self._cache = RuleCache(namespace=namespace, app=app)
         self._lock = threading.RLock()  # guards the subscription registry
-        self._subs: dict[CacheKey, list[Subscription]] = {}
+        self._subs: dict[SubscriptionKey, list[Subscription]] = {}
         self._kinds: dict[str, KindLike] = {}
         self._request_ids = itertools.count(1)
-        self._request_keys: dict[str, tuple[str, CacheKey]] = {}
+        self._request_keys: dict[str, tuple[str, SubscriptionKey]] = {}
 
         self._state_lock = threading.RLock()
         self._state = _NEW
@@ -494,7 +496,7 @@ class OpenSergoClient:
         info = _resolve_kind(kind)
         if isinstance(info, RawKind) and self._decoder is default_decoder:
             raise ValueError(f"unknown kind {info.full_name!r} (not in opensergo.spec.kinds; pass a decoder)")
-        key = CacheKey(namespace or self._namespace, app or self._app, info.full_name)
+        key = SubscriptionKey(namespace or self._namespace, app or self._app, info.full_name)
         sub = Subscription(self, key, info, callback)
         self._run_on_loop(lambda: self._add_subscription(sub))
         return sub
@@ -551,14 +553,14 @@ class OpenSergoClient:
         except Exception:
             _log.exception("subscriber callback for %s failed on cached data", sub)
 
-    def _next_request_id(self, key: CacheKey, what: str) -> str:
+    def _next_request_id(self, key: SubscriptionKey, what: str) -> str:
         rid = str(next(self._request_ids))
         self._request_keys[rid] = (what, key)
         while len(self._request_keys) > _MAX_TRACKED_REQUESTS:
             del self._request_keys[next(iter(self._request_keys))]
         return rid
 
-    def _subscribe_request(self, key: CacheKey) -> pb.SubscribeRequest:
+    def _subscribe_request(self, key: SubscriptionKey) -> pb.SubscribeRequest:
         rid = self._next_request_id(key, "subscribe")
         return subscribe_request(key, identifier=self._identifier, request_id=rid, labels=self._labels)
 
@@ -594,7 +596,7 @@ class OpenSergoClient:
             known = self._kinds.get(name)
         return known if known is not None else kind_by_full_name(name)
 
-    def callbacks_for(self, key: CacheKey) -> list[Callback]:
+    def callbacks_for(self, key: SubscriptionKey) -> list[Callback]:
         with self._lock:
             return [sub.callback for sub in self._subs.get(key, ()) if sub.callback is not None]
 
@@ -646,7 +648,7 @@ class OpenSergoClient:
     def _version_predicate(
         self, kind: str | KindLike, min_version: int, app: str | None, namespace: str | None
     ) -> Callable[[], bool]:
-        key = CacheKey(namespace or self._namespace, app or self._app, _resolve_kind(kind).full_name)
+        key = SubscriptionKey(namespace or self._namespace, app or self._app, _resolve_kind(kind).full_name)
 
         def reached() -> bool:
             entry = self._cache.entry(key)

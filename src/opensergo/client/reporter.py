@@ -22,25 +22,16 @@ from google.protobuf import timestamp_pb2
 
 from opensergo.client.connection import ChannelOptions
 from opensergo.client.tls import TlsConfig, open_channel
+from opensergo.common.address import routable_address
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
-__all__ = ["MetadataReporter", "ServiceInfo", "build_node", "process_start_time", "routable_address"]
+__all__ = ["MetadataReporter", "ServiceInfo", "build_node", "process_start_time"]
 
 _log = logging.getLogger("opensergo.client.reporter")
 
 _IMPORT_TIME = time.time()
 _UNSPECIFIED = ("", "0.0.0.0", "::", "[::]")
-
-
-def routable_address() -> str:
-    """The local address other hosts would reach us at (no packet is sent); loopback when offline."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("10.255.255.255", 1))
-            return str(probe.getsockname()[0])
-        except OSError:
-            return "127.0.0.1"
 
 
 @dataclass(frozen=True)

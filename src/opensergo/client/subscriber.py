@@ -42,20 +42,22 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from opensergo.client._spec import Decoder, KindLike
-from opensergo.client.cache import CacheKey, RuleCache
+from opensergo.client.cache import RuleCache
+from opensergo.common.protocol import (
+    ACK,
+    CODE_DECODE_ERROR,
+    CODE_HANDLER_ERROR,
+    CODE_SUCCESS,
+    CODE_UNKNOWN_ERROR,
+    CODE_VERSION_OUTDATED,
+    NACK,
+    REPLY_CODES_END,
+    SubscriptionKey,
+)
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
 
 __all__ = [
-    "ACK",
-    "CODE_DECODE_ERROR",
-    "CODE_HANDLER_ERROR",
-    "CODE_REQUEST_INVALID",
-    "CODE_SUCCESS",
-    "CODE_UNKNOWN_ERROR",
-    "CODE_VERSION_OUTDATED",
-    "ENCODING_LABEL",
-    "NACK",
     "Callback",
     "PushHandler",
     "ack_request",
@@ -65,19 +67,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger("opensergo.client.subscriber")
-
-ACK = "ACK"
-NACK = "NACK"
-CODE_SUCCESS = 1
-CODE_UNKNOWN_ERROR = 4000
-CODE_DECODE_ERROR = 4001
-CODE_REQUEST_INVALID = 4002
-CODE_HANDLER_ERROR = 4007
-CODE_VERSION_OUTDATED = 4010
-_REPLY_CODES_END = 4100
-
-ENCODING_LABEL = "opensergo.io/encoding"
-"""Target label asking our control plane for full-fidelity ``opensergo.ext.v1.Resource`` payloads."""
 
 Callback = Callable[[list[Resource], int], None]
 """``callback(resources, version)``; called on the client's event loop thread."""
@@ -95,7 +84,7 @@ def _target(
 
 
 def subscribe_request(
-    key: CacheKey, *, identifier: str, request_id: str, labels: Sequence[tuple[str, str]] = ()
+    key: SubscriptionKey, *, identifier: str, request_id: str, labels: Sequence[tuple[str, str]] = ()
 ) -> pb.SubscribeRequest:
     """SUBSCRIBE for one kind (op_type SUBSCRIBE is the default and so omitted on the wire)."""
     return pb.SubscribeRequest(
@@ -107,7 +96,7 @@ def subscribe_request(
 
 
 def unsubscribe_request(
-    key: CacheKey, *, identifier: str, request_id: str, labels: Sequence[tuple[str, str]] = ()
+    key: SubscriptionKey, *, identifier: str, request_id: str, labels: Sequence[tuple[str, str]] = ()
 ) -> pb.SubscribeRequest:
     return pb.SubscribeRequest(
         target=_target(key.namespace, key.app, key.kind, labels),
@@ -134,13 +123,13 @@ def is_control_plane_reply(response: pb.SubscribeResponse) -> bool:
     if not response.ack:
         return False
     code = response.status.code
-    return code == CODE_SUCCESS or CODE_UNKNOWN_ERROR <= code < _REPLY_CODES_END
+    return code == CODE_SUCCESS or CODE_UNKNOWN_ERROR <= code < REPLY_CODES_END
 
 
 class _Hooks(Protocol):
     def resolve_push_kind(self, name: str) -> KindLike | None: ...
 
-    def callbacks_for(self, key: CacheKey) -> Sequence[Callback]: ...
+    def callbacks_for(self, key: SubscriptionKey) -> Sequence[Callback]: ...
 
     def persist(self) -> None: ...
 
@@ -207,7 +196,7 @@ class PushHandler:
             )
             return self._reply(response, NACK, CODE_UNKNOWN_ERROR, f"unknown kind {response.kind!r}")
 
-        key = CacheKey(response.namespace, response.app, response.kind)
+        key = SubscriptionKey(response.namespace, response.app, response.kind)
         has_data = response.HasField("dataWithVersion")
         version = response.dataWithVersion.version if has_data else 0
         payloads = list(response.dataWithVersion.data) if has_data else []
@@ -272,5 +261,5 @@ class PushHandler:
         return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _fmt(key: CacheKey) -> str:
+def _fmt(key: SubscriptionKey) -> str:
     return f"{key.namespace}/{key.app} {key.kind}"

@@ -18,7 +18,8 @@ from typing import Any
 import grpc
 import uvicorn
 
-from opensergo.client.reporter import routable_address
+from opensergo.common.address import routable_address
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
 from opensergo.controlplane.api.rest import create_app, merge_clients
 from opensergo.controlplane.api.views import client_state, index_subscriptions
@@ -27,7 +28,7 @@ from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
-from opensergo.controlplane.snapshots import GroupKey, SnapshotCache
+from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
@@ -266,7 +267,7 @@ class ControlPlane:
         index = index_subscriptions(merge_clients(self.transport, self.replica_id, self._status))
         out: dict[tuple[str, str, str], dict[str, int]] = {}
         for group, pairs in index.items():
-            version = self.snapshots.get(GroupKey(*group)).version
+            version = self.snapshots.get(SubscriptionKey(*group)).version
             counts = out[group] = {"acked": 0, "nacked": 0, "pending": 0}
             for _, sub in pairs:
                 counts[_ROLLOUT_COUNT[client_state(sub, version)[0]]] += 1

@@ -13,10 +13,10 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 
 from google.protobuf import any_pb2
 
+from opensergo.common.protocol import Encoding, SubscriptionKey
 from opensergo.controlplane.store.base import Bookmark, EventType, Store, WatchEvent
 from opensergo.spec import codec
 from opensergo.spec.base import Resource
@@ -26,23 +26,9 @@ from opensergo.spec.loader import parse_object
 log = logging.getLogger(__name__)
 
 
-class Encoding(StrEnum):
-    """How a snapshot's objects are packed into ``Any``."""
-
-    UPSTREAM = "upstream"  # the upstream proto message; what the Go and Java SDKs decode
-    NATIVE = "native"  # opensergo.ext.v1.Resource: the full object, no information lost
-
-
-@dataclass(frozen=True, order=True)
-class GroupKey:
-    namespace: str
-    app: str
-    kind: str  # full kind name
-
-
 @dataclass
 class Snapshot:
-    key: GroupKey
+    key: SubscriptionKey
     version: int
     resources: tuple[Resource, ...]
     _encoded: dict[Encoding, tuple[any_pb2.Any, ...]] = field(default_factory=dict, repr=False)
@@ -81,8 +67,8 @@ class SnapshotCache:
 
     def __init__(self) -> None:
         self._objects: dict[ObjectKey, Resource] = {}
-        self._members: dict[GroupKey, dict[str, Resource]] = {}
-        self._snapshots: dict[GroupKey, Snapshot] = {}
+        self._members: dict[SubscriptionKey, dict[str, Resource]] = {}
+        self._snapshots: dict[SubscriptionKey, Snapshot] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
         self.invalid: dict[ObjectKey, str] = {}
@@ -90,7 +76,7 @@ class SnapshotCache:
     def add_listener(self, listener: Listener) -> None:
         self._listeners.append(listener)
 
-    def get(self, key: GroupKey) -> Snapshot:
+    def get(self, key: SubscriptionKey) -> Snapshot:
         """The group's snapshot; an empty one at version 0 for a group never seen."""
         snapshot = self._snapshots.get(key)
         if snapshot is None:
@@ -118,15 +104,15 @@ class SnapshotCache:
                 # Stored before a validation rule existed: keep serving the rest, surface it.
                 self.invalid[okey] = str(err)
                 log.error("ignoring invalid stored object %s %s/%s: %s", *okey, err)
-        touched: set[GroupKey] = set()
+        touched: set[SubscriptionKey] = set()
         if old is not None and old.app:
-            gkey = GroupKey(obj.namespace, old.app, obj.kind)
+            gkey = SubscriptionKey(obj.namespace, old.app, obj.kind)
             self._members.get(gkey, {}).pop(obj.name, None)
             touched.add(gkey)
         if new is not None:
             self._objects[okey] = new
             if new.app:
-                gkey = GroupKey(obj.namespace, new.app, obj.kind)
+                gkey = SubscriptionKey(obj.namespace, new.app, obj.kind)
                 self._members.setdefault(gkey, {})[obj.name] = new
                 touched.add(gkey)
         self.revision = max(self.revision, event.revision)

@@ -6,7 +6,7 @@ window has left, and the tokens are valid for the rest of the current bucket plu
 which unused ones are given back. Global concurrency permits are acquired and released in small
 batches too; permits held by a client whose stream ends are reclaimed at once.
 
-The window has the local engine's semantics (opensergo.governance.stats.Window): 10 buckets over
+The window has the local engine's semantics (opensergo.common.stats.Window): 10 buckets over
 the strategy's statDuration when it divides evenly (Sentinel's cluster server uses 10 x 100 ms),
 else one bucket. Thresholds come from the same snapshots the control plane pushes: the
 RateLimitStrategy / ConcurrencyLimitStrategy named in the key, for the key's namespace and app,
@@ -23,9 +23,10 @@ from typing import Any
 
 import grpc
 
-from opensergo.controlplane.snapshots import GroupKey, SnapshotCache
-from opensergo.governance.clock import NS_PER_MS
-from opensergo.governance.stats import Window
+from opensergo.common.clock import NS_PER_MS
+from opensergo.common.protocol import SubscriptionKey
+from opensergo.common.stats import Window
+from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.spec import kinds
@@ -60,7 +61,7 @@ class GlobalLimits:
 
     def _strategy(self, key: Key, kind: str) -> Any:
         namespace, app, _, name = key
-        for obj in self._snapshots.get(GroupKey(namespace, app, kind)).resources:
+        for obj in self._snapshots.get(SubscriptionKey(namespace, app, kind)).resources:
             if obj.name == name:
                 return obj
         return None

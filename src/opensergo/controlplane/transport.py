@@ -23,20 +23,23 @@ from typing import Any
 
 import grpc
 
-from opensergo.controlplane.snapshots import Encoding, GroupKey, Snapshot, SnapshotCache
+from opensergo.common.protocol import (
+    ACK,
+    CODE_CHANGE_PUSH,
+    CODE_REQUEST_INVALID,
+    CODE_SUCCESS,
+    CODE_VERSION_OUTDATED,
+    ENCODING_LABEL,
+    NACK,
+    Encoding,
+    SubscriptionKey,
+)
+from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
 from opensergo.spec import kinds
 
 log = logging.getLogger(__name__)
-
-ACK = "ACK"
-NACK = "NACK"
-CODE_SUCCESS = 1
-CODE_CHANGE_PUSH = 200
-CODE_REQ_FORMAT_ERROR = 4002
-CODE_VERSION_OUTDATED = 4010
-ENCODING_LABEL = "opensergo.io/encoding"
 
 _INFLIGHT_LIMIT = 4096
 _CLOSED_CLIENTS_KEPT = 256
@@ -46,7 +49,7 @@ _CLOSED_CLIENTS_KEPT = 256
 class SubscriptionState:
     """What one client has been sent for one group, and what it answered."""
 
-    key: GroupKey
+    key: SubscriptionKey
     encoding: Encoding
     pushed_version: int | None = None
     pushed_at: float | None = None
@@ -74,7 +77,7 @@ class SubscriptionState:
         }
 
 
-Render = Callable[["ClientStream", GroupKey, "str | None"], "bytes | None"]
+Render = Callable[["ClientStream", SubscriptionKey, "str | None"], "bytes | None"]
 
 
 class ClientStream:
@@ -106,16 +109,16 @@ class ClientStream:
         self.identifier = ""
         self.connected_at = time.time()
         self.disconnected_at: float | None = None
-        self.subscriptions: dict[GroupKey, SubscriptionState] = {}
+        self.subscriptions: dict[SubscriptionKey, SubscriptionState] = {}
         self._context = context
         self._render = render
-        self._outbox: deque[GroupKey | bytes] = deque()
+        self._outbox: deque[SubscriptionKey | bytes] = deque()
         self._writer: asyncio.Task[None] | None = None
-        self._pending: dict[GroupKey, str | None] = {}
-        self._inflight: OrderedDict[str, tuple[GroupKey, int]] = OrderedDict()
+        self._pending: dict[SubscriptionKey, str | None] = {}
+        self._inflight: OrderedDict[str, tuple[SubscriptionKey, int]] = OrderedDict()
         self._ids = itertools.count(1)
 
-    def schedule_push(self, key: GroupKey, request_id: str | None) -> None:
+    def schedule_push(self, key: SubscriptionKey, request_id: str | None) -> None:
         """Queue a push of the newest snapshot; ``request_id`` marks the initial push."""
         if key in self._pending:
             if request_id is not None:
@@ -137,7 +140,7 @@ class ClientStream:
         try:
             while self._outbox:
                 item = self._outbox.popleft()
-                if isinstance(item, GroupKey):
+                if isinstance(item, SubscriptionKey):
                     data = self._render(self, item, self._pending.pop(item, None))
                     if data is None:
                         continue  # unsubscribed meanwhile
@@ -161,12 +164,12 @@ class ClientStream:
     def next_response_id(self) -> str:
         return f"{self.id}-{next(self._ids)}"
 
-    def remember(self, response_id: str, key: GroupKey, version: int) -> None:
+    def remember(self, response_id: str, key: SubscriptionKey, version: int) -> None:
         self._inflight[response_id] = (key, version)
         while len(self._inflight) > _INFLIGHT_LIMIT:
             self._inflight.popitem(last=False)
 
-    def lookup(self, response_id: str) -> tuple[GroupKey, int] | None:
+    def lookup(self, response_id: str) -> tuple[SubscriptionKey, int] | None:
         return self._inflight.get(response_id)
 
     def to_dict(self) -> dict[str, Any]:
@@ -192,7 +195,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
-        self._index: dict[GroupKey, set[ClientStream]] = {}
+        self._index: dict[SubscriptionKey, set[ClientStream]] = {}
         # Open streams per client identifier (a scan per closed stream is quadratic at 10,000).
         self._open_per_identifier: dict[str, int] = {}
         self._disconnect_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
@@ -273,13 +276,15 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             if label.key == ENCODING_LABEL and label.value == Encoding.NATIVE.value:
                 encoding = Encoding.NATIVE
         for kind in target.kinds:
-            key = GroupKey(target.namespace, target.app, kind)
+            key = SubscriptionKey(target.namespace, target.app, kind)
             if request.op_type == pb.UNSUBSCRIBE:
                 self._unsubscribe(stream, key)
             else:
                 self._subscribe(stream, key, encoding, request.request_id)
 
-    def _subscribe(self, stream: ClientStream, key: GroupKey, encoding: Encoding, request_id: str) -> None:
+    def _subscribe(
+        self, stream: ClientStream, key: SubscriptionKey, encoding: Encoding, request_id: str
+    ) -> None:
         state = stream.subscriptions.get(key)
         if state is None:
             stream.subscriptions[key] = SubscriptionState(key, encoding)
@@ -289,7 +294,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         # Always answer with the state of the world, even when empty (upstream sends nothing).
         stream.schedule_push(key, request_id or stream.next_response_id())
 
-    def _unsubscribe(self, stream: ClientStream, key: GroupKey) -> None:
+    def _unsubscribe(self, stream: ClientStream, key: SubscriptionKey) -> None:
         stream.subscriptions.pop(key, None)
         stream._pending.pop(key, None)
         streams = self._index.get(key)
@@ -298,7 +303,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             if not streams:
                 del self._index[key]
 
-    def _render(self, stream: ClientStream, key: GroupKey, request_id: str | None) -> bytes | None:
+    def _render(self, stream: ClientStream, key: SubscriptionKey, request_id: str | None) -> bytes | None:
         """The encoded push for one stream: the shared frame plus this stream's response_id."""
         state = stream.subscriptions.get(key)
         if state is None:
@@ -343,7 +348,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         log.warning("stream %s (%s): %s", stream.id, stream.identifier or stream.peer, message)
         stream.reply(
             pb.SubscribeResponse(
-                status=pb.Status(code=CODE_REQ_FORMAT_ERROR, message=message),
+                status=pb.Status(code=CODE_REQUEST_INVALID, message=message),
                 ack=NACK,
                 control_plane=self._control_plane,
                 response_id=request.request_id,

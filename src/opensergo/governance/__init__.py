@@ -4,8 +4,8 @@
 compiled rule set (``default_engine()`` is the process-wide one that the SDK updates).
 """
 
+from opensergo.common.clock import Clock, ManualClock, SystemClock
 from opensergo.governance.api import Guard, default_engine, guard, load_rules
-from opensergo.governance.clock import Clock, ManualClock, SystemClock
 from opensergo.governance.errors import (
     BlockedError,
     CircuitBreakerOpenError,

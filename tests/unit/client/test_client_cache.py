@@ -13,15 +13,16 @@ import pytest
 
 from opensergo.client import Backoff, RuleCache
 from opensergo.client._spec import KindLike, RawKind, resolve_kind
-from opensergo.client.cache import CacheKey, SnapshotFile, default_snapshot_dir
+from opensergo.client.cache import SnapshotFile, default_snapshot_dir
 from opensergo.client.subscriber import Callback, PushHandler, is_control_plane_reply
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
 from tests.unit.client.client_fakes import RLS, bad_any, fake_decoder, fake_parser, native_any, push
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]
 
-KEY = CacheKey("default", "foo-app", RLS)
+KEY = SubscriptionKey("default", "foo-app", RLS)
 
 
 def resource(name: str, threshold: int = 1) -> Resource:
@@ -53,7 +54,7 @@ def test_cache_queries() -> None:
 def test_snapshot_roundtrip_and_atomic_write(tmp_path: Path) -> None:
     cache = RuleCache(namespace="default", app="foo-app")
     cache.put(KEY, 4, [resource("a", 5)])
-    cache.put(CacheKey("prod", "bar", RLS), 1, [])
+    cache.put(SubscriptionKey("prod", "bar", RLS), 1, [])
     snapshot = SnapshotFile(tmp_path, namespace="default", app="foo-app")
     snapshot.save(cache.to_snapshot())
     assert snapshot.path == tmp_path / "default" / "foo-app.json"
@@ -153,7 +154,7 @@ class Hooks:
     def resolve_push_kind(self, name: str) -> KindLike | None:
         return RawKind(name) if name == RLS else None
 
-    def callbacks_for(self, key: CacheKey) -> list[Callback]:
+    def callbacks_for(self, key: SubscriptionKey) -> list[Callback]:
         return self.callbacks
 
     def persist(self) -> None:

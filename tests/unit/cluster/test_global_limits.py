@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
+from opensergo.common.clock import NS_PER_MS as NS
+from opensergo.common.clock import ManualClock
+from opensergo.common.stats import Window
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import EventType, StoredObject, WatchEvent
 from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.governance import Engine, RateLimitedError
-from opensergo.governance.clock import NS_PER_MS as NS
-from opensergo.governance.clock import ManualClock
 from opensergo.governance.errors import ConcurrencyLimitedError
 from opensergo.governance.faulttolerance.cluster import GlobalRate
-from opensergo.governance.stats import Window
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.spec.loader import parse_documents
 

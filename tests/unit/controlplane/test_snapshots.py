@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from opensergo.controlplane.snapshots import Encoding, GroupKey, Snapshot, SnapshotCache
+from opensergo.common.protocol import Encoding, SubscriptionKey
+from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.controlplane.store.base import EventType, StoredObject, WatchEvent
 
 pytestmark = pytest.mark.unit
@@ -36,8 +37,8 @@ def test_groups_versions_and_moves() -> None:
     cache = SnapshotCache()
     seen: list[Snapshot] = []
     cache.add_listener(seen.append)
-    a = GroupKey("default", "a", RATE)
-    b = GroupKey("default", "b", RATE)
+    a = SubscriptionKey("default", "a", RATE)
+    b = SubscriptionKey("default", "b", RATE)
     assert cache.get(a).version == 0 and cache.get(a).resources == ()
 
     cache.apply(event(EventType.ADDED, rate("x", "a"), 1))
@@ -70,7 +71,7 @@ def test_selector_app_and_unlabelled_objects() -> None:
         },
     }
     cache.apply(event(EventType.ADDED, rule, 1, RULE))
-    assert [r.name for r in cache.get(GroupKey("default", "via-selector", RULE)).resources] == ["r"]
+    assert [r.name for r in cache.get(SubscriptionKey("default", "via-selector", RULE)).resources] == ["r"]
     body = rate("nolabel", "ignored")
     body["metadata"]["labels"] = {}
     assert cache.apply(event(EventType.ADDED, body, 2)) == []
@@ -86,7 +87,7 @@ def test_invalid_stored_object_is_reported_not_served() -> None:
 def test_encoding_is_built_once_and_shared() -> None:
     cache = SnapshotCache()
     cache.apply(event(EventType.ADDED, rate("x", "a"), 1))
-    snapshot = cache.get(GroupKey("default", "a", RATE))
+    snapshot = cache.get(SubscriptionKey("default", "a", RATE))
     upstream = snapshot.encoded(Encoding.UPSTREAM)
     assert snapshot.encoded(Encoding.UPSTREAM) is upstream
     assert upstream[0].type_url.endswith("io.opensergo.proto.fault_tolerance.v1.RateLimitStrategy")

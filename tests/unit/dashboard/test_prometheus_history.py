@@ -9,17 +9,18 @@ from typing import Any
 
 import pytest
 
+from opensergo.common.protocol import Encoding, SubscriptionKey
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
-from opensergo.controlplane.snapshots import Encoding, GroupKey, Snapshot
+from opensergo.controlplane.snapshots import Snapshot
 from opensergo.controlplane.transport import SubscriptionState
 from opensergo.observability import names
 from tests.unit.dashboard.otlp_builders import DELTA, counter, request, res
 
 pytestmark = pytest.mark.unit
 
-KEY = GroupKey("default", "shop", "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
+KEY = SubscriptionKey("default", "shop", "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
 
 
 class FakeTransport:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from opensergo.common.clock import NS_PER_MS
 from opensergo.governance import (
     BreakerState,
     CircuitBreaker,
@@ -12,7 +13,6 @@ from opensergo.governance import (
     ManualClock,
     RuleRef,
 )
-from opensergo.governance.clock import NS_PER_MS
 from opensergo.governance.faulttolerance.breaker import BLOCK, PASS, PROBE
 from opensergo.spec import SpecErrors, parse_documents
 

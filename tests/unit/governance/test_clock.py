@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from opensergo.governance.clock import SYSTEM_CLOCK, Clock, ManualClock
+from opensergo.common.clock import SYSTEM_CLOCK, Clock, ManualClock
 
 pytestmark = pytest.mark.unit
 

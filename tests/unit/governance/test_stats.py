@@ -6,8 +6,8 @@ import threading
 
 import pytest
 
-from opensergo.governance.clock import NS_PER_MS
-from opensergo.governance.stats import ConcurrencyGauge, Window, window_shape
+from opensergo.common.clock import NS_PER_MS
+from opensergo.common.stats import ConcurrencyGauge, Window, window_shape
 
 pytestmark = pytest.mark.unit
 

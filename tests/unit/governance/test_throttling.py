@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from opensergo.common.clock import NS_PER_MS
 from opensergo.governance import (
     CircuitBreakerOpenError,
     Engine,
@@ -16,7 +17,6 @@ from opensergo.governance import (
     ThrottledError,
     guard,
 )
-from opensergo.governance.clock import NS_PER_MS
 from opensergo.governance.faulttolerance.throttling import REJECT, Throttler
 
 from .conftest import breaker, concurrency, protect, rate_limit, throttling

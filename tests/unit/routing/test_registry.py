@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from opensergo.client.cache import CacheEntry, CacheKey
+from opensergo.client.cache import CacheEntry
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.governance.routing import LaneManager, NoAvailableInstance, ServiceDirectory, SimpleRequest
 from opensergo.governance.routing.registry import INSTANCE_KIND, LANE_KIND, ROUTER_KIND, WORKLOAD_KIND
 from opensergo.spec import ServiceInstance, parse_object
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.unit
 
 
 class FakeSubscription:
-    def __init__(self, client: FakeClient, key: CacheKey) -> None:
+    def __init__(self, client: FakeClient, key: SubscriptionKey) -> None:
         self.client, self.key, self.active = client, key, True
 
     def unsubscribe(self) -> None:
@@ -31,9 +32,9 @@ class FakeSubscription:
 
 class FakeCache:
     def __init__(self) -> None:
-        self.entries: dict[CacheKey, CacheEntry] = {}
+        self.entries: dict[SubscriptionKey, CacheEntry] = {}
 
-    def entry(self, key: CacheKey) -> CacheEntry | None:
+    def entry(self, key: SubscriptionKey) -> CacheEntry | None:
         return self.entries.get(key)
 
 
@@ -46,18 +47,18 @@ class FakeClient:
         self.identifier = "consumer-1"
         self.instance_labels = {"app": app, **(labels or {})}
         self.cache = FakeCache()
-        self.callbacks: dict[CacheKey, Callable[[list[Resource], int], None]] = {}
-        self.unsubscribed: list[CacheKey] = []
+        self.callbacks: dict[SubscriptionKey, Callable[[list[Resource], int], None]] = {}
+        self.unsubscribed: list[SubscriptionKey] = []
 
     def subscribe(
         self, kind: str, *, app: str, namespace: str, callback: Callable[[list[Resource], int], None]
     ) -> FakeSubscription:
-        key = CacheKey(namespace, app, kind)
+        key = SubscriptionKey(namespace, app, kind)
         self.callbacks[key] = callback
         return FakeSubscription(self, key)
 
     def push(self, app: str, kind: str, items: list[Resource], version: int = 1, live: bool = True) -> None:
-        key = CacheKey("default", app, kind)
+        key = SubscriptionKey("default", app, kind)
         self.cache.entries[key] = CacheEntry(version, tuple(items), live)
         self.callbacks[key](items, version)
 
@@ -96,13 +97,16 @@ def make(client: FakeClient, **kwargs: Any) -> ServiceDirectory:
 def test_subscribes_lanes_for_the_local_app_at_once_and_services_lazily() -> None:
     client = FakeClient(labels={"version": "v1"})
     d = make(client, initial_wait=0.01)
-    assert list(client.callbacks) == [CacheKey("default", "consumer", LANE_KIND)]
+    assert list(client.callbacks) == [SubscriptionKey("default", "consumer", LANE_KIND)]
     assert d.local_labels == {"app": "consumer", "version": "v1"}
     with pytest.raises(NoAvailableInstance):
         d.choose("service-provider")
     assert set(client.callbacks) == {
-        CacheKey("default", "consumer", LANE_KIND),
-        *(CacheKey("default", "service-provider", k) for k in (INSTANCE_KIND, ROUTER_KIND, WORKLOAD_KIND)),
+        SubscriptionKey("default", "consumer", LANE_KIND),
+        *(
+            SubscriptionKey("default", "service-provider", k)
+            for k in (INSTANCE_KIND, ROUTER_KIND, WORKLOAD_KIND)
+        ),
     }
 
 
@@ -111,7 +115,7 @@ def test_first_call_waits_for_the_initial_pushes() -> None:
     d = make(client, initial_wait=5)
 
     def pushes() -> None:
-        while CacheKey("default", "service-provider", WORKLOAD_KIND) not in client.callbacks:
+        while SubscriptionKey("default", "service-provider", WORKLOAD_KIND) not in client.callbacks:
             time.sleep(0.005)
         time.sleep(0.05)
         client.push_all(
@@ -175,7 +179,7 @@ def test_fallback_host_is_subscribed_when_the_router_arrives() -> None:
     )
     d.prepare("service-provider", timeout=0)
     client.push_all("service-provider", [service_instance("service-provider", "a", 8001, version="v1")], [tr])
-    assert CacheKey("default", "backup", INSTANCE_KIND) in client.callbacks
+    assert SubscriptionKey("default", "backup", INSTANCE_KIND) in client.callbacks
     client.push_all("backup", [service_instance("backup", "z", 9000)])
     assert d.choose("service-provider", SimpleRequest(headers={"tag": "v2"})).name == "backup-z"
 

@@ -25,9 +25,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, disable_cre
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from opensergo.common.protocol import SubscriptionKey
 from opensergo.controlplane.metadata import MetadataRegistry
 from opensergo.controlplane.metrics.store import MetricStore
-from opensergo.controlplane.snapshots import GroupKey, Snapshot, SnapshotCache
+from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.transport import ClientStream, SubscriptionState, TransportService
 
@@ -127,7 +128,7 @@ class ControlPlaneMetrics:
         )
         self.prometheus.register(_Gauges(self))
         # (group, version) -> when the snapshot was built
-        self._created: OrderedDict[tuple[GroupKey, int], float] = OrderedDict()
+        self._created: OrderedDict[tuple[SubscriptionKey, int], float] = OrderedDict()
         snapshots.add_listener(self._on_snapshot)
         transport.add_answer_listener(self._on_answer)
 

@@ -27,8 +27,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from opensergo.common.stats import ConcurrencyGauge, Window
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.governance.stats import ConcurrencyGauge, Window
 from opensergo.spec.faulttolerance import (
     AdaptiveMetricType,
     AdaptiveOverloadProtectionStrategy,

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Callable
 from enum import IntEnum
 
-from opensergo.governance.clock import NS_PER_MS
+from opensergo.common.clock import NS_PER_MS
 from opensergo.governance.faulttolerance.ref import RuleRef
 from opensergo.spec.faulttolerance import BreakerStrategy, CircuitBreakerStrategy
 

@@ -32,8 +32,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-from opensergo.governance.clock import NS_PER_MS
-from opensergo.governance.stats import Window
+from opensergo.common.clock import NS_PER_MS
+from opensergo.common.stats import Window
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 
 FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy

@@ -1,7 +1,7 @@
 """ConcurrencyLimitStrategy: at most ``maxConcurrency`` requests of a resource in flight.
 
 Sentinel blocks when ``inFlight + 1 > maxConcurrency``. The in-flight count is the resource's
-:class:`~opensergo.governance.stats.ConcurrencyGauge`, taken when the request passes this check and
+:class:`~opensergo.common.stats.ConcurrencyGauge`, taken when the request passes this check and
 released when it exits (a request later refused by another strategy gives its slot back at once).
 Several limits on one resource compile to the smallest; a refusal is attributed to the first
 limit in rule order that the request would exceed, as Sentinel's first failing rule.

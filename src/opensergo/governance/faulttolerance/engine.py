@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Protocol
 
-from opensergo.governance.clock import NS_PER_S, SYSTEM_CLOCK, Clock
+from opensergo.common.clock import NS_PER_S, SYSTEM_CLOCK, Clock
+from opensergo.common.stats import ConcurrencyGauge, Window, window_shape
 from opensergo.governance.errors import (
     BlockedError,
     CircuitBreakerOpenError,
@@ -63,7 +64,6 @@ from opensergo.governance.faulttolerance.cluster import GlobalPermits, GlobalRat
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
 from opensergo.governance.faulttolerance.throttling import REJECT, Throttler
-from opensergo.governance.stats import ConcurrencyGauge, Window, window_shape
 from opensergo.spec.base import Resource
 from opensergo.spec.faulttolerance import (
     GROUP,

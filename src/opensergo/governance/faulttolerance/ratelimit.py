@@ -2,7 +2,7 @@
 
 Sentinel's default controller blocks when ``passed + 1 > threshold``, where ``passed`` counts the
 requests of the resource admitted (by every strategy) in the window. Windows are per resource and
-per duration (see :func:`~opensergo.governance.stats.window_shape`), shared by every rate limit on
+per duration (see :func:`~opensergo.common.stats.window_shape`), shared by every rate limit on
 that resource with that duration, and kept across recompiles, as Sentinel's resource node is.
 
 Limit modes:

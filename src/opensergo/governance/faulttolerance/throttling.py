@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 
-from opensergo.governance.clock import NS_PER_MS
+from opensergo.common.clock import NS_PER_MS
 from opensergo.spec.faulttolerance import ThrottlingStrategy
 
 REJECT = -1

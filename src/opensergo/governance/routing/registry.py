@@ -457,11 +457,11 @@ class ServiceDirectory:
             )
 
     def _callback(self, state: _Service, kind: str) -> Callable[[list[Resource], int], None]:
-        from opensergo.client.cache import CacheKey
+        from opensergo.common.protocol import SubscriptionKey
 
         client = self._client
         assert client is not None
-        key = CacheKey(self._namespace, state.name, kind)
+        key = SubscriptionKey(self._namespace, state.name, kind)
 
         def on_push(resources: list[Resource], version: int) -> None:
             if kind == INSTANCE_KIND:

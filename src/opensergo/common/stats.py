@@ -27,7 +27,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 
-from opensergo.governance.clock import NS_PER_MS
+from opensergo.common.clock import NS_PER_MS
 
 # Sentinel Java's SentinelConfig.statisticMaxRt: the min-RT of a bucket with no completion.
 DEFAULT_MAX_RT_MS = 5000
