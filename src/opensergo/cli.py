@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.table import Table
 
 from opensergo import __version__
+from opensergo.common.restpaths import resource_path
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError, SpecErrors
@@ -113,14 +114,6 @@ class Client:
         return f"HTTP {response.status_code}: {body}"
 
 
-def _path(kind: KindInfo, namespace: str | None, name: str | None = None) -> str:
-    path = f"/apis/{kind.group}/{kind.version}"
-    if namespace is not None:
-        path += f"/namespaces/{namespace}"
-    path += f"/{kind.plural}"
-    return f"{path}/{name}" if name else path
-
-
 def _ref(resource: Resource) -> str:
     kind = kinds.by_api_version_kind(resource.apiVersion, resource.kind)
     return f"{kind.singular}.{kind.group}/{resource.name}"
@@ -162,12 +155,12 @@ def apply(
         ns = namespace or resource.namespace
         body = resource.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_unset=True)
         body.setdefault("metadata", {})["namespace"] = ns
-        existing = client.request("GET", _path(kind, ns, resource.name))
+        existing = client.request("GET", resource_path(kind, ns, resource.name))
         if existing.status_code == 200 and _user_fields(existing.json()) == _user_fields(body):
             out.print(f"{_ref(resource)} unchanged{' (dry run)' if dry_run else ''}", highlight=False)
             continue
         params = {"dryRun": "All"} if dry_run else {}
-        response = client.request("PUT", _path(kind, ns, resource.name), json=body, params=params)
+        response = client.request("PUT", resource_path(kind, ns, resource.name), json=body, params=params)
         if response.status_code >= 400:
             err.print(f"[red]error:[/red] {_ref(resource)}: {Client.message(response)}", highlight=False)
             failed = True
@@ -203,7 +196,7 @@ def get(
         _print_status(kind.lower(), response.json()["items"], output)
         return
     info = _kind_arg(kind)
-    response = client.request("GET", _path(info, None if all_namespaces else namespace, name))
+    response = client.request("GET", resource_path(info, None if all_namespaces else namespace, name))
     if response.status_code >= 400:
         fail(Client.message(response))
     body = response.json()
@@ -296,7 +289,7 @@ def delete(
     client = Client(server, cacert)
     failed = False
     for info, ns, obj_name in targets:
-        response = client.request("DELETE", _path(info, ns, obj_name))
+        response = client.request("DELETE", resource_path(info, ns, obj_name))
         if response.status_code >= 400:
             err.print(f"[red]error:[/red] {Client.message(response)}", highlight=False)
             failed = True

@@ -13,26 +13,25 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import grpc
 import uvicorn
 
 from opensergo.common.address import routable_address
-from opensergo.common.protocol import SubscriptionKey
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
-from opensergo.controlplane.api.rest import create_app, merge_clients
-from opensergo.controlplane.api.views import client_state, index_subscriptions
+from opensergo.controlplane.api.server import create_app
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
+from opensergo.controlplane.replicas import ReplicaStatus
+from opensergo.controlplane.rollout import RolloutStatusWriter
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
-from opensergo.controlplane.tokens import GlobalLimits, TokenService, rendezvous_owner
+from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.controlplane.transport import TransportService
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -104,29 +103,22 @@ class _EmbeddedUvicorn(uvicorn.Server):
                 transport.abort()
 
 
-STATUS_CLIENTS_MAX = 500  # clients published in full per replica status document
-# A subscription's rollout state (api.views.client_state) -> the status subresource's count.
-_ROLLOUT_COUNT = {
-    "acked": "acked",
-    "nacked": "nacked",
-    "rejected": "nacked",
-    "pending": "pending",
-    "outdated": "pending",
-}
-
-
 class ControlPlane:
     """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.tls = load_server_tls(settings)
+        self.tls = load_server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
         self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
         self.replica_id = (
             f"{settings.identity or control_plane_identity()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
+        self.replicas = ReplicaStatus(
+            self.store, self.transport, self.replica_id, lambda: self.advertise_address
+        )
+        self.rollout_status = RolloutStatusWriter(self.store, self.snapshots, self.replicas)
         self.registry = MetadataRegistry(
             self.store,
             heartbeat_interval=settings.heartbeat_interval,
@@ -134,12 +126,10 @@ class ControlPlane:
             expire_on_disconnect=settings.expire_on_disconnect,
             allow_loopback=settings.allow_loopback,
             replica_id=self.replica_id,
-            live_replicas=lambda: set(self._replicas),
+            live_replicas=self.replicas.live_ids,
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
-        self._replicas: dict[str, str] = {}  # live replica id -> gRPC address (shared stores)
-        self._status: dict[str, dict[str, Any]] = {}  # every live replica's last status document
         self.auth = AuthConfig.from_settings(
             settings.auth, settings.host, settings.auth_tokens, settings.data_dir
         )
@@ -176,9 +166,9 @@ class ControlPlane:
         await ready.wait()
         await self.registry.start()
         if self.store.shared:
-            self._tasks.append(asyncio.create_task(self._publish_status()))
-        if hasattr(self.store, "set_status"):
-            self._tasks.append(asyncio.create_task(self._write_rollout_status()))
+            self._tasks.append(asyncio.create_task(self.replicas.run()))
+        if self.store.status_subresource:
+            self._tasks.append(asyncio.create_task(self.rollout_status.run()))
 
         self._grpc = grpc.aio.server(
             options=[
@@ -194,7 +184,7 @@ class ControlPlane:
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            TokenService(self.global_limits, self._token_owner if self.store.shared else None),
+            TokenService(self.global_limits, self.replicas.token_owner if self.store.shared else None),
             self._grpc,
         )
         # The generated registration function is untyped.
@@ -241,67 +231,6 @@ class ControlPlane:
         if sockets:
             self.http_port = sockets[0].getsockname()[1]
 
-    async def _publish_status(self, period: float = 1.0) -> None:
-        """Share this replica's clients, their ACK state and its gRPC address with the other
-        replicas, and learn which replicas are alive (token-service key ownership)."""
-        while True:
-            try:
-                streams = self.transport.clients(include_disconnected=False)
-                # etcd refuses requests over 1.5 MiB and a ConfigMap holds 1 MiB: past a few
-                # hundred clients the other replicas see a sample, never a failed write (which
-                # would also hide this replica's liveness and token-service ownership).
-                clients = [c.to_dict() for c in streams[:STATUS_CLIENTS_MAX]]
-                document = {"clients": clients, "clientsTotal": len(streams), "grpc": self.advertise_address}
-                await self.store.publish_status(self.replica_id, document, ttl=max(5.0, 5 * period))
-                status = self._status = await self.store.read_status()
-                self._replicas = {
-                    rid: str(doc.get("grpc", "")) for rid, doc in status.items() if doc.get("grpc")
-                }
-            except Exception as err:
-                log.warning("cannot publish replica status: %s", err)
-            await asyncio.sleep(period)
-
-    def rollout(self) -> dict[tuple[str, str, str], dict[str, int]]:
-        """Per group (namespace, app, kind): the connected clients of every replica (as of the
-        last status exchange) that ACKed / NACKed / have not yet answered its current version."""
-        index = index_subscriptions(merge_clients(self.transport, self.replica_id, self._status))
-        out: dict[tuple[str, str, str], dict[str, int]] = {}
-        for group, pairs in index.items():
-            version = self.snapshots.get(SubscriptionKey(*group)).version
-            counts = out[group] = {"acked": 0, "nacked": 0, "pending": 0}
-            for _, sub in pairs:
-                counts[_ROLLOUT_COUNT[client_state(sub, version)[0]]] += 1
-        return out
-
-    def _writes_rollout_status(self) -> bool:
-        """One replica writes the status subresources (else they would overwrite each other's
-        counts): the live replica with the lowest id."""
-        return min({self.replica_id, *self._replicas}) == self.replica_id
-
-    async def _write_rollout_status(self, period: float = 2.0) -> None:
-        """Kubernetes store: keep each object's status subresource at its rollout counts."""
-        written: dict[tuple[str, str, str], dict[str, int]] = {}
-        while True:
-            await asyncio.sleep(period)
-            if not self._writes_rollout_status():
-                written.clear()  # if this replica takes over, it writes everything again
-                continue
-            try:
-                rollout = self.rollout()
-                for snapshot in self.snapshots.groups():
-                    key = snapshot.key
-                    counts = rollout.get(
-                        (key.namespace, key.app, key.kind), {"acked": 0, "nacked": 0, "pending": 0}
-                    )
-                    status = {"observedVersion": snapshot.version, **counts}
-                    for resource in snapshot.resources:
-                        okey = (key.kind, key.namespace, resource.name)
-                        if written.get(okey) != status:
-                            await self.store.set_status(key.kind, key.namespace, resource.name, status)  # type: ignore[attr-defined]
-                            written[okey] = status
-            except Exception as err:
-                log.warning("cannot write rollout status: %s", err)
-
     @property
     def advertise_address(self) -> str:
         """host:port at which other replicas' clients can reach this replica's gRPC port."""
@@ -309,13 +238,6 @@ class ControlPlane:
         if host in ("0.0.0.0", "::", ""):
             host = routable_address()
         return f"{host}:{self.grpc_port}"
-
-    def _token_owner(self, key: tuple[str, str, str, str]) -> str | None:
-        """The address of the replica owning ``key``, or None when this replica owns it."""
-        owner = rendezvous_owner(key, self._replicas)
-        if owner is None or owner == self.replica_id:
-            return None
-        return self._replicas[owner]
 
     async def stop(self) -> None:
         await self.registry.stop()

@@ -5,12 +5,8 @@ from __future__ import annotations
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import grpc
-
-if TYPE_CHECKING:
-    from opensergo.controlplane.app import Settings
 
 
 @dataclass(frozen=True)
@@ -35,10 +31,10 @@ class ServerTls:
         )
 
 
-def load_server_tls(settings: Settings) -> ServerTls | None:
-    """Read and check the TLS files; None without --tls-cert. Raises ValueError naming the option
-    and the path, so that a bad setting fails before anything listens."""
-    cert_path, key_path, ca_path = settings.tls_cert, settings.tls_key, settings.tls_client_ca
+def load_server_tls(cert_path: Path | None, key_path: Path | None, ca_path: Path | None) -> ServerTls | None:
+    """Read and check the files of --tls-cert, --tls-key and --tls-client-ca; None without
+    --tls-cert. Raises ValueError naming the option and the path, so that a bad setting fails
+    before anything listens."""
     if cert_path is None and key_path is None:
         if ca_path is not None:
             raise ValueError(f"--tls-client-ca {ca_path} needs --tls-cert and --tls-key (the server's own)")

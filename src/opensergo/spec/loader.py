@@ -2,12 +2,16 @@
 
 Every problem becomes a :class:`SpecError` naming the source, the 0-based document index and the
 field path. A multi-document file reports every invalid document, not just the first.
+
+This is the code base's one YAML reader: :func:`load_yaml`, :func:`iter_yaml` and
+:func:`locate` decode the way objects are read everywhere (timestamps stay strings), and raise
+:class:`YamlSyntaxError` with the line and column of a syntax error.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +33,80 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+class YamlSyntaxError(ValueError):
+    """Text that is not YAML; ``line`` and ``column`` (1-based) when the parser knows where."""
+
+    def __init__(self, problem: str, line: int | None = None, column: int | None = None) -> None:
+        where = f" at line {line}, column {column}" if line is not None else ""
+        super().__init__(f"invalid YAML{where}: {problem}")
+        self.problem = problem
+        self.line = line
+        self.column = column
+
+    @property
+    def position(self) -> tuple[int, int] | None:
+        return (self.line, self.column) if self.line is not None and self.column is not None else None
+
+    @classmethod
+    def from_yaml(cls, err: yaml.YAMLError) -> YamlSyntaxError:
+        mark = getattr(err, "problem_mark", None)
+        problem = getattr(err, "problem", None) or str(err)
+        if mark is None:
+            return cls(problem)
+        return cls(problem, mark.line + 1, mark.column + 1)
+
+
+def load_yaml(text: str | bytes) -> Any:
+    """One YAML (or JSON) document, decoded; None for an empty text."""
+    try:
+        return yaml.load(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise YamlSyntaxError.from_yaml(err) from None
+
+
+def iter_yaml(text: str) -> Iterator[Any]:
+    """Each document of a multi-document text in order (None for an empty one)."""
+    try:
+        yield from yaml.load_all(text, Loader=_Loader)
+    except yaml.YAMLError as err:
+        raise YamlSyntaxError.from_yaml(err) from None
+
+
+def locate(text: str, path: Sequence[str | int]) -> tuple[int, int] | None:
+    """(line, column), 1-based, of the field at ``path`` in a one-document YAML text; the deepest
+    existing parent when the field itself is missing; None when the text does not parse."""
+    try:
+        node = yaml.compose(text, Loader=_Loader)
+    except yaml.YAMLError:
+        return None
+    if node is None:
+        return None
+    where = _position(node)
+    for part in path:
+        child = _child(node, part)
+        if child is None:
+            return where
+        where, node = child
+    return where
+
+
+def _position(node: yaml.Node) -> tuple[int, int]:
+    return node.start_mark.line + 1, node.start_mark.column + 1
+
+
+def _child(node: yaml.Node, part: str | int) -> tuple[tuple[int, int], yaml.Node] | None:
+    """(where the child's key or item starts, the child's value node), or None when absent."""
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == str(part):
+                return _position(key_node), value_node
+        return None
+    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        item = node.value[part]
+        return _position(item), item
+    return None
 
 
 def parse_object(
@@ -69,15 +147,12 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
     """(index, decoded document) for each non-empty YAML document; syntax errors raise SpecError."""
     index = 0  # the document being read, so a syntax error can name it
     try:
-        for doc in yaml.load_all(text, Loader=_Loader):
+        for doc in iter_yaml(text):
             if doc is not None:
                 yield index, doc
             index += 1
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise SpecError(f"invalid YAML{where}: {problem}", source=source, document=index) from None
+    except YamlSyntaxError as exc:
+        raise SpecError(str(exc), source=source, document=index) from None
 
 
 def _expand(doc: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:

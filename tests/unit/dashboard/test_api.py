@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from opensergo.controlplane.api.auth import AuthConfig, Role, TokenRegistry, _Entry
-from opensergo.controlplane.api.rest import create_app
+from opensergo.controlplane.api.server import create_app
 from opensergo.controlplane.metadata import MetadataRegistry
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore

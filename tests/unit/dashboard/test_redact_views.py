@@ -6,15 +6,10 @@ from typing import Any
 
 import pytest
 
+from opensergo.controlplane.api.diffs import diff
 from opensergo.controlplane.api.redact import PLACEHOLDER, placeholder_path, redact, redact_changes, restore
-from opensergo.controlplane.api.views import (
-    body_app,
-    client_state,
-    diff,
-    index_subscriptions,
-    locate,
-    rollout,
-)
+from opensergo.controlplane.readmodels import body_app, client_state, index_subscriptions, rollout
+from opensergo.spec.loader import locate
 
 pytestmark = pytest.mark.unit
 

@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import yaml
+from opensergo.spec.loader import YamlSyntaxError, load_yaml
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +111,11 @@ class Principal:
     def can_view(self, namespace: str) -> bool:
         return self.can(namespace, Role.VIEWER)
 
+    @property
+    def views_every_namespace(self) -> bool:
+        """One role, for "*", that lets it view: no namespace's view needs filtering."""
+        return len(self.roles) == 1 and self.can_view("*")
+
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "roles": {ns: r.name.lower() for ns, r in sorted(self.roles.items())}}
 
@@ -132,50 +137,64 @@ class TokenFileError(ValueError):
 def parse_tokens(text: str, source: str = "<tokens>") -> list[_Entry]:
     """Entries of a tokens file (either form); raises TokenFileError naming the problem."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        raise TokenFileError(f"{source}: invalid YAML: {err}") from None
+        data = load_yaml(text)
+    except YamlSyntaxError as err:
+        raise TokenFileError(f"{source}: {err}") from None
+    out: list[_Entry] = []
+    names: set[str] = set()
+    for where, item in _token_items(data, source):
+        try:
+            entry = _token_entry(item)
+        except ValueError as err:
+            raise TokenFileError(f"{source}: {where}: {err}") from None
+        if entry.name in names:
+            raise TokenFileError(f"{source}: {where}: name {entry.name!r} is repeated or contains '.'")
+        names.add(entry.name)
+        out.append(entry)
+    return out
+
+
+def _token_items(data: Any, source: str) -> list[tuple[str, dict[str, Any]]]:
+    """(where, item) for each entry of either form, the short form's items in the long form's shape."""
     if data is None:
         return []
-    items: list[tuple[str, dict[str, Any]]] = []
     if isinstance(data, dict) and isinstance(data.get("tokens"), list):
+        items = []
         for i, item in enumerate(data["tokens"]):
             if not isinstance(item, dict):
                 raise TokenFileError(f"{source}: tokens[{i}] must be a map")
             items.append((f"tokens[{i}]", item))
-    elif isinstance(data, dict):
-        for i, (token, roles) in enumerate(data.items()):
-            items.append((f"entry {i}", {"token": str(token), "roles": roles, "name": f"token-{i + 1}"}))
-    else:
-        raise TokenFileError(f"{source}: expected a map (tokens: [...] or token: roles)")
-    out: list[_Entry] = []
-    names: set[str] = set()
-    for where, item in items:
-        token, digest_hex = item.get("token"), item.get("sha256")
-        if token:
-            digest = hashlib.sha256(str(token).encode()).digest()
-        elif digest_hex:
-            try:
-                digest = bytes.fromhex(str(digest_hex))
-            except ValueError:
-                raise TokenFileError(f"{source}: {where}: sha256 is not hex") from None
-            if len(digest) != 32:
-                raise TokenFileError(f"{source}: {where}: sha256 must be 64 hex digits")
-        else:
-            raise TokenFileError(f"{source}: {where}: needs token or sha256")
-        roles_raw = item.get("roles")
-        if not isinstance(roles_raw, dict) or not roles_raw:
-            raise TokenFileError(f"{source}: {where}: roles must map namespaces (or '*') to roles")
+        return items
+    if isinstance(data, dict):
+        return [
+            (f"entry {i}", {"token": str(token), "roles": roles, "name": f"token-{i + 1}"})
+            for i, (token, roles) in enumerate(data.items())
+        ]
+    raise TokenFileError(f"{source}: expected a map (tokens: [...] or token: roles)")
+
+
+def _token_entry(item: dict[str, Any]) -> _Entry:
+    """One entry; ValueError says what is wrong with it."""
+    token, digest_hex = item.get("token"), item.get("sha256")
+    if token:
+        digest = hashlib.sha256(str(token).encode()).digest()
+    elif digest_hex:
         try:
-            roles = {str(ns): Role.parse(r) for ns, r in roles_raw.items()}
-        except ValueError as err:
-            raise TokenFileError(f"{source}: {where}: {err}") from None
-        name = str(item.get("name") or f"token-{digest.hex()[:8]}")
-        if name in names or "." in name:
-            raise TokenFileError(f"{source}: {where}: name {name!r} is repeated or contains '.'")
-        names.add(name)
-        out.append(_Entry(name, digest, roles))
-    return out
+            digest = bytes.fromhex(str(digest_hex))
+        except ValueError:
+            raise ValueError("sha256 is not hex") from None
+        if len(digest) != 32:
+            raise ValueError("sha256 must be 64 hex digits")
+    else:
+        raise ValueError("needs token or sha256")
+    roles_raw = item.get("roles")
+    if not isinstance(roles_raw, dict) or not roles_raw:
+        raise ValueError("roles must map namespaces (or '*') to roles")
+    roles = {str(ns): Role.parse(r) for ns, r in roles_raw.items()}
+    name = str(item.get("name") or f"token-{digest.hex()[:8]}")
+    if "." in name:
+        raise ValueError(f"name {name!r} is repeated or contains '.'")
+    return _Entry(name, digest, roles)
 
 
 class TokenRegistry:

@@ -1,7 +1,7 @@
 """The OTLP/gRPC MetricsService (``opentelemetry.proto.collector.metrics.v1``) on the gRPC port.
 
 Any OpenTelemetry SDK's OTLP/gRPC metric exporter can point at the control plane's gRPC address;
-the instruments named in :mod:`opensergo.observability.names` feed the dashboard charts, anything
+the instruments named in :mod:`opensergo.common.metric_names` feed the dashboard charts, anything
 else is accepted and ignored.
 """
 

@@ -1,7 +1,7 @@
 """In-memory per-second metrics folded from OTLP exports, per (namespace, app, resource).
 
 Data planes export cumulative (or delta) OpenTelemetry instruments named in
-:mod:`opensergo.observability.names`. For every (instance, instrument, attributes) the store keeps
+:mod:`opensergo.common.metric_names`. For every (instance, instrument, attributes) the store keeps
 the last cumulative value, turns each new value into a delta, and spreads the delta over the
 seconds the export interval covered, measured on the control plane's clock (the receive time is
 the interval's end, so data-plane clock skew does not move points). Gauges (concurrency, breaker
@@ -27,7 +27,7 @@ from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2 as ms_p
 from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
-from opensergo.observability import names
+from opensergo.common import metric_names as names
 
 BOUNDS: tuple[float, ...] = names.RT_BOUNDARIES_MS
 NBUCKETS = len(BOUNDS) + 1  # the last bucket is (BOUNDS[-1], +inf)

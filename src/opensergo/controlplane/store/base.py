@@ -69,13 +69,21 @@ WatchEvents = list[WatchEvent]  # spelled out here: inside Store, `list` is the 
 
 
 class Store(Protocol):
-    """Async storage of OpenSergo objects. Bodies are validated before they get here."""
+    """Async storage of OpenSergo objects. Bodies are validated before they get here.
+
+    What replicas share through a store is declared here, never probed for: ``shared`` says
+    whether other replicas can see this one (:meth:`publish_status` / :meth:`read_status` carry
+    their status documents), and ``status_subresource`` whether objects carry a status that the
+    control plane keeps at their rollout counts (:meth:`set_status`).
+    """
 
     # True when put(ttl=...) expires objects by itself (etcd leases); else the caller expires them.
     supports_ttl: bool
     # True when several control-plane replicas can share this store (they then publish their
     # status to each other, split token-service keys, and elect one rollout-status writer).
     shared: bool
+    # True when objects have a status subresource (Kubernetes): set_status writes it.
+    status_subresource: bool
 
     async def open(self) -> None: ...
 
@@ -133,6 +141,11 @@ class Store(Protocol):
 
     async def read_status(self) -> dict[str, dict[str, Any]]:
         """Every live replica's last published status, by replica id."""
+        ...
+
+    async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
+        """Merge ``status`` into the object's status subresource (only where
+        ``status_subresource``; elsewhere NotImplementedError). Raises NotFoundError."""
         ...
 
 

@@ -76,6 +76,7 @@ class EtcdStore:
 
     supports_ttl = True
     shared = True
+    status_subresource = False
 
     def __init__(
         self,
@@ -396,6 +397,9 @@ class EtcdStore:
         prefix = f"{self._prefix}/status/".encode()
         result = await self._call(lambda client: client.get_prefix(prefix))
         return {kv.key.decode()[len(prefix) :]: json.loads(kv.value) for kv in result}
+
+    async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
+        raise NotImplementedError("etcd objects have no status subresource (status_subresource is False)")
 
 
 async def _put(client: aetcd.Client, *, key: bytes, value: bytes) -> Any:

@@ -104,6 +104,7 @@ class KubernetesStore:
 
     supports_ttl = False
     shared = True
+    status_subresource = True
 
     def __init__(
         self,

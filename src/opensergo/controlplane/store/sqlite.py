@@ -64,6 +64,7 @@ class SqliteStore:
 
     supports_ttl = False
     shared = False  # one process: nothing to share with other replicas
+    status_subresource = False
 
     def __init__(self, data_dir: str | Path) -> None:
         self.path = Path(data_dir) / "opensergo.db"
@@ -254,6 +255,9 @@ class SqliteStore:
 
     async def read_status(self) -> dict[str, dict[str, Any]]:
         return dict(self._status)
+
+    async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
+        raise NotImplementedError("sqlite objects have no status subresource (status_subresource is False)")
 
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         async with self._conn.execute(
