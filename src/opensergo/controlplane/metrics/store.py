@@ -31,6 +31,8 @@ from opensergo.common import metric_names as names
 
 BOUNDS: tuple[float, ...] = names.RT_BOUNDARIES_MS
 NBUCKETS = len(BOUNDS) + 1  # the last bucket is (BOUNDS[-1], +inf)
+# Counter instrument -> the Series field it adds to.
+_COUNTER_FIELDS = {names.PASSED: "passed", names.BLOCKED: "blocked", names.ERRORS: "errors"}
 
 DELTA = metrics_pb2.AGGREGATION_TEMPORALITY_DELTA
 # A first cumulative value counts as new traffic only if its series started this recently
@@ -311,67 +313,84 @@ class MetricStore:
         return s
 
     def _metric(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+        """Fold one exported metric; the number of data points used (unknown metrics: none)."""
         name = metric.name
         which = metric.WhichOneof("data")
+        if name in _COUNTER_FIELDS and which == "sum":
+            return self._counter(info, metric, now)
+        if name == names.DURATION and which == "histogram":
+            return self._histogram(info, metric, now)
+        if name in (names.CONCURRENCY, names.BREAKER_STATE) and which in ("gauge", "sum"):
+            return self._gauge(info, metric, now)
+        return 0
+
+    def _counter(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+        name = metric.name
+        field_name = _COUNTER_FIELDS[name]
+        delta_mode = metric.sum.aggregation_temporality == DELTA
         used = 0
-        if name in (names.PASSED, names.BLOCKED, names.ERRORS) and which == "sum":
-            field_name = {names.PASSED: "passed", names.BLOCKED: "blocked", names.ERRORS: "errors"}[name]
-            delta_mode = metric.sum.aggregation_temporality == DELTA
-            for dp in metric.sum.data_points:
-                attrs = _attrs(dp.attributes)
-                resource = attrs.get(names.RESOURCE)
-                if not resource:
-                    continue
-                value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
-                found = self._delta(
-                    info, name, attrs, dp.start_time_unix_nano, dp.time_unix_nano, value, now, delta_mode
-                )
-                if found is not None:
-                    delta, t0 = found
-                    self._series(info.namespace, info.app, resource).add(field_name, t0, now, delta)
-                used += 1
-        elif name == names.DURATION and which == "histogram":
-            delta_mode = metric.histogram.aggregation_temporality == DELTA
-            for hp in metric.histogram.data_points:
-                attrs = _attrs(hp.attributes)
-                resource = attrs.get(names.RESOURCE)
-                if not resource:
-                    continue
-                buckets = rebucket(hp.bucket_counts, hp.explicit_bounds)
-                found = self._delta(
-                    info,
-                    name,
-                    attrs,
-                    hp.start_time_unix_nano,
-                    hp.time_unix_nano,
-                    (float(hp.count), hp.sum, buckets),
-                    now,
-                    delta_mode,
-                )
-                if found is not None:
-                    (count, total, hist), t0 = found
-                    series = self._series(info.namespace, info.app, resource)
-                    series.add("count", t0, now, count)
-                    series.add("rt_sum", t0, now, total)
-                    if count > 0:
-                        series.add_hist(int(now), hist)
-                used += 1
-        elif name in (names.CONCURRENCY, names.BREAKER_STATE) and which in ("gauge", "sum"):
-            points = metric.gauge.data_points if which == "gauge" else metric.sum.data_points
-            touched: set[str] = set()
-            for dp in points:
-                attrs = _attrs(dp.attributes)
-                resource = attrs.get(names.RESOURCE)
-                if not resource:
-                    continue
-                value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
-                gkey = (info.namespace, info.app, resource)
-                member = (info.instance, attrs.get(names.STRATEGY, ""))
-                self._gauges.setdefault((name, gkey), {})[member] = (value, now)
-                touched.add(resource)
-                used += 1
-            for resource in touched:
-                self._refresh_gauge(name, (info.namespace, info.app, resource), now)
+        for dp in metric.sum.data_points:
+            attrs = _attrs(dp.attributes)
+            resource = attrs.get(names.RESOURCE)
+            if not resource:
+                continue
+            value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+            found = self._delta(
+                info, name, attrs, dp.start_time_unix_nano, dp.time_unix_nano, value, now, delta_mode
+            )
+            if found is not None:
+                delta, t0 = found
+                self._series(info.namespace, info.app, resource).add(field_name, t0, now, delta)
+            used += 1
+        return used
+
+    def _histogram(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+        delta_mode = metric.histogram.aggregation_temporality == DELTA
+        used = 0
+        for hp in metric.histogram.data_points:
+            attrs = _attrs(hp.attributes)
+            resource = attrs.get(names.RESOURCE)
+            if not resource:
+                continue
+            buckets = rebucket(hp.bucket_counts, hp.explicit_bounds)
+            found = self._delta(
+                info,
+                metric.name,
+                attrs,
+                hp.start_time_unix_nano,
+                hp.time_unix_nano,
+                (float(hp.count), hp.sum, buckets),
+                now,
+                delta_mode,
+            )
+            if found is not None:
+                (count, total, hist), t0 = found
+                series = self._series(info.namespace, info.app, resource)
+                series.add("count", t0, now, count)
+                series.add("rt_sum", t0, now, total)
+                if count > 0:
+                    series.add_hist(int(now), hist)
+            used += 1
+        return used
+
+    def _gauge(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+        name = metric.name
+        points = metric.gauge.data_points if metric.WhichOneof("data") == "gauge" else metric.sum.data_points
+        touched: set[str] = set()
+        used = 0
+        for dp in points:
+            attrs = _attrs(dp.attributes)
+            resource = attrs.get(names.RESOURCE)
+            if not resource:
+                continue
+            value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+            gkey = (info.namespace, info.app, resource)
+            member = (info.instance, attrs.get(names.STRATEGY, ""))
+            self._gauges.setdefault((name, gkey), {})[member] = (value, now)
+            touched.add(resource)
+            used += 1
+        for resource in touched:
+            self._refresh_gauge(name, (info.namespace, info.app, resource), now)
         return used
 
     def _delta(

@@ -430,39 +430,22 @@ class KubernetesStore:
         delivered: dict[tuple[str, str, str], StoredObject],
         queue: asyncio.Queue[WatchEvent | Bookmark | BaseException],
     ) -> None:
+        """Watch one kind into ``queue`` until closed: resume after a broken connection (then a
+        Bookmark), re-list after an expired resourceVersion (the difference, then a Bookmark)."""
         kind = info.full_name
         delay = 0.05
         reconnect = gone = False
         while not self._closed:
             try:
                 if gone:  # the resourceVersion expired (410): re-list, emit the difference
-                    events, list_revision = await self._relist(info, delivered, 0)
-                    for event in events:
-                        self._record(event)
-                        queue.put_nowait(event)
-                    progress[kind] = max(progress[kind], list_revision)
-                    queue.put_nowait(Bookmark(min(progress.values())))
+                    await self._catch_up(info, progress, delivered, queue)
                     gone = reconnect = False
                 if reconnect:
                     queue.put_nowait(Bookmark(min(progress.values())))
                     reconnect = False
                 async for event_type, item in self._stream(info, progress[kind]):
                     delay = 0.05
-                    if event_type == "BOOKMARK":
-                        progress[kind] = max(progress[kind], revision_of(item["metadata"]["resourceVersion"]))
-                        self._seen(progress[kind])
-                        queue.put_nowait(Bookmark(min(progress.values())))
-                        continue
-                    obj = self._stored(info, item)
-                    progress[kind] = max(progress[kind], obj.revision)
-                    if event_type == "DELETED":
-                        last = delivered.pop(obj.key, None)
-                        event = WatchEvent(EventType.DELETED, last or obj, obj.revision)
-                    else:
-                        delivered[obj.key] = obj
-                        event = WatchEvent(EventType(event_type), obj, obj.revision)
-                    self._record(event)
-                    queue.put_nowait(event)
+                    self._deliver(info, event_type, item, progress, delivered, queue)
             except _Gone:
                 log.info("watch of %s: resourceVersion %d expired; re-listing", kind, progress[kind])
                 gone = True
@@ -478,6 +461,48 @@ class KubernetesStore:
             except Exception as err:  # a bug: end the consumer's watch with it
                 queue.put_nowait(err)
                 return
+
+    async def _catch_up(
+        self,
+        info: KindInfo,
+        progress: dict[str, int],
+        delivered: dict[tuple[str, str, str], StoredObject],
+        queue: asyncio.Queue[WatchEvent | Bookmark | BaseException],
+    ) -> None:
+        """Re-list one kind and queue the events that bring ``delivered`` to it, then a Bookmark."""
+        events, list_revision = await self._relist(info, delivered, 0)
+        for event in events:
+            self._record(event)
+            queue.put_nowait(event)
+        progress[info.full_name] = max(progress[info.full_name], list_revision)
+        queue.put_nowait(Bookmark(min(progress.values())))
+
+    def _deliver(
+        self,
+        info: KindInfo,
+        event_type: str,
+        item: dict[str, Any],
+        progress: dict[str, int],
+        delivered: dict[tuple[str, str, str], StoredObject],
+        queue: asyncio.Queue[WatchEvent | Bookmark | BaseException],
+    ) -> None:
+        """Queue one watch event of the API server (a BOOKMARK as a Bookmark)."""
+        kind = info.full_name
+        if event_type == "BOOKMARK":
+            progress[kind] = max(progress[kind], revision_of(item["metadata"]["resourceVersion"]))
+            self._seen(progress[kind])
+            queue.put_nowait(Bookmark(min(progress.values())))
+            return
+        obj = self._stored(info, item)
+        progress[kind] = max(progress[kind], obj.revision)
+        if event_type == "DELETED":
+            last = delivered.pop(obj.key, None)
+            event = WatchEvent(EventType.DELETED, last or obj, obj.revision)
+        else:
+            delivered[obj.key] = obj
+            event = WatchEvent(EventType(event_type), obj, obj.revision)
+        self._record(event)
+        queue.put_nowait(event)
 
     async def _stream(
         self, info: KindInfo, resource_version: int
