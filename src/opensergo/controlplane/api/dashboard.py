@@ -109,7 +109,7 @@ def kind_dict(kind: KindInfo) -> dict[str, Any]:
         "version": kind.version,
         "kind": kind.kind,
         "plural": kind.plural,
-        "fullName": kind.full_name,
+        "fullName": kind.full_kind,
     }
 
 
@@ -118,7 +118,7 @@ def rest_path(kind: KindInfo, namespace: str, name: str | None = None) -> str:
     return f"{path}/{name}" if name else path
 
 
-RULE_KINDS = tuple(k for k in kinds.all_kinds() if k.full_name != INSTANCE_KIND.full_name)
+RULE_KINDS = tuple(k for k in kinds.all_kinds() if k.full_kind != INSTANCE_KIND.full_kind)
 
 
 def _ui_response(path: Path, media_type: str | None = None) -> FileResponse:
@@ -227,7 +227,7 @@ def install(app: FastAPI, ctx: Context) -> None:
             per_ns: dict[str, int] = {}
             per_app: dict[tuple[str, str], list[dict[str, Any]]] = {}
             for kind in RULE_KINDS:
-                for obj in ctx.snapshots.objects(kind.full_name):
+                for obj in ctx.snapshots.objects(kind.full_kind):
                     per_ns[obj.namespace] = per_ns.get(obj.namespace, 0) + 1
                     if obj.app:
                         per_app.setdefault((obj.namespace, obj.app), []).append(
@@ -374,7 +374,7 @@ def install(app: FastAPI, ctx: Context) -> None:
         needle = (q or "").lower()
         items = []
         for info in selected:
-            for obj in await ctx.store.list(info.full_name, namespace or None):
+            for obj in await ctx.store.list(info.full_kind, namespace or None):
                 if not principal.can_view(obj.namespace):
                     continue
                 app = body_app(obj.body)
@@ -383,7 +383,7 @@ def install(app: FastAPI, ctx: Context) -> None:
                 if needle and needle not in obj.name.lower() and needle not in (app or "").lower():
                     continue
                 meta = obj.body.get("metadata") or {}
-                summary = rollout(obj.namespace, app, info.full_name, obj.revision, index)["summary"]
+                summary = rollout(obj.namespace, app, info.full_kind, obj.revision, index)["summary"]
                 items.append(
                     {
                         **kind_dict(info),
@@ -463,7 +463,7 @@ def install(app: FastAPI, ctx: Context) -> None:
         namespace = str(meta.get("namespace") or default_ns)
         name = str(meta["name"])
         current = (
-            await ctx.store.get(kind.full_name, namespace, name) if principal.can_view(namespace) else None
+            await ctx.store.get(kind.full_kind, namespace, name) if principal.can_view(namespace) else None
         )
         try:
             checked = _validate(kind, namespace, body, name, current.body if current else None)
@@ -494,7 +494,7 @@ def install(app: FastAPI, ctx: Context) -> None:
             "resourceVersion": str(current.revision) if current else None,
             "path": rest_path(kind, namespace, name),
             "canWrite": principal.can(
-                namespace, Role.ADMIN if kind.full_name == INSTANCE_KIND.full_name else Role.EDITOR
+                namespace, Role.ADMIN if kind.full_kind == INSTANCE_KIND.full_kind else Role.EDITOR
             ),
             "diff": diff(current.body if current else None, checked),
             "object": redact(checked),

@@ -126,7 +126,7 @@ def _validate(
         raise ApiError(
             400,
             "BadRequest",
-            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_name}",
+            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_kind}",
         )
     try:
         parse_object(body)
@@ -215,7 +215,7 @@ def list_instances(
         if principal.can_view(i.namespace)
     }
     # Instances registered through other replicas are known from the shared store only.
-    for obj in snapshots.objects(INSTANCE_KIND.full_name):
+    for obj in snapshots.objects(INSTANCE_KIND.full_kind):
         spec = obj.spec
         if (obj.namespace, obj.name) in local or (app and spec.app != app):
             continue
@@ -293,7 +293,7 @@ def create_app(
                     "kind": k.kind,
                     "plural": k.plural,
                     "shortNames": list(k.short_names),
-                    "fullName": k.full_name,
+                    "fullName": k.full_kind,
                     "typeUrl": k.type_url,
                 }
                 for k in kinds.all_kinds()
@@ -305,7 +305,7 @@ def create_app(
         kind = _kind(group, version, plural)
         revision = store.revision
         principal = principal_of(request.state)
-        items = [o for o in await store.list(kind.full_name) if principal.can_view(o.namespace)]
+        items = [o for o in await store.list(kind.full_kind) if principal.can_view(o.namespace)]
         return _list_body(kind, items, revision)
 
     @router.get(
@@ -326,7 +326,7 @@ def create_app(
                 _watch_stream(store, kind, namespace, since), media_type="application/x-ndjson"
             )
         revision = store.revision
-        return _list_body(kind, await store.list(kind.full_name, namespace), revision)
+        return _list_body(kind, await store.list(kind.full_kind, namespace), revision)
 
     @router.post(
         "/apis/{group}/{version}/namespaces/{namespace}/{plural}", tags=["resources"], status_code=201
@@ -345,7 +345,7 @@ def create_app(
         if dryRun:
             return JSONResponse(redact(body), status_code=201)
         try:
-            stored = await store.put(kind.full_name, namespace, name, body, create_only=True)
+            stored = await store.put(kind.full_kind, namespace, name, body, create_only=True)
         except ConflictError as err:
             raise ApiError(409, "AlreadyExists", str(err)) from None
         return JSONResponse(redact(stored.body), status_code=201)
@@ -353,7 +353,7 @@ def create_app(
     @router.get("/apis/{group}/{version}/namespaces/{namespace}/{plural}/{name}", tags=["resources"])
     async def get(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
         kind = _kind(group, version, plural)
-        stored = await store.get(kind.full_name, namespace, name)
+        stored = await store.get(kind.full_kind, namespace, name)
         if stored is None:
             raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}')
         return dict(redact(stored.body))
@@ -370,13 +370,13 @@ def create_app(
     ) -> JSONResponse:
         kind = _kind(group, version, plural)
         raw = await _read_body(request)
-        existing = await store.get(kind.full_name, namespace, name)
+        existing = await store.get(kind.full_kind, namespace, name)
         body = _validate(kind, namespace, raw, name, existing.body if existing else None)
         expected = _expected_revision(body)
         if dryRun:
             return JSONResponse(redact(body), status_code=200 if existing else 201)
         try:
-            stored = await store.put(kind.full_name, namespace, name, body, expected_revision=expected)
+            stored = await store.put(kind.full_kind, namespace, name, body, expected_revision=expected)
         except ConflictError as err:
             raise ApiError(409, "Conflict", str(err)) from None
         return JSONResponse(redact(stored.body), status_code=200 if existing else 201)
@@ -393,11 +393,11 @@ def create_app(
         kind = _kind(group, version, plural)
         try:
             if dryRun:
-                stored = await store.get(kind.full_name, namespace, name)
+                stored = await store.get(kind.full_kind, namespace, name)
                 if stored is None:
                     raise NotFoundError(name)
                 return dict(redact(stored.body))
-            return dict(redact((await store.delete(kind.full_name, namespace, name)).body))
+            return dict(redact((await store.delete(kind.full_kind, namespace, name)).body))
         except NotFoundError:
             raise ApiError(
                 404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}'
@@ -470,10 +470,10 @@ def create_app(
     async def history_of(group: str, version: str, namespace: str, plural: str, name: str) -> dict[str, Any]:
         """Every recorded change of the object, newest first, with the body it left."""
         kind = _kind(group, version, plural)
-        events = await store.history(kind.full_name, namespace, name)
+        events = await store.history(kind.full_kind, namespace, name)
         if not events:
             raise ApiError(404, "NotFound", f'{kind.plural} "{name}" has no history in namespace {namespace}')
-        current = await store.get(kind.full_name, namespace, name)
+        current = await store.get(kind.full_kind, namespace, name)
         items = [
             {
                 "revision": e.revision,
@@ -507,11 +507,11 @@ def create_app(
             revision = int(data.get("revision"))  # type: ignore[arg-type]
         except (TypeError, ValueError):
             raise ApiError(400, "BadRequest", 'body must be {"revision": <number>}') from None
-        events = {e.revision: e for e in await store.history(kind.full_name, namespace, name)}
+        events = {e.revision: e for e in await store.history(kind.full_kind, namespace, name)}
         event = events.get(revision)
         if event is None or event.type.value == "DELETED":
             raise ApiError(404, "NotFound", f"{kind.kind} {namespace}/{name} has no version {revision}")
-        current = await store.get(kind.full_name, namespace, name)
+        current = await store.get(kind.full_kind, namespace, name)
         old = dict(event.object.body)
         meta = {
             k: v
@@ -528,7 +528,7 @@ def create_app(
             return {"dryRun": True, "diff": changes, "object": redact(body)}
         try:
             stored = await store.put(
-                kind.full_name, namespace, name, body, expected_revision=expected or None
+                kind.full_kind, namespace, name, body, expected_revision=expected or None
             )
         except ConflictError as err:
             raise ApiError(409, "Conflict", str(err)) from None
@@ -539,12 +539,12 @@ def create_app(
         """Which subscribed clients ACKed, NACKed (with the message) or have yet to answer the
         object's current version."""
         kind = _kind(group, version, plural)
-        stored = await store.get(kind.full_name, namespace, name)
+        stored = await store.get(kind.full_kind, namespace, name)
         if stored is None:
             raise ApiError(404, "NotFound", f'{kind.plural} "{name}" not found in namespace {namespace}')
         index = index_subscriptions(await all_clients(store, transport, replica_id))
         app_name = body_app(stored.body)
-        result = rollout(namespace, app_name, kind.full_name, stored.revision, index)
+        result = rollout(namespace, app_name, kind.full_kind, stored.revision, index)
         result.update(kind=kind.kind, namespace=namespace, name=name)
         if not app_name:
             result["note"] = "no app: set metadata.labels.app (or spec.selector.app) to deliver this object"
@@ -576,6 +576,6 @@ async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int
         if isinstance(event, Bookmark):
             continue
         obj = event.object
-        if obj.kind != kind.full_name or obj.namespace != namespace:
+        if obj.kind != kind.full_kind or obj.namespace != namespace:
             continue
         yield (json.dumps({"type": event.type.value, "object": redact(obj.body)}) + "\n").encode()
