@@ -111,9 +111,8 @@ def _header_matcher(name: str, match: StringMatch, *, invert: bool = False) -> A
     return matcher
 
 
-def _route_match(match: HTTPMatchRequest | None) -> Any:
-    out = rc.RouteMatch()
-    uri = match.uri if match is not None else None
+def _set_path(out: Any, uri: StringMatch | None) -> None:
+    """Every route gets a path specifier (Envoy rejects one without): ``prefix: /`` if no uri."""
     if uri is None or uri.is_empty:
         out.prefix = "/"
     elif uri.exact is not None:
@@ -122,6 +121,20 @@ def _route_match(match: HTTPMatchRequest | None) -> Any:
         out.prefix = uri.prefix
     else:
         out.safe_regex.CopyFrom(regex_pb2.RegexMatcher(regex=uri.regex or ""))
+
+
+def _query_matcher(name: str, match: StringMatch) -> Any:
+    query = rc.QueryParameterMatcher(name=name)
+    if match.is_empty:
+        query.present_match = True
+    else:
+        query.string_match.CopyFrom(_string_matcher(match))
+    return query
+
+
+def _route_match(match: HTTPMatchRequest | None) -> Any:
+    out = rc.RouteMatch()
+    _set_path(out, match.uri if match is not None else None)
     if match is None:
         return out
     if match.ignoreUriCase:
@@ -138,13 +151,7 @@ def _route_match(match: HTTPMatchRequest | None) -> Any:
     for name in sorted(match.withoutHeaders):
         out.headers.append(_header_matcher(name, match.withoutHeaders[name], invert=True))
     for name in sorted(match.queryParams):
-        param = match.queryParams[name]
-        query = rc.QueryParameterMatcher(name=name)
-        if param.is_empty:
-            query.present_match = True
-        else:
-            query.string_match.CopyFrom(_string_matcher(param))
-        out.query_parameters.append(query)
+        out.query_parameters.append(_query_matcher(name, match.queryParams[name]))
     return out
 
 
