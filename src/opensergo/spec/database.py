@@ -540,8 +540,11 @@ def _read_write_references(r: ReadWriteSplitting) -> Iterator[_Reference]:
         for i, name in enumerate(static.readDataSourceNames):
             yield _Reference(name, DatabaseEndpoint.KIND, (*path, "readDataSourceNames", i))
     elif dynamic is not None:
-        path = ("rules", "dynamicStrategy", "autoAwareDataSourceName")
-        yield _Reference(dynamic.autoAwareDataSourceName, _DISCOVERY_GROUP, path)
+        yield _Reference(
+            dynamic.autoAwareDataSourceName,
+            _DISCOVERY_GROUP,
+            ("rules", "dynamicStrategy", "autoAwareDataSourceName"),
+        )
 
 
 def _shadow_references(r: Shadow) -> Iterator[_Reference]:

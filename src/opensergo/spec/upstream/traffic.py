@@ -63,8 +63,6 @@ CLUSTER_FALLBACK_PLUGIN = "envoy.router.cluster_specifier_plugin.cluster_fallbac
 WEIGHTED_FALLBACK_METADATA = "io.opensergo.router.v1.fallback"
 """Route ``filter_metadata`` key: weighted cluster name -> fallback cluster name."""
 
-_TYPE_URL_PREFIX = "type.googleapis.com/"
-
 
 def service_fqdn(host: str, namespace: str) -> str:
     """``svc`` -> ``svc.<ns>.svc.cluster.local``; hosts with a dot (or ``*``) are kept as they are."""
@@ -169,7 +167,7 @@ def _route_action(route: list[HTTPRouteDestination], namespace: str) -> Any:
                 RoutingCluster=cluster(dest, dest.port), FallbackCluster=cluster(dest.fallback)
             )
             typed = any_pb2.Any()
-            typed.Pack(config, type_url_prefix=_TYPE_URL_PREFIX, deterministic=True)
+            typed.Pack(config, deterministic=True)
             action.inline_cluster_specifier_plugin.extension.CopyFrom(
                 extension_pb2.TypedExtensionConfig(name=CLUSTER_FALLBACK_PLUGIN, typed_config=typed)
             )
