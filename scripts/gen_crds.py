@@ -89,37 +89,50 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
         return structural(merged, defs, path)
     for junctor in ("anyOf", "oneOf"):
         if junctor in node:
-            branches = node[junctor]
-            non_null = [b for b in branches if b.get("type") != "null"]
-            nullable = len(non_null) < len(branches)
-            rest = {k: v for k, v in node.items() if k != junctor}
-            if len(non_null) == 1:
-                merged = structural({**rest, **non_null[0]}, defs, path)
-            else:
-                merged = _untyped_union([structural(b, defs, path) for b in non_null], path)
-            if nullable:
-                merged["nullable"] = True
-            return merged
+            return _union(node, junctor, defs, path)
     if "allOf" in node:
         raise SchemaError(f"{path}: allOf is not supported")
     out: dict[str, Any] = {}
     for key, value in node.items():
-        if key not in _KEEP:
-            continue
-        if key == "properties":
-            out[key] = {name: structural(sub, defs, f"{path}.{name}") for name, sub in value.items()}
-        elif key == "items":
-            out[key] = structural(value, defs, f"{path}[]")
-        elif key == "additionalProperties":
-            if value is True:
-                out["x-kubernetes-preserve-unknown-fields"] = True
-            elif isinstance(value, dict):
-                out[key] = structural(value, defs, f"{path}{{}}")
-            # False: dropped, see the module docstring.
-        elif key in ("maximum", "minimum") and abs(value) > 2**53:
-            continue  # int64 bounds: implied by format int64, and not exact in float64
-        else:
-            out[key] = value
+        if key in _KEEP:
+            out.update(_keyword(key, value, defs, path))
+    _complete_type(out)
+    return out
+
+
+def _union(node: dict[str, Any], junctor: str, defs: dict[str, Any], path: str) -> dict[str, Any]:
+    """``anyOf`` / ``oneOf``: a null branch makes the node nullable; see the module docstring."""
+    branches = node[junctor]
+    non_null = [b for b in branches if b.get("type") != "null"]
+    rest = {k: v for k, v in node.items() if k != junctor}
+    if len(non_null) == 1:
+        merged = structural({**rest, **non_null[0]}, defs, path)
+    else:
+        merged = _untyped_union([structural(b, defs, path) for b in non_null], path)
+    if len(non_null) < len(branches):
+        merged["nullable"] = True
+    return merged
+
+
+def _keyword(key: str, value: Any, defs: dict[str, Any], path: str) -> dict[str, Any]:
+    """One kept keyword of a node in its structural form; empty when it is dropped."""
+    if key == "properties":
+        return {key: {name: structural(sub, defs, f"{path}.{name}") for name, sub in value.items()}}
+    if key == "items":
+        return {key: structural(value, defs, f"{path}[]")}
+    if key == "additionalProperties":
+        if value is True:
+            return {"x-kubernetes-preserve-unknown-fields": True}
+        if isinstance(value, dict):
+            return {key: structural(value, defs, f"{path}{{}}")}
+        return {}  # False: dropped, see the module docstring.
+    if key in ("maximum", "minimum") and abs(value) > 2**53:
+        return {}  # int64 bounds: implied by format int64, and not exact in float64
+    return {key: value}
+
+
+def _complete_type(out: dict[str, Any]) -> None:
+    """Type a node that has no ``type``, and keep unknown fields of an object without fields."""
     if "type" not in out and not out.get("x-kubernetes-preserve-unknown-fields"):
         if "enum" in out:
             out["type"] = "string"
@@ -129,7 +142,6 @@ def structural(node: dict[str, Any], defs: dict[str, Any], path: str = "") -> di
             out["x-kubernetes-preserve-unknown-fields"] = True
     if out.get("type") == "object" and "properties" not in out and "additionalProperties" not in out:
         out["x-kubernetes-preserve-unknown-fields"] = True
-    return out
 
 
 def _untyped_union(branches: list[dict[str, Any]], path: str) -> dict[str, Any]:
@@ -187,23 +199,33 @@ def upstream_forms(info: KindInfo, spec: dict[str, Any]) -> dict[str, Any]:
         rules["lane"] = props["lane"]
         rules["traceIdBaggage"] = props["traceIdBaggage"]
         spec["required"] = [r for r in spec.get("required", []) if r not in ("lane", "traceIdBaggage")]
+    _string_match_shorthands(spec)
+    _singular_sharding_spellings(spec)
+    return spec
+
+
+def _string_match_shorthands(spec: dict[str, Any]) -> None:
+    """StringMatch takes ``exact: 12345`` as text; a MatchMap is also a list of single-key maps."""
     string_match = {"exact", "prefix", "regex"}
     for node in list(_walk(spec)):
         names = node.get("properties", {})
-        if set(names) == string_match:  # StringMatch: ``exact: 12345`` is taken as text
+        if set(names) == string_match:
             for key in string_match:
                 names[key] = _scalar_text(names[key])
-        for key, sub in list(names.items()):  # MatchMap: also a list of single-key maps
+        for key, sub in list(names.items()):
             extra = sub.get("additionalProperties", {})
             if set(extra.get("properties", {})) == string_match:
                 names[key] = {"x-kubernetes-preserve-unknown-fields": True}
-    for node in _walk(spec):  # complex / hint sharding strategies: singular spellings
+
+
+def _singular_sharding_spellings(spec: dict[str, Any]) -> None:
+    """Complex / hint sharding strategies also take ``shardingColumn`` / ``shardingAlgorithm``."""
+    for node in _walk(spec):
         names = node.get("properties", {})
         if "shardingColumns" in names and "shardingAlgorithmName" in names:
             names.setdefault("shardingColumn", names["shardingColumns"])
             names.setdefault("shardingAlgorithm", names["shardingAlgorithmName"])
             node.pop("required", None)
-    return spec
 
 
 def crd(info: KindInfo) -> dict[str, Any]:

@@ -72,7 +72,7 @@ async def store(kube: KubeApiServer) -> AsyncIterator[KubernetesStore]:
 def test_every_crd_is_established(kube: KubeApiServer) -> None:
     with kube.client() as c:
         for info in all_kinds():
-            assert kube.established(c, f"{info.plural}.{info.group}"), info.full_name
+            assert kube.established(c, f"{info.plural}.{info.group}"), info.full_kind
 
 
 async def test_crud_conflicts_and_revisions(store: KubernetesStore) -> None:
@@ -169,10 +169,10 @@ async def test_every_spec_sample_is_stored_and_invalid_objects_are_refused(store
                 # Some upstream samples are named like `readwrite_splitting_db`: Kubernetes
                 # refuses such names, and the store says so in the API server's words.
                 with pytest.raises(InvalidObjectError, match="RFC 1123 subdomain"):
-                    await store.put(info.full_name, "samples", name, doc)
+                    await store.put(info.full_kind, "samples", name, doc)
                 refused += 1
                 continue
-            stored = await store.put(info.full_name, "samples", name, doc)
+            stored = await store.put(info.full_kind, "samples", name, doc)
             assert stored.body["spec"] == doc["spec"], path.name
             count += 1
     assert count >= 10 and refused >= 1

@@ -235,7 +235,7 @@ async def test_every_spec_sample_is_stored_and_invalid_objects_are_refused(store
                 continue
             info = by_api_version_kind(doc["apiVersion"], doc["kind"])
             ns = doc["metadata"].get("namespace", "default")
-            stored = await store.put(info.full_name, ns, doc["metadata"]["name"], doc)
+            stored = await store.put(info.full_kind, ns, doc["metadata"]["name"], doc)
             assert stored.body["spec"] == doc["spec"]
             count += 1
     assert count >= 10
@@ -281,7 +281,7 @@ async def test_replicas_expire_only_their_own_instances_and_orphans(store: Kuber
     b = MetadataRegistry(store, allow_loopback=True, replica_id="B", live_replicas=lambda: set(alive))
     await a.report(_report("shop", 1), "peer")
     await b.report(_report("shop", 2), "peer")
-    stored = await store.list(INSTANCE_KIND.full_name)
+    stored = await store.list(INSTANCE_KIND.full_kind)
     assert sorted(o.body["metadata"]["labels"][REPLICA_LABEL] for o in stored) == ["A", "B"]
     # A restarts under a new id: it adopts neither B's instance nor its own old one...
     alive = {"A2", "B"}
@@ -292,11 +292,11 @@ async def test_replicas_expire_only_their_own_instances_and_orphans(store: Kuber
     # ...and its old instance, whose replica is gone, is deleted on the second look; B's stays.
     assert await a2.collect_orphans() == 0 and await b.collect_orphans() == 0
     assert await a2.collect_orphans() == 1
-    assert [o.body["spec"]["pid"] for o in await store.list(INSTANCE_KIND.full_name)] == [2]
+    assert [o.body["spec"]["pid"] for o in await store.list(INSTANCE_KIND.full_kind)] == [2]
     # The instance moves to A2 (its client reconnected there): registered again, labelled A2.
     await a2.report(_report("shop", 1), "peer")
     assert await b.collect_orphans() == 0 and await b.collect_orphans() == 0
     labels = sorted(
-        o.body["metadata"]["labels"][REPLICA_LABEL] for o in await store.list(INSTANCE_KIND.full_name)
+        o.body["metadata"]["labels"][REPLICA_LABEL] for o in await store.list(INSTANCE_KIND.full_kind)
     )
     assert labels == ["A2", "B"]

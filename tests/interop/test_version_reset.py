@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import pytest
 from google.protobuf import any_pb2
 
-from opensergo.client._spec import KindLike, default_decoder, kind_by_full_name
+from opensergo.client._spec import KindLike, default_decoder, kind_by_full_kind
 from opensergo.client.cache import RuleCache
 from opensergo.client.subscriber import Callback, PushHandler
 from opensergo.common.protocol import SubscriptionKey
@@ -32,7 +32,7 @@ class Hooks:
             self.streams_opened = streams_opened
 
     def resolve_push_kind(self, name: str) -> KindLike | None:
-        return kind_by_full_name(name)
+        return kind_by_full_kind(name)
 
     def callbacks_for(self, key: SubscriptionKey) -> Sequence[Callback]:
         return ()

@@ -20,17 +20,17 @@ from opensergo.spec.base import Resource
 
 @runtime_checkable
 class KindLike(Protocol):
-    """Anything with a ``full_name`` (``group/version/Kind``), e.g. ``opensergo.spec.kinds.KindInfo``."""
+    """Anything with a ``full_kind`` (``group/version/Kind``), e.g. ``opensergo.spec.kinds.KindInfo``."""
 
     @property
-    def full_name(self) -> str: ...
+    def full_kind(self) -> str: ...
 
 
 @dataclass(frozen=True)
 class RawKind:
     """A kind known only by its wire string, used when the spec registry does not know it."""
 
-    full_name: str
+    full_kind: str
 
 
 class Decoder(Protocol):
@@ -44,7 +44,7 @@ class Decoder(Protocol):
 Parser = Callable[[Mapping[str, Any]], Resource]
 
 
-def _is_full_name(name: str) -> bool:
+def _is_full_kind(name: str) -> bool:
     parts = name.split("/")
     return len(parts) == 3 and all(parts)
 
@@ -57,29 +57,29 @@ def _registry_lookup(name: str) -> KindLike | None:
 
 
 def resolve_kind(kind: str | KindLike) -> KindLike:
-    """A kind for a user-given name: the registry's entry, else a raw full name; ValueError otherwise."""
+    """A kind for a user-given name: the registry's entry, else a raw full kind; ValueError otherwise."""
     if not isinstance(kind, str):
         return kind
     name = kind.strip()
     found = _registry_lookup(name)
     if found is not None:
         return found
-    if _is_full_name(name):
+    if _is_full_kind(name):
         return RawKind(name)
     raise ValueError(
         f"unknown kind {kind!r}: use a registered kind name or a full 'group/version/Kind' string"
     )
 
 
-def kind_name(kind: str | KindLike) -> str:
+def full_kind(kind: str | KindLike) -> str:
     """The wire string (``group/version/Kind``) of a kind given by name or object."""
-    return resolve_kind(kind).full_name
+    return resolve_kind(kind).full_kind
 
 
-def kind_by_full_name(name: str) -> KindLike | None:
+def kind_by_full_kind(name: str) -> KindLike | None:
     """The registry entry for an exact wire string, or None."""
     try:
-        return kinds.by_full_name(name)
+        return kinds.by_full_kind(name)
     except KeyError:
         return None
 
@@ -87,7 +87,7 @@ def kind_by_full_name(name: str) -> KindLike | None:
 def default_decoder(any: any_pb2.Any, /, *, kind: Any, namespace: str, app: str, index: int = 0) -> Resource:
     """Decode with :func:`opensergo.spec.codec.decode` (native Resource payloads and upstream protos)."""
     if not isinstance(kind, kinds.KindInfo):
-        raise ValueError(f"no codec for kind {kind.full_name!r}")
+        raise ValueError(f"no codec for kind {kind.full_kind!r}")
     return codec.decode(any, kind=kind, namespace=namespace, app=app, index=index)
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from opensergo.client._spec import KindLike, Parser, default_parser, kind_name
+from opensergo.client._spec import KindLike, Parser, default_parser, full_kind
 from opensergo.common.protocol import SubscriptionKey
 from opensergo.spec.base import Resource
 
@@ -77,7 +77,7 @@ class RuleCache:
         application = app or self._default_app
         if not ns or not application:
             raise ValueError("namespace and app are required (this cache has no defaults)")
-        return SubscriptionKey(ns, application, kind_name(kind))
+        return SubscriptionKey(ns, application, full_kind(kind))
 
     def get(
         self, kind: str | KindLike, *, namespace: str | None = None, app: str | None = None

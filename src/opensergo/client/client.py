@@ -28,7 +28,7 @@ from opensergo.client._spec import (
     RawKind,
     default_decoder,
     default_parser,
-    kind_by_full_name,
+    kind_by_full_kind,
 )
 from opensergo.client._spec import resolve_kind as _resolve_kind
 from opensergo.client.bootstrap import BootstrapError, load_bootstrap
@@ -495,8 +495,8 @@ class OpenSergoClient:
         """
         info = _resolve_kind(kind)
         if isinstance(info, RawKind) and self._decoder is default_decoder:
-            raise ValueError(f"unknown kind {info.full_name!r} (not in opensergo.spec.kinds; pass a decoder)")
-        key = SubscriptionKey(namespace or self._namespace, app or self._app, info.full_name)
+            raise ValueError(f"unknown kind {info.full_kind!r} (not in opensergo.spec.kinds; pass a decoder)")
+        key = SubscriptionKey(namespace or self._namespace, app or self._app, info.full_kind)
         sub = Subscription(self, key, info, callback)
         self._run_on_loop(lambda: self._add_subscription(sub))
         return sub
@@ -594,7 +594,7 @@ class OpenSergoClient:
     def resolve_push_kind(self, name: str) -> KindLike | None:
         with self._lock:
             known = self._kinds.get(name)
-        return known if known is not None else kind_by_full_name(name)
+        return known if known is not None else kind_by_full_kind(name)
 
     def callbacks_for(self, key: SubscriptionKey) -> list[Callback]:
         with self._lock:
@@ -648,7 +648,7 @@ class OpenSergoClient:
     def _version_predicate(
         self, kind: str | KindLike, min_version: int, app: str | None, namespace: str | None
     ) -> Callable[[], bool]:
-        key = SubscriptionKey(namespace or self._namespace, app or self._app, _resolve_kind(kind).full_name)
+        key = SubscriptionKey(namespace or self._namespace, app or self._app, _resolve_kind(kind).full_kind)
 
         def reached() -> bool:
             entry = self._cache.entry(key)

@@ -29,7 +29,7 @@ __all__ = [
 class SubscriptionKey(NamedTuple):
     """What one subscription is to: a (namespace, app, kind) group.
 
-    ``kind`` is the full kind string, ``group/version/Kind`` (``KindInfo.full_name``).
+    ``kind`` is the full kind string, ``group/version/Kind`` (``KindInfo.full_kind``).
     """
 
     namespace: str

@@ -36,7 +36,7 @@ from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 from opensergo.spec.discovery import InstanceAddress, ServiceInstance
-from opensergo.spec.kinds import by_full_name
+from opensergo.spec.kinds import by_full_kind
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ LABELS_HEADER = "opensergo-labels"
 CLIENT_ID_HEADER = "opensergo-client-id"
 # On ServiceInstance objects: the replica that registered the instance (shared stores without TTLs).
 REPLICA_LABEL = "opensergo.io/replica"
-INSTANCE_KIND = by_full_name("discovery.opensergo.io/v1alpha1/ServiceInstance")
+INSTANCE_KIND = by_full_kind("discovery.opensergo.io/v1alpha1/ServiceInstance")
 
 _NAME_CHARS = re.compile(r"[^a-z0-9-]+")
 
@@ -176,7 +176,7 @@ class MetadataRegistry:
         if self._store.supports_ttl:
             return
         now = time.time()
-        for stored in await self._store.list(INSTANCE_KIND.full_name):
+        for stored in await self._store.list(INSTANCE_KIND.full_kind):
             owner = stored.body.get("metadata", {}).get("labels", {}).get(REPLICA_LABEL, "")
             if self._store.shared and owner != self.replica_id:
                 continue  # another replica's (or an orphan, see collect_orphans)
@@ -248,7 +248,7 @@ class MetadataRegistry:
         """Extend a TTL-store lease; False when the object is gone and must be written again."""
         if not self._store.supports_ttl:
             return True
-        return await self._store.refresh(INSTANCE_KIND.full_name, instance.namespace, instance.name)
+        return await self._store.refresh(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
 
     async def _persist(self, instance: Instance) -> None:
         services = sorted(
@@ -277,7 +277,7 @@ class MetadataRegistry:
             },
         }
         ttl = self.ttl if self._store.supports_ttl else None
-        await self._store.put(INSTANCE_KIND.full_name, instance.namespace, instance.name, body, ttl=ttl)
+        await self._store.put(INSTANCE_KIND.full_kind, instance.namespace, instance.name, body, ttl=ttl)
 
     async def expire(self, key: tuple[str, str, str], reason: str) -> None:
         async with self._lock:
@@ -288,7 +288,7 @@ class MetadataRegistry:
                 "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
             )
             with contextlib.suppress(NotFoundError):
-                await self._store.delete(INSTANCE_KIND.full_name, instance.namespace, instance.name)
+                await self._store.delete(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
 
     async def client_disconnected(self, client_id: str) -> None:
         """The subscribe stream of ``client_id`` ended: expire its instances now (if configured)."""
@@ -317,14 +317,14 @@ class MetadataRegistry:
             return 0  # no view of the other replicas yet
         mine = {i.name for i in self._instances.values()}
         orphans = set()
-        for stored in await self._store.list(INSTANCE_KIND.full_name):
+        for stored in await self._store.list(INSTANCE_KIND.full_kind):
             owner = stored.body.get("metadata", {}).get("labels", {}).get(REPLICA_LABEL, "")
             if stored.name not in mine and owner not in alive:
                 orphans.add(stored.name)
                 if stored.name in self._orphans:
                     log.info("instance %s expired: replica %r that registered it is gone", stored.name, owner)
                     with contextlib.suppress(NotFoundError):
-                        await self._store.delete(INSTANCE_KIND.full_name, stored.namespace, stored.name)
+                        await self._store.delete(INSTANCE_KIND.full_kind, stored.namespace, stored.name)
         deleted = len(orphans & self._orphans)
         self._orphans = orphans - self._orphans
         return deleted

@@ -30,7 +30,7 @@ Subscription = dict[str, Any]  # one item of a client's "subscriptions"
 Group = tuple[str, str, str]  # (namespace, app, full kind)
 SubscriptionIndex = dict[Group, list[tuple[Client, Subscription]]]
 
-RULE_KINDS = tuple(k for k in kinds.all_kinds() if k.full_name != INSTANCE_KIND.full_name)
+RULE_KINDS = tuple(k for k in kinds.all_kinds() if k.full_kind != INSTANCE_KIND.full_kind)
 
 
 class Viewer(Protocol):
@@ -112,7 +112,7 @@ def list_instances(
         if viewer.can_view(i.namespace)
     }
     # Instances registered through other replicas are known from the shared store only.
-    for obj in snapshots.objects(INSTANCE_KIND.full_name):
+    for obj in snapshots.objects(INSTANCE_KIND.full_kind):
         spec = obj.spec
         if (obj.namespace, obj.name) in local or (app and spec.app != app):
             continue
@@ -297,7 +297,7 @@ def kind_dict(kind: KindInfo) -> dict[str, Any]:
         "version": kind.version,
         "kind": kind.kind,
         "plural": kind.plural,
-        "fullName": kind.full_name,
+        "fullName": kind.full_kind,
     }
 
 
@@ -318,7 +318,7 @@ class RuleIndex:
         per_namespace: dict[str, int] = {}
         per_app: dict[tuple[str, str], list[dict[str, Any]]] = {}
         for kind in RULE_KINDS:
-            for obj in self._snapshots.objects(kind.full_name):
+            for obj in self._snapshots.objects(kind.full_kind):
                 per_namespace[obj.namespace] = per_namespace.get(obj.namespace, 0) + 1
                 if obj.app:
                     per_app.setdefault((obj.namespace, obj.app), []).append(

@@ -39,8 +39,8 @@ from opensergo.spec.faulttolerance import (
 
 log = logging.getLogger(__name__)
 
-RATE_KIND = kinds.lookup(RateLimitStrategy.KIND).full_name
-CONCURRENCY_KIND = kinds.lookup(ConcurrencyLimitStrategy.KIND).full_name
+RATE_KIND = kinds.lookup(RateLimitStrategy.KIND).full_kind
+CONCURRENCY_KIND = kinds.lookup(ConcurrencyLimitStrategy.KIND).full_kind
 
 Key = tuple[str, str, str, str]  # namespace, app, resource, strategy
 

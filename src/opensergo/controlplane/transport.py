@@ -444,7 +444,7 @@ def _passthrough(data: bytes) -> bytes:
 
 def _known_kind(name: str) -> bool:
     try:
-        kinds.by_full_name(name)
+        kinds.by_full_kind(name)
     except KeyError:
         return False
     return True

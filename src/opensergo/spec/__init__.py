@@ -24,7 +24,7 @@ from opensergo.spec.faulttolerance import (
     RateLimitStrategy,
     ThrottlingStrategy,
 )
-from opensergo.spec.kinds import KindInfo, all_kinds, by_api_version_kind, by_full_name, by_resource, lookup
+from opensergo.spec.kinds import KindInfo, all_kinds, by_api_version_kind, by_full_kind, by_resource, lookup
 from opensergo.spec.loader import load_paths, parse_documents, parse_object
 from opensergo.spec.traffic import TrafficLane, TrafficRouter, VirtualWorkload
 from opensergo.spec.units import Duration, Ratio
@@ -60,7 +60,7 @@ __all__ = [
     "VirtualWorkload",
     "all_kinds",
     "by_api_version_kind",
-    "by_full_name",
+    "by_full_kind",
     "by_resource",
     "dangling_references",
     "decode",

@@ -5,19 +5,17 @@ from __future__ import annotations
 import re
 from typing import Any, ClassVar, Self
 
-from google.protobuf.message import Message
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    ValidationError,
     field_validator,
     model_serializer,
     model_validator,
 )
 
-from opensergo.spec.errors import FieldError, SpecError, from_validation_error
+from opensergo.spec.errors import FieldError
 
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
@@ -146,26 +144,6 @@ class Resource(BaseModel):
             return value if isinstance(value, str) and value else None
         value = getattr(selector, APP_LABEL, None)
         return value if isinstance(value, str) and value else None
-
-    def to_proto(self) -> Message | None:
-        """The upstream proto message for this object, or None when upstream defines none."""
-        return None
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        """Rebuild an object from an upstream payload (lossy); kinds with a proto override it."""
-        raise SpecError(f"{getattr(cls, 'KIND', cls.__name__)} has no upstream proto form")
-
-    @classmethod
-    def _from_upstream(cls, *, name: str, namespace: str, app: str, spec: dict[str, Any]) -> Self:
-        """Validate a spec rebuilt from an upstream message; errors become SpecError."""
-        metadata: dict[str, Any] = {"name": name, "namespace": namespace}
-        if app:
-            metadata["labels"] = {APP_LABEL: app}
-        try:
-            return cls.model_validate({"metadata": metadata, "spec": spec})
-        except ValidationError as exc:
-            raise from_validation_error(exc, source=f"upstream {cls.KIND} {name!r}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML/JSON form (camelCase, no unset optional fields)."""

@@ -5,8 +5,8 @@ Two forms travel in ``DataWithVersion.data``:
 * native: ``opensergo.ext.v1.Resource``, the whole object with ``spec`` as a Struct. Every kind
   has it, and it is lossless.
 * upstream: the message the official SDKs decode (``FaultToleranceRule``,
-  ``RouteConfiguration`` …), from :meth:`Resource.to_proto`. Only kinds with an upstream proto
-  have it.
+  ``RouteConfiguration`` …), built in :mod:`opensergo.spec.upstream`. Only kinds with an
+  upstream proto have it.
 
 :func:`decode` accepts either one, choosing by the type URL.
 """
@@ -24,17 +24,12 @@ from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError
 from opensergo.spec.kinds import TYPE_URL_PREFIX, KindInfo
 from opensergo.spec.loader import parse_object
+from opensergo.spec.upstream.codec import decode_upstream, encode_upstream
+
+__all__ = ["NATIVE_MESSAGE", "NATIVE_TYPE_URL", "decode", "encode_native", "encode_upstream"]
 
 NATIVE_MESSAGE = resource_pb2.Resource.DESCRIPTOR.full_name
 NATIVE_TYPE_URL = TYPE_URL_PREFIX + NATIVE_MESSAGE
-
-
-def _pack(message: Any) -> any_pb2.Any:
-    # Deterministic bytes, so an unchanged object gives an identical payload on every push.
-    return any_pb2.Any(
-        type_url=TYPE_URL_PREFIX + message.DESCRIPTOR.full_name,
-        value=message.SerializeToString(deterministic=True),
-    )
 
 
 def _resource_version(value: str | None) -> int:
@@ -55,12 +50,10 @@ def encode_native(resource: Resource) -> any_pb2.Any:
         resource_version=_resource_version(meta.resourceVersion),
         spec=spec,
     )
-    return _pack(message)
-
-
-def encode_upstream(resource: Resource) -> any_pb2.Any | None:
-    message = resource.to_proto()
-    return None if message is None else _pack(message)
+    # Deterministic bytes, so an unchanged object gives an identical payload on every push.
+    payload = any_pb2.Any()
+    payload.Pack(message, deterministic=True)
+    return payload
 
 
 def _ints(value: Any) -> Any:
@@ -76,23 +69,12 @@ def _ints(value: Any) -> Any:
 
 def decode(payload: any_pb2.Any, *, kind: KindInfo, namespace: str, app: str, index: int = 0) -> Resource:
     """Decode one pushed payload of ``kind``; anything that does not fit raises SpecError."""
-    source = f"{kind.full_name} payload {index}"
+    source = f"{kind.full_kind} payload {index}"
     message_name = payload.type_url.rsplit("/", 1)[-1]
     if message_name == NATIVE_MESSAGE:
         return _decode_native(payload, kind=kind, namespace=namespace, source=source)
     if kind.proto is not None and message_name == kind.proto.DESCRIPTOR.full_name:
-        message = kind.proto()
-        try:
-            message.ParseFromString(payload.value)
-        except DecodeError as exc:
-            raise SpecError(f"cannot decode {message_name}: {exc}", source=source) from None
-        # FaultToleranceRule has no name upstream (and a strategy may arrive without one).
-        suffix = "rule" if kind.kind == "FaultToleranceRule" else kind.singular
-        name = getattr(message, "name", "") or f"{app}-{suffix}-{index}".lower()
-        try:
-            return kind.model.from_proto(message, name=name, namespace=namespace, app=app)
-        except SpecError as err:
-            raise err.located(source=source) from None
+        return decode_upstream(payload, kind=kind, namespace=namespace, app=app, index=index, source=source)
     expected = NATIVE_TYPE_URL if kind.type_url is None else f"{NATIVE_TYPE_URL} or {kind.type_url}"
     raise SpecError(
         f"type {payload.type_url!r} does not match kind {kind.kind} (expected {expected})", source=source
@@ -107,7 +89,7 @@ def _decode_native(payload: any_pb2.Any, *, kind: KindInfo, namespace: str, sour
         raise SpecError(f"cannot decode {NATIVE_MESSAGE}: {exc}", source=source) from None
     if (message.api_version, message.kind) != (kind.api_version, kind.kind):
         raise SpecError(
-            f"payload holds {message.api_version}/{message.kind}, expected {kind.full_name}", source=source
+            f"payload holds {message.api_version}/{message.kind}, expected {kind.full_kind}", source=source
         )
     metadata: dict[str, Any] = {"name": message.name, "namespace": message.namespace or namespace}
     if message.labels:

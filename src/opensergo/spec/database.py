@@ -22,7 +22,8 @@ Tolerated upstream slips (everything else is strict):
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, ClassVar, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -510,6 +511,66 @@ _SERVICE_REFS: dict[str, type[Resource]] = {
 }
 
 
+# What a dynamic read/write strategy names: a data-source group of some DatabaseDiscovery.
+_DISCOVERY_GROUP = "DatabaseDiscovery group"
+
+
+@dataclass(frozen=True)
+class _Reference:
+    """``name`` of a ``kind`` object, written at ``path`` under ``spec``."""
+
+    name: str
+    kind: str
+    path: tuple[str | int, ...]
+
+
+def _virtual_database_references(r: VirtualDatabase) -> Iterator[_Reference]:
+    for i, service in enumerate(r.spec.services):
+        for field, target in _SERVICE_REFS.items():
+            value = getattr(service, field)
+            if value is not None:
+                yield _Reference(value, target.KIND, ("services", i, field))
+
+
+def _read_write_references(r: ReadWriteSplitting) -> Iterator[_Reference]:
+    static, dynamic = r.spec.rules.staticStrategy, r.spec.rules.dynamicStrategy
+    if static is not None:
+        path = ("rules", "staticStrategy")
+        yield _Reference(static.writeDataSourceName, DatabaseEndpoint.KIND, (*path, "writeDataSourceName"))
+        for i, name in enumerate(static.readDataSourceNames):
+            yield _Reference(name, DatabaseEndpoint.KIND, (*path, "readDataSourceNames", i))
+    elif dynamic is not None:
+        yield _Reference(
+            dynamic.autoAwareDataSourceName,
+            _DISCOVERY_GROUP,
+            ("rules", "dynamicStrategy", "autoAwareDataSourceName"),
+        )
+
+
+def _shadow_references(r: Shadow) -> Iterator[_Reference]:
+    for key, source in r.spec.dataSources.items():
+        for field in ("sourceDataSourceName", "shadowDataSourceName"):
+            yield _Reference(getattr(source, field), DatabaseEndpoint.KIND, ("dataSources", key, field))
+
+
+def _discovery_references(r: DatabaseDiscovery) -> Iterator[_Reference]:
+    for key, group in r.spec.dataSources.items():
+        for i, name in enumerate(group.dataSourceNames):
+            yield _Reference(name, DatabaseEndpoint.KIND, ("dataSources", key, "dataSourceNames", i))
+
+
+def _references(r: Resource) -> Iterator[_Reference]:
+    if isinstance(r, VirtualDatabase):
+        return _virtual_database_references(r)
+    if isinstance(r, ReadWriteSplitting):
+        return _read_write_references(r)
+    if isinstance(r, Shadow):
+        return _shadow_references(r)
+    if isinstance(r, DatabaseDiscovery):
+        return _discovery_references(r)
+    return iter(())
+
+
 def dangling_references(resources: Iterable[Resource]) -> list[SpecError]:
     """Names one database object uses for another that the given set does not define.
 
@@ -518,56 +579,16 @@ def dangling_references(resources: Iterable[Resource]) -> list[SpecError]:
     read/write strategy, a DatabaseDiscovery group).
     """
     items = list(resources)
-    names: dict[tuple[str, str], set[str]] = {}
-    groups: dict[str, set[str]] = {}
+    defined: dict[tuple[str, str], set[str]] = {}  # (namespace, kind) -> names
     for r in items:
-        names.setdefault((r.namespace, r.KIND), set()).add(r.name)
+        defined.setdefault((r.namespace, r.KIND), set()).add(r.name)
         if isinstance(r, DatabaseDiscovery):
-            groups.setdefault(r.namespace, set()).update(r.spec.dataSources)
-
-    errors: list[SpecError] = []
-
-    def check(
-        r: Resource, name: str, kind: str, path: tuple[str | int, ...], known: set[str] | None = None
-    ) -> None:
-        defined = known if known is not None else names.get((r.namespace, kind), set())
-        if name not in defined:
-            where = f"{r.KIND} {r.namespace}/{r.name}"
-            errors.append(SpecError(f"{where}: no {kind} named {name!r}", path=("spec", *path)))
-
-    for r in items:
-        if isinstance(r, VirtualDatabase):
-            for i, service in enumerate(r.spec.services):
-                for field, target in _SERVICE_REFS.items():
-                    value = getattr(service, field)
-                    if value is not None:
-                        check(r, value, target.KIND, ("services", i, field))
-        elif isinstance(r, ReadWriteSplitting):
-            rules = r.spec.rules
-            if rules.staticStrategy is not None:
-                s = rules.staticStrategy
-                check(
-                    r,
-                    s.writeDataSourceName,
-                    "DatabaseEndpoint",
-                    ("rules", "staticStrategy", "writeDataSourceName"),
-                )
-                for i, name in enumerate(s.readDataSourceNames):
-                    check(r, name, "DatabaseEndpoint", ("rules", "staticStrategy", "readDataSourceNames", i))
-            elif rules.dynamicStrategy is not None:
-                check(
-                    r,
-                    rules.dynamicStrategy.autoAwareDataSourceName,
-                    "DatabaseDiscovery group",
-                    ("rules", "dynamicStrategy", "autoAwareDataSourceName"),
-                    groups.get(r.namespace, set()),
-                )
-        elif isinstance(r, Shadow):
-            for key, source in r.spec.dataSources.items():
-                for field in ("sourceDataSourceName", "shadowDataSourceName"):
-                    check(r, getattr(source, field), "DatabaseEndpoint", ("dataSources", key, field))
-        elif isinstance(r, DatabaseDiscovery):
-            for key, group in r.spec.dataSources.items():
-                for i, name in enumerate(group.dataSourceNames):
-                    check(r, name, "DatabaseEndpoint", ("dataSources", key, "dataSourceNames", i))
-    return errors
+            defined.setdefault((r.namespace, _DISCOVERY_GROUP), set()).update(r.spec.dataSources)
+    return [
+        SpecError(
+            f"{r.KIND} {r.namespace}/{r.name}: no {ref.kind} named {ref.name!r}", path=("spec", *ref.path)
+        )
+        for r in items
+        for ref in _references(r)
+        if ref.name not in defined.get((r.namespace, ref.kind), ())
+    ]

@@ -5,31 +5,9 @@ accepting the union of both where they differ (``statDuration: "1s"`` and
 ``statDurationSeconds: 1``; a strategy reference without ``kind``; ``fallbackAction`` as a bare
 name).
 
-``to_proto()`` deliberately departs from the Go control plane's conversion, whose bugs are listed
-in protocol.md §3.4:
-
-* Durations are exact milliseconds (upstream multiplies seconds by 10), and every
-  ``*_time_unit`` field is set. With UNKNOWN units Sentinel's OpenSergo data source drops every
-  circuit breaker.
-* RateLimitStrategy carries real ``metric_type`` and ``limit_mode`` values; upstream always
-  sends 0. ``stat_duration`` is in seconds with ``stat_duration_time_unit = SECOND``, or in
-  milliseconds (unit MILLISECOND) when the duration is not a whole number of seconds.
-* ``limitMode: GlobalToLocal`` is sent as ``MODE_GLOBAL``. The proto has no value for it, and
-  the threshold in such a strategy is a cluster-wide total. MODE_GLOBAL keeps that meaning: a
-  consumer with cluster flow control enforces the total, and one without it (Sentinel's data
-  source today ignores limit_mode) behaves as it would for any mode. MODE_LOCAL would tell every
-  instance it may admit the whole total, N times too much, and MODE_UNKNOWN says nothing. A
-  control plane that knows the instance count can send the exact per-instance form instead via
-  :meth:`RateLimitStrategy.localized`.
-* CircuitBreakerStrategy sets ``slow_condition`` only when ``slowConditions`` is given, and
-  ``error_condition`` for ErrorRequestRatio. Upstream always sends a slow condition (-1 when
-  absent) and never an error condition.
-* FaultToleranceRule sets ``action`` from ``fallbackAction`` and allows any strategy kind;
-  upstream drops the action and its CRD allows only two kinds.
-
-``from_proto()`` reads what the Go control plane sends, including its UNKNOWN enums and units:
-an UNKNOWN RateLimit duration unit means seconds (upstream copies ``statDurationSeconds``), an
-UNKNOWN unit elsewhere means milliseconds, and an UNKNOWN limit mode means Local.
+Their upstream wire form (the ``io.opensergo.proto.fault_tolerance.v1`` messages) is built and
+read in :mod:`opensergo.spec.upstream.faulttolerance`; AdaptiveOverloadProtectionStrategy and
+HttpRequestFallbackAction have none.
 """
 
 from __future__ import annotations
@@ -37,16 +15,13 @@ from __future__ import annotations
 import math
 import re
 from enum import StrEnum
-from typing import Any, ClassVar, Self, TypeVar
+from typing import Any, ClassVar, Self
 
-from google.protobuf.message import Message
 from pydantic import Field, field_validator, model_validator
 
-from opensergo.proto.common.v1 import common_pb2
-from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
 from opensergo.spec.base import Resource, SpecModel
-from opensergo.spec.errors import FieldError, SpecError
-from opensergo.spec.units import Duration, Ratio, time_unit_to_millis
+from opensergo.spec.errors import FieldError
+from opensergo.spec.units import Duration, Ratio
 
 GROUP = "fault-tolerance.opensergo.io"
 VERSION = "v1alpha1"
@@ -145,15 +120,6 @@ class _FaultToleranceResource(Resource):
     VERSION: ClassVar[str] = VERSION
 
 
-_M = TypeVar("_M", bound=Message)
-
-
-def _expect(message: Message, cls: type[_M]) -> _M:
-    if not isinstance(message, cls):
-        raise SpecError(f"expected {cls.DESCRIPTOR.full_name}, got {message.DESCRIPTOR.full_name}")
-    return message
-
-
 # --- RateLimitStrategy ------------------------------------------------------------------------
 
 
@@ -190,13 +156,6 @@ class RateLimitStrategySpec(SpecModel):
         return (self.statDurationSeconds or 1) * 1000
 
 
-_RATE_LIMIT_MODES = {
-    LimitMode.LOCAL: ft_pb2.RateLimitStrategy.MODE_LOCAL,
-    LimitMode.GLOBAL: ft_pb2.RateLimitStrategy.MODE_GLOBAL,
-    LimitMode.GLOBAL_TO_LOCAL: ft_pb2.RateLimitStrategy.MODE_GLOBAL,  # see the module docstring
-}
-
-
 class RateLimitStrategy(_FaultToleranceResource):
     KIND: ClassVar[str] = "RateLimitStrategy"
     PLURAL: ClassVar[str] = "ratelimitstrategies"
@@ -211,56 +170,6 @@ class RateLimitStrategy(_FaultToleranceResource):
             update={"limitMode": LimitMode.LOCAL, "threshold": math.ceil(self.spec.threshold / instances)}
         )
         return self.model_copy(update={"spec": spec})
-
-    def to_proto(self) -> ft_pb2.RateLimitStrategy:
-        millis = self.spec.stat_duration_millis
-        if millis % 1000 == 0:
-            duration, unit = millis // 1000, common_pb2.SECOND
-        else:
-            duration, unit = millis, common_pb2.MILLISECOND
-        return ft_pb2.RateLimitStrategy(
-            name=self.metadata.name,
-            metric_type=ft_pb2.RateLimitStrategy.TYPE_REQUEST_AMOUNT,
-            limit_mode=_RATE_LIMIT_MODES[self.spec.limitMode],
-            threshold=self.spec.threshold,
-            stat_duration=duration,
-            stat_duration_time_unit=unit,
-        )
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        message = _expect(message, ft_pb2.RateLimitStrategy)
-        mode = {
-            ft_pb2.RateLimitStrategy.MODE_GLOBAL: LimitMode.GLOBAL,
-        }.get(message.limit_mode, LimitMode.LOCAL)
-        spec: dict[str, Any] = {
-            "metricType": MetricType.REQUEST_AMOUNT,
-            "limitMode": mode,
-            "threshold": message.threshold,
-        }
-        if message.stat_duration:
-            unit = message.stat_duration_time_unit
-            if unit in (common_pb2.UNKNOWN, common_pb2.SECOND):
-                spec["statDurationSeconds"] = message.stat_duration
-            else:
-                millis = _millis(message.stat_duration, unit, unknown_as=common_pb2.SECOND)
-                spec["statDuration"] = Duration.from_millis(millis)
-        return cls._from_upstream(name=message.name or name, namespace=namespace, app=app, spec=spec)
-
-
-def _millis(value: int, unit: int, *, unknown_as: int) -> int:
-    try:
-        return time_unit_to_millis(value, unit, unknown_as=unknown_as)
-    except ValueError as exc:
-        raise SpecError(str(exc)) from None
-
-
-def _duration_from(value: int, unit: int, *, unknown_as: int) -> Duration:
-    millis = _millis(value, unit, unknown_as=unknown_as)
-    if millis < 0:
-        # The Go control plane sends -1 for a duration it could not parse.
-        raise SpecError(f"invalid duration {value} in the upstream message")
-    return Duration.from_millis(millis)
 
 
 # --- ThrottlingStrategy -----------------------------------------------------------------------
@@ -284,25 +193,6 @@ class ThrottlingStrategy(_FaultToleranceResource):
 
     spec: ThrottlingStrategySpec
 
-    def to_proto(self) -> ft_pb2.ThrottlingStrategy:
-        return ft_pb2.ThrottlingStrategy(
-            name=self.metadata.name,
-            min_interval_millis_of_requests=self.spec.minIntervalOfRequests.millis,
-            queue_timeout_millis=self.spec.queueTimeout.millis,
-        )
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        message = _expect(message, ft_pb2.ThrottlingStrategy)
-        ms = common_pb2.MILLISECOND
-        spec = {
-            "minIntervalOfRequests": _duration_from(
-                message.min_interval_millis_of_requests, ms, unknown_as=ms
-            ),
-            "queueTimeout": _duration_from(message.queue_timeout_millis, ms, unknown_as=ms),
-        }
-        return cls._from_upstream(name=message.name or name, namespace=namespace, app=app, spec=spec)
-
 
 # --- ConcurrencyLimitStrategy -----------------------------------------------------------------
 
@@ -319,24 +209,6 @@ class ConcurrencyLimitStrategy(_FaultToleranceResource):
     PLURAL: ClassVar[str] = "concurrencylimitstrategies"
 
     spec: ConcurrencyLimitStrategySpec
-
-    def to_proto(self) -> ft_pb2.ConcurrencyLimitStrategy:
-        mode = {
-            ConcurrencyLimitMode.LOCAL: ft_pb2.ConcurrencyLimitStrategy.MODE_LOCAL,
-            ConcurrencyLimitMode.GLOBAL: ft_pb2.ConcurrencyLimitStrategy.MODE_GLOBAL,
-        }[self.spec.limitMode]
-        return ft_pb2.ConcurrencyLimitStrategy(
-            name=self.metadata.name, limit_mode=mode, max_concurrency=self.spec.maxConcurrency
-        )
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        message = _expect(message, ft_pb2.ConcurrencyLimitStrategy)
-        mode = {
-            ft_pb2.ConcurrencyLimitStrategy.MODE_GLOBAL: ConcurrencyLimitMode.GLOBAL,
-        }.get(message.limit_mode, ConcurrencyLimitMode.LOCAL)
-        spec = {"maxConcurrency": message.max_concurrency, "limitMode": mode}
-        return cls._from_upstream(name=message.name or name, namespace=namespace, app=app, spec=spec)
 
 
 # --- CircuitBreakerStrategy -------------------------------------------------------------------
@@ -399,56 +271,6 @@ class CircuitBreakerStrategy(_FaultToleranceResource):
     PLURAL: ClassVar[str] = "circuitbreakerstrategies"
 
     spec: CircuitBreakerStrategySpec
-
-    def to_proto(self) -> ft_pb2.CircuitBreakerStrategy:
-        spec = self.spec
-        pb = ft_pb2.CircuitBreakerStrategy
-        msg = pb(
-            name=self.metadata.name,
-            strategy={
-                BreakerStrategy.SLOW_REQUEST_RATIO: pb.STRATEGY_SLOW_REQUEST_RATIO,
-                BreakerStrategy.ERROR_REQUEST_RATIO: pb.STRATEGY_ERROR_REQUEST_RATIO,
-            }[spec.strategy],
-            trigger_ratio=float(spec.triggerRatio),
-            stat_duration=spec.statDuration.millis,
-            stat_duration_time_unit=common_pb2.MILLISECOND,
-            recovery_timeout=spec.recoveryTimeout.millis,
-            recovery_timeout_time_unit=common_pb2.MILLISECOND,
-            min_request_amount=spec.minRequestAmount,
-        )
-        if spec.slowConditions is not None:
-            msg.slow_condition.max_allowed_rt_millis = spec.slowConditions.maxAllowedRt.millis
-        if spec.strategy is BreakerStrategy.ERROR_REQUEST_RATIO:
-            msg.error_condition.SetInParent()
-        return msg
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        message = _expect(message, ft_pb2.CircuitBreakerStrategy)
-        pb = ft_pb2.CircuitBreakerStrategy
-        strategy = {
-            pb.STRATEGY_SLOW_REQUEST_RATIO: BreakerStrategy.SLOW_REQUEST_RATIO,
-            pb.STRATEGY_ERROR_REQUEST_RATIO: BreakerStrategy.ERROR_REQUEST_RATIO,
-        }.get(message.strategy)
-        if strategy is None:
-            raise SpecError(f"circuit breaker {message.name!r} has an unknown strategy ({message.strategy})")
-        ms = common_pb2.MILLISECOND
-        spec: dict[str, Any] = {
-            "strategy": strategy,
-            "triggerRatio": Ratio(message.trigger_ratio),
-            "statDuration": _duration_from(
-                message.stat_duration, message.stat_duration_time_unit, unknown_as=ms
-            ),
-            "recoveryTimeout": _duration_from(
-                message.recovery_timeout, message.recovery_timeout_time_unit, unknown_as=ms
-            ),
-            "minRequestAmount": message.min_request_amount,
-        }
-        # Upstream always sends a slow condition, with -1 when there is none.
-        if message.HasField("slow_condition") and message.slow_condition.max_allowed_rt_millis > 0:
-            rt = message.slow_condition.max_allowed_rt_millis
-            spec["slowConditions"] = {"maxAllowedRt": Duration.from_millis(rt)}
-        return cls._from_upstream(name=message.name or name, namespace=namespace, app=app, spec=spec)
 
 
 # --- AdaptiveOverloadProtectionStrategy -------------------------------------------------------
@@ -563,36 +385,6 @@ class FaultToleranceRule(_FaultToleranceResource):
     PLURAL: ClassVar[str] = "faulttolerancerules"
 
     spec: FaultToleranceRuleSpec
-
-    def to_proto(self) -> ft_pb2.FaultToleranceRule:
-        pb = ft_pb2.FaultToleranceRule
-        msg = pb(
-            targets=[
-                pb.FaultToleranceRuleTargetRef(target_resource_name=t.targetResourceName)
-                for t in self.spec.targets
-            ],
-            strategies=[
-                pb.FaultToleranceStrategyRef(name=s.name, kind=s.kind.value if s.kind else "")
-                for s in self.spec.strategies
-            ],
-        )
-        action = self.spec.fallbackAction
-        if action is not None:
-            # There is one action kind, so a reference without kind can only mean it.
-            kind = action.kind or ActionKind.HTTP_REQUEST_FALLBACK
-            msg.action.CopyFrom(pb.FaultToleranceActionRef(name=action.name, kind=kind.value))
-        return msg
-
-    @classmethod
-    def from_proto(cls, message: Message, *, name: str, namespace: str, app: str) -> Self:
-        message = _expect(message, ft_pb2.FaultToleranceRule)
-        spec: dict[str, Any] = {
-            "targets": [{"targetResourceName": t.target_resource_name} for t in message.targets],
-            "strategies": [{"name": s.name, "kind": s.kind or None} for s in message.strategies],
-        }
-        if message.HasField("action") and message.action.name:
-            spec["fallbackAction"] = {"name": message.action.name, "kind": message.action.kind or None}
-        return cls._from_upstream(name=name, namespace=namespace, app=app, spec=spec)
 
 
 STRATEGY_KINDS: tuple[type[Resource], ...] = (

@@ -1,7 +1,13 @@
 """The single registry of OpenSergo kinds.
 
 Adding a kind means writing its model (a :class:`~opensergo.spec.base.Resource` subclass) and one
-entry in ``_KINDS``; the loader, codec, stores, API and CLI all look kinds up here.
+entry in ``_KINDS``; the loader, codec, stores, API and CLI all look kinds up here. A kind that
+upstream SDKs also decode names its :class:`~opensergo.spec.upstream.form.UpstreamForm` in that
+entry, so its message class, type URL and conversions come from one place.
+
+A kind is written three ways: ``kind`` is the short ``Kind`` (``RateLimitStrategy``),
+``api_version`` is ``group/version``, and ``full_kind`` is ``group/version/Kind``, the string the
+wire, the stores and subscriptions use.
 """
 
 from __future__ import annotations
@@ -9,13 +15,15 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
-from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
 
-from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
 from opensergo.spec import database, discovery, faulttolerance, traffic
 from opensergo.spec.base import Resource
+from opensergo.spec.upstream import faulttolerance as ft_upstream
+from opensergo.spec.upstream import traffic as traffic_upstream
+from opensergo.spec.upstream.form import UpstreamForm
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
@@ -27,7 +35,7 @@ class KindInfo:
     kind: str
     plural: str
     model: type[Resource]
-    proto: type[Message] | None  # upstream payload message class, None if upstream has none
+    upstream: UpstreamForm[Any, Any] | None  # None if upstream SDKs have no message for it
     short_names: tuple[str, ...] = ()
 
     @property
@@ -35,13 +43,18 @@ class KindInfo:
         return f"{self.group}/{self.version}"
 
     @property
-    def full_name(self) -> str:
+    def full_kind(self) -> str:
         """The wire kind string, e.g. ``fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy``."""
         return f"{self.group}/{self.version}/{self.kind}"
 
     @property
     def singular(self) -> str:
         return self.kind.lower()
+
+    @property
+    def proto(self) -> type[Message] | None:
+        """The upstream payload message class, None if upstream has none."""
+        return None if self.upstream is None else self.upstream.message
 
     @property
     def type_url(self) -> str | None:
@@ -51,20 +64,20 @@ class KindInfo:
 
 
 def _info(
-    model: type[Resource], proto: type[Message] | None = None, short_names: tuple[str, ...] = ()
+    model: type[Resource], upstream: UpstreamForm[Any, Any] | None = None, short_names: tuple[str, ...] = ()
 ) -> KindInfo:
-    return KindInfo(model.GROUP, model.VERSION, model.KIND, model.PLURAL, model, proto, short_names)
+    return KindInfo(model.GROUP, model.VERSION, model.KIND, model.PLURAL, model, upstream, short_names)
 
 
 _KINDS: tuple[KindInfo, ...] = (
-    _info(faulttolerance.FaultToleranceRule, ft_pb2.FaultToleranceRule),
-    _info(faulttolerance.RateLimitStrategy, ft_pb2.RateLimitStrategy),
-    _info(faulttolerance.ThrottlingStrategy, ft_pb2.ThrottlingStrategy),
-    _info(faulttolerance.ConcurrencyLimitStrategy, ft_pb2.ConcurrencyLimitStrategy),
-    _info(faulttolerance.CircuitBreakerStrategy, ft_pb2.CircuitBreakerStrategy),
+    _info(faulttolerance.FaultToleranceRule, ft_upstream.RULE),
+    _info(faulttolerance.RateLimitStrategy, ft_upstream.RATE_LIMIT),
+    _info(faulttolerance.ThrottlingStrategy, ft_upstream.THROTTLING),
+    _info(faulttolerance.ConcurrencyLimitStrategy, ft_upstream.CONCURRENCY_LIMIT),
+    _info(faulttolerance.CircuitBreakerStrategy, ft_upstream.CIRCUIT_BREAKER),
     _info(faulttolerance.AdaptiveOverloadProtectionStrategy),
     _info(faulttolerance.HttpRequestFallbackAction),
-    _info(traffic.TrafficRouter, route_pb2.RouteConfiguration, ("tr",)),
+    _info(traffic.TrafficRouter, traffic_upstream.TRAFFIC_ROUTER, ("tr",)),
     _info(traffic.VirtualWorkload),
     _info(traffic.TrafficLane),
     _info(database.VirtualDatabase),
@@ -84,8 +97,8 @@ def all_kinds() -> tuple[KindInfo, ...]:
 
 
 @cache
-def _by_full_name() -> dict[str, KindInfo]:
-    return {k.full_name: k for k in _KINDS}
+def _by_full_kind() -> dict[str, KindInfo]:
+    return {k.full_kind: k for k in _KINDS}
 
 
 @cache
@@ -95,22 +108,22 @@ def _by_resource() -> dict[tuple[str, str, str], KindInfo]:
 
 @cache
 def _names() -> dict[str, KindInfo]:
-    """Every accepted spelling, lower-cased: Kind, plural, singular, short names, full name,
+    """Every accepted spelling, lower-cased: Kind, plural, singular, short names, full kind,
     and kubectl's ``<plural>.<group>`` / ``<kind>.<group>`` forms."""
     out: dict[str, KindInfo] = {}
     for k in _KINDS:
-        for name in (k.kind, k.plural, k.singular, *k.short_names, k.full_name):
+        for name in (k.kind, k.plural, k.singular, *k.short_names, k.full_kind):
             out[name.lower()] = k
         out[f"{k.plural}.{k.group}"] = k
         out[f"{k.singular}.{k.group}"] = k
     return out
 
 
-def by_full_name(full_name: str) -> KindInfo:
+def by_full_kind(full_kind: str) -> KindInfo:
     try:
-        return _by_full_name()[full_name]
+        return _by_full_kind()[full_kind]
     except KeyError:
-        raise KeyError(_unknown(full_name)) from None
+        raise KeyError(_unknown(full_kind)) from None
 
 
 def by_resource(group: str, version: str, plural: str) -> KindInfo:
@@ -121,7 +134,7 @@ def by_resource(group: str, version: str, plural: str) -> KindInfo:
 
 
 def by_api_version_kind(api_version: str, kind: str) -> KindInfo:
-    return by_full_name(f"{api_version}/{kind}")
+    return by_full_kind(f"{api_version}/{kind}")
 
 
 def lookup(name: str) -> KindInfo:
@@ -140,5 +153,5 @@ def _unknown(name: str) -> str:
 
 
 def known_kinds_text() -> str:
-    """All kinds as ``apiVersion kind`` lines, for error messages."""
-    return ", ".join(f"{k.api_version}/{k.kind}" for k in _KINDS)
+    """Every full kind, comma-separated, for error messages."""
+    return ", ".join(k.full_kind for k in _KINDS)

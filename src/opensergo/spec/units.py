@@ -18,8 +18,6 @@ from pydantic import GetCoreSchemaHandler, GetJsonSchemaHandler
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import core_schema
 
-from opensergo.proto.common.v1 import common_pb2
-
 UNIT_MILLIS: dict[str, int] = {
     "ms": 1,
     "s": 1000,
@@ -36,15 +34,6 @@ _PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
 
 # Largest unit first, so a value in milliseconds is written the way a person would write it.
 _PREFERRED_UNITS = (("d", 86_400_000), ("h", 3_600_000), ("min", 60_000), ("s", 1000))
-
-# Upstream TimeUnit -> milliseconds per unit (UNKNOWN is resolved by the caller).
-_TIME_UNIT_MILLIS: dict[int, int] = {
-    common_pb2.MILLISECOND: 1,
-    common_pb2.SECOND: 1000,
-    common_pb2.MINUTE: 60_000,
-    common_pb2.HOUR: 3_600_000,
-    common_pb2.DAY: 86_400_000,
-}
 
 
 def parse_duration_millis(text: str) -> int:
@@ -64,16 +53,6 @@ def format_millis(millis: int) -> str:
         if millis and millis % size == 0:
             return f"{millis // size}{unit}"
     return f"{millis}ms"
-
-
-def time_unit_to_millis(value: int, unit: int, *, unknown_as: int) -> int:
-    """Convert an upstream (value, TimeUnit) pair; ``unknown_as`` is the unit assumed for UNKNOWN."""
-    if unit == common_pb2.UNKNOWN:
-        unit = unknown_as
-    try:
-        return value * _TIME_UNIT_MILLIS[unit]
-    except KeyError:
-        raise ValueError(f"unsupported time unit {unit}") from None
 
 
 class Duration:

@@ -136,7 +136,7 @@ def test_wait_until_wakes_threads_and_coroutines() -> None:
 
 
 def test_resolve_kind() -> None:
-    assert resolve_kind(RLS).full_name == RLS
+    assert resolve_kind(RLS).full_kind == RLS
     raw = RawKind("example.io/v1/Custom")
     assert resolve_kind(raw) is raw
     assert isinstance(raw, KindLike)

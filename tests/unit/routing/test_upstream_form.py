@@ -8,7 +8,8 @@ import pytest
 from envoy.config.route.v3 import route_pb2
 
 from opensergo.spec import TrafficRouter
-from opensergo.spec.traffic import CLUSTER_FALLBACK_PLUGIN, WEIGHTED_FALLBACK_METADATA
+from opensergo.spec.upstream.codec import from_proto, to_proto
+from opensergo.spec.upstream.traffic import CLUSTER_FALLBACK_PLUGIN, WEIGHTED_FALLBACK_METADATA
 
 from .helpers import router
 
@@ -39,7 +40,7 @@ spec:
 
 
 def routes(resource: TrafficRouter) -> list[Any]:
-    config: Any = resource.to_proto()
+    config: Any = to_proto(resource)
     [vhost] = config.virtual_hosts
     return list(vhost.routes)
 
@@ -66,10 +67,10 @@ def test_weighted_route_without_fallbacks_has_no_metadata() -> None:
 
 def test_round_trip_restores_weighted_fallbacks() -> None:
     original = router(WEIGHTED)
-    config = original.to_proto()
+    config = to_proto(original)
     wire = route_pb2.RouteConfiguration.FromString(config.SerializeToString())
-    back = TrafficRouter.from_proto(
-        wire, name="service-provider", namespace="default", app="service-provider"
+    back = from_proto(
+        TrafficRouter, wire, name="service-provider", namespace="default", app="service-provider"
     )
     weighted = back.spec.http[0].route
     assert weighted[0].destination.fallback is None
@@ -78,7 +79,7 @@ def test_round_trip_restores_weighted_fallbacks() -> None:
     assert fallback_v2 is not None and (fallback_v2.host, fallback_v2.subset) == ("service-provider", "v1")
     assert fallback_v3 is not None and (fallback_v3.host, fallback_v3.subset) == ("backup", None)
     assert len(back.spec.http[0].match) == 2
-    assert back.to_proto() == config
+    assert to_proto(back) == config
 
 
 def test_routing_uses_the_restored_fallbacks() -> None:
@@ -86,8 +87,12 @@ def test_routing_uses_the_restored_fallbacks() -> None:
 
     from .helpers import directory, instance
 
-    back = TrafficRouter.from_proto(
-        router(WEIGHTED).to_proto(), name="service-provider", namespace="default", app="service-provider"
+    back = from_proto(
+        TrafficRouter,
+        to_proto(router(WEIGHTED)),
+        name="service-provider",
+        namespace="default",
+        app="service-provider",
     )
     d = directory([instance("a", version="v1")], [back])
     d.update_instances("backup", [instance("z", app="backup")])

@@ -18,6 +18,7 @@ from opensergo.spec import (
 )
 from opensergo.spec.faulttolerance import LimitMode, StrategyKind
 from opensergo.spec.units import Duration
+from opensergo.spec.upstream.codec import from_proto, to_proto
 
 from .conftest import one
 
@@ -52,7 +53,7 @@ def test_rate_limit_accepts_both_duration_forms() -> None:
     seconds = rate_limit("{threshold: 10, statDurationSeconds: 5}")
     text = rate_limit("{threshold: 10, statDuration: 5s}")
     assert seconds.spec.stat_duration_millis == text.spec.stat_duration_millis == 5000
-    assert seconds.to_proto() == text.to_proto()
+    assert to_proto(seconds) == to_proto(text)
     # Each keeps its own spelling for a round trip.
     assert seconds.to_dict()["spec"]["statDurationSeconds"] == 5
     assert text.to_dict()["spec"]["statDuration"] == "5s"
@@ -97,7 +98,7 @@ def test_limit_modes_are_case_insensitive() -> None:
 
 
 def test_rate_limit_to_proto() -> None:
-    msg = rate_limit("{threshold: 10, limitMode: Global, statDuration: 1min}").to_proto()
+    msg = to_proto(rate_limit("{threshold: 10, limitMode: Global, statDuration: 1min}"))
     assert msg.name == "rl"
     assert msg.metric_type == ft_pb2.RateLimitStrategy.TYPE_REQUEST_AMOUNT
     assert msg.limit_mode == ft_pb2.RateLimitStrategy.MODE_GLOBAL
@@ -107,12 +108,12 @@ def test_rate_limit_to_proto() -> None:
 
 
 def test_rate_limit_sub_second_window_is_sent_in_milliseconds() -> None:
-    msg = rate_limit("{threshold: 10, statDuration: 1500ms}").to_proto()
+    msg = to_proto(rate_limit("{threshold: 10, statDuration: 1500ms}"))
     assert (msg.stat_duration, msg.stat_duration_time_unit) == (1500, common_pb2.MILLISECOND)
 
 
 def test_rate_limit_modes_to_proto() -> None:
-    modes = {m: rate_limit(f"{{threshold: 1, limitMode: {m}}}").to_proto().limit_mode for m in LimitMode}
+    modes = {m: to_proto(rate_limit(f"{{threshold: 1, limitMode: {m}}}")).limit_mode for m in LimitMode}
     assert modes == {
         LimitMode.LOCAL: ft_pb2.RateLimitStrategy.MODE_LOCAL,
         LimitMode.GLOBAL: ft_pb2.RateLimitStrategy.MODE_GLOBAL,
@@ -126,14 +127,14 @@ def test_global_to_local_localized_per_instance() -> None:
     local = strategy.localized(3)
     assert local.spec.limitMode is LimitMode.LOCAL
     assert local.spec.threshold == 4  # ceil(10 / 3)
-    assert local.to_proto().limit_mode == ft_pb2.RateLimitStrategy.MODE_LOCAL
+    assert to_proto(local).limit_mode == ft_pb2.RateLimitStrategy.MODE_LOCAL
     assert rate_limit("{threshold: 10}").localized(3).spec.threshold == 10  # only GlobalToLocal
 
 
 def test_rate_limit_from_go_control_plane() -> None:
     # What the Go control plane sends: enums 0, unit UNKNOWN, value = statDurationSeconds.
     msg = ft_pb2.RateLimitStrategy(name="rate-limit-foo", threshold=3, stat_duration=5)
-    strategy = RateLimitStrategy.from_proto(msg, name="ignored", namespace="default", app="foo-app")
+    strategy = from_proto(RateLimitStrategy, msg, name="ignored", namespace="default", app="foo-app")
     assert strategy.name == "rate-limit-foo"
     assert strategy.metadata.labels == {"app": "foo-app"}
     assert strategy.spec.limitMode is LimitMode.LOCAL
@@ -149,7 +150,7 @@ def test_rate_limit_from_proto_units() -> None:
         stat_duration_time_unit=common_pb2.MINUTE,
         limit_mode=ft_pb2.RateLimitStrategy.MODE_GLOBAL,
     )
-    strategy = RateLimitStrategy.from_proto(msg, name="r", namespace="ns", app="a")
+    strategy = from_proto(RateLimitStrategy, msg, name="r", namespace="ns", app="a")
     assert strategy.spec.statDuration == Duration("2min")
     assert strategy.spec.limitMode is LimitMode.GLOBAL
 
@@ -158,7 +159,7 @@ def test_from_proto_rejects_another_message() -> None:
     with pytest.raises(
         SpecError, match=r"expected io\.opensergo\.proto\.fault_tolerance\.v1\.RateLimitStrategy"
     ):
-        RateLimitStrategy.from_proto(ft_pb2.ThrottlingStrategy(), name="x", namespace="ns", app="a")
+        from_proto(RateLimitStrategy, ft_pb2.ThrottlingStrategy(), name="x", namespace="ns", app="a")
 
 
 # --- ThrottlingStrategy / ConcurrencyLimitStrategy ----------------------------------------------
@@ -170,9 +171,9 @@ def test_throttling_to_proto_uses_real_milliseconds() -> None:
         "spec: {minIntervalOfRequests: 20ms, queueTimeout: 1s}"
     )
     assert isinstance(strategy, ThrottlingStrategy)
-    msg = strategy.to_proto()
+    msg = to_proto(strategy)
     assert (msg.name, msg.min_interval_millis_of_requests, msg.queue_timeout_millis) == ("th", 20, 1000)
-    back = ThrottlingStrategy.from_proto(msg, name="th", namespace="default", app="a")
+    back = from_proto(ThrottlingStrategy, msg, name="th", namespace="default", app="a")
     assert back.spec == strategy.spec
 
 
@@ -184,7 +185,8 @@ def test_throttling_validation() -> None:
     )
     one(base + "spec: {minIntervalOfRequests: 0ms, queueTimeout: 1ms}")  # CRD allows a 0 interval
     with pytest.raises(SpecError, match="invalid duration"):
-        ThrottlingStrategy.from_proto(
+        from_proto(
+            ThrottlingStrategy,
             ft_pb2.ThrottlingStrategy(name="th", min_interval_millis_of_requests=-1, queue_timeout_millis=5),
             name="th",
             namespace="ns",
@@ -198,7 +200,7 @@ def test_concurrency_limit_to_proto() -> None:
         "spec: {maxConcurrency: 8, limitMode: Global}"
     )
     assert isinstance(strategy, ConcurrencyLimitStrategy)
-    msg = strategy.to_proto()
+    msg = to_proto(strategy)
     assert (msg.name, msg.max_concurrency, msg.limit_mode) == (
         "cl",
         8,
@@ -206,7 +208,7 @@ def test_concurrency_limit_to_proto() -> None:
     )
     unknown = ft_pb2.ConcurrencyLimitStrategy(name="cl", max_concurrency=2)
     assert (
-        ConcurrencyLimitStrategy.from_proto(unknown, name="x", namespace="n", app="a").spec.limitMode.value
+        from_proto(ConcurrencyLimitStrategy, unknown, name="x", namespace="n", app="a").spec.limitMode.value
         == "Local"
     )
 
@@ -225,7 +227,7 @@ ERROR = (
 
 
 def test_slow_breaker_to_proto() -> None:
-    msg = breaker(SLOW).to_proto()
+    msg = to_proto(breaker(SLOW))
     assert msg.name == "cb"
     assert msg.strategy == ft_pb2.CircuitBreakerStrategy.STRATEGY_SLOW_REQUEST_RATIO
     assert msg.trigger_ratio == pytest.approx(0.6)
@@ -238,7 +240,7 @@ def test_slow_breaker_to_proto() -> None:
 
 
 def test_error_breaker_to_proto() -> None:
-    msg = breaker(ERROR).to_proto()
+    msg = to_proto(breaker(ERROR))
     assert msg.strategy == ft_pb2.CircuitBreakerStrategy.STRATEGY_ERROR_REQUEST_RATIO
     assert msg.trigger_ratio == 0.5
     assert msg.stat_duration == 60_000
@@ -277,7 +279,7 @@ def test_breaker_from_go_control_plane() -> None:
         min_request_amount=5,
         slow_condition=ft_pb2.CircuitBreakerStrategy.CircuitBreakerSlowCondition(max_allowed_rt_millis=-1),
     )
-    strategy = CircuitBreakerStrategy.from_proto(msg, name="x", namespace="default", app="foo-app")
+    strategy = from_proto(CircuitBreakerStrategy, msg, name="x", namespace="default", app="foo-app")
     assert strategy.spec.statDuration.millis == 600
     assert strategy.spec.recoveryTimeout.millis == 50
     assert strategy.spec.slowConditions is None
@@ -286,17 +288,21 @@ def test_breaker_from_go_control_plane() -> None:
 
 def test_breaker_from_proto_needs_a_strategy() -> None:
     with pytest.raises(SpecError, match="unknown strategy"):
-        CircuitBreakerStrategy.from_proto(
-            ft_pb2.CircuitBreakerStrategy(name="cb"), name="cb", namespace="n", app="a"
+        from_proto(
+            CircuitBreakerStrategy,
+            ft_pb2.CircuitBreakerStrategy(name="cb"),
+            name="cb",
+            namespace="n",
+            app="a",
         )
 
 
 def test_breaker_round_trips_through_proto() -> None:
     for spec in (SLOW, ERROR):
         original = breaker(spec)
-        back = CircuitBreakerStrategy.from_proto(original.to_proto(), name="cb", namespace="default", app="")
+        back = from_proto(CircuitBreakerStrategy, to_proto(original), name="cb", namespace="default", app="")
         assert back.spec == original.spec
-        assert back.to_proto() == original.to_proto()
+        assert to_proto(back) == to_proto(original)
 
 
 # --- AdaptiveOverloadProtectionStrategy / HttpRequestFallbackAction --------------------------
@@ -317,7 +323,7 @@ def test_adaptive_thresholds() -> None:
     )
     assert adaptive("{metricType: SystemLoad, triggerThreshold: 8}").spec.triggerThreshold == 8.0
     assert adaptive("{metricType: SystemLoad, triggerThreshold: 8}").spec.adaptiveStrategy.value == "NONE"
-    assert adaptive("{metricType: SystemLoad, triggerThreshold: 8}").to_proto() is None
+    assert to_proto(adaptive("{metricType: SystemLoad, triggerThreshold: 8}")) is None
     base = f"{FT}\nkind: AdaptiveOverloadProtectionStrategy\nmetadata: {{name: ad}}\n"
     error = field_error(base + "spec: {metricType: CpuPercentage, triggerThreshold: 70}")
     assert error.field == "spec.triggerThreshold"
@@ -346,7 +352,7 @@ spec:
     desc = action.spec.behaviorDesc
     assert desc.responseStatusCode == 429
     assert desc.responseAdditionalHeaders[0].key == "Content-Type"
-    assert action.to_proto() is None
+    assert to_proto(action) is None
 
 
 @pytest.mark.parametrize(
@@ -390,7 +396,7 @@ spec:
 def test_rule_to_proto() -> None:
     rule = one(RULE)
     assert isinstance(rule, FaultToleranceRule)
-    msg = rule.to_proto()
+    msg = to_proto(rule)
     assert [t.target_resource_name for t in msg.targets] == ["GET:/hello", "/pkg.Svc/Method"]
     assert [(s.name, s.kind) for s in msg.strategies] == [
         ("rl", "RateLimitStrategy"),
@@ -404,13 +410,13 @@ def test_rule_fallback_action_as_bare_name() -> None:
     rule = one(RULE.replace("{name: fb, kind: HttpRequestFallbackAction}", "fb"))
     assert isinstance(rule, FaultToleranceRule)
     assert rule.spec.fallbackAction is not None and rule.spec.fallbackAction.name == "fb"
-    assert rule.to_proto().action.kind == "HttpRequestFallbackAction"
+    assert to_proto(rule).action.kind == "HttpRequestFallbackAction"
 
 
 def test_rule_without_fallback_sends_no_action() -> None:
     rule = one(RULE.replace("  fallbackAction: {name: fb, kind: HttpRequestFallbackAction}\n", ""))
     assert isinstance(rule, FaultToleranceRule)
-    assert not rule.to_proto().HasField("action")
+    assert not to_proto(rule).HasField("action")
 
 
 def test_rule_accepts_every_strategy_kind() -> None:
@@ -440,6 +446,6 @@ def test_rule_needs_targets_and_strategies() -> None:
 def test_rule_from_proto() -> None:
     rule = one(RULE)
     assert isinstance(rule, FaultToleranceRule)
-    back = FaultToleranceRule.from_proto(rule.to_proto(), name="demo-rule-0", namespace="default", app="demo")
+    back = from_proto(FaultToleranceRule, to_proto(rule), name="demo-rule-0", namespace="default", app="demo")
     assert back.name == "demo-rule-0"
     assert back.spec == rule.spec

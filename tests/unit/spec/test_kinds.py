@@ -10,7 +10,7 @@ from opensergo.spec import (
     TrafficRouter,
     all_kinds,
     by_api_version_kind,
-    by_full_name,
+    by_full_kind,
     by_resource,
     lookup,
 )
@@ -37,7 +37,7 @@ UPSTREAM_KINDS = {
 def test_registry_shape() -> None:
     kinds = all_kinds()
     assert len(kinds) == 19  # 7 fault-tolerance, 3 traffic, 8 database, 1 discovery
-    assert len({k.full_name for k in kinds}) == len(kinds)
+    assert len({k.full_kind for k in kinds}) == len(kinds)
     assert len({k.model for k in kinds}) == len(kinds)
     for k in kinds:
         assert (k.group, k.version, k.kind, k.plural) == (
@@ -50,13 +50,13 @@ def test_registry_shape() -> None:
 
 
 def test_upstream_payload_types() -> None:
-    with_proto = {k.full_name: k.type_url for k in all_kinds() if k.proto is not None}
+    with_proto = {k.full_kind: k.type_url for k in all_kinds() if k.proto is not None}
     assert with_proto == {name: f"type.googleapis.com/{msg}" for name, msg in UPSTREAM_KINDS.items()}
     assert lookup("AdaptiveOverloadProtectionStrategy").type_url is None
 
 
 def test_kind_info_properties() -> None:
-    info = by_full_name("fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
+    info = by_full_kind("fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
     assert isinstance(info, KindInfo)
     assert info.model is RateLimitStrategy
     assert info.proto is ft_pb2.RateLimitStrategy
@@ -71,7 +71,7 @@ def test_kind_info_properties() -> None:
 
 
 def test_lookups() -> None:
-    rls = by_full_name("fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
+    rls = by_full_kind("fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")
     assert by_resource("fault-tolerance.opensergo.io", "v1alpha1", "ratelimitstrategies") is rls
     assert by_api_version_kind("fault-tolerance.opensergo.io/v1alpha1", "RateLimitStrategy") is rls
     for name in (
@@ -93,7 +93,7 @@ def test_unknown_kinds_raise_key_error_with_suggestions() -> None:
     with pytest.raises(KeyError, match="unknown kind"):
         lookup("nothing-like-it")
     with pytest.raises(KeyError):
-        by_full_name("RateLimitStrategy")  # the full name is required here
+        by_full_kind("RateLimitStrategy")  # the full name is required here
     with pytest.raises(KeyError):
         by_resource("fault-tolerance.opensergo.io", "v1", "ratelimitstrategies")
     with pytest.raises(KeyError):

@@ -8,7 +8,13 @@ from envoy.config.route.v3 import route_pb2
 
 from opensergo.proto.router.v1 import route_fallback_pb2
 from opensergo.spec import SpecErrors, TrafficLane, TrafficRouter, VirtualWorkload, parse_documents
-from opensergo.spec.traffic import CLUSTER_FALLBACK_PLUGIN, cluster_name, parse_cluster_name, service_fqdn
+from opensergo.spec.upstream.codec import from_proto, to_proto
+from opensergo.spec.upstream.traffic import (
+    CLUSTER_FALLBACK_PLUGIN,
+    cluster_name,
+    parse_cluster_name,
+    service_fqdn,
+)
 
 from .conftest import SAMPLES, one
 
@@ -30,7 +36,7 @@ def router(text: str) -> TrafficRouter:
 
 
 def routes_of(text: str) -> list[Any]:
-    config: Any = router(text).to_proto()
+    config: Any = to_proto(router(text))
     [vhost] = config.virtual_hosts
     return list(vhost.routes)
 
@@ -40,7 +46,7 @@ def simple(http: str, name: str = "r", namespace: str = "default") -> str:
 
 
 def test_sample_to_route_configuration() -> None:
-    config: Any = router(CP_SAMPLE).to_proto()
+    config: Any = to_proto(router(CP_SAMPLE))
     assert isinstance(config, route_pb2.RouteConfiguration)
     assert config.name == "service-provider"
     [vhost] = config.virtual_hosts
@@ -153,9 +159,9 @@ def test_output_is_deterministic() -> None:
     http = """    - match: [{headers: {z: {exact: '1'}, a: {exact: '2'}, m: {exact: '3'}}}]
       route: [{destination: {host: svc}}]
 """
-    first = router(simple(http)).to_proto().SerializeToString(deterministic=True)
+    first = to_proto(router(simple(http))).SerializeToString(deterministic=True)
     reordered = http.replace("z: {exact: '1'}, a: {exact: '2'}", "a: {exact: '2'}, z: {exact: '1'}")
-    assert router(simple(reordered)).to_proto().SerializeToString(deterministic=True) == first
+    assert to_proto(router(simple(reordered))).SerializeToString(deterministic=True) == first
 
 
 def test_weighted_clusters() -> None:
@@ -177,10 +183,12 @@ def test_weighted_clusters() -> None:
 
 
 def test_single_destination_with_port_and_fqdn() -> None:
-    config: Any = router(
-        f"{TR}metadata: {{name: r, namespace: prod}}\nspec:\n  hosts: [svc, other.example.com]\n  http:\n"
-        "    - route: [{destination: {host: svc, port: {number: 9000}}, weight: 30}]\n"
-    ).to_proto()
+    config: Any = to_proto(
+        router(
+            f"{TR}metadata: {{name: r, namespace: prod}}\nspec:\n  hosts: [svc, other.example.com]\n  http:\n"
+            "    - route: [{destination: {host: svc, port: {number: 9000}}, weight: 30}]\n"
+        )
+    )
     [vhost] = config.virtual_hosts
     assert list(vhost.domains) == ["svc.prod.svc.cluster.local", "other.example.com"]
     assert vhost.routes[0].route.cluster == "outbound|9000||svc.prod.svc.cluster.local"  # weight ignored
@@ -225,9 +233,9 @@ def test_round_trip_through_route_configuration() -> None:
 """
     )
     original = router(text)
-    back = TrafficRouter.from_proto(original.to_proto(), name="r", namespace="default", app="svc")
+    back = from_proto(TrafficRouter, to_proto(original), name="r", namespace="default", app="svc")
     assert back.spec == original.spec
-    assert back.to_proto() == original.to_proto()
+    assert to_proto(back) == to_proto(original)
 
 
 def test_from_go_control_plane_route_configuration() -> None:
@@ -249,7 +257,7 @@ def test_from_go_control_plane_route_configuration() -> None:
             )
         ],
     )
-    tr = TrafficRouter.from_proto(config, name="x", namespace="default", app="service-provider")
+    tr = from_proto(TrafficRouter, config, name="x", namespace="default", app="service-provider")
     assert tr.name == "service-provider"
     assert tr.spec.hosts == ["service-provider"]
     first, second = tr.spec.http
@@ -369,7 +377,7 @@ def test_virtual_workload() -> None:
     v2 = vw.spec.subset("v2")
     assert v2 is not None and v2.labels == {"version": "v2"}
     assert vw.spec.subset("v3") is None
-    assert vw.to_proto() is None
+    assert to_proto(vw) is None
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,8 @@ import pickle
 import pytest
 
 from opensergo.proto.common.v1 import common_pb2
-from opensergo.spec.units import Duration, Ratio, format_millis, parse_duration_millis, time_unit_to_millis
+from opensergo.spec.units import Duration, Ratio, format_millis, parse_duration_millis
+from opensergo.spec.upstream.faulttolerance import time_unit_to_millis
 
 pytestmark = pytest.mark.unit
 

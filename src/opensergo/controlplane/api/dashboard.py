@@ -207,7 +207,7 @@ async def rules(
     needle = (q or "").lower()
     items = []
     for info in selected:
-        for obj in await ctx.store.list(info.full_name, namespace or None):
+        for obj in await ctx.store.list(info.full_kind, namespace or None):
             app = body_app(obj.body)
             if not caller.can_view(obj.namespace) or not _matches(obj, app, app_name, needle):
                 continue
@@ -221,7 +221,7 @@ async def rules(
                     "resourceVersion": str(obj.revision),
                     "generation": meta.get("generation"),
                     "created": meta.get("creationTimestamp"),
-                    "rollout": rollout(obj.namespace, app, info.full_name, obj.revision, index)["summary"],
+                    "rollout": rollout(obj.namespace, app, info.full_kind, obj.revision, index)["summary"],
                 }
             )
     items.sort(key=lambda r: (r["namespace"], r["kind"], r["name"]))
@@ -292,7 +292,7 @@ async def check(ctx: ApiContext, text: str, default_ns: str, caller: Principal) 
     except _Invalid as err:
         return {"valid": False, "errors": [_error(text, err.field, err.message, err.where)]}
     namespace = str(body["metadata"].get("namespace") or default_ns)
-    current = await ctx.store.get(kind.full_name, namespace, name) if caller.can_view(namespace) else None
+    current = await ctx.store.get(kind.full_kind, namespace, name) if caller.can_view(namespace) else None
     try:
         checked = validate_object(kind, namespace, body, name, current.body if current else None)
     except ApiError as err:
@@ -319,7 +319,7 @@ async def check(ctx: ApiContext, text: str, default_ns: str, caller: Principal) 
         "resourceVersion": str(current.revision) if current else None,
         "path": resource_path(kind, namespace, name),
         "canWrite": caller.can(
-            namespace, Role.ADMIN if kind.full_name == INSTANCE_KIND.full_name else Role.EDITOR
+            namespace, Role.ADMIN if kind.full_kind == INSTANCE_KIND.full_kind else Role.EDITOR
         ),
         "diff": diff(current.body if current else None, checked),
         "object": redact(checked),

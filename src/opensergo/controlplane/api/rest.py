@@ -90,7 +90,7 @@ async def api_kinds() -> dict[str, Any]:
                 "kind": k.kind,
                 "plural": k.plural,
                 "shortNames": list(k.short_names),
-                "fullName": k.full_name,
+                "fullName": k.full_kind,
                 "typeUrl": k.type_url,
             }
             for k in kinds.all_kinds()
@@ -107,7 +107,7 @@ async def list_all_namespaces(
 ) -> dict[str, Any]:
     kind = _kind(group, version, plural)
     revision = ctx.store.revision
-    items = [o for o in await ctx.store.list(kind.full_name) if caller.can_view(o.namespace)]
+    items = [o for o in await ctx.store.list(kind.full_kind) if caller.can_view(o.namespace)]
     return _list_body(kind, items, revision)
 
 
@@ -129,7 +129,7 @@ async def list_or_watch(
             _watch_stream(store, kind, namespace, since), media_type="application/x-ndjson"
         )
     revision = store.revision
-    return _list_body(kind, await store.list(kind.full_name, namespace), revision)
+    return _list_body(kind, await store.list(kind.full_kind, namespace), revision)
 
 
 async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int) -> AsyncIterator[bytes]:
@@ -137,7 +137,7 @@ async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int
         if isinstance(event, Bookmark):
             continue
         obj = event.object
-        if obj.kind != kind.full_name or obj.namespace != namespace:
+        if obj.kind != kind.full_kind or obj.namespace != namespace:
             continue
         yield (json.dumps({"type": event.type.value, "object": redact(obj.body)}) + "\n").encode()
 
@@ -158,7 +158,7 @@ async def create(
     if dryRun:
         return JSONResponse(redact(body), status_code=201)
     try:
-        stored = await ctx.store.put(kind.full_name, namespace, name, body, create_only=True)
+        stored = await ctx.store.put(kind.full_kind, namespace, name, body, create_only=True)
     except ConflictError as err:
         raise ApiError(409, "AlreadyExists", str(err)) from None
     return JSONResponse(redact(stored.body), status_code=201)
@@ -169,7 +169,7 @@ async def get(
     group: str, version: str, namespace: str, plural: str, name: str, ctx: Context
 ) -> dict[str, Any]:
     kind = _kind(group, version, plural)
-    stored = await ctx.store.get(kind.full_name, namespace, name)
+    stored = await ctx.store.get(kind.full_kind, namespace, name)
     if stored is None:
         raise _object_not_found(kind, namespace, name)
     return dict(redact(stored.body))
@@ -188,14 +188,14 @@ async def replace(
 ) -> JSONResponse:
     kind = _kind(group, version, plural)
     raw = await read_body(request)
-    existing = await ctx.store.get(kind.full_name, namespace, name)
+    existing = await ctx.store.get(kind.full_kind, namespace, name)
     body = validate_object(kind, namespace, raw, name, existing.body if existing else None)
     expected = expected_revision(body)
     status = 200 if existing else 201
     if dryRun:
         return JSONResponse(redact(body), status_code=status)
     try:
-        stored = await ctx.store.put(kind.full_name, namespace, name, body, expected_revision=expected)
+        stored = await ctx.store.put(kind.full_kind, namespace, name, body, expected_revision=expected)
     except ConflictError as err:
         raise ApiError(409, "Conflict", str(err)) from None
     return JSONResponse(redact(stored.body), status_code=status)
@@ -214,11 +214,11 @@ async def delete(
     kind = _kind(group, version, plural)
     try:
         if dryRun:
-            stored = await ctx.store.get(kind.full_name, namespace, name)
+            stored = await ctx.store.get(kind.full_kind, namespace, name)
             if stored is None:
                 raise NotFoundError(name)
             return dict(redact(stored.body))
-        return dict(redact((await ctx.store.delete(kind.full_name, namespace, name)).body))
+        return dict(redact((await ctx.store.delete(kind.full_kind, namespace, name)).body))
     except NotFoundError:
         raise _object_not_found(kind, namespace, name) from None
 
@@ -229,10 +229,10 @@ async def history_of(
 ) -> dict[str, Any]:
     """Every recorded change of the object, newest first, with the body it left."""
     kind = _kind(group, version, plural)
-    events = await ctx.store.history(kind.full_name, namespace, name)
+    events = await ctx.store.history(kind.full_kind, namespace, name)
     if not events:
         raise not_found(f'{kind.plural} "{name}" has no history in namespace {namespace}')
-    current = await ctx.store.get(kind.full_name, namespace, name)
+    current = await ctx.store.get(kind.full_kind, namespace, name)
     items = [
         {
             "revision": e.revision,
@@ -277,11 +277,11 @@ async def rollback(
     kind = _kind(group, version, plural)
     data = await read_body(request)
     revision = _requested_revision(data)
-    events = {e.revision: e for e in await ctx.store.history(kind.full_name, namespace, name)}
+    events = {e.revision: e for e in await ctx.store.history(kind.full_kind, namespace, name)}
     event = events.get(revision)
     if event is None or event.type.value == "DELETED":
         raise not_found(f"{kind.kind} {namespace}/{name} has no version {revision}")
-    current = await ctx.store.get(kind.full_name, namespace, name)
+    current = await ctx.store.get(kind.full_kind, namespace, name)
     body = validate_object(kind, namespace, _user_metadata(event.object.body), name)
     expected = expected_revision({"metadata": {"resourceVersion": data.get("resourceVersion")}})
     if expected is None and current is not None:
@@ -291,7 +291,7 @@ async def rollback(
         return {"dryRun": True, "diff": changes, "object": redact(body)}
     try:
         stored = await ctx.store.put(
-            kind.full_name, namespace, name, body, expected_revision=expected or None
+            kind.full_kind, namespace, name, body, expected_revision=expected or None
         )
     except ConflictError as err:
         raise ApiError(409, "Conflict", str(err)) from None
@@ -305,12 +305,12 @@ async def rollout_of(
     """Which subscribed clients ACKed, NACKed (with the message) or have yet to answer the
     object's current version."""
     kind = _kind(group, version, plural)
-    stored = await ctx.store.get(kind.full_name, namespace, name)
+    stored = await ctx.store.get(kind.full_kind, namespace, name)
     if stored is None:
         raise _object_not_found(kind, namespace, name)
     index = index_subscriptions(await all_clients(ctx.store, ctx.transport, ctx.replica_id))
     app_name = body_app(stored.body)
-    result = rollout(namespace, app_name, kind.full_name, stored.revision, index)
+    result = rollout(namespace, app_name, kind.full_kind, stored.revision, index)
     result.update(kind=kind.kind, namespace=namespace, name=name)
     if not app_name:
         result["note"] = "no app: set metadata.labels.app (or spec.selector.app) to deliver this object"

@@ -57,7 +57,7 @@ def _with_url_metadata(
     body.setdefault("kind", kind.kind)
     if body.get("apiVersion") != kind.api_version or body.get("kind") != kind.kind:
         raise bad_request(
-            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_name}"
+            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_kind}"
         )
     return body
 

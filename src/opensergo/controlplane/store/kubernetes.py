@@ -54,7 +54,7 @@ from opensergo.controlplane.store.base import (
     WatchEvent,
     WatchEvents,
 )
-from opensergo.spec.kinds import KindInfo, all_kinds, by_full_name
+from opensergo.spec.kinds import KindInfo, all_kinds, by_full_kind
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class KubernetesStore:
         meta = item.get("metadata") or {}
         revision = revision_of(meta.get("resourceVersion"))
         self._seen(revision)
-        return StoredObject(info.full_name, meta.get("namespace", ""), meta.get("name", ""), item, revision)
+        return StoredObject(info.full_kind, meta.get("namespace", ""), meta.get("name", ""), item, revision)
 
     @staticmethod
     def _request_body(info: KindInfo, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -199,7 +199,7 @@ class KubernetesStore:
     # --- reads ---
 
     async def get(self, kind: str, namespace: str, name: str) -> StoredObject | None:
-        info = by_full_name(kind)
+        info = by_full_kind(kind)
         try:
             item = await self._custom.get_namespaced_custom_object(
                 info.group, info.version, namespace, info.plural, name
@@ -225,7 +225,7 @@ class KubernetesStore:
         return items, list_revision
 
     async def list(self, kind: str | None = None, namespace: str | None = None) -> list[StoredObject]:
-        kinds = [by_full_name(kind)] if kind is not None else list(self._kinds)
+        kinds = [by_full_kind(kind)] if kind is not None else list(self._kinds)
         objects: list[StoredObject] = []
         for info in kinds:
             objects.extend((await self._list_kind(info, namespace))[0])
@@ -244,7 +244,7 @@ class KubernetesStore:
         create_only: bool = False,
         ttl: float | None = None,
     ) -> StoredObject:
-        info = by_full_name(kind)
+        info = by_full_kind(kind)
         request = self._request_body(info, namespace, name, body)
         what = f"{kind} {namespace}/{name}"
         if create_only or expected_revision == 0:
@@ -315,7 +315,7 @@ class KubernetesStore:
     async def delete(
         self, kind: str, namespace: str, name: str, *, expected_revision: int | None = None
     ) -> StoredObject:
-        info = by_full_name(kind)
+        info = by_full_kind(kind)
         what = f"{kind} {namespace}/{name}"
         for _ in range(16):
             current = await self.get(kind, namespace, name)
@@ -353,7 +353,7 @@ class KubernetesStore:
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         """Merge ``status`` (e.g. ``{"acked": 3, "nacked": 0, "pending": 1}``) into the object's
         status subresource. Raises NotFoundError."""
-        info = by_full_name(kind)
+        info = by_full_kind(kind)
         try:
             item = await self._custom.patch_namespaced_custom_object_status(
                 info.group,
@@ -381,7 +381,7 @@ class KubernetesStore:
         for info in self._kinds:
             events, list_revision = await self._relist(info, delivered, since_revision)
             replay.extend(events)
-            progress[info.full_name] = list_revision
+            progress[info.full_kind] = list_revision
         replay.sort(key=lambda e: e.revision)
         for event in replay:
             yield event
@@ -418,7 +418,7 @@ class KubernetesStore:
             elif old.revision != obj.revision:
                 events.append(WatchEvent(EventType.MODIFIED, obj, obj.revision))
             delivered[obj.key] = obj
-        for key in [k for k in delivered if k[0] == info.full_name and k not in present]:
+        for key in [k for k in delivered if k[0] == info.full_kind and k not in present]:
             gone = delivered.pop(key)
             events.append(WatchEvent(EventType.DELETED, gone, max(list_revision, gone.revision)))
         return events, list_revision
@@ -432,7 +432,7 @@ class KubernetesStore:
     ) -> None:
         """Watch one kind into ``queue`` until closed: resume after a broken connection (then a
         Bookmark), re-list after an expired resourceVersion (the difference, then a Bookmark)."""
-        kind = info.full_name
+        kind = info.full_kind
         delay = 0.05
         reconnect = gone = False
         while not self._closed:
@@ -474,7 +474,7 @@ class KubernetesStore:
         for event in events:
             self._record(event)
             queue.put_nowait(event)
-        progress[info.full_name] = max(progress[info.full_name], list_revision)
+        progress[info.full_kind] = max(progress[info.full_kind], list_revision)
         queue.put_nowait(Bookmark(min(progress.values())))
 
     def _deliver(
@@ -487,7 +487,7 @@ class KubernetesStore:
         queue: asyncio.Queue[WatchEvent | Bookmark | BaseException],
     ) -> None:
         """Queue one watch event of the API server (a BOOKMARK as a Bookmark)."""
-        kind = info.full_name
+        kind = info.full_kind
         if event_type == "BOOKMARK":
             progress[kind] = max(progress[kind], revision_of(item["metadata"]["resourceVersion"]))
             self._seen(progress[kind])
