@@ -6,8 +6,11 @@ one TCP connection). So they never land on different replicas by chance. When on
 the endpoint broken it calls :meth:`Connection.rotate`: the next endpoint is selected and the old
 channel closed, which ends the others' calls on it, and they follow on their next attempt. A
 rotation happens once per broken channel, however many users report it (each passes the
-:class:`Link` it used; a stale link rotates nothing). Every rotation makes a fresh channel, so
-grpc's own channel-level backoff never delays a reconnect beyond our schedule.
+:class:`Link` it used; a stale link rotates nothing), and not at all when another user reached
+the endpoint over that channel during the failed attempt (the endpoint is alive: a control plane
+that just came back must not be left again because one call started before it was up). Every
+rotation makes a fresh channel, so grpc's own channel-level backoff never delays a reconnect
+beyond our schedule.
 
 Between attempts each user waits a :class:`~opensergo.client.options.Backoff` delay with
 :meth:`Connection.pause`, which ends early when another user reaches the control plane
@@ -22,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -76,6 +80,7 @@ class Connection:
         self._generation = 0
         self._channels: dict[asyncio.AbstractEventLoop, grpc.aio.Channel] = {}
         self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._confirmed: tuple[int, float] = (-1, 0.0)  # generation, monotonic time of the last answer
         self.rotations = 0
         """How many times the selection moved to the next endpoint."""
 
@@ -87,6 +92,10 @@ class Connection:
     @property
     def generation(self) -> int:
         return self._generation
+
+    def moved_since(self, link: Link) -> bool:
+        """True when the selection moved on after ``link`` was taken (its channel is closed)."""
+        return link.generation != self._generation
 
     def link(self) -> Link:
         """The selected endpoint and this loop's channel to it (opened on first use)."""
@@ -103,11 +112,17 @@ class Connection:
         """A channel of the caller's own to ``endpoint``, with this connection's TLS and options."""
         return open_channel(endpoint, self.tls, self.channel_options)
 
-    async def rotate(self, link: Link) -> bool:
+    async def rotate(self, link: Link, *, attempt_started: float | None = None) -> bool:
         """``link``'s endpoint is broken: select the next one and close the old channels, unless
-        that already happened since ``link`` was taken. True if this call rotated."""
+        that already happened since ``link`` was taken, or (for an attempt that never got an
+        answer, started at ``attempt_started``, ``time.monotonic()``) another user got an answer
+        over it since. True if this call rotated."""
         with self._lock:
             if link.generation != self._generation:
+                return False
+            generation, confirmed_at = self._confirmed
+            alive = generation == link.generation and confirmed_at > (attempt_started or float("inf"))
+            if alive:
                 return False
             self._generation += 1
             self._index += 1
@@ -118,9 +133,10 @@ class Connection:
 
     def confirm(self, link: Link) -> None:
         """A call on ``link`` got an answer: wake every user waiting in :meth:`pause`."""
-        if link.generation != self._generation:
-            return
         with self._lock:
+            if link.generation != self._generation:
+                return
+            self._confirmed = (link.generation, time.monotonic())
             waiters = list(self._waiters)
         for loop, event in waiters:
             with contextlib.suppress(RuntimeError):  # that loop is closed

@@ -117,7 +117,9 @@ class SubscribeStream:
                 delay,
             )
             attempt += 1
-            await self._connection.rotate(link)
+            # A stream that never got an answer may have started just before the control plane
+            # came back: if another user reached it since, stay (see Connection.rotate).
+            await self._connection.rotate(link, attempt_started=None if healthy else started)
             await self._connection.pause(delay)
 
     async def _run_stream(self, link: Link) -> bool:

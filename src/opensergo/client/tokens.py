@@ -235,6 +235,7 @@ class TokenClient:
         attempt = 0
         while not self._stopping:
             link = self.connection.link()
+            started = time.monotonic()
             broken = False  # the transport failed: the connection should move on
             try:
                 await self._stream(link)
@@ -253,11 +254,15 @@ class TokenClient:
                 log.debug("token service %s not reachable within %.1fs", link.endpoint, CONNECT_TIMEOUT)
                 broken = True
             except Exception:
-                log.exception("token stream to %s failed", link.endpoint)
-            if self._mark_down(link.endpoint):
+                if self.connection.moved_since(link):  # e.g. grpc's "Channel is closed"
+                    log.debug("token stream to %s ended: the connection moved on", link.endpoint)
+                else:
+                    log.exception("token stream to %s failed", link.endpoint)
+            was_healthy = self._mark_down(link.endpoint)
+            if was_healthy:
                 attempt = 0
-            if broken:
-                await self.connection.rotate(link)
+            if broken:  # (an attempt that never connected stays if another user got through)
+                await self.connection.rotate(link, attempt_started=None if was_healthy else started)
             await self.connection.pause(self.connection.backoff.delay(attempt))
             attempt += 1
 
