@@ -19,7 +19,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from opensergo.client import OpenSergoClient  # noqa: E402
+from opensergo.client import OpenSergoClient, Snapshot  # noqa: E402
 from tests.helpers import ControlPlaneProcess  # noqa: E402
 
 KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
@@ -37,7 +37,7 @@ def body(threshold: int) -> dict[str, object]:
 
 async def measure(cp: ControlPlaneProcess, subscribers: int, rounds: int, tmp: Path) -> list[float]:
     clients = [
-        OpenSergoClient(cp.grpc_address, app="bench-app", snapshot_dir=tmp / str(i), report_metadata=False)
+        OpenSergoClient(cp.grpc_address, app="bench-app", snapshot=Snapshot(tmp / str(i)), heartbeat=None)
         for i in range(subscribers)
     ]
     for c in clients:

@@ -23,8 +23,9 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
+from opensergo import enable_from_env
 from opensergo.client import ServiceInfo
-from opensergo.governance.runtime import current, enable_from_env
+from opensergo.governance import current
 from opensergo.integrations.asgi import OpenSergoMiddleware
 
 APP_NAME = os.environ.get("OPENSERGO_APP", "fastapi-demo")

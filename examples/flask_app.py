@@ -47,7 +47,7 @@ def flaky() -> Any:
 
 @app.get("/opensergo/status")
 def status() -> dict[str, Any]:
-    from opensergo.governance.runtime import current
+    from opensergo.governance import current
 
     governance = current()
     return governance.status() if governance is not None else {"governance": "off"}
@@ -70,8 +70,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
     if not args.plain:
+        from opensergo import enable_from_env
         from opensergo.client import ServiceInfo
-        from opensergo.governance.runtime import enable_from_env
 
         address = f"{args.host}:{args.port}"
         enable_from_env(

@@ -16,8 +16,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from opensergo.client import OpenSergoClient
-from opensergo.client.reporter import ServiceInfo
+from opensergo.client import Heartbeat, InstanceInfo, OpenSergoClient, ServiceInfo, Snapshot
 from opensergo.governance import BlockedError, Engine, guard, load_rules
 from opensergo.observability import enable_metrics
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -82,19 +81,21 @@ def sdk(
     client = OpenSergoClient(
         secured_cp.grpc_address,
         app="shop",
-        snapshot_dir=tmp_path_factory.mktemp("snap"),
-        heartbeat_interval=2.0,
+        snapshot=Snapshot(tmp_path_factory.mktemp("snap")),
+        heartbeat=Heartbeat(interval=2.0),
         service_metadata=[
             ServiceInfo(
                 protocols=["http"], listening_addresses=["127.0.0.1:8080"], service_contract=contract()
             )
         ],
-        tag="blue",
-        env="prod",
-        cluster="eu-1",
-        region="eu",
-        zone="eu-1a",
-        labels={"language": "python", "framework": "fastapi"},
+        instance=InstanceInfo(
+            tag="blue",
+            env="prod",
+            cluster="eu-1",
+            region="eu",
+            zone="eu-1a",
+            labels={"language": "python", "framework": "fastapi"},
+        ),
     )
     client.subscribe(RATE_KIND)
     client.start()

@@ -13,7 +13,7 @@ import httpx
 import pytest
 import yaml
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Heartbeat, OpenSergoClient, Snapshot
 from tests.helpers import ControlPlaneProcess, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -169,7 +169,10 @@ def test_secrets_are_never_shown_or_logged(secured: ControlPlaneProcess, tmp_pat
 
     # The data plane still receives the real password (the redacted edit kept it).
     client = OpenSergoClient(
-        secured.grpc_address, app="shop", snapshot_dir=tmp_path / "snap", heartbeat_interval=None
+        secured.grpc_address,
+        app="shop",
+        snapshot=Snapshot(tmp_path / "snap"),
+        heartbeat=Heartbeat(interval=None),
     )
     received: list[Any] = []
     client.subscribe(f"{DB}/DatabaseEndpoint", callback=lambda rules, version: received.extend(rules))

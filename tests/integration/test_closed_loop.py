@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import OpenSergoClient, Snapshot
 from tests.helpers import ControlPlaneProcess, Recorder, run_cli, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
@@ -41,7 +41,7 @@ def acked_versions(cp: ControlPlaneProcess, kind: str = RATE_KIND) -> list[int |
 
 
 def new_client(cp: ControlPlaneProcess, snapshots: Path, **kw: Any) -> OpenSergoClient:
-    return OpenSergoClient(cp.grpc_address, app="foo-app", snapshot_dir=snapshots, **kw)
+    return OpenSergoClient(cp.grpc_address, app="foo-app", snapshot=Snapshot(snapshots), **kw)
 
 
 def test_apply_update_delete(control_plane: ControlPlaneProcess, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Heartbeat, OpenSergoClient, ServiceInfo
 from opensergo.spec.base import Resource
 from tests.helpers import ControlPlaneProcess, spawn_python, wait_until
 
@@ -37,7 +37,7 @@ def test_register_discover_and_expire_on_stream_break(
     seen: list[list[Resource]] = []
     try:
         with OpenSergoClient(
-            control_plane.grpc_address, app="consumer", persist_snapshot=False, report_metadata=False
+            control_plane.grpc_address, app="consumer", snapshot=None, heartbeat=None
         ) as consumer:
             consumer.subscribe(
                 INSTANCE_KIND, app="provider", callback=lambda items, version: seen.append(items)
@@ -75,8 +75,8 @@ def test_ttl_expiry_without_stream(tmp_path: Path) -> None:
         client = OpenSergoClient(
             cp.grpc_address,
             app="lonely",
-            heartbeat_interval=0.3,
-            persist_snapshot=False,
+            heartbeat=Heartbeat(interval=0.3),
+            snapshot=None,
             service_metadata=[ServiceInfo(protocols=["grpc"], listening_addresses=["127.0.0.1:9000"])],
         )
         client.start()
@@ -100,7 +100,7 @@ def test_loopback_address_is_rejected_by_default(tmp_path: Path) -> None:
         client = OpenSergoClient(
             cp.grpc_address,
             app="local",
-            persist_snapshot=False,
+            snapshot=None,
             service_metadata=[ServiceInfo(protocols=["http"], listening_addresses=["127.0.0.1:8080"])],
         )
         with client:

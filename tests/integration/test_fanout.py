@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import OpenSergoClient, Snapshot
 from tests.helpers import ControlPlaneProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -48,7 +48,7 @@ async def all_acked(http: httpx.AsyncClient, version: int) -> list[float] | None
 
 async def test_100_subscribers_converge(control_plane: ControlPlaneProcess, tmp_path: Path) -> None:
     clients = [
-        OpenSergoClient(control_plane.grpc_address, app="fanout-app", snapshot_dir=tmp_path / f"c{i}")
+        OpenSergoClient(control_plane.grpc_address, app="fanout-app", snapshot=Snapshot(tmp_path / f"c{i}"))
         for i in range(SUBSCRIBERS)
     ]
     for c in clients:

@@ -214,7 +214,7 @@ def test_two_replicas_on_kubernetes_serve_sdk_clients_and_write_rollout_status(
         cp.log_dir.mkdir()
         cp.start(timeout=60)
     a, b = replicas
-    client = OpenSergoClient(b.grpc_address, app="kube-app", namespace="team", persist_snapshot=False)
+    client = OpenSergoClient(b.grpc_address, app="kube-app", namespace="team", snapshot=None)
     client.subscribe(KIND)
     client.start()
     try:

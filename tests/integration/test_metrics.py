@@ -13,7 +13,7 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.metrics.v1 import metrics_service_pb2_grpc as ms_grpc
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Heartbeat, OpenSergoClient, Snapshot
 from opensergo.governance import BlockedError, Engine, guard, load_rules
 from opensergo.observability import enable_metrics, names
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
@@ -165,7 +165,10 @@ def test_prometheus_counts_clients_acks_nacks_and_push_latency(
     cp = control_plane
     raw_stream: RawStream | None = None
     client = OpenSergoClient(
-        cp.grpc_address, app="foo-app", snapshot_dir=tmp_path / "snap", heartbeat_interval=None
+        cp.grpc_address,
+        app="foo-app",
+        snapshot=Snapshot(tmp_path / "snap"),
+        heartbeat=Heartbeat(interval=None),
     )
     client.subscribe(f"{FT}/RateLimitStrategy")
     client.start()

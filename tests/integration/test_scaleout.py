@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Backoff, OpenSergoClient, Snapshot
 from tests.helpers import ControlPlaneProcess, EtcdCluster, put_object, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
@@ -107,10 +107,9 @@ def test_replica_killed_clients_fail_over(cluster: Cluster, tmp_path: Path) -> N
         client = OpenSergoClient(
             [cp.grpc_address for cp in order],
             app="scale-app",
-            snapshot_dir=tmp_path / f"snap{i}",
-            report_metadata=False,
-            backoff_initial=0.1,
-            backoff_max=1.0,
+            snapshot=Snapshot(tmp_path / f"snap{i}"),
+            heartbeat=None,
+            backoff=Backoff(initial=0.1, maximum=1.0),
         )
         client.subscribe(RATE)
         clients.append(client)

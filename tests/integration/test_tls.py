@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Backoff, Heartbeat, OpenSergoClient, ServiceInfo
 from opensergo.client.tls import TlsConfig
 from opensergo.client.tokens import TokenClient
 from opensergo.governance import Engine, guard, load_rules
@@ -155,9 +155,9 @@ def mtls_cp(tmp_path: Path, pki: Pki) -> Iterator[TlsControlPlane]:
 
 
 def client(cp: ControlPlaneProcess, app: str, tls: TlsConfig | None, **kw: Any) -> OpenSergoClient:
-    kw.setdefault("report_metadata", False)
+    kw.setdefault("heartbeat", None)
     return OpenSergoClient(
-        cp.grpc_address, app=app, tls=tls, persist_snapshot=False, backoff_initial=0.05, backoff_max=0.2, **kw
+        cp.grpc_address, app=app, tls=tls, snapshot=None, backoff=Backoff(initial=0.05, maximum=0.2), **kw
     )
 
 
@@ -219,20 +219,20 @@ def test_mtls_push_metadata_tokens_and_metrics(mtls_cp: TlsControlPlane, pki: Pk
     )
     accepted = OpenSergoClient.from_env(
         environ={"OPENSERGO_BOOTSTRAP": str(bootstrap)},
-        persist_snapshot=False,
+        snapshot=None,
         service_metadata=services,
         heartbeat_interval=0.5,
-        backoff_initial=0.05,
-        backoff_max=0.2,
+        backoff=Backoff(initial=0.05, maximum=0.2),
     )
     assert accepted.tls == mtls
     good, refused_rec = Recorder(), Recorder()
+    reporting = Heartbeat()
     tokens = TokenClient([mtls_cp.grpc_address], client_id="t1", tls=mtls).start()
     tokens_refused = TokenClient([mtls_cp.grpc_address], client_id="t2", tls=no_cert).start()
     try:
         with (
             accepted,
-            client(mtls_cp, "other-app", no_cert, report_metadata=True, service_metadata=services) as refused,
+            client(mtls_cp, "other-app", no_cert, heartbeat=reporting, service_metadata=services) as refused,
         ):
             accepted.subscribe(RATE_KIND, callback=good)
             refused.subscribe(RATE_KIND, callback=refused_rec)

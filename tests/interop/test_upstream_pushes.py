@@ -22,7 +22,7 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2, wrappers_pb2
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Backoff, OpenSergoClient, Snapshot
 from opensergo.proto.common.v1 import common_pb2
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft
 from opensergo.proto.router.v1 import route_fallback_pb2
@@ -199,10 +199,9 @@ def client(upstream: ScriptedControlPlane, tmp_path: Path) -> Iterator[OpenSergo
         upstream.endpoint,
         app=APP,
         identifier="py-interop",
-        snapshot_dir=tmp_path / "snapshots",
-        report_metadata=False,  # the upstream control plane serves no MetadataService
-        backoff_initial=0.05,
-        backoff_max=0.3,
+        snapshot=Snapshot(tmp_path / "snapshots"),
+        heartbeat=None,  # the upstream control plane serves no MetadataService
+        backoff=Backoff(initial=0.05, maximum=0.3),
     )
     try:
         yield sdk

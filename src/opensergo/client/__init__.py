@@ -4,23 +4,28 @@
 >>> with OpenSergoClient("127.0.0.1:10246", app="foo-app") as client:  # doctest: +SKIP
 ...     sub = client.subscribe("RateLimitStrategy", callback=lambda items, version: print(version, items))
 ...     client.wait_synced(timeout=5)
+
+Settings come in groups (:mod:`opensergo.client.options`): ``Backoff``, ``Heartbeat``,
+``Snapshot``, ``InstanceInfo``, ``Codec``, and ``TlsConfig``.
 """
 
-from opensergo.client.bootstrap import BootstrapConfig, BootstrapError, governance_enabled, load_bootstrap
-from opensergo.client.cache import CacheEntry, RuleCache
+from opensergo.client.bootstrap import BootstrapError, governance_enabled
 from opensergo.client.client import OpenSergoClient, Subscription
-from opensergo.client.connection import Backoff
+from opensergo.client.options import Backoff, Codec, Heartbeat, InstanceInfo, Snapshot
 from opensergo.client.reporter import ServiceInfo
+from opensergo.client.tls import TlsConfig, TlsError
 
 __all__ = [
     "Backoff",
-    "BootstrapConfig",
     "BootstrapError",
-    "CacheEntry",
+    "Codec",
+    "Heartbeat",
+    "InstanceInfo",
     "OpenSergoClient",
-    "RuleCache",
     "ServiceInfo",
+    "Snapshot",
     "Subscription",
+    "TlsConfig",
+    "TlsError",
     "governance_enabled",
-    "load_bootstrap",
 ]

@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opensergo.client.options import Heartbeat, InstanceInfo, Snapshot
 from opensergo.client.tls import TlsConfig, TlsError
 
 __all__ = [
@@ -101,6 +102,26 @@ class BootstrapConfig:
         """The first endpoint."""
         return self.endpoints[0]
 
+    def client_options(self) -> dict[str, Any]:
+        """What the config says, as :class:`~opensergo.client.OpenSergoClient` keywords (without
+        the endpoints and the app): ``namespace``, ``tls`` and the ``snapshot``, ``heartbeat`` and
+        ``instance`` groups, each only when the config sets it."""
+        options: dict[str, Any] = {}
+        if self.namespace is not None:
+            options["namespace"] = self.namespace
+        if self.tls is not None:
+            options["tls"] = self.tls
+        if self.snapshot_dir is not None:
+            options["snapshot"] = Snapshot(directory=self.snapshot_dir)
+        if self.heartbeat_interval is not None:
+            options["heartbeat"] = Heartbeat(interval=self.heartbeat_interval)
+        instance = InstanceInfo(
+            tag=self.tag, cluster=self.cluster, env=self.env, region=self.region, zone=self.zone
+        )
+        if instance != InstanceInfo():
+            options["instance"] = instance
+        return options
+
 
 def governance_enabled(environ: Mapping[str, str] | None = None) -> bool:
     """True when either bootstrap variable is set to a non-blank value."""
@@ -150,32 +171,42 @@ def parse_bootstrap(
     endpoints, scheme_tls = split_endpoints(raw_endpoint, source=source)
 
     values: dict[str, Any] = {}
-    tls = _parse_tls(data.get(_TLS_KEY), source)
-    if tls is None and scheme_tls:
-        if data.get(_TLS_KEY) is False:
-            raise BootstrapError(f'{source}: "tls": false contradicts the grpcs:// or https:// endpoints')
-        tls = TlsConfig()
+    tls = _bootstrap_tls(data, scheme_tls, source)
     if tls is not None:
         values["tls"] = tls.resolve(base_dir) if base_dir is not None else tls
     for key, value in data.items():
         if key in _ENDPOINT_KEYS or key == _TLS_KEY:
             continue
-        if key in _STRING_KEYS:
-            if value is None:
-                continue
-            if not isinstance(value, str):
-                raise BootstrapError(f"{source}: {key!r} must be a string, got {type(value).__name__}")
-            if value.strip():
-                values[_STRING_KEYS[key]] = value.strip()
-        elif key in _FLOAT_KEYS:
-            if value is None:
-                continue
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise BootstrapError(f"{source}: {key!r} must be a positive number of seconds")
-            values[_FLOAT_KEYS[key]] = float(value)
+        if key in _STRING_KEYS or key in _FLOAT_KEYS:
+            parsed = _parse_value(key, value, source)
+            if parsed is not None:
+                values[_STRING_KEYS.get(key) or _FLOAT_KEYS[key]] = parsed
         else:
             _log.debug("%s: ignoring unknown bootstrap key %r", source, key)
     return BootstrapConfig(endpoints=endpoints, source=source, **values)
+
+
+def _parse_value(key: str, value: object, source: str) -> str | float | None:
+    """A string or seconds value; None when absent (null or blank)."""
+    if value is None:
+        return None
+    if key in _FLOAT_KEYS:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise BootstrapError(f"{source}: {key!r} must be a positive number of seconds")
+        return float(value)
+    if not isinstance(value, str):
+        raise BootstrapError(f"{source}: {key!r} must be a string, got {type(value).__name__}")
+    return value.strip() or None
+
+
+def _bootstrap_tls(data: Mapping[str, Any], scheme_tls: bool, source: str) -> TlsConfig | None:
+    """The TLS the bootstrap asks for: its ``"tls"`` value, else TLS by endpoint scheme."""
+    tls = _parse_tls(data.get(_TLS_KEY), source)
+    if tls is None and scheme_tls:
+        if data.get(_TLS_KEY) is False:
+            raise BootstrapError(f'{source}: "tls": false contradicts the grpcs:// or https:// endpoints')
+        tls = TlsConfig()
+    return tls
 
 
 def _parse_tls(value: object, source: str) -> TlsConfig | None:

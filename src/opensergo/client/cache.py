@@ -1,37 +1,26 @@
-"""The client's rule cache: (namespace, app, kind) -> (version, resources), plus an on-disk snapshot.
+"""The client's rule cache: (namespace, app, kind) -> (version, resources).
 
-The in-memory :class:`RuleCache` is written only by the client's event loop and read from any
-thread. The on-disk :class:`SnapshotFile` keeps the last known state so that an application that
-starts while the control plane is unreachable still gets its last rules at once.
+:class:`RuleCache` is written only by the client's event loop and read from any thread. It also
+converts itself to and from the snapshot document that :mod:`opensergo.client.snapshot` keeps on
+disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
-import os
-import re
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from opensergo.client._spec import KindLike, Parser, default_parser, full_kind
 from opensergo.common.protocol import SubscriptionKey
 from opensergo.spec.base import Resource
 
-__all__ = [
-    "SNAPSHOT_FORMAT",
-    "CacheEntry",
-    "RuleCache",
-    "SnapshotFile",
-    "default_snapshot_dir",
-]
+__all__ = ["SNAPSHOT_FORMAT", "CacheEntry", "RuleCache"]
 
 _log = logging.getLogger("opensergo.client.cache")
 
@@ -230,66 +219,3 @@ def _parse_entry(raw: object, parser: Parser) -> tuple[SubscriptionKey, int, tup
         raise ValueError("'items' must be a list")
     items = tuple(parser(item) for item in raw_items)
     return SubscriptionKey(fields["namespace"], fields["app"], fields["kind"]), version, items
-
-
-def default_snapshot_dir(environ: Mapping[str, str] | None = None) -> Path:
-    """``$OPENSERGO_SNAPSHOT_DIR``, else ``$XDG_CACHE_HOME/opensergo/snapshots``, else
-    ``~/.cache/opensergo/snapshots``."""
-    env = os.environ if environ is None else environ
-    explicit = env.get("OPENSERGO_SNAPSHOT_DIR", "").strip()
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = env.get("XDG_CACHE_HOME", "").strip()
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "opensergo" / "snapshots"
-
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-def _safe_component(value: str) -> str:
-    cleaned = _UNSAFE.sub("_", value)
-    if cleaned in ("", ".", ".."):
-        cleaned = cleaned.replace(".", "_") or "_"
-    return cleaned
-
-
-class SnapshotFile:
-    """One client's snapshot: ``<dir>/<namespace>/<app>.json``, replaced atomically on save."""
-
-    def __init__(self, directory: Path | str, *, namespace: str, app: str) -> None:
-        self.path = Path(directory) / _safe_component(namespace) / f"{_safe_component(app)}.json"
-
-    def load(self) -> dict[str, Any] | None:
-        """The stored document; None if there is none or it is unreadable/corrupt (logged)."""
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            _log.warning("cannot read snapshot %s: %s", self.path, exc)
-            return None
-        try:
-            data: Any = json.loads(text)
-        except ValueError as exc:
-            _log.warning("ignoring corrupt snapshot %s: %s", self.path, exc)
-            return None
-        if not isinstance(data, dict):
-            _log.warning("ignoring corrupt snapshot %s: not a JSON object", self.path)
-            return None
-        return data
-
-    def save(self, document: Mapping[str, Any]) -> None:
-        """Write ``document`` atomically (temporary file in the same directory, then ``os.replace``)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(document, fh, separators=(",", ":"), sort_keys=True)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise

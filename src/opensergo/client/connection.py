@@ -1,241 +1,195 @@
-"""The SubscribeConfig stream lifecycle: connect, reconnect with backoff, rotate endpoints, one writer.
+"""The SDK's one connection to the control plane: the selected endpoint, its channel, TLS, backoff.
 
-:class:`SubscribeStream` keeps exactly one ``SubscribeConfig`` bidi stream open at a time. On every
-(re)connect it asks its owner for the requests to send first (a SUBSCRIBE per active key), and it
-hands every response to its owner, sending back whatever reply the owner returns. All writes on a
-stream go through one asyncio queue drained by one writer task, so messages are never interleaved.
+The subscribe stream, the metadata reporter and the token client all talk to the endpoint this
+object has selected, over one gRPC channel per event loop (normally one loop, so one channel and
+one TCP connection). So they never land on different replicas by chance. When one of them finds
+the endpoint broken it calls :meth:`Connection.rotate`: the next endpoint is selected and the old
+channel closed, which ends the others' calls on it, and they follow on their next attempt. A
+rotation happens once per broken channel, however many users report it (each passes the
+:class:`Link` it used; a stale link rotates nothing), and not at all when another user reached
+the endpoint over that channel during the failed attempt (the endpoint is alive: a control plane
+that just came back must not be left again because one call started before it was up). Every
+rotation makes a fresh channel, so grpc's own channel-level backoff never delays a reconnect
+beyond our schedule.
 
-On failure (connect error, stream error, or the server ending the stream) it closes the channel,
-waits a backoff delay (exponential with full jitter) and tries the next endpoint. A fresh channel is
-made per attempt, so grpc's own channel-level backoff never delays us beyond our schedule.
+Between attempts each user waits a :class:`~opensergo.client.options.Backoff` delay with
+:meth:`Connection.pause`, which ends early when another user reaches the control plane
+(:meth:`Connection.confirm`): the token stream reconnects as soon as the subscribe stream is back.
+
+The token client's streams to the owner of a key (after a REDIRECT) deliberately go to another
+replica; they use :meth:`Connection.open_channel` for the same TLS and channel options.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-import random
+import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import grpc
 import grpc.aio
 
+from opensergo.client.options import DEFAULT_BACKOFF, Backoff
 from opensergo.client.tls import TlsConfig, open_channel
-from opensergo.proto.transport.v1 import protocol_pb2 as pb
-from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
 
-__all__ = ["Backoff", "ChannelOptions", "SubscribeStream"]
-
-_log = logging.getLogger("opensergo.client.connection")
+__all__ = ["ChannelOptions", "Connection", "Link", "cancelled_under_us", "describe_error"]
 
 ChannelOptions = Sequence[tuple[str, Any]]
 
-_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
+# A fresh channel otherwise waits ~1 s after its first refused connect before trying again.
+FAST_RECONNECT: ChannelOptions = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.min_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 500),
+)
 
 
-@dataclass
-class Backoff:
-    """Exponential backoff with full jitter: ``uniform(0, min(maximum, initial * multiplier**n))``."""
+class Link(NamedTuple):
+    """What one attempt uses: the selected endpoint, the selection's number, and its channel."""
 
-    initial: float = 0.2
-    maximum: float = 10.0
-    multiplier: float = 2.0
-    rng: random.Random = field(default_factory=random.Random, repr=False)
-
-    def __post_init__(self) -> None:
-        if self.initial <= 0 or self.maximum < self.initial or self.multiplier < 1:
-            raise ValueError("backoff needs 0 < initial <= maximum and multiplier >= 1")
-
-    def ceiling(self, attempt: int) -> float:
-        """The upper bound of the delay before retry number ``attempt`` (0-based)."""
-        exponent = min(attempt, 64)  # avoid float overflow; the cap applies long before
-        return float(min(self.maximum, self.initial * self.multiplier**exponent))
-
-    def delay(self, attempt: int) -> float:
-        return self.rng.uniform(0.0, self.ceiling(attempt))
+    endpoint: str
+    generation: int
+    channel: grpc.aio.Channel
 
 
-OnOpen = Callable[[], Iterable[pb.SubscribeRequest]]
-OnResponse = Callable[[pb.SubscribeResponse], pb.SubscribeRequest | None]
-
-
-class SubscribeStream:
-    """Owns the channel and the SubscribeConfig stream; reconnects until :meth:`close`."""
+class Connection:
+    """Endpoint selection, channels, rotation and backoff shared by everything that talks to the
+    control plane. Thread-safe; channels are made on (and belong to) the calling event loop."""
 
     def __init__(
         self,
         endpoints: Sequence[str],
         *,
-        on_open: OnOpen,
-        on_response: OnResponse,
-        backoff: Backoff | None = None,
-        channel_options: ChannelOptions = (),
         tls: TlsConfig | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        channel_options: ChannelOptions = (),
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
-        self._endpoints = list(endpoints)
-        self._tls = tls
-        self._on_open = on_open
-        self._on_response = on_response
-        self._backoff = backoff or Backoff()
-        self._options = list(channel_options)
-        self._queue: asyncio.Queue[pb.SubscribeRequest] | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
-        self._call: Any = None
-        self._channel: grpc.aio.Channel | None = None
-        self._endpoint_index = 0
-        self.streams_opened = 0
-        """How many streams have been opened so far (1 after the first connect)."""
-        self.endpoint: str | None = None
-        """The endpoint of the current (or last) stream."""
-        self.connected = False
-        """True while a stream is open and has exchanged at least one message."""
+        self.endpoints: tuple[str, ...] = tuple(endpoints)
+        self.tls = tls
+        self.backoff = backoff
+        options = dict(FAST_RECONNECT)
+        options.update(channel_options)
+        self.channel_options: list[tuple[str, Any]] = list(options.items())
+        self._lock = threading.Lock()
+        self._index = 0
+        self._generation = 0
+        self._channels: dict[asyncio.AbstractEventLoop, grpc.aio.Channel] = {}
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+        self._confirmed: tuple[int, float] = (-1, 0.0)  # generation, monotonic time of the last answer
+        self.rotations = 0
+        """How many times the selection moved to the next endpoint."""
 
     @property
-    def endpoints(self) -> list[str]:
-        return list(self._endpoints)
+    def endpoint(self) -> str:
+        """The selected endpoint."""
+        return self.endpoints[self._index % len(self.endpoints)]
 
-    def start(self) -> None:
-        """Start the connect loop on the running event loop."""
-        if self._task is not None:
-            return
-        self._stopping = asyncio.Event()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="opensergo-subscribe")
+    @property
+    def generation(self) -> int:
+        return self._generation
 
-    def send(self, request: pb.SubscribeRequest) -> bool:
-        """Queue ``request`` on the current stream; False (dropped) when no stream is open.
+    def moved_since(self, link: Link) -> bool:
+        """True when the selection moved on after ``link`` was taken (its channel is closed)."""
+        return link.generation != self._generation
 
-        Call on the event loop. Subscriptions are re-sent by ``on_open`` on the next stream anyway.
-        """
-        queue = self._queue
-        if queue is None:
-            return False
-        queue.put_nowait(request)
+    def link(self) -> Link:
+        """The selected endpoint and this loop's channel to it (opened on first use)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            endpoint = self.endpoint
+            channel = self._channels.get(loop)
+            if channel is None:
+                channel = open_channel(endpoint, self.tls, self.channel_options)
+                self._channels[loop] = channel
+            return Link(endpoint, self._generation, channel)
+
+    def open_channel(self, endpoint: str) -> grpc.aio.Channel:
+        """A channel of the caller's own to ``endpoint``, with this connection's TLS and options."""
+        return open_channel(endpoint, self.tls, self.channel_options)
+
+    async def rotate(self, link: Link, *, attempt_started: float | None = None) -> bool:
+        """``link``'s endpoint is broken: select the next one and close the old channels, unless
+        that already happened since ``link`` was taken, or (for an attempt that never got an
+        answer, started at ``attempt_started``, ``time.monotonic()``) another user got an answer
+        over it since. True if this call rotated."""
+        with self._lock:
+            if link.generation != self._generation:
+                return False
+            generation, confirmed_at = self._confirmed
+            alive = generation == link.generation and confirmed_at > (attempt_started or float("inf"))
+            if alive:
+                return False
+            self._generation += 1
+            self._index += 1
+            self.rotations += 1
+            channels, self._channels = self._channels, {}
+        await _close_channels(channels)
         return True
 
-    async def close(self) -> None:
-        """Stop reconnecting, cancel the stream and close the channel."""
-        if self._stopping is not None:
-            self._stopping.set()
-        task, self._task = self._task, None
-        if self._call is not None:
-            self._call.cancel()
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        channel, self._channel = self._channel, None
+    def confirm(self, link: Link) -> None:
+        """A call on ``link`` got an answer: wake every user waiting in :meth:`pause`."""
+        with self._lock:
+            if link.generation != self._generation:
+                return
+            self._confirmed = (link.generation, time.monotonic())
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # that loop is closed
+                loop.call_soon_threadsafe(event.set)
+
+    async def pause(self, delay: float) -> None:
+        """Wait ``delay`` seconds before the next attempt, less if another user reaches the
+        control plane meanwhile."""
+        event = asyncio.Event()
+        waiter = (asyncio.get_running_loop(), event)
+        with self._lock:
+            self._waiters.add(waiter)
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), delay)
+        finally:
+            with self._lock:
+                self._waiters.discard(waiter)
+
+    async def release(self) -> None:
+        """Close the calling loop's channel (when its last user stops)."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            channel = self._channels.pop(loop, None)
         if channel is not None:
             await channel.close(None)
-        self.connected = False
 
-    # -- internals ---------------------------------------------------------------------------------
-    async def _run(self) -> None:
-        assert self._stopping is not None
-        attempt = 0
-        while not self._stopping.is_set():
-            endpoint = self._endpoints[self._endpoint_index % len(self._endpoints)]
-            started = time.monotonic()
-            healthy = False
-            error: BaseException | None = None
-            try:
-                healthy = await self._run_stream(endpoint)
-            except asyncio.CancelledError as exc:
-                task = asyncio.current_task()
-                if self._stopping.is_set() or (task is not None and task.cancelling()):
-                    raise
-                error = exc  # grpc raises CancelledError when the call was cancelled under us
-            except grpc.aio.AioRpcError as exc:
-                error = exc
-            except Exception as exc:  # never let the loop die
-                _log.exception("unexpected error on the SubscribeConfig stream to %s", endpoint)
-                error = exc
-            if self._stopping.is_set():
-                break
-            if healthy or time.monotonic() - started >= self._backoff.maximum:
-                attempt = 0
-            delay = self._backoff.delay(attempt)
-            level = logging.WARNING if attempt == 0 else logging.DEBUG
-            _log.log(
-                level,
-                "SubscribeConfig stream to %s %s; reconnecting in %.2fs",
-                endpoint,
-                _describe(error) if error is not None else "ended by the server",
-                delay,
-            )
-            attempt += 1
-            self._endpoint_index += 1
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), delay)
+    def __repr__(self) -> str:
+        return f"<Connection {self.endpoint} of {list(self.endpoints)} generation {self._generation}>"
 
-    async def _run_stream(self, endpoint: str) -> bool:
-        """One stream: returns True if it ever received a message (the server was healthy)."""
-        channel = open_channel(endpoint, self._tls, self._options)
-        self._channel = channel
-        self.endpoint = endpoint
-        received = False
-        writer: asyncio.Task[None] | None = None
-        try:
-            stub = pb_grpc.OpenSergoUniversalTransportServiceStub(channel)  # type: ignore[no-untyped-call]
-            call = stub.SubscribeConfig()
-            self._call = call
-            queue: asyncio.Queue[pb.SubscribeRequest] = asyncio.Queue()
-            for request in self._on_open():
-                queue.put_nowait(request)
-            # Publish the queue in the same loop step as on_open() so no send can fall in between.
-            self._queue = queue
-            self.streams_opened += 1
-            writer = asyncio.get_running_loop().create_task(self._write_loop(call, queue))
-            _log.debug("SubscribeConfig stream %d opened to %s", self.streams_opened, endpoint)
-            while True:
-                response = await call.read()
-                if response is _EOF:
-                    return received
-                if not received:
-                    received = True
-                    self.connected = True
-                    if self.streams_opened > 1:
-                        _log.info("SubscribeConfig stream re-established to %s", endpoint)
-                try:
-                    reply = self._on_response(response)
-                except Exception:
-                    _log.exception("error handling a SubscribeResponse")
-                    continue
-                if reply is not None:
-                    queue.put_nowait(reply)
-        finally:
-            self._queue = None
-            self._call = None
-            self.connected = False
-            if writer is not None:
-                writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await writer
-            if self._channel is channel:
-                self._channel = None
+
+async def _close_channels(channels: dict[asyncio.AbstractEventLoop, grpc.aio.Channel]) -> None:
+    here = asyncio.get_running_loop()
+    for loop, channel in channels.items():
+        if loop is here:
             await channel.close(None)
-
-    async def _write_loop(self, call: Any, queue: asyncio.Queue[pb.SubscribeRequest]) -> None:
-        try:
-            while True:
-                request = await queue.get()
-                await call.write(request)
-                self.connected = True
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            # The read side sees the same failure; make sure it does not wait forever.
-            _log.debug("SubscribeConfig write failed: %s", _describe(exc))
-            call.cancel()
+        else:  # a channel belongs to its loop: close it there
+            with contextlib.suppress(RuntimeError):
+                asyncio.run_coroutine_threadsafe(channel.close(None), loop)
 
 
-def _describe(exc: BaseException) -> str:
+def cancelled_under_us() -> bool:
+    """Call in an ``except asyncio.CancelledError``: True when grpc cancelled the call (its channel
+    was closed by a rotation, or a request was written after the call ended), False when our own
+    task is being cancelled (a shutdown, which must propagate)."""
+    task = asyncio.current_task()
+    return task is not None and not task.cancelling()
+
+
+def describe_error(exc: BaseException) -> str:
+    """Short form of a failed call for logs: ``UNAVAILABLE: details`` or the exception."""
     if isinstance(exc, grpc.aio.AioRpcError):
-        return f"failed: {exc.code().name}: {exc.details() or ''}".rstrip(": ")
-    return f"failed: {type(exc).__name__}: {exc}"
+        return f"{exc.code().name}: {exc.details() or ''}".rstrip(": ")
+    if isinstance(exc, asyncio.CancelledError):
+        return "cancelled (the connection moved on)"
+    return f"{type(exc).__name__}: {exc}"

@@ -1,8 +1,11 @@
 """Metadata reporting: ``MetadataService.ReportMetadata`` at start and then on every heartbeat.
 
-Failures are logged and retried at the next beat (on the next endpoint); nothing is raised into the
-application. The reference control plane has no MetadataService, so an UNIMPLEMENTED answer is
-logged once at INFO and then only at DEBUG.
+Reports go to the endpoint the shared :class:`~opensergo.client.connection.Connection` has
+selected, over its channel: the reporter follows the subscribe stream, which moves the connection
+when the control plane is unreachable. Failures are logged and retried at the next beat; nothing
+is raised into the application. A call cut off by such a move is made again at once on the new
+endpoint. The reference control plane has no MetadataService, so an UNIMPLEMENTED answer is logged
+once at INFO and then only at DEBUG.
 """
 
 from __future__ import annotations
@@ -20,8 +23,8 @@ import grpc
 import grpc.aio
 from google.protobuf import timestamp_pb2
 
-from opensergo.client.connection import ChannelOptions
-from opensergo.client.tls import TlsConfig, open_channel
+from opensergo.client.connection import Connection, cancelled_under_us
+from opensergo.client.options import DEFAULT_HEARTBEAT, Heartbeat
 from opensergo.common.address import routable_address
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -109,35 +112,23 @@ def build_node(
 
 
 class MetadataReporter:
-    """Calls ReportMetadata now and then every ``interval`` seconds (only once if interval is None)."""
+    """Calls ReportMetadata now and then every ``heartbeat.interval`` seconds (once if None)."""
 
     def __init__(
         self,
-        endpoints: Sequence[str],
+        connection: Connection,
         *,
         app: str,
         node: sc.Node,
         services: Sequence[sc.ServiceMetadata | ServiceInfo] = (),
-        interval: float | None = 30.0,
-        timeout: float = 5.0,
-        channel_options: ChannelOptions = (),
+        heartbeat: Heartbeat = DEFAULT_HEARTBEAT,
         call_metadata: Sequence[tuple[str, str]] = (),
-        tls: TlsConfig | None = None,
     ) -> None:
-        if not endpoints:
-            raise ValueError("at least one endpoint is required")
-        self._endpoints = list(endpoints)
-        self._tls = tls
-        self._index = 0
-        self._interval = interval if interval is not None and interval > 0 else None
-        self._timeout = timeout
-        self._options = list(channel_options)
+        self._connection = connection
+        self._heartbeat = heartbeat
         self._call_metadata = tuple(call_metadata)
         self._wake: asyncio.Event | None = None
-        self._channel: grpc.aio.Channel | None = None
-        self._channel_endpoint: str | None = None
         self._task: asyncio.Task[None] | None = None
-        self._stopping: asyncio.Event | None = None
         self._unimplemented_logged = False
         self.request = sc.ReportMetadataRequest(
             app_name=app,
@@ -152,44 +143,43 @@ class MetadataReporter:
     def start(self) -> None:
         if self._task is not None:
             return
-        self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self._run(), name="opensergo-report-metadata")
 
     async def close(self) -> None:
-        if self._stopping is not None:
-            self._stopping.set()
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self._close_channel()
 
     async def report_once(self) -> bool:
         """One ReportMetadata call; True on success. Never raises (except cancellation)."""
-        endpoint = self._endpoints[self._index % len(self._endpoints)]
-        if self._channel is None or self._channel_endpoint != endpoint:
-            await self._close_channel()
-            self._channel = open_channel(endpoint, self._tls, self._options)
-            self._channel_endpoint = endpoint
-        stub = sc_grpc.MetadataServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        try:
-            await stub.ReportMetadata(self.request, timeout=self._timeout, metadata=self._call_metadata)
-        except asyncio.CancelledError:
-            raise
-        except grpc.aio.AioRpcError as exc:
-            self._failed(endpoint, exc.code(), exc.details() or "")
-            return False
-        except Exception as exc:
-            self._failed(endpoint, None, f"{type(exc).__name__}: {exc}")
-            return False
-        if self._consecutive_failures:
-            _log.info("ReportMetadata to %s succeeded again", endpoint)
-        self.reports_ok += 1
-        self._consecutive_failures = 0
-        self.last_error = None
-        return True
+        for _ in range(2):  # a second try only when the connection moved under the first
+            link = self._connection.link()
+            stub = sc_grpc.MetadataServiceStub(link.channel)  # type: ignore[no-untyped-call]
+            try:
+                await stub.ReportMetadata(
+                    self.request, timeout=self._heartbeat.timeout, metadata=self._call_metadata
+                )
+            except asyncio.CancelledError:
+                if not cancelled_under_us():
+                    raise
+                continue
+            except grpc.aio.AioRpcError as exc:
+                self._failed(link.endpoint, exc.code(), exc.details() or "")
+                return False
+            except Exception as exc:
+                self._failed(link.endpoint, None, f"{type(exc).__name__}: {exc}")
+                return False
+            if self._consecutive_failures:
+                _log.info("ReportMetadata to %s succeeded again", link.endpoint)
+            self.reports_ok += 1
+            self._consecutive_failures = 0
+            self.last_error = None
+            return True
+        self._failed(self._connection.endpoint, None, "cancelled: the connection moved twice")
+        return False
 
     def _failed(self, endpoint: str, code: grpc.StatusCode | None, details: str) -> None:
         self.reports_failed += 1
@@ -200,18 +190,10 @@ class MetadataReporter:
             self._unimplemented_logged = True
             _log.log(level, "control plane %s does not implement ReportMetadata", endpoint)
             return
-        # Try the next endpoint at the next beat.
-        self._index += 1
         level = logging.WARNING if self._consecutive_failures == 1 else logging.DEBUG
         _log.log(
             level, "ReportMetadata to %s failed: %s (retrying at the next beat)", endpoint, self.last_error
         )
-
-    async def _close_channel(self) -> None:
-        channel, self._channel = self._channel, None
-        self._channel_endpoint = None
-        if channel is not None:
-            await channel.close(None)
 
     def report_soon(self) -> None:
         """Report now instead of at the next beat (e.g. after a reconnect). Call on the loop."""
@@ -219,11 +201,12 @@ class MetadataReporter:
             self._wake.set()
 
     async def _run(self) -> None:
-        assert self._stopping is not None and self._wake is not None
-        while not self._stopping.is_set():
+        assert self._wake is not None
+        interval = self._heartbeat.interval
+        while True:
             self._wake.clear()
             await self.report_once()
-            if self._interval is None:
+            if interval is None:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                await asyncio.wait_for(self._wake.wait(), interval)

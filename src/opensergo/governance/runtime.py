@@ -2,7 +2,7 @@
 
 ::
 
-    from opensergo.governance.runtime import enable_from_env
+    from opensergo import enable_from_env
 
     governance = enable_from_env(app="foo-app")  # None when OPENSERGO_BOOTSTRAP* is not set
 
@@ -22,9 +22,8 @@ subscribes to the app's own ``ServiceInstance`` objects and keeps
 :meth:`Engine.set_instance_count` equal to the number of live instances, so GlobalToLocal rate
 limits re-divide their threshold as instances join and leave.
 
-This module also holds what the HTTP and gRPC integrations share: the default block response,
-how a :class:`BlockedError` is rendered, and :class:`ErrorStatus`, the error reported to circuit
-breakers for a 5xx response or a non-OK gRPC status.
+Global rate limits (``limitMode: Global``) lease tokens through the client's token client
+(:meth:`OpenSergoClient.token_client`), which shares the client's connection and loop thread.
 """
 
 from __future__ import annotations
@@ -41,20 +40,13 @@ from opensergo.client.bootstrap import governance_enabled
 from opensergo.client.client import OpenSergoClient, Subscription
 from opensergo.client.tokens import TokenClient
 from opensergo.governance.api import default_engine
-from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import KINDS, Engine
-from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.spec.base import Resource
 from opensergo.spec.discovery import ServiceInstance
 
 __all__ = [
-    "DEFAULT_BLOCK_BODY",
-    "DEFAULT_BLOCK_RESPONSE",
-    "BlockHandler",
-    "ErrorStatus",
     "Governance",
     "attach",
-    "block_response",
     "current",
     "disable",
     "enable_from_env",
@@ -63,45 +55,6 @@ __all__ = [
 log = logging.getLogger("opensergo.governance.runtime")
 
 INSTANCE_KIND = ServiceInstance.KIND
-
-DEFAULT_BLOCK_BODY = "Blocked by OpenSergo (flow limiting)"
-DEFAULT_BLOCK_RESPONSE = FallbackResponse(
-    status=429,
-    body=DEFAULT_BLOCK_BODY,
-    headers=(("content-type", "text/plain; charset=utf-8"),),
-    name="default",
-)
-"""What a blocked HTTP request gets when its rule has no fallback action (Sentinel's default)."""
-
-BlockHandler = Callable[[BlockedError], FallbackResponse | None]
-"""Renders a block: return the response to send, or None for the default rendering."""
-
-
-def block_response(
-    error: BlockedError,
-    default: FallbackResponse = DEFAULT_BLOCK_RESPONSE,
-    handler: BlockHandler | None = None,
-) -> FallbackResponse:
-    """The response for a blocked HTTP request: ``handler``'s, else the rule's fallback action,
-    else ``default``."""
-    if handler is not None:
-        chosen = handler(error)
-        if chosen is not None:
-            return chosen
-    return error.fallback if error.fallback is not None else default
-
-
-class ErrorStatus(Exception):
-    """Reported to circuit breakers for a response that failed without raising: an HTTP status
-    >= 500 or a non-OK gRPC status. ``status`` is the int status or the gRPC status code.
-
-    It counts as an error under the engine's default ``errors=(Exception,)``; an engine
-    configured with narrower ``errors`` must list it to count such responses.
-    """
-
-    def __init__(self, status: object, detail: str = "") -> None:
-        self.status = status
-        super().__init__(f"{status}: {detail}" if detail else str(status))
 
 
 class Governance:
@@ -123,8 +76,8 @@ class Governance:
         global_limits: bool = True,
     ) -> None:
         self.client = client
-        # limitMode Global: leases from the control plane's token service (local shares without);
-        # created when the client starts.
+        # limitMode Global: leases from the control plane's token service (local shares without),
+        # through the client's token client, taken when this starts.
         self.global_limits = global_limits
         self.tokens: TokenClient | None = None
         self.engine = engine if engine is not None else default_engine()
@@ -181,17 +134,15 @@ class Governance:
         self._stop_tokens()
 
     def _start_tokens(self) -> None:
+        # The client starts and stops its token client with itself.
         if self.global_limits and self.tokens is None:
-            self.tokens = TokenClient(
-                self.client.endpoints, client_id=self.client.identifier, tls=self.client.tls
-            ).start()
+            self.tokens = self.client.token_client()
             self.engine.set_token_source(self.tokens)
 
     def _stop_tokens(self) -> None:
         tokens, self.tokens = self.tokens, None
         if tokens is not None:
             self.engine.set_token_source(None)
-            tokens.stop()
 
     def wait_synced(self, timeout: float | None) -> bool:
         """Block until every subscription got its first live push and it was applied."""

@@ -20,7 +20,7 @@ replaces the naming with your own ``scope -> str``.
   ``opensergo.governance``) and counts it in :meth:`Engine.block_counts`.
 * Errors for circuit breakers: an exception raised by the app (re-raised after being counted)
   and a response status >= ``error_status`` (500) -- reported as
-  :class:`~opensergo.governance.runtime.ErrorStatus`.
+  :class:`~opensergo.governance.blocking.ErrorStatus`.
 * The entry ends when the app returns, i.e. after the whole (possibly streamed) body was sent,
   so RT and concurrency cover the full response.
 * Lanes: the request's traffic lane is entered from its headers for the app's duration
@@ -36,11 +36,11 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any
 
 from opensergo.governance.api import default_engine
+from opensergo.governance.blocking import DEFAULT_BLOCK_RESPONSE, BlockHandler, ErrorStatus, block_response
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
-from opensergo.governance.runtime import DEFAULT_BLOCK_RESPONSE, BlockHandler, ErrorStatus, block_response
 
 __all__ = ["OpenSergoMiddleware", "RouteResolver", "raw_path_resource"]
 

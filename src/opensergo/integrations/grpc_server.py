@@ -16,7 +16,7 @@ Each call is one entry of resource ``/package.Service/Method`` (the full method 
   logs each block at DEBUG (logger ``opensergo.governance``) and counts it.
 * Errors for circuit breakers: an exception raised by the handler, and a non-OK status set with
   ``context.abort`` / ``context.set_code`` -- every non-OK code by default, or only those in
-  ``error_codes``. A status is reported as :class:`~opensergo.governance.runtime.ErrorStatus`.
+  ``error_codes``. A status is reported as :class:`~opensergo.governance.blocking.ErrorStatus`.
 * The entry ends when the call ends: for server-streaming calls, when the response iterator is
   exhausted, fails or is closed.
 * ``grpc.aio``: the entry is taken with :meth:`Engine.aentry`, so throttling waits without
@@ -36,11 +36,11 @@ import grpc
 import grpc.aio
 
 from opensergo.governance.api import default_engine
+from opensergo.governance.blocking import ErrorStatus
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine, Entry
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark, LaneToken
-from opensergo.governance.runtime import ErrorStatus
 
 __all__ = ["AioServerInterceptor", "BlockStatus", "ServerInterceptor"]
 

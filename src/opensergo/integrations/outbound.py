@@ -19,7 +19,7 @@ fold ids into a template.
   fallback action still raise.
 * Errors for circuit breakers: transport exceptions (connect errors, timeouts, ...) and
   responses with status >= ``error_status`` (500), reported as
-  :class:`~opensergo.governance.runtime.ErrorStatus`.
+  :class:`~opensergo.governance.blocking.ErrorStatus`.
 * httpx: the entry ends when the response is closed (httpx closes it once the body is read, or
   at the end of ``with client.stream(...)``); the async transport takes the entry with
   :meth:`Engine.aentry`, so a throttled call waits without blocking the loop. requests: the
@@ -42,9 +42,9 @@ from requests.models import PreparedRequest, Response
 from requests.structures import CaseInsensitiveDict
 
 from opensergo.governance.api import default_engine
+from opensergo.governance.blocking import ErrorStatus
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine, Entry
-from opensergo.governance.runtime import ErrorStatus
 
 __all__ = [
     "AsyncGuardTransport",

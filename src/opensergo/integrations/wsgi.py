@@ -18,7 +18,7 @@ replaces the naming with your own ``environ -> str``.
   The engine logs each block at DEBUG (logger ``opensergo.governance``) and counts it.
 * A ThrottlingStrategy queues the caller by sleeping in its worker thread (WSGI is synchronous).
 * Errors for circuit breakers: an exception from the app or from its body iterable, and a
-  status >= ``error_status`` (500), reported as :class:`~opensergo.governance.runtime.ErrorStatus`.
+  status >= ``error_status`` (500), reported as :class:`~opensergo.governance.blocking.ErrorStatus`.
 * The entry ends when the body iterable is exhausted or closed (PEP 3333 ``close()``), so
   streamed responses hold their concurrency slot until they are done.
 * Lanes: the traffic lane is entered from the request headers while the app runs and while its
@@ -33,12 +33,12 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from opensergo.governance.api import default_engine
+from opensergo.governance.blocking import DEFAULT_BLOCK_RESPONSE, BlockHandler, ErrorStatus, block_response
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine, Entry
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark
-from opensergo.governance.runtime import DEFAULT_BLOCK_RESPONSE, BlockHandler, ErrorStatus, block_response
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask

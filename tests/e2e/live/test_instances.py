@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Heartbeat, OpenSergoClient, ServiceInfo
 from opensergo.governance import Engine, RateLimitedError
 from opensergo.governance.faulttolerance.engine import describe
 from opensergo.governance.runtime import attach
@@ -72,8 +72,8 @@ def test_global_to_local_share_follows_instances(control_plane: ControlPlaneProc
     client = OpenSergoClient(
         control_plane.grpc_address,
         app=APP,
-        persist_snapshot=False,
-        heartbeat_interval=0.5,
+        snapshot=None,
+        heartbeat=Heartbeat(interval=0.5),
         service_metadata=[ServiceInfo(protocols=["http"], listening_addresses=[f"127.0.0.1:{free_port()}"])],
     )
     governance = attach(client, engine)

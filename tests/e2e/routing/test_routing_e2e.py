@@ -116,9 +116,7 @@ def _logs_on_failure(request: pytest.FixtureRequest, cluster: Cluster) -> Iterat
 
 @pytest.fixture(scope="module")
 def sdk(cluster: Cluster) -> Iterator[tuple[OpenSergoClient, ServiceDirectory, httpx.Client]]:
-    client = OpenSergoClient(
-        cluster.cp.grpc_address, app="e2e-client", report_metadata=False, persist_snapshot=False
-    )
+    client = OpenSergoClient(cluster.cp.grpc_address, app="e2e-client", heartbeat=None, snapshot=None)
     client.start()
     directory = ServiceDirectory(client, initial_wait=10)
     http = httpx.Client(transport=RoutingTransport(directory), timeout=10)

@@ -13,8 +13,7 @@ import sys
 import threading
 import time
 
-from opensergo.client import OpenSergoClient
-from opensergo.client.tokens import TokenClient
+from opensergo.client import Heartbeat, OpenSergoClient
 from opensergo.governance import BlockedError, Engine
 from opensergo.governance.faulttolerance.engine import KINDS
 
@@ -26,11 +25,11 @@ def main() -> None:
     endpoint, resource, rate, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3]), float(sys.argv[4])
     hold = float(sys.argv[5]) if len(sys.argv) > 5 else 0.0
     engine = Engine()
-    client = OpenSergoClient(endpoint, app="cluster-app", persist_snapshot=False, heartbeat_interval=1.0)
+    client = OpenSergoClient(endpoint, app="cluster-app", snapshot=None, heartbeat=Heartbeat(interval=1.0))
     for kind in KINDS:
         client.subscribe(f"{FT}/{kind}", callback=lambda objs, _v, kind=kind: engine.update_kind(kind, objs))
     client.subscribe(INSTANCES, callback=lambda objs, _v: engine.set_instance_count(len(objs)))
-    tokens = TokenClient([endpoint], client_id=client.identifier).start()
+    tokens = client.token_client()  # on the client's connection: the replica its subscriptions use
     engine.set_token_source(tokens)
     client.start()
     client.wait_synced(10)
@@ -69,7 +68,6 @@ def main() -> None:
     print(json.dumps({"admitted": admitted, "blocked": blocked}), flush=True)
     if hold:
         time.sleep(hold)
-    tokens.stop()
     client.stop()
 
 

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Heartbeat, InstanceInfo, OpenSergoClient, ServiceInfo
 
 
 def main() -> None:
@@ -18,9 +18,9 @@ def main() -> None:
     client = OpenSergoClient(
         endpoint,
         app=app,
-        heartbeat_interval=0.5,
-        labels=labels,
-        persist_snapshot=False,
+        heartbeat=Heartbeat(interval=0.5),
+        instance=InstanceInfo(labels=labels),
+        snapshot=None,
         service_metadata=[ServiceInfo(protocols=["http"], listening_addresses=[f"127.0.0.1:{port}"])],
     )
     client.subscribe("fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy")

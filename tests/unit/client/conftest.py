@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Backoff, Codec, OpenSergoClient, Snapshot
 from tests.unit.client.client_fakes import ClientFactory, FakeControlPlane, fake_decoder, fake_parser
 
 
@@ -30,17 +30,15 @@ def make_client(tmp_path: Path) -> Iterator[ClientFactory]:
     def factory(endpoint: str | list[str], **kwargs: Any) -> OpenSergoClient:
         kwargs.setdefault("app", "foo-app")
         kwargs.setdefault("identifier", "test-client")
-        kwargs.setdefault("snapshot_dir", tmp_path / "snapshots")
-        kwargs.setdefault("decoder", fake_decoder)
-        kwargs.setdefault("parser", fake_parser)
-        kwargs.setdefault("backoff_initial", 0.02)
-        kwargs.setdefault("backoff_max", 0.2)
-        kwargs.setdefault("report_metadata", False)
+        kwargs.setdefault("snapshot", Snapshot(tmp_path / "snapshots"))
+        kwargs.setdefault("codec", Codec(decoder=fake_decoder, parser=fake_parser))
+        kwargs.setdefault("backoff", Backoff(initial=0.02, maximum=0.2))
+        kwargs.setdefault("heartbeat", None)
         client = OpenSergoClient(endpoint, **kwargs)
         created.append(client)
         return client
 
     yield factory
     for client in created:
-        if client.running and client._owns_loop:
+        if client.running and client._loop.owns_thread:
             client.stop()

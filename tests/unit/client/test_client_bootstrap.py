@@ -8,14 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from opensergo.client import (
-    BootstrapConfig,
-    BootstrapError,
-    OpenSergoClient,
-    governance_enabled,
-    load_bootstrap,
-)
-from opensergo.client.bootstrap import parse_endpoints
+from opensergo.client import BootstrapError, OpenSergoClient, governance_enabled
+from opensergo.client.bootstrap import BootstrapConfig, load_bootstrap, parse_endpoints
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(10)]
 

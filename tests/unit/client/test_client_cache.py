@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from opensergo.client import Backoff, RuleCache
+from opensergo.client import Backoff
 from opensergo.client._spec import KindLike, RawKind, resolve_kind
-from opensergo.client.cache import SnapshotFile, default_snapshot_dir
+from opensergo.client.cache import RuleCache
+from opensergo.client.snapshot import SnapshotFile, default_snapshot_dir
 from opensergo.client.subscriber import Callback, PushHandler, is_control_plane_reply
 from opensergo.common.protocol import SubscriptionKey
 from opensergo.proto.transport.v1 import protocol_pb2 as pb

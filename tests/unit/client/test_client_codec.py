@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from opensergo.client import OpenSergoClient
+from opensergo.client import Backoff, OpenSergoClient, Snapshot
 from opensergo.spec import codec, kinds, loader
 from opensergo.spec.base import Resource
 from tests.unit.client.client_fakes import RLS, FakeControlPlane, push, wait_until
@@ -35,10 +35,9 @@ def client_for(cp: FakeControlPlane, snapshots: Path, **kwargs: Any) -> OpenSerg
     return OpenSergoClient(
         cp.endpoint,
         app="foo-app",
-        snapshot_dir=snapshots,
-        report_metadata=False,
-        backoff_initial=0.02,
-        backoff_max=0.2,
+        snapshot=Snapshot(snapshots),
+        heartbeat=None,
+        backoff=Backoff(initial=0.02, maximum=0.2),
         **kwargs,
     )
 

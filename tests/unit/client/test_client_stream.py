@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Codec, Heartbeat, InstanceInfo, OpenSergoClient, ServiceInfo, Snapshot
+from opensergo.common.protocol import Encoding
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
 from tests.unit.client.client_fakes import (
@@ -19,6 +20,8 @@ from tests.unit.client.client_fakes import (
     FakeControlPlane,
     await_until,
     bad_any,
+    fake_decoder,
+    fake_parser,
     free_port,
     native_any,
     push,
@@ -64,7 +67,9 @@ def test_subscribe_message_shape(cp: FakeControlPlane, make_client: ClientFactor
 
 
 def test_native_encoding_label_can_be_disabled(cp: FakeControlPlane, make_client: ClientFactory) -> None:
-    client = make_client(cp.endpoint, native_encoding=False)
+    client = make_client(
+        cp.endpoint, codec=Codec(decoder=fake_decoder, parser=fake_parser, encoding=Encoding.UPSTREAM)
+    )
     with client:
         client.subscribe(RLS)
         (request,) = cp.wait_subscribes(cp.wait_stream(), 1)
@@ -345,7 +350,7 @@ def test_snapshot_written_then_served_while_control_plane_is_down(
     snapshots = tmp_path / "snap"
     port = cp.port
     assert port is not None
-    with make_client(cp.endpoint, snapshot_dir=snapshots) as first:
+    with make_client(cp.endpoint, snapshot=Snapshot(snapshots)) as first:
         first.subscribe(RLS)
         stream = cp.wait_stream()
         cp.wait_subscribes(stream, 1)
@@ -368,7 +373,7 @@ def test_snapshot_written_then_served_while_control_plane_is_down(
 
     cp.stop()
     recorder = Recorder()
-    second = make_client(cp.endpoint, snapshot_dir=snapshots)
+    second = make_client(cp.endpoint, snapshot=Snapshot(snapshots))
     second.subscribe(RLS, callback=recorder)
     second.start()
     wait_until(lambda: recorder.calls, message="the snapshot delivery")
@@ -396,7 +401,7 @@ def test_corrupt_snapshot_is_ignored(cp: FakeControlPlane, make_client: ClientFa
     (snapshots / "default").mkdir(parents=True)
     (snapshots / "default" / "foo-app.json").write_text("{not json")
     recorder = Recorder()
-    with make_client(cp.endpoint, snapshot_dir=snapshots) as client:
+    with make_client(cp.endpoint, snapshot=Snapshot(snapshots)) as client:
         client.subscribe(RLS, callback=recorder)
         stream = cp.wait_stream()
         cp.wait_subscribes(stream, 1)
@@ -422,11 +427,11 @@ def test_wait_for_version_and_wait_synced(cp: FakeControlPlane, make_client: Cli
 
 
 def test_sync_facade_lifecycle(cp: FakeControlPlane) -> None:
-    client = OpenSergoClient(cp.endpoint, app="foo-app", persist_snapshot=False, report_metadata=False)
+    client = OpenSergoClient(cp.endpoint, app="foo-app", snapshot=None, heartbeat=None)
     assert client.identifier.count("-") >= 2
     client.start()
     client.start()  # idempotent
-    thread = client._thread
+    thread = client._loop.thread
     assert thread is not None and thread.is_alive() and thread.daemon
     client.subscribe(RLS)
     cp.wait_subscribes(cp.wait_stream(), 1)
@@ -441,19 +446,16 @@ def test_sync_facade_lifecycle(cp: FakeControlPlane) -> None:
 
 
 async def test_async_usage(cp: FakeControlPlane, tmp_path: Any) -> None:
-    from tests.unit.client.client_fakes import fake_decoder, fake_parser
-
     calls: list[tuple[list[str], int]] = []
     client = OpenSergoClient(
         cp.endpoint,
         app="foo-app",
-        snapshot_dir=tmp_path,
-        decoder=fake_decoder,
-        parser=fake_parser,
-        report_metadata=False,
+        snapshot=Snapshot(tmp_path),
+        codec=Codec(decoder=fake_decoder, parser=fake_parser),
+        heartbeat=None,
     )
     async with client:
-        assert client._thread is None  # runs on this loop
+        assert client._loop.thread is None  # runs on this loop
         client.subscribe(
             RLS, callback=lambda items, version: calls.append(([r.name for r in items], version))
         )
@@ -478,14 +480,9 @@ def test_report_metadata_at_start_and_on_heartbeat(cp: FakeControlPlane, make_cl
     service = ServiceInfo(protocols=["http"], listening_addresses=["10.0.0.5:8080", ("::1", 9090)])
     with make_client(
         cp.endpoint,
-        report_metadata=True,
-        heartbeat_interval=0.2,
+        heartbeat=Heartbeat(interval=0.2),
         service_metadata=[service],
-        tag="canary",
-        cluster="c1",
-        env="prod",
-        region="r1",
-        zone="z1",
+        instance=InstanceInfo(tag="canary", cluster="c1", env="prod", region="r1", zone="z1"),
     ) as client:
         reporter = client.reporter
         assert reporter is not None
@@ -513,7 +510,7 @@ def test_report_metadata_failure_never_raises(make_client: ClientFactory) -> Non
     plane = FakeControlPlane(metadata=False)  # no MetadataService: UNIMPLEMENTED
     plane.start()
     try:
-        with make_client(plane.endpoint, report_metadata=True, heartbeat_interval=0.05) as client:
+        with make_client(plane.endpoint, heartbeat=Heartbeat(interval=0.05)) as client:
             reporter = client.reporter
             assert reporter is not None
             wait_until(lambda: reporter.reports_failed >= 2, message="two failed reports")

@@ -8,8 +8,8 @@ from pathlib import Path
 import grpc.aio
 import pytest
 
-from opensergo.client import BootstrapError, OpenSergoClient, load_bootstrap
-from opensergo.client.bootstrap import parse_endpoints, split_endpoints
+from opensergo.client import BootstrapError, OpenSergoClient
+from opensergo.client.bootstrap import load_bootstrap, parse_endpoints, split_endpoints
 from opensergo.client.tls import TlsConfig, TlsError, open_channel
 from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.governance.runtime import Governance
@@ -138,7 +138,7 @@ def test_client_takes_tls_from_argument_scheme_and_bootstrap(tmp_path: Path) -> 
     ca.write_bytes(PEM)
 
     def make(endpoint: str, tls: TlsConfig | None = None) -> OpenSergoClient:
-        return OpenSergoClient(endpoint, app="a", tls=tls, persist_snapshot=False)
+        return OpenSergoClient(endpoint, app="a", tls=tls, snapshot=None)
 
     assert make("a:1").tls is None
     by_scheme = make("grpcs://a:1,grpcs://b:2")
@@ -150,18 +150,18 @@ def test_client_takes_tls_from_argument_scheme_and_bootstrap(tmp_path: Path) -> 
 
     path = tmp_path / "bootstrap.json"
     path.write_text(json.dumps({"endpoint": "a:1", "app": "a", "tls": {"caFile": "ca.pem"}}))
-    client = OpenSergoClient.from_env(environ={FILE: str(path)}, persist_snapshot=False)
+    client = OpenSergoClient.from_env(environ={FILE: str(path)}, snapshot=None)
     assert client.tls == TlsConfig(ca_file=str(ca))
     # A file named by the bootstrap that cannot be read is a bootstrap error naming both.
     path.write_text(json.dumps({"endpoint": "a:1", "app": "a", "tls": {"caFile": "gone.pem"}}))
     with pytest.raises(BootstrapError, match=r"bootstrap\.json: TLS: cannot read the CA file '.*gone\.pem'"):
-        OpenSergoClient.from_env(environ={FILE: str(path)}, persist_snapshot=False)
-    assert OpenSergoClient.from_env(environ={FILE: str(path)}, persist_snapshot=False, tls=None).tls is None
+        OpenSergoClient.from_env(environ={FILE: str(path)}, snapshot=None)
+    assert OpenSergoClient.from_env(environ={FILE: str(path)}, snapshot=None, tls=None).tls is None
 
 
 def test_governance_gives_the_clients_tls_to_the_token_client() -> None:
     tls = TlsConfig()
-    client = OpenSergoClient("127.0.0.1:1", app="a", tls=tls, persist_snapshot=False, report_metadata=False)
+    client = OpenSergoClient("127.0.0.1:1", app="a", tls=tls, snapshot=None, heartbeat=None)
     governance = Governance(client, Engine(), instances=False)
     governance.start()
     try:

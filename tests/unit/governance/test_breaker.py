@@ -5,15 +5,8 @@ from __future__ import annotations
 import pytest
 
 from opensergo.common.clock import NS_PER_MS
-from opensergo.governance import (
-    BreakerState,
-    CircuitBreaker,
-    CircuitBreakerOpenError,
-    Engine,
-    ManualClock,
-    RuleRef,
-)
-from opensergo.governance.faulttolerance.breaker import BLOCK, PASS, PROBE
+from opensergo.governance import BreakerState, CircuitBreakerOpenError, Engine, ManualClock, RuleRef
+from opensergo.governance.faulttolerance.breaker import BLOCK, PASS, PROBE, CircuitBreaker
 from opensergo.spec import SpecErrors, parse_documents
 
 from .conftest import breaker, protect, rate_limit, rule, slow_breaker

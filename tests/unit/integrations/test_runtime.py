@@ -116,13 +116,13 @@ def test_enable_from_env_is_off_without_bootstrap() -> None:
 
 
 def test_block_response_order() -> None:
-    from opensergo.governance import BlockedError, FallbackResponse
+    from opensergo.governance import BlockedError, FallbackResponse, blocking
 
     plain = BlockedError("r", "rule", "s", "RateLimitStrategy")
-    assert runtime.block_response(plain) is runtime.DEFAULT_BLOCK_RESPONSE
+    assert blocking.block_response(plain) is blocking.DEFAULT_BLOCK_RESPONSE
     own = FallbackResponse(503, "x")
     with_action = BlockedError("r", "rule", "s", "RateLimitStrategy", own)
-    assert runtime.block_response(with_action) is own
+    assert blocking.block_response(with_action) is own
     handled = FallbackResponse(200, "h")
-    assert runtime.block_response(with_action, handler=lambda e: handled) is handled
-    assert runtime.block_response(with_action, handler=lambda e: None) is own
+    assert blocking.block_response(with_action, handler=lambda e: handled) is handled
+    assert blocking.block_response(with_action, handler=lambda e: None) is own

@@ -203,11 +203,10 @@ def test_close_unsubscribes_everything() -> None:
 
 
 def test_local_labels_from_a_real_client_object() -> None:
-    from opensergo.client import OpenSergoClient
+    from opensergo.client import InstanceInfo, OpenSergoClient
 
-    client = OpenSergoClient(
-        "127.0.0.1:1", app="web", labels={"version": "v3"}, tag="gray", zone="z1", persist_snapshot=False
-    )
+    instance = InstanceInfo(labels={"version": "v3"}, tag="gray", zone="z1")
+    client = OpenSergoClient("127.0.0.1:1", app="web", instance=instance, snapshot=None)
     d = ServiceDirectory(client, watch_lanes=False)
     assert d.local_labels == {"app": "web", "version": "v3", "tag": "gray", "zone": "z1"}
 

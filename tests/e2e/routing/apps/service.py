@@ -19,7 +19,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
-from opensergo.client import OpenSergoClient, ServiceInfo
+from opensergo.client import Heartbeat, InstanceInfo, OpenSergoClient, ServiceInfo
 from opensergo.governance.routing import ServiceDirectory, lanes
 from opensergo.integrations.httpx import RoutingTransport
 
@@ -33,10 +33,9 @@ def main() -> None:
     client = OpenSergoClient(
         endpoint,
         app=app,
-        heartbeat_interval=0.5,
-        labels=labels,
-        tag=tag,
-        persist_snapshot=False,
+        heartbeat=Heartbeat(interval=0.5),
+        instance=InstanceInfo(tag=tag, labels=labels),
+        snapshot=None,
         service_metadata=[ServiceInfo(protocols=["http"], listening_addresses=[f"127.0.0.1:{port}"])],
     )
     client.start()
