@@ -71,7 +71,7 @@ class VirtualConnection:
         return self._state.current()
 
     def needs_primary(self) -> bool:
-        if self.held or self.explicit or self.wrote or _PRIMARY.get():
+        if self.held or self.explicit or self.wrote:
             return True
         info = self.session_info
         return info is not None and bool(info.get(SESSION_WROTE))
@@ -240,19 +240,27 @@ class VirtualCursor:
     def _route(
         self, runtime: DatabaseRuntime, plan: Plan, parameters: Any, *, force_primary: bool = False
     ) -> tuple[str, bool]:
-        """(data source, on a held transactional connection?)"""
+        """(data source, on a held transactional connection?)
+
+        Writes, locking reads and everything in a transaction that needs it run on a held
+        connection; reads sent to the write source by a hint, :func:`primary` or the execution
+        option run there in autocommit and leave the connection free for the replicas again.
+        """
         conn = self._conn
         rw = runtime.readwrite
-        on_primary = force_primary or plan.primary or self.force_primary or conn.needs_primary()
+        held = force_primary or plan.statement.is_write or conn.needs_primary()
         if plan.data_source is not None:
             name = plan.data_source
         elif rw is None:
             name = runtime.default_source  # type: ignore[assignment]
-            on_primary = True
-        elif on_primary:
+            held = True
+        elif held:
             name = self._held_write(runtime)
+        elif plan.primary or self.force_primary or _PRIMARY.get():
+            name = runtime.write_source()
         else:
             name = rw.read_source()
+        on_primary = held
         shadow = runtime.shadow
         if shadow is not None and plan.shadow is not None:
             lane = _lane_manager.current() if shadow.uses_lane else None
@@ -309,7 +317,7 @@ class VirtualCursor:
                 name = runtime.write_source()
                 continue
             break
-        if plan.statement.is_write or plan.primary:
+        if plan.statement.is_write:
             conn.wrote = True
             info = conn.session_info
             if info is not None:
@@ -443,6 +451,12 @@ class VirtualCursor:
         if self._cursor is not None:
             self._close_cursor()
         self._rows = None
+
+    async def _async_soft_close(self) -> None:
+        # SQLAlchemy's asyncio result layer calls this on adapted cursors.
+        cursor = self._cursor
+        if cursor is not None and hasattr(cursor, "_async_soft_close"):
+            await cursor._async_soft_close()
 
     def nextset(self) -> bool | None:
         return None

@@ -233,6 +233,13 @@ def _before_cursor_execute(
         cursor.force_primary = True
 
 
+def _dispose_endpoints(engine: Engine) -> None:
+    state = _states.get(engine)
+    if state is not None:
+        for pool in list(state.resources.pools.values()):
+            pool.close_idle()
+
+
 def _on_checkin(dbapi_connection: Any, record: Any) -> None:
     if isinstance(dbapi_connection, VirtualConnection):
         dbapi_connection.on_checkin()
@@ -287,6 +294,7 @@ def _wire(engine: Engine, state: EngineState) -> None:
     engine._connection_cls = RoutingConnection
     event.listen(engine, "before_cursor_execute", _before_cursor_execute)
     event.listen(engine.pool, "checkin", _on_checkin)
+    event.listen(engine, "engine_disposed", _dispose_endpoints)
     _hook_sessions()
     _states[engine] = state
     weakref.finalize(engine, state.dispose)

@@ -269,6 +269,17 @@ class EndpointPool:
             for conn in idle:
                 self._close_raw(conn.dbapi)
 
+    def close_idle(self) -> None:
+        """Close the idle connections now (``engine.dispose()``); the pool stays usable."""
+        with self._lock:
+            idle = list(self._idle)
+            self._idle.clear()
+            self._size -= len(idle)
+            self._freed.notify_all()
+        for conn in idle:
+            self._close_raw(conn.dbapi)
+        self._close_pending()
+
     def _close_pending(self) -> None:
         pending, self._closing = self._closing, []
         for conn in pending:
