@@ -166,6 +166,7 @@ class MariaDBCluster:
     @staticmethod
     def replicate(replica: MariaDB, source: MariaDB) -> None:
         replica.sql(
+            "STOP SLAVE",
             f"CHANGE MASTER TO MASTER_HOST='127.0.0.1', MASTER_PORT={source.port}, MASTER_USER='repl', "
             "MASTER_PASSWORD='repl', MASTER_USE_GTID=slave_pos, MASTER_CONNECT_RETRY=1",
             "START SLAVE",
@@ -243,7 +244,9 @@ class PostgreSQL:
             return False
 
     def connect(self, database: str = "postgres", user: str = "postgres") -> Any:
-        conn = psycopg2.connect(host="127.0.0.1", port=self.port, user=user, dbname=database, connect_timeout=2)
+        conn = psycopg2.connect(
+            host="127.0.0.1", port=self.port, user=user, dbname=database, connect_timeout=2
+        )
         conn.autocommit = True
         return conn
 

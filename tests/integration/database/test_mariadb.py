@@ -13,7 +13,13 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
 
-from opensergo.database import UnsupportedStatementError, create_async_engine, create_engine, describe, primary
+from opensergo.database import (
+    UnsupportedStatementError,
+    create_async_engine,
+    create_engine,
+    describe,
+    primary,
+)
 from opensergo.database.engine import state_of
 from opensergo.database.rules import DatabaseRules
 from opensergo.governance.routing import lanes
@@ -41,7 +47,9 @@ def rw_rules(cluster: MariaDBCluster, rules: DatabaseRules, *extra: str) -> None
     )
 
 
-def test_static_read_write_splitting_hints_and_transactions(mariadb_logs: MariaDBCluster, rules: DatabaseRules) -> None:
+def test_static_read_write_splitting_hints_and_transactions(
+    mariadb_logs: MariaDBCluster, rules: DatabaseRules
+) -> None:
     rw_rules(mariadb_logs, rules, yamls.virtual_database("readwrite_db", rw="rw"))
     engine = create_engine("readwrite_db", rules=rules)
     try:
@@ -100,7 +108,9 @@ def test_round_robin_and_weight_balancers(mariadb_logs: MariaDBCluster, rules: D
             yamls.endpoint("write_ds", cluster.primary.jdbc("app")),
             yamls.endpoint("read_ds_0", cluster.replicas[0].jdbc("app")),
             yamls.endpoint("read_ds_1", cluster.primary.jdbc("app")),
-            yamls.static_rw("rw", "write_ds", ["read_ds_0", "read_ds_1"], "WEIGHT", "read_ds_0: 1, read_ds_1: 0"),
+            yamls.static_rw(
+                "rw", "write_ds", ["read_ds_0", "read_ds_1"], "WEIGHT", "read_ds_0: 1, read_ds_1: 0"
+            ),
             yamls.virtual_database("readwrite_db", rw="rw"),
         )
         with engine.connect() as conn:
@@ -137,7 +147,9 @@ def test_live_update_drains_removed_endpoint_and_keeps_transactions(
         with engine.begin() as conn2:
             conn2.execute(sa.text("INSERT INTO t_item (note) VALUES ('after')"))
         assert set(state.current().pools) == {"write_ds_new", "read_ds_0"}
-        notes = {r[0] for r in cluster.primary.sql("SELECT note FROM app.t_item") for r in [tuple(r.values())]}
+        notes = {
+            r[0] for r in cluster.primary.sql("SELECT note FROM app.t_item") for r in [tuple(r.values())]
+        }
         assert {"in-flight", "same-tx", "after"} <= notes
     finally:
         engine.dispose()
@@ -164,7 +176,12 @@ class User(Base):
 
 def test_encryption_through_the_orm(mariadb_logs: MariaDBCluster, rules: DatabaseRules) -> None:
     cluster = mariadb_logs
-    rw_rules(cluster, rules, yamls.ENCRYPTION, yamls.virtual_database("encrypt_db", rw="rw", encryption="encrypt_db"))
+    rw_rules(
+        cluster,
+        rules,
+        yamls.ENCRYPTION,
+        yamls.virtual_database("encrypt_db", rw="rw", encryption="encrypt_db"),
+    )
     engine = create_engine("encrypt_db", rules=rules)
     try:
         maker = sessionmaker(engine)
@@ -186,9 +203,9 @@ def test_encryption_through_the_orm(mariadb_logs: MariaDBCluster, rules: Databas
             assert [tuple(r) for r in rows] == [(1, "13800001111"), (2, "abc")]
         with maker.begin() as session:
             session.execute(sa.update(User).where(User.id == 2).values(phone="def"))
-        assert cluster.primary.sql("SELECT phone_cipher FROM app.t_user WHERE id = 2")[0]["phone_cipher"] == _aes(
-            "123456abc", "def"
-        )
+        assert cluster.primary.sql("SELECT phone_cipher FROM app.t_user WHERE id = 2")[0][
+            "phone_cipher"
+        ] == _aes("123456abc", "def")
         with engine.connect() as conn:
             for unsafe in (
                 "SELECT id FROM t_user WHERE phone LIKE '138%%'",
@@ -199,7 +216,10 @@ def test_encryption_through_the_orm(mariadb_logs: MariaDBCluster, rules: Databas
                 with pytest.raises(UnsupportedStatementError) as info:
                     conn.exec_driver_sql(unsafe)
                 assert info.value.table == "t_user"
-        assert cluster.primary.sql("SELECT COUNT(*) AS n FROM app.t_user WHERE phone_plain = '138%'")[0]["n"] == 0
+        assert (
+            cluster.primary.sql("SELECT COUNT(*) AS n FROM app.t_user WHERE phone_plain = '138%'")[0]["n"]
+            == 0
+        )
     finally:
         engine.dispose()
         cluster.primary.sql("DELETE FROM app.t_user")
@@ -216,7 +236,10 @@ def test_query_with_plain_column(mariadb_logs: MariaDBCluster, rules: DatabaseRu
         cluster.primary.sql("UPDATE app.t_user SET phone_plain = 'plain-only' WHERE id = 7")
         with engine.begin() as conn:
             # reads and predicates use the plain column
-            assert conn.execute(sa.text("SELECT phone FROM t_user WHERE phone = 'plain-only'")).scalar() == "plain-only"
+            assert (
+                conn.execute(sa.text("SELECT phone FROM t_user WHERE phone = 'plain-only'")).scalar()
+                == "plain-only"
+            )
     finally:
         engine.dispose()
         cluster.primary.sql("DELETE FROM app.t_user")
@@ -236,8 +259,14 @@ def test_shadow_algorithms_and_lane(mariadb_logs: MariaDBCluster, rules: Databas
             insert = sa.text("INSERT INTO t_order (order_id, user_id, status) VALUES (:o, :u, 'new')")
             conn.execute(insert, {"o": 1, "u": 1})  # VALUE_MATCH insert user_id=1 -> shadow
             conn.execute(insert, {"o": 2, "u": 11})  # production
-            conn.execute(sa.text("INSERT INTO t_order (order_id, user_id, status) VALUES (3, 5, 'x') /*shadow:true,foo:bar*/"))
-            conn.execute(sa.text("INSERT INTO t_order (order_id, user_id, status) VALUES (4, 5, 'x') /*shadow:true*/"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO t_order (order_id, user_id, status) VALUES (3, 5, 'x') /*shadow:true,foo:bar*/"
+                )
+            )
+            conn.execute(
+                sa.text("INSERT INTO t_order (order_id, user_id, status) VALUES (4, 5, 'x') /*shadow:true*/")
+            )
         assert where("app_shadow", 1) and not where("app", 1)
         assert where("app", 2) and not where("app_shadow", 2)
         assert where("app_shadow", 3) and where("app", 4)  # SIMPLE_HINT needs every prop
@@ -253,9 +282,14 @@ def test_shadow_algorithms_and_lane(mariadb_logs: MariaDBCluster, rules: Databas
             assert conn.execute(q, {"u": 1}).scalars().all() == [1]
             assert conn.execute(q, {"u": 11}).scalars().all() == [2]
             with lanes.use("loadtest"):
-                assert conn.execute(sa.text("SELECT order_id FROM t_order WHERE user_id = 7")).scalars().all() == [5]
+                assert conn.execute(
+                    sa.text("SELECT order_id FROM t_order WHERE user_id = 7")
+                ).scalars().all() == [5]
             with lanes.use("other-lane"):
-                assert conn.execute(sa.text("SELECT order_id FROM t_order WHERE user_id = 7")).scalars().all() == []
+                assert (
+                    conn.execute(sa.text("SELECT order_id FROM t_order WHERE user_id = 7")).scalars().all()
+                    == []
+                )
     finally:
         engine.dispose()
         for db in ("app", "app_shadow"):
@@ -264,7 +298,12 @@ def test_shadow_algorithms_and_lane(mariadb_logs: MariaDBCluster, rules: Databas
 
 def test_async_engine(mariadb_logs: MariaDBCluster, rules: DatabaseRules) -> None:
     cluster = mariadb_logs
-    rw_rules(cluster, rules, yamls.ENCRYPTION, yamls.virtual_database("encrypt_db", rw="rw", encryption="encrypt_db"))
+    rw_rules(
+        cluster,
+        rules,
+        yamls.ENCRYPTION,
+        yamls.virtual_database("encrypt_db", rw="rw", encryption="encrypt_db"),
+    )
 
     async def run() -> None:
         engine = create_async_engine("encrypt_db", rules=rules)
@@ -275,14 +314,16 @@ def test_async_engine(mariadb_logs: MariaDBCluster, rules: DatabaseRules) -> Non
                 assert (await conn.execute(SERVER_ID)).scalar() == 1
                 await conn.execute(sa.text("INSERT INTO t_user (id, phone) VALUES (30, 'abc')"))
             async with engine.begin() as conn:
-                assert (await conn.execute(sa.text("SELECT phone FROM t_user WHERE id = 30"))).scalar() == "abc"
+                assert (
+                    await conn.execute(sa.text("SELECT phone FROM t_user WHERE id = 30"))
+                ).scalar() == "abc"
         finally:
             await engine.dispose()
 
     try:
         asyncio.run(run())
-        assert cluster.primary.sql("SELECT phone_cipher FROM app.t_user WHERE id = 30")[0]["phone_cipher"] == (
-            "xdpUjIyP5dJQfX+2tOVbYg=="
-        )
+        assert cluster.primary.sql("SELECT phone_cipher FROM app.t_user WHERE id = 30")[0][
+            "phone_cipher"
+        ] == ("xdpUjIyP5dJQfX+2tOVbYg==")
     finally:
         cluster.primary.sql("DELETE FROM app.t_user")

@@ -50,7 +50,9 @@ spec:
 ---"""
 
 
-def static_rw(name: str, write: str, reads: Sequence[str], balancer: str = "ROUND_ROBIN", props: str = "") -> str:
+def static_rw(
+    name: str, write: str, reads: Sequence[str], balancer: str = "ROUND_ROBIN", props: str = ""
+) -> str:
     return f"""
 apiVersion: database.opensergo.io/v1alpha1
 kind: ReadWriteSplitting
