@@ -172,6 +172,7 @@ class MySQLVirtualConnection(VirtualConnection):
 
 
 class PostgreSQLVirtualConnection(VirtualConnection):
+    notices: list[str] = []  # psycopg2's server notices, read by SQLAlchemy after each statement
     @property
     def autocommit(self) -> bool:  # psycopg2 / asyncpg adapter style
         return self.autocommit_mode
@@ -201,6 +202,10 @@ class VirtualCursor:
         self.lastrowid: Any = None
         self.force_primary = False  # set by the ``opensergo_primary`` execution option
         self.data_source: str | None = None  # where the last statement ran
+
+    @property
+    def connection(self) -> VirtualConnection:
+        return self._conn
 
     # -- execution
     def execute(self, operation: str, parameters: Any = None) -> None:
