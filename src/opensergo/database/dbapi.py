@@ -173,6 +173,7 @@ class MySQLVirtualConnection(VirtualConnection):
 
 class PostgreSQLVirtualConnection(VirtualConnection):
     notices: list[str] = []  # psycopg2's server notices, read by SQLAlchemy after each statement
+
     @property
     def autocommit(self) -> bool:  # psycopg2 / asyncpg adapter style
         return self.autocommit_mode

@@ -244,7 +244,7 @@ class _Rewriter:
     def value(self, node: exp.Expression, fn: ParamFn, column: EncryptedColumn) -> exp.Expression:
         """``node`` (a value for ``column``) transformed by ``fn``."""
         if isinstance(node, exp.Placeholder):
-            if not node.name:
+            if not node.name or node.name == "?":
                 self.fail("positional placeholder without a name", column)
             return self.new_param(node.name, fn)
         if isinstance(node, exp.Null):
@@ -348,7 +348,7 @@ class _Rewriter:
         positional = self.statement.positional
         count = 0
         if positional:  # give positional placeholders names, in order
-            for node in tree.find_all(exp.Placeholder):
+            for node in tree.find_all(exp.Placeholder, bfs=False):  # in textual order
                 node.set("this", f"__os_p{count}")
                 count += 1
         decrypt: tuple[tuple[int, ParamFn], ...] = ()

@@ -125,7 +125,7 @@ class ShadowPlan:
 
 def _value_of(node: exp.Expression, positions: Mapping[int, int]) -> _Value | None:
     if isinstance(node, exp.Placeholder):
-        if node.name:
+        if node.name and node.name != "?":
             return _Value(param=node.name)
         return _Value(index=positions.get(id(node)))
     if isinstance(node, exp.Literal):
@@ -134,7 +134,8 @@ def _value_of(node: exp.Expression, positions: Mapping[int, int]) -> _Value | No
 
 
 def _column_values(tree: exp.Expression) -> dict[str, tuple[_Value, ...]]:
-    positions = {id(p): i for i, p in enumerate(p for p in tree.find_all(exp.Placeholder) if not p.name)}
+    anonymous = (p for p in tree.find_all(exp.Placeholder, bfs=False) if not p.name or p.name == "?")
+    positions = {id(p): i for i, p in enumerate(anonymous)}
     found: dict[str, list[_Value]] = {}
 
     def add(column: str, node: exp.Expression) -> None:

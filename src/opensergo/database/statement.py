@@ -141,7 +141,8 @@ def render(tree: exp.Expression, family: Family, positional: bool) -> str:
 
     def restore(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder):
-            return exp.Var(this=f"%({node.name})s" if node.name else "%s")
+            named = node.name and node.name != "?"
+            return exp.Var(this=f"%({node.name})s" if named else "%s")
         return node
 
     return tree.transform(restore, copy=True).sql(dialect=_SQLGLOT_DIALECT[family])

@@ -19,7 +19,9 @@ from tests.integration.database.servers import MariaDBCluster
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def test_lane_header_routes_to_the_shadow_database(mariadb_logs: MariaDBCluster, rules: DatabaseRules) -> None:
+def test_lane_header_routes_to_the_shadow_database(
+    mariadb_logs: MariaDBCluster, rules: DatabaseRules
+) -> None:
     cluster = mariadb_logs
     docs = [
         yamls.endpoint("write_ds", cluster.primary.jdbc("app")),

@@ -77,7 +77,9 @@ def test_rule_changed_with_the_cli_during_load(
         wait_for(lambda: state.updates > updates, timeout=10, what="the push applied")
         applied = state.updated_at
         assert applied is not None
-        wait_for(lambda: any(v == 1 for s, _, v in results if s >= applied), timeout=5, what="the new rule used")
+        wait_for(
+            lambda: any(v == 1 for s, _, v in results if s >= applied), timeout=5, what="the new rule used"
+        )
         first_new = min(end for s, end, v in results if s >= applied and v == 1)
         count = len(results)
         wait_for(lambda: len(results) > count + 20, what="more statements")
@@ -87,7 +89,9 @@ def test_rule_changed_with_the_cli_during_load(
         assert errors == []
         assert first_new - applied <= 1.0
         assert {v for s, _, v in results if s >= applied} == {1}  # every statement started after uses it
-        print(f"\nlive rule: new read source used {1000 * (first_new - applied):.1f} ms after the push was applied")
+        print(
+            f"\nlive rule: new read source used {1000 * (first_new - applied):.1f} ms after the push was applied"
+        )
     finally:
         stop_engine = engine
         if stop_engine is not None:

@@ -28,11 +28,16 @@ def test_discovery_splitting_encryption_and_promotion(postgres: PostgreSQLCluste
     )
     rules = DatabaseRules()
     names = ["pg_0", "pg_1"]
-    docs = [yamls.endpoint(n, s.jdbc("postgres"), kind="PostgreSQL") for n, s in zip(names, cluster.servers, strict=True)]
+    docs = [
+        yamls.endpoint(n, s.jdbc("postgres"), kind="PostgreSQL")
+        for n, s in zip(names, cluster.servers, strict=True)
+    ]
     docs += [
         yamls.dynamic_rw("rw", "pg_group", names, "PostgreSQL.NORMAL_REPLICATION"),
         yamls.ENCRYPTION,
-        yamls.virtual_database("pg_db", rw="rw", encryption="encrypt_db", kind="PostgreSQL", port=cluster.primary.port),
+        yamls.virtual_database(
+            "pg_db", rw="rw", encryption="encrypt_db", kind="PostgreSQL", port=cluster.primary.port
+        ),
     ]
     rules.replace(parse_documents("\n".join(docs), source="<test>"), namespace="default")
     engine = create_engine("pg_db", rules=rules, wait=10, failover_timeout=15)
@@ -61,6 +66,8 @@ def test_discovery_splitting_encryption_and_promotion(postgres: PostgreSQLCluste
                 conn.execute(sa.text("INSERT INTO t_item (note) VALUES (:n)"), {"n": f"n{i}"})
         assert cluster.standbys[0].sql("SELECT count(*) FROM t_item")[0][0] == 21
         assert describe(engine)["discovery"][0]["primary"] == "pg_1"
-        print(f"\nPostgreSQL promotion: first write after the old primary stopped succeeded in {failover:.2f} s")
+        print(
+            f"\nPostgreSQL promotion: first write after the old primary stopped succeeded in {failover:.2f} s"
+        )
     finally:
         engine.dispose()
