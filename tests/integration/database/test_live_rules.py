@@ -89,9 +89,7 @@ def test_rule_changed_with_the_cli_during_load(
         assert errors == []
         assert first_new - applied <= 1.0
         assert {v for s, _, v in results if s >= applied} == {1}  # every statement started after uses it
-        print(
-            f"\nlive rule: new read source used {1000 * (first_new - applied):.1f} ms after the push was applied"
-        )
+        print(f"\nlive rule: new read source used {1000 * (first_new - applied):.1f} ms after the push")
     finally:
         stop_engine = engine
         if stop_engine is not None:

@@ -198,7 +198,8 @@ def test_encryption_through_the_orm(mariadb_logs: MariaDBCluster, rules: Databas
             user = session.scalars(sa.select(User).where(User.phone == "13800001111")).one()
             assert (user.id, user.name, user.phone) == (1, "ann", "13800001111")
             assert session.scalars(sa.select(User.name).where(User.pwd == "x")).all() == ["bob"]
-            rows = session.execute(sa.text("SELECT id, phone FROM t_user WHERE phone IN (:a, :b) ORDER BY id"),
+            query = sa.text("SELECT id, phone FROM t_user WHERE phone IN (:a, :b) ORDER BY id")
+            rows = session.execute(query,
                                    {"a": "abc", "b": "13800001111"}).all()  # fmt: skip
             assert [tuple(r) for r in rows] == [(1, "13800001111"), (2, "abc")]
         with maker.begin() as session:
@@ -261,7 +262,8 @@ def test_shadow_algorithms_and_lane(mariadb_logs: MariaDBCluster, rules: Databas
             conn.execute(insert, {"o": 2, "u": 11})  # production
             conn.execute(
                 sa.text(
-                    "INSERT INTO t_order (order_id, user_id, status) VALUES (3, 5, 'x') /*shadow:true,foo:bar*/"
+                    "INSERT INTO t_order (order_id, user_id, status) "
+                    "VALUES (3, 5, 'x') /*shadow:true,foo:bar*/"
                 )
             )
             conn.execute(
