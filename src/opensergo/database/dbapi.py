@@ -5,7 +5,7 @@ each statement is planned (cached per SQL string), routed to a data source, rewr
 encryption rule applies, and run on a physical connection of that source's pool.
 
 * Statements that must run on the write source (writes, locking reads, reads in an explicit
-  transaction or after a write, :func:`primary` blocks, ``opensergo_primary`` execution option)
+  transaction or after a write, :func:`primary` blocks)
   run on a connection *held* for the rest of the transaction; ``commit`` / ``rollback`` end the
   transaction on every held connection (:mod:`.transactions`) and give them back.
 * Other reads run in autocommit on a connection of the chosen read source, which goes back to
@@ -201,7 +201,7 @@ class VirtualCursor:
         self.description: Any = None
         self.rowcount = -1
         self.lastrowid: Any = None
-        self.force_primary = False  # set by the ``opensergo_primary`` execution option
+        self.force_primary = False
         self.data_source: str | None = None  # where the last statement ran
 
     @property
@@ -249,8 +249,7 @@ class VirtualCursor:
         """(data source, on a held transactional connection?)
 
         Writes, locking reads and everything in a transaction that needs it run on a held
-        connection; reads sent to the write source by a hint, :func:`primary` or the execution
-        option run there in autocommit and leave the connection free for the replicas again.
+        connection; reads sent to the write source by a hint or :func:`primary` run there in autocommit and leave the connection free for the replicas again.
         """
         conn = self._conn
         rw = runtime.readwrite

@@ -226,13 +226,6 @@ def _after_session_begin(session: Session, transaction: SessionTransaction, conn
     virtual.session_info = session.info
 
 
-def _before_cursor_execute(
-    conn: Connection, cursor: Any, statement: str, parameters: Any, context: Any, executemany: bool
-) -> None:
-    if context is not None and context.execution_options.get("opensergo_primary"):
-        cursor.force_primary = True
-
-
 def _dispose_endpoints(engine: Engine) -> None:
     state = _states.get(engine)
     if state is not None:
@@ -292,7 +285,6 @@ def _prepare(
 
 def _wire(engine: Engine, state: EngineState) -> None:
     engine._connection_cls = RoutingConnection
-    event.listen(engine, "before_cursor_execute", _before_cursor_execute)
     event.listen(engine.pool, "checkin", _on_checkin)
     event.listen(engine, "engine_disposed", _dispose_endpoints)
     _hook_sessions()

@@ -67,7 +67,6 @@ def test_static_read_write_splitting_hints_and_transactions(
             hint = "/* SHARDINGSPHERE_HINT: WRITE_ROUTE_ONLY=true */ SELECT @@server_id"
             assert conn.execute(sa.text(hint)).scalar() == 1
             assert conn.execute(SERVER_ID).scalar() == 2
-            assert conn.execute(SERVER_ID, execution_options={"opensergo_primary": True}).scalar() == 1
             with primary():
                 assert conn.execute(SERVER_ID).scalar() == 1
             assert conn.execute(SERVER_ID).scalar() == 2
