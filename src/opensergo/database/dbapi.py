@@ -249,7 +249,8 @@ class VirtualCursor:
         """(data source, on a held transactional connection?)
 
         Writes, locking reads and everything in a transaction that needs it run on a held
-        connection; reads sent to the write source by a hint or :func:`primary` run there in autocommit and leave the connection free for the replicas again.
+        connection; reads sent to the write source by a hint or :func:`primary` run there in
+        autocommit and leave the connection free for the replicas again.
         """
         conn = self._conn
         rw = runtime.readwrite
