@@ -127,7 +127,10 @@ def run(cluster: MariaDBCluster, n: int, rounds: int) -> None:
     routing = create_engine("routing_db", rules=rules)
     encrypt = create_engine("encrypt_db", rules=rules)
     with plain.begin() as conn:
-        conn.execute(sa.text("INSERT INTO t_plain VALUES (:id, :p)"), [{"id": i, "p": f"1380000{i:04d}"} for i in range(100)])
+        conn.execute(
+            sa.text("INSERT INTO t_plain VALUES (:id, :p)"),
+            [{"id": i, "p": f"1380000{i:04d}"} for i in range(100)],
+        )
     with encrypt.begin() as conn:
         conn.execute(sa.text("INSERT INTO t_enc (id, phone) VALUES (:id, :p)"),
                      [{"id": i, "p": f"1380000{i:04d}"} for i in range(100)])  # fmt: skip
@@ -163,7 +166,8 @@ def run(cluster: MariaDBCluster, n: int, rounds: int) -> None:
         for name, fn in cases.items():
             samples[name].append(timed(fn, n))
     med = {k: statistics.median(v) for k, v in samples.items()}
-    print(f"MariaDB {cluster.primary.sql('SELECT VERSION() AS v')[0]['v']}, {n} statements x {rounds} rounds (median)")
+    version = cluster.primary.sql("SELECT VERSION() AS v")[0]["v"]
+    print(f"MariaDB {version}, {n} statements x {rounds} rounds (median)")
     print(f"{'statement':<10} {'plain SQLAlchemy':>18} {'routing':>18} {'routing+encrypt':>18}")
     for kind in ("select", "insert"):
         p, r, e = med[f"{kind} plain"], med[f"{kind} routing"], med[f"{kind} encrypt"]
@@ -185,7 +189,9 @@ def mix(engine: sa.Engine) -> None:
         lambda c: c.execute(sa.select(t.c.phone).where(t.c.id == rng.randrange(100))).all(),
         lambda c: c.execute(sa.select(e.c.id, e.c.phone).where(e.c.id == rng.randrange(100))).all(),
         lambda c: c.execute(sa.select(e.c.id).where(e.c.phone == f"1380000{rng.randrange(100):04d}")).all(),
-        lambda c: c.execute(sa.select(t.c.id).where(t.c.id.in_(rng.sample(range(100), rng.randrange(1, 8))))).all(),
+        lambda c: c.execute(
+            sa.select(t.c.id).where(t.c.id.in_(rng.sample(range(100), rng.randrange(1, 8))))
+        ).all(),
         lambda c: c.execute(sa.select(sa.func.count()).select_from(t)).all(),
         lambda c: c.execute(sa.select(t).order_by(t.c.id).limit(rng.choice([5, 10, 20]))).all(),
         lambda c: c.execute(sa.update(t).where(t.c.id == rng.randrange(100)).values(phone="x")),
@@ -197,8 +203,9 @@ def mix(engine: sa.Engine) -> None:
             rng.choice(shapes)(conn)
     state = describe(engine)["runtime"]["plan_cache"]
     hits, misses = state["hits"] - before_hits, state["misses"] - before_misses
-    print(f"plan cache under a mix of {len(shapes)} ORM statement shapes, {ops} statements: "
-          f"hit rate {100 * hits / (hits + misses):.2f} % ({misses} parses, {state['size']} plans cached)")  # fmt: skip
+    rate = 100 * hits / (hits + misses)
+    print(f"plan cache, {len(shapes)} ORM statement shapes, {ops} statements: hit rate {rate:.2f} % "
+          f"({misses} parses, {state['size']} plans cached)")  # fmt: skip
 
 
 if __name__ == "__main__":
