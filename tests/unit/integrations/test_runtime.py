@@ -65,7 +65,7 @@ def test_attach_subscribes_every_fault_tolerance_kind_and_instances(engine: Engi
     gov.detach()
     assert client.callbacks == {}
     only_rules = runtime.Governance(FakeClient(), engine, instances=False).attach()  # type: ignore[arg-type]
-    assert set(only_rules.client.callbacks) == set(KINDS)  # type: ignore[attr-defined]
+    assert set(only_rules.client.callbacks) == {*KINDS, *database_kinds}  # type: ignore[attr-defined]
 
 
 def test_pushes_drive_the_engine(engine: Engine) -> None:
