@@ -30,6 +30,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
+from opensergo.database import rules as _database_rules
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine, ResourceChecks
 from opensergo.spec.base import Resource
@@ -289,6 +290,7 @@ def load_rules(
     objects = _read(source)
     selected = [o for o in objects if o.namespace == namespace and (app is None or o.app == app)]
     result = target.set_rules(selected)
+    _database_rules.replace(selected, namespace=namespace)  # the database.opensergo.io kinds
     skipped = len(objects) - len(selected)
     if skipped:
         result = ApplyResult(result.version, result.resources, result.problems, result.ignored + skipped)

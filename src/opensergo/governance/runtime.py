@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
+import functools
 import logging
 import threading
 from collections.abc import Callable, Mapping
@@ -39,6 +40,7 @@ from typing import Any
 from opensergo.client.bootstrap import governance_enabled
 from opensergo.client.client import OpenSergoClient, Subscription
 from opensergo.client.tokens import TokenClient
+from opensergo.database import rules as database_rules
 from opensergo.governance.api import default_engine
 from opensergo.governance.faulttolerance.engine import KINDS, Engine
 from opensergo.spec.base import Resource
@@ -102,6 +104,9 @@ class Governance:
             return self
         for kind in KINDS:
             self._subs.append(self.client.subscribe(kind, callback=self._rules_callback(kind)))
+        for db_kind in database_rules.KINDS:  # opensergo.database engines follow these
+            callback = functools.partial(_apply_database, db_kind.KIND, self.client.namespace)
+            self._subs.append(self.client.subscribe(db_kind.KIND, callback=callback))
         if self.track_instances:
             self._subs.append(self.client.subscribe(INSTANCE_KIND, callback=self._on_instances))
         return self
@@ -245,6 +250,10 @@ class Governance:
         self.engine.set_instance_count(max(1, count))
         if self.engine.instances != before:
             log.info("live instances of %s: %d (GlobalToLocal thresholds re-divided)", app, count)
+
+
+def _apply_database(kind: str, namespace: str, resources: list[Resource], version: int) -> None:
+    database_rules.apply(kind, resources, namespace=namespace)
 
 
 def attach(

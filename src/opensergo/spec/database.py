@@ -84,15 +84,33 @@ class MySQLService(SpecModel):
 
 
 class DatabaseService(SpecModel):
-    """A logical database the app connects to, and the governance CRs (by name) applied to it."""
+    """A logical database the app connects to, and the governance CRs (by name) applied to it.
+
+    ``databasePostgreSQL`` is an extension of this implementation (upstream knows only MySQL);
+    exactly one of ``databaseMySQL`` / ``databasePostgreSQL`` is set.
+    """
 
     name: str = Field(min_length=1)
-    databaseMySQL: MySQLService
+    databaseMySQL: MySQLService | None = None
+    databasePostgreSQL: MySQLService | None = None
     readWriteSplitting: str | None = None
     sharding: str | None = None
     encryption: str | None = None
     shadow: str | None = None
     distributedTransaction: str | None = None
+
+    @model_validator(mode="after")
+    def _one_database(self) -> Self:
+        if (self.databaseMySQL is None) == (self.databasePostgreSQL is None):
+            raise ValueError("set exactly one of databaseMySQL, databasePostgreSQL")
+        return self
+
+    @property
+    def database(self) -> MySQLService:
+        """The connection facts of the logical database, whichever kind it is."""
+        chosen = self.databaseMySQL or self.databasePostgreSQL
+        assert chosen is not None
+        return chosen
 
 
 class VirtualDatabaseSpec(SpecModel):
@@ -128,8 +146,25 @@ class MySQLEndpoint(SpecModel):
 
 
 class EndpointDatabase(SpecModel):
-    MySQL: MySQLEndpoint
+    """Exactly one of ``MySQL`` (upstream) and ``PostgreSQL`` (an extension: the same fields,
+    with a ``jdbc:postgresql://`` URL)."""
+
+    MySQL: MySQLEndpoint | None = None
+    PostgreSQL: MySQLEndpoint | None = None
     connectionPool: dict[str, Any] | None = None  # mentioned by the spec text, never specified
+
+    @model_validator(mode="after")
+    def _one_database(self) -> Self:
+        if (self.MySQL is None) == (self.PostgreSQL is None):
+            raise ValueError("set exactly one of MySQL, PostgreSQL")
+        return self
+
+    @property
+    def endpoint(self) -> MySQLEndpoint:
+        """The connection settings, whichever kind of database this is."""
+        chosen = self.MySQL or self.PostgreSQL
+        assert chosen is not None
+        return chosen
 
 
 class DatabaseEndpointSpec(SpecModel):

@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
+from opensergo.database import rules as database_rules
 from opensergo.governance import Engine, RateLimitedError, runtime
 from opensergo.governance.faulttolerance.engine import KINDS
 from opensergo.spec import parse_object
@@ -59,11 +60,12 @@ def governance(engine: Engine, coalesce: float = 0.0) -> tuple[FakeClient, runti
 
 def test_attach_subscribes_every_fault_tolerance_kind_and_instances(engine: Engine) -> None:
     client, gov = governance(engine)
-    assert set(client.callbacks) == {*KINDS, "ServiceInstance"}
+    database_kinds = {k.KIND for k in database_rules.KINDS}  # opensergo.database follows these too
+    assert set(client.callbacks) == {*KINDS, "ServiceInstance", *database_kinds}
     gov.detach()
     assert client.callbacks == {}
     only_rules = runtime.Governance(FakeClient(), engine, instances=False).attach()  # type: ignore[arg-type]
-    assert set(only_rules.client.callbacks) == set(KINDS)  # type: ignore[attr-defined]
+    assert set(only_rules.client.callbacks) == {*KINDS, *database_kinds}  # type: ignore[attr-defined]
 
 
 def test_pushes_drive_the_engine(engine: Engine) -> None:

@@ -1,0 +1,212 @@
+"""opensergo.database per-statement overhead beside plain SQLAlchemy, on one real MariaDB.
+
+Starts a MariaDB server (Debian ``mariadb-server``) on a free port in a temp dir, then times,
+in interleaved rounds against the same server and the same table:
+
+* a primary-key ``SELECT`` and an ``INSERT`` through plain ``sqlalchemy.create_engine``
+  (mysql+pymysql, QueuePool);
+* the same through ``opensergo.database.create_engine`` with read/write splitting only (the read
+  source and the write source are the same server, so only the routing layer differs);
+* the same with an Encryption rule on the selected / inserted column (AES).
+
+Each figure is the median of ROUNDS rounds (best-of not used: the machine is shared), GC off while
+timing. Then the plan-cache hit rate under a realistic ORM mix (a few dozen statement shapes
+with varying parameters, IN lists of varying length).
+
+Usage: python benchmarks/database.py [STATEMENTS_PER_ROUND] [ROUNDS]
+Targets: routing <= 5 %, with encryption <= 15 % over plain SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+import gc
+import random
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlalchemy as sa
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT / "src"), str(ROOT)]
+
+from opensergo.database import create_engine, describe  # noqa: E402
+from opensergo.database.rules import DatabaseRules  # noqa: E402
+from opensergo.spec.loader import parse_documents  # noqa: E402
+from tests.integration.database.servers import PASSWORD, USER, MariaDBCluster  # noqa: E402
+
+RULES = """
+apiVersion: database.opensergo.io/v1alpha1
+kind: DatabaseEndpoint
+metadata: {{name: ds}}
+spec:
+  database:
+    MySQL: {{url: "{jdbc}", username: {user}, password: {password}, maxPoolSize: 4}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: ReadWriteSplitting
+metadata: {{name: rw}}
+spec:
+  rules:
+    staticStrategy: {{writeDataSourceName: ds, readDataSourceNames: [ds]}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: Encryption
+metadata: {{name: enc}}
+spec:
+  encryptors:
+    aes: {{type: AES, props: {{aes-key-value: 123456abc}}}}
+  tables:
+    t_enc:
+      columns:
+        phone: {{cipherColumn: phone_cipher, encryptorName: aes}}
+    t_ins_enc:
+      columns:
+        phone: {{cipherColumn: phone_cipher, encryptorName: aes}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: VirtualDatabase
+metadata: {{name: bench}}
+spec:
+  services:
+    - name: routing_db
+      databaseMySQL: {{db: bench, host: 127.0.0.1, port: {port}}}
+      readWriteSplitting: rw
+    - name: encrypt_db
+      databaseMySQL: {{db: bench, host: 127.0.0.1, port: {port}}}
+      readWriteSplitting: rw
+      encryption: enc
+"""
+
+SELECT_PLAIN = sa.text("SELECT id, phone FROM t_plain WHERE id = :id")
+SELECT_ENC = sa.text("SELECT id, phone FROM t_enc WHERE id = :id")
+
+
+def timed(fn: Callable[[int], None], n: int) -> float:
+    gc.collect()
+    gc.disable()
+    try:
+        start = time.perf_counter()
+        for i in range(n):
+            fn(i)
+        return (time.perf_counter() - start) / n * 1e6
+    finally:
+        gc.enable()
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
+    base = Path(tempfile.mkdtemp(prefix="opensergo-bench-db-"))
+    cluster = MariaDBCluster(base, replicas=0)
+    cluster.start()
+    try:
+        cluster.primary.sql(
+            "CREATE DATABASE bench",
+            "USE bench",
+            "CREATE TABLE t_plain (id INT PRIMARY KEY, phone VARCHAR(128))",
+            "CREATE TABLE t_enc (id INT PRIMARY KEY, phone_cipher VARCHAR(128))",
+            "CREATE TABLE t_ins (id INT AUTO_INCREMENT PRIMARY KEY, phone VARCHAR(128))",
+            "CREATE TABLE t_ins_enc (id INT AUTO_INCREMENT PRIMARY KEY, phone_cipher VARCHAR(128))",
+        )
+        run(cluster, n, rounds)
+    finally:
+        cluster.stop()
+
+
+def run(cluster: MariaDBCluster, n: int, rounds: int) -> None:
+    port = cluster.primary.port
+    jdbc = cluster.primary.jdbc("bench")
+    rules = DatabaseRules()
+    text = RULES.format(jdbc=jdbc, user=USER, password=PASSWORD, port=port)
+    rules.replace(parse_documents(text, source="<bench>"), namespace="default")
+    plain = sa.create_engine(f"mysql+pymysql://{USER}:{PASSWORD}@127.0.0.1:{port}/bench?charset=utf8mb4")
+    routing = create_engine("routing_db", rules=rules)
+    encrypt = create_engine("encrypt_db", rules=rules)
+    with plain.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO t_plain VALUES (:id, :p)"),
+            [{"id": i, "p": f"1380000{i:04d}"} for i in range(100)],
+        )
+    with encrypt.begin() as conn:
+        conn.execute(sa.text("INSERT INTO t_enc (id, phone) VALUES (:id, :p)"),
+                     [{"id": i, "p": f"1380000{i:04d}"} for i in range(100)])  # fmt: skip
+
+    def select(engine: sa.Engine, query: sa.TextClause) -> Callable[[int], None]:
+        def go(i: int) -> None:
+            with engine.connect() as conn:
+                conn.execute(query, {"id": i % 100}).all()
+
+        return go
+
+    def insert(engine: sa.Engine, table: str) -> Callable[[int], None]:
+        query = sa.text(f"INSERT INTO {table} (phone) VALUES (:p)")
+
+        def go(i: int) -> None:
+            with engine.begin() as conn:
+                conn.execute(query, {"p": f"139{i:08d}"})
+
+        return go
+
+    cases = {
+        "select plain": select(plain, SELECT_PLAIN),
+        "select routing": select(routing, SELECT_PLAIN),
+        "select encrypt": select(encrypt, SELECT_ENC),
+        "insert plain": insert(plain, "t_ins"),
+        "insert routing": insert(routing, "t_ins"),
+        "insert encrypt": insert(encrypt, "t_ins_enc"),
+    }
+    for fn in cases.values():  # warm up pools, compiled caches, plan caches
+        timed(fn, 200)
+    samples: dict[str, list[float]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            samples[name].append(timed(fn, n))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    version = cluster.primary.sql("SELECT VERSION() AS v")[0]["v"]
+    print(f"MariaDB {version}, {n} statements x {rounds} rounds (median)")
+    print(f"{'statement':<10} {'plain SQLAlchemy':>18} {'routing':>18} {'routing+encrypt':>18}")
+    for kind in ("select", "insert"):
+        p, r, e = med[f"{kind} plain"], med[f"{kind} routing"], med[f"{kind} encrypt"]
+        print(f"{kind:<10} {p:>15.1f} us {r:>9.1f} us ({100 * (r / p - 1):+.1f} %) "
+              f"{e:>9.1f} us ({100 * (e / p - 1):+.1f} %)")  # fmt: skip
+    mix(encrypt)
+    for engine in (plain, routing, encrypt):
+        engine.dispose()
+
+
+def mix(engine: sa.Engine) -> None:
+    """Plan-cache hit rate under a realistic mix of ORM-style statements."""
+    rng = random.Random(1)
+    state = describe(engine)["runtime"]["plan_cache"]
+    before_hits, before_misses = state["hits"], state["misses"]
+    t = sa.table("t_plain", sa.column("id"), sa.column("phone"))
+    e = sa.table("t_enc", sa.column("id"), sa.column("phone"))
+    shapes: list[Callable[[sa.Connection], object]] = [
+        lambda c: c.execute(sa.select(t.c.phone).where(t.c.id == rng.randrange(100))).all(),
+        lambda c: c.execute(sa.select(e.c.id, e.c.phone).where(e.c.id == rng.randrange(100))).all(),
+        lambda c: c.execute(sa.select(e.c.id).where(e.c.phone == f"1380000{rng.randrange(100):04d}")).all(),
+        lambda c: c.execute(
+            sa.select(t.c.id).where(t.c.id.in_(rng.sample(range(100), rng.randrange(1, 8))))
+        ).all(),
+        lambda c: c.execute(sa.select(sa.func.count()).select_from(t)).all(),
+        lambda c: c.execute(sa.select(t).order_by(t.c.id).limit(rng.choice([5, 10, 20]))).all(),
+        lambda c: c.execute(sa.update(t).where(t.c.id == rng.randrange(100)).values(phone="x")),
+        lambda c: c.execute(sa.update(e).where(e.c.id == rng.randrange(100)).values(phone="y")),
+    ]
+    ops = 5000
+    for _ in range(ops):
+        with engine.begin() as conn:
+            rng.choice(shapes)(conn)
+    state = describe(engine)["runtime"]["plan_cache"]
+    hits, misses = state["hits"] - before_hits, state["misses"] - before_misses
+    rate = 100 * hits / (hits + misses)
+    print(f"plan cache, {len(shapes)} ORM statement shapes, {ops} statements: hit rate {rate:.2f} % "
+          f"({misses} parses, {state['size']} plans cached)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,479 @@
+"""The DB-API layer the routing engine's dialect talks to.
+
+A :class:`VirtualConnection` stands for one SQLAlchemy connection. It holds no socket of its own:
+each statement is planned (cached per SQL string), routed to a data source, rewritten if an
+encryption rule applies, and run on a physical connection of that source's pool.
+
+* Statements that must run on the write source (writes, locking reads, reads in an explicit
+  transaction or after a write, :func:`primary` blocks)
+  run on a connection *held* for the rest of the transaction; ``commit`` / ``rollback`` end the
+  transaction on every held connection (:mod:`.transactions`) and give them back.
+* Other reads run in autocommit on a connection of the chosen read source, which goes back to
+  its pool as soon as the rows are fetched (server-side cursors keep it until they close). A read
+  that cannot reach its source is retried on the next one; such reads have no side effects.
+* A transaction keeps the rules it started with: a rule change mid-transaction applies from the
+  next transaction on (:meth:`VirtualConnection.runtime`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
+
+from opensergo.database.errors import NoDataSourceError, PoolTimeoutError
+from opensergo.database.pool import PhysicalConnection
+from opensergo.database.virtual import DatabaseRuntime, Plan
+from opensergo.governance.routing import lanes as _lanes
+
+if TYPE_CHECKING:
+    from opensergo.database.engine import EngineState
+
+__all__ = ["SESSION_WROTE", "VirtualConnection", "VirtualCursor", "primary"]
+
+SESSION_WROTE = "opensergo.database.wrote"  # Session.info key: this session has written
+
+_PRIMARY: ContextVar[bool] = ContextVar("opensergo_database_primary", default=False)
+
+
+@contextlib.contextmanager
+def primary() -> Iterator[None]:
+    """Send every statement run inside the block to the write source."""
+    token = _PRIMARY.set(True)
+    try:
+        yield
+    finally:
+        _PRIMARY.reset(token)
+
+
+_lane_manager = _lanes.default_manager()
+
+
+class VirtualConnection:
+    """What the routing engine's pool holds in place of a driver connection."""
+
+    def __init__(self, state: EngineState) -> None:
+        self._state = state
+        self._pinned: DatabaseRuntime | None = None
+        self.held: dict[str, PhysicalConnection] = {}  # transactional connections, in first-use order
+        self.explicit = False  # an explicit transaction (engine.begin(), session.begin())
+        self.wrote = False  # a write ran since this connection was checked out
+        self.session_info: dict[Any, Any] | None = None
+        self.autocommit_mode = False
+        self.closed = 0  # psycopg2's attribute, read by SQLAlchemy's disconnect check
+
+    # -- routing state
+    def runtime(self) -> DatabaseRuntime:
+        pinned = self._pinned
+        if pinned is not None:
+            return pinned
+        return self._state.current()
+
+    def needs_primary(self) -> bool:
+        if self.held or self.explicit or self.wrote:
+            return True
+        info = self.session_info
+        return info is not None and bool(info.get(SESSION_WROTE))
+
+    def mark_explicit(self, explicit: bool) -> None:
+        self.explicit = explicit
+        if explicit and self._pinned is None:
+            self._pinned = self._state.current()
+
+    def hold(self, runtime: DatabaseRuntime, name: str, *, failover: bool) -> tuple[PhysicalConnection, bool]:
+        """The held connection of ``name`` (opening it if needed); True when newly opened."""
+        conn = self.held.get(name)
+        if conn is not None:
+            return conn, False
+        pool = runtime.pools[name]
+        conn = self._state.acquire(runtime, pool, failover=failover)
+        try:
+            conn.set_autocommit(self.autocommit_mode)
+        except BaseException:
+            conn.pool.release(conn, broken=True)
+            raise
+        if self._pinned is None:
+            self._pinned = runtime
+        self.held[conn.pool.name] = conn
+        return conn, True
+
+    def drop(self, conn: PhysicalConnection) -> None:
+        """Forget a held connection that broke."""
+        self.held.pop(conn.pool.name, None)
+        conn.pool.release(conn, broken=True)
+
+    def _end(self, commit: bool) -> None:
+        held = list(self.held.values())
+        self.held = {}
+        runtime = self._pinned
+        self._pinned = None
+        self.explicit = False
+        if not held:
+            return
+        coordinator = (runtime or self._state.current()).coordinator
+        broken: set[int] = set()
+        try:
+            if commit:
+                coordinator.commit(held)
+            else:
+                coordinator.rollback(held)
+        except BaseException:
+            broken = {id(c) for c in held}
+            raise
+        finally:
+            for conn in held:
+                conn.pool.release(conn, broken=id(conn) in broken)
+
+    # -- DB-API
+    def cursor(self, *args: Any, **kwargs: Any) -> VirtualCursor:
+        return VirtualCursor(self, args, kwargs)
+
+    def commit(self) -> None:
+        self._end(True)
+
+    def rollback(self) -> None:
+        self._end(False)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._end(False)
+        self.on_checkin()
+
+    def terminate(self) -> None:  # the async pools' hard close
+        self.close()
+
+    def on_checkin(self) -> None:
+        self.wrote = False
+        self.session_info = None
+        self.explicit = False
+
+    def _set_autocommit(self, value: bool) -> None:
+        self.autocommit_mode = bool(value)
+        for conn in self.held.values():
+            conn.set_autocommit(self.autocommit_mode)
+
+    def __getattr__(self, name: str) -> Any:
+        # Driver-specific calls of the dialect (character_set_name, server_version, ping …) go
+        # to the write source's connection.
+        if name.startswith("__"):
+            raise AttributeError(name)
+        runtime = self.runtime()
+        conn, _ = self.hold(runtime, runtime.write_source(), failover=True)
+        return getattr(conn.dbapi, name)
+
+
+class MySQLVirtualConnection(VirtualConnection):
+    def autocommit(self, value: bool) -> None:  # PyMySQL / aiomysql style
+        self._set_autocommit(value)
+
+    def get_autocommit(self) -> bool:
+        return self.autocommit_mode
+
+
+class PostgreSQLVirtualConnection(VirtualConnection):
+    notices: list[str] = []  # psycopg2's server notices, read by SQLAlchemy after each statement
+
+    @property
+    def autocommit(self) -> bool:  # psycopg2 / asyncpg adapter style
+        return self.autocommit_mode
+
+    @autocommit.setter
+    def autocommit(self, value: bool) -> None:
+        self._set_autocommit(value)
+
+
+class VirtualCursor:
+    """Routes each ``execute`` and serves its results."""
+
+    arraysize = 1
+
+    def __init__(self, connection: VirtualConnection, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self._conn = connection
+        self._args = args
+        self._kwargs = kwargs
+        self._streaming = bool(args) or bool(kwargs.get("server_side"))
+        self._cursor: Any = None  # a physical cursor still open
+        self._cursor_conn: PhysicalConnection | None = None  # released when the cursor closes
+        self._rows: list[Any] | None = None
+        self._pos = 0
+        self._decrypt: Plan | None = None
+        self.description: Any = None
+        self.rowcount = -1
+        self.lastrowid: Any = None
+        self.force_primary = False
+        self.data_source: str | None = None  # where the last statement ran
+
+    @property
+    def connection(self) -> VirtualConnection:
+        return self._conn
+
+    # -- execution
+    def execute(self, operation: str, parameters: Any = None) -> None:
+        self._reset()
+        conn = self._conn
+        runtime = conn.runtime()
+        plan = runtime.plans.get(operation)
+        if plan.error is not None:
+            raise plan.error
+        sql, params = operation, parameters
+        rewrite = plan.rewrite
+        if rewrite is not None:
+            sql, params = rewrite.sql, rewrite.bind(parameters)
+            if rewrite.decrypt:
+                self._decrypt = plan
+        name, on_primary = self._route(runtime, plan, parameters)
+        if on_primary:
+            self._run_held(runtime, name, plan, sql, params, many=False)
+        else:
+            self._run_read(runtime, name, plan, sql, params)
+
+    def executemany(self, operation: str, seq_of_parameters: Sequence[Any]) -> None:
+        self._reset()
+        conn = self._conn
+        runtime = conn.runtime()
+        plan = runtime.plans.get(operation)
+        if plan.error is not None:
+            raise plan.error
+        items = list(seq_of_parameters)
+        sql: str = operation
+        params: Any = items
+        if plan.rewrite is not None:
+            sql, params = plan.rewrite.sql, [plan.rewrite.bind(p) for p in items]
+        name, _ = self._route(runtime, plan, items[0] if items else None, force_primary=True)
+        self._run_held(runtime, name, plan, sql, params, many=True)
+
+    def _route(
+        self, runtime: DatabaseRuntime, plan: Plan, parameters: Any, *, force_primary: bool = False
+    ) -> tuple[str, bool]:
+        """(data source, on a held transactional connection?)
+
+        Writes, locking reads and everything in a transaction that needs it run on a held
+        connection; reads sent to the write source by a hint or :func:`primary` run there in
+        autocommit and leave the connection free for the replicas again.
+        """
+        conn = self._conn
+        rw = runtime.readwrite
+        held = force_primary or plan.statement.is_write or conn.needs_primary()
+        if plan.data_source is not None:
+            name = plan.data_source
+        elif rw is None:
+            name = runtime.default_source  # type: ignore[assignment]
+            held = True
+        elif held:
+            name = self._held_write(runtime)
+        elif plan.primary or self.force_primary or _PRIMARY.get():
+            name = runtime.write_source()
+        else:
+            name = rw.read_source()
+        on_primary = held
+        shadow = runtime.shadow
+        if shadow is not None and plan.shadow is not None:
+            lane = _lane_manager.current() if shadow.uses_lane else None
+            if shadow.decide(plan.shadow, parameters, lane):
+                target = shadow.target(name, self._write_name(runtime))
+                if target is not None:
+                    name = target
+        if name in conn.held:
+            on_primary = True
+        return name, on_primary
+
+    def _held_write(self, runtime: DatabaseRuntime) -> str:
+        # A transaction that already holds its write source keeps it, even if discovery moved.
+        rw = runtime.readwrite
+        if rw is not None and rw.dynamic:
+            for name in self._conn.held:
+                if runtime.shadow is None or name not in runtime.shadow.mappings.values():
+                    return name
+        return runtime.write_source()
+
+    @staticmethod
+    def _write_name(runtime: DatabaseRuntime) -> str | None:
+        try:
+            return runtime.write_source()
+        except NoDataSourceError:
+            return None
+
+    def _run_held(
+        self, runtime: DatabaseRuntime, name: str, plan: Plan, sql: str, params: Any, *, many: bool
+    ) -> None:
+        conn = self._conn
+        state = conn._state
+        rw = runtime.readwrite
+        dynamic = rw is not None and rw.dynamic
+        attempts = 3 if dynamic else 1
+        while True:
+            phys, fresh = conn.hold(runtime, name, failover=dynamic)
+            cursor = phys.dbapi.cursor(*self._args, **self._kwargs)
+            try:
+                if many:
+                    cursor.executemany(sql, params)
+                else:
+                    cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+            except Exception as e:
+                if not state.is_disconnect(phys.pool, e, phys.dbapi, cursor):
+                    raise
+                conn.drop(phys)
+                state.source_failed(runtime, phys.pool.name)
+                attempts -= 1
+                # Safe to retry only when nothing else ran in this transaction on that connection
+                # (the server rolled it back) and the driver was not in autocommit.
+                if not (fresh and not phys.autocommit and attempts > 0 and len(conn.held) == 0):
+                    raise
+                name = runtime.write_source()
+                continue
+            break
+        if plan.statement.is_write:
+            conn.wrote = True
+            info = conn.session_info
+            if info is not None:
+                info[SESSION_WROTE] = True
+        self.data_source = phys.pool.name
+        self._adopt(cursor)
+
+    def _run_read(self, runtime: DatabaseRuntime, name: str, plan: Plan, sql: str, params: Any) -> None:
+        state = self._conn._state
+        rw = runtime.readwrite
+        tried: list[str] = []
+        while True:
+            pool = runtime.pools[name]
+            phys: PhysicalConnection | None = None
+            try:
+                phys = state.acquire(runtime, pool, failover=False)
+                phys.set_autocommit(True)
+                cursor = phys.dbapi.cursor(*self._args, **self._kwargs)
+                cursor.execute(sql, params) if params is not None else cursor.execute(sql)
+            except PoolTimeoutError:
+                if phys is not None:
+                    pool.release(phys)
+                raise
+            except Exception as e:
+                broken = phys is None or state.is_disconnect(pool, e, phys.dbapi, None)
+                if phys is not None:
+                    pool.release(phys, broken=broken)
+                if not broken or rw is None:
+                    raise
+                state.source_failed(runtime, name)
+                tried.append(name)
+                try:
+                    name = rw.read_source(exclude=tried)
+                except NoDataSourceError:
+                    raise e from None
+                if name in tried:
+                    raise
+                continue
+            break
+        self.data_source = name
+        if self._streaming:
+            self._cursor_conn = phys
+            self._adopt(cursor)
+            return
+        try:
+            description = cursor.description
+            rows = list(cursor.fetchall()) if description is not None else None
+            self.rowcount = cursor.rowcount
+            self.lastrowid = getattr(cursor, "lastrowid", None)
+            cursor.close()
+        except BaseException:
+            pool.release(phys, broken=True)
+            raise
+        pool.release(phys)
+        self.description = description
+        self._rows = rows
+
+    def _adopt(self, cursor: Any) -> None:
+        self._cursor = cursor
+        self.description = cursor.description
+        self.rowcount = cursor.rowcount
+        self.lastrowid = getattr(cursor, "lastrowid", None)
+
+    # -- results
+    def _reset(self) -> None:
+        if self._cursor is not None:
+            self._close_cursor()
+        self._rows = None
+        self._pos = 0
+        self._decrypt = None
+        self.description = None
+        self.rowcount = -1
+        self.lastrowid = None
+
+    def _close_cursor(self) -> None:
+        cursor, self._cursor = self._cursor, None
+        phys, self._cursor_conn = self._cursor_conn, None
+        try:
+            cursor.close()
+        finally:
+            if phys is not None:
+                phys.pool.release(phys)
+
+    def _out(self, row: Any) -> Any:
+        plan = self._decrypt
+        if plan is None or row is None:
+            return row
+        assert plan.rewrite is not None
+        return plan.rewrite.decrypt_row(row)
+
+    def fetchone(self) -> Any:
+        if self._rows is not None:
+            if self._pos >= len(self._rows):
+                return None
+            row = self._rows[self._pos]
+            self._pos += 1
+            return self._out(row)
+        if self._cursor is None:
+            return None
+        return self._out(self._cursor.fetchone())
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = size if size is not None else self.arraysize
+        if self._rows is not None:
+            chunk = self._rows[self._pos : self._pos + count]
+            self._pos += len(chunk)
+            return [self._out(r) for r in chunk] if self._decrypt else list(chunk)
+        if self._cursor is None:
+            return []
+        chunk = list(self._cursor.fetchmany(count))
+        return [self._out(r) for r in chunk] if self._decrypt else chunk
+
+    def fetchall(self) -> list[Any]:
+        if self._rows is not None:
+            chunk = self._rows[self._pos :]
+            self._pos = len(self._rows)
+            return [self._out(r) for r in chunk] if self._decrypt else list(chunk)
+        if self._cursor is None:
+            return []
+        chunk = list(self._cursor.fetchall())
+        return [self._out(r) for r in chunk] if self._decrypt else chunk
+
+    def __iter__(self) -> Iterator[Any]:
+        while True:
+            row = self.fetchone()
+            if row is None:
+                return
+            yield row
+
+    def close(self) -> None:
+        if self._cursor is not None:
+            self._close_cursor()
+        self._rows = None
+
+    async def _async_soft_close(self) -> None:
+        # SQLAlchemy's asyncio result layer calls this on adapted cursors.
+        cursor = self._cursor
+        if cursor is not None and hasattr(cursor, "_async_soft_close"):
+            await cursor._async_soft_close()
+
+    def nextset(self) -> bool | None:
+        return None
+
+    def setinputsizes(self, sizes: Any) -> None:
+        pass
+
+    def setoutputsize(self, size: Any, column: Any = None) -> None:
+        pass
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or self._cursor is None:
+            raise AttributeError(name)
+        return getattr(self._cursor, name)
