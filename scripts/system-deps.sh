@@ -7,6 +7,8 @@ need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)   # scale-out tests: real etcd members
 [ -x /usr/bin/chromium ] || need+=(chromium)              # dashboard browser tests (Playwright)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)     # kube-apiserver tests: service-account keys
+command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # interop tests: the official Java SDK
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -18,6 +20,7 @@ if [ "$(id -u)" != "0" ]; then
     exit 1
   fi
 fi
-echo "installing system packages: ${need[*]}" >&2
+echo "installing system packages: ${need[*]} (apt-get; about a minute or two)" >&2
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed: ${need[*]}" >&2

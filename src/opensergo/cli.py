@@ -49,6 +49,29 @@ FilesOpt = Annotated[
 ]
 
 
+# `pip install opensergo` is the SDK and this CLI; the control plane and its stores are extras.
+EXTRA_BY_MODULE = {
+    "fastapi": "controlplane",
+    "starlette": "controlplane",
+    "uvicorn": "controlplane",
+    "aiosqlite": "controlplane",
+    "prometheus_client": "controlplane",
+    "opentelemetry.proto": "controlplane",
+    "aetcd": "etcd",
+    "kubernetes_asyncio": "kubernetes",
+    "aiohttp": "kubernetes",
+}
+
+
+def fail_missing_extra(error: ModuleNotFoundError) -> NoReturn:
+    """Name the extra that brings a missing optional dependency (exit 2); re-raise anything else."""
+    name = error.name or ""
+    for module, extra in EXTRA_BY_MODULE.items():
+        if name == module or name.startswith(module + "."):
+            fail(f"this needs {name}, which is not installed: pip install 'opensergo[{extra}]'", code=2)
+    raise error
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
     raise typer.Exit(code)
@@ -375,7 +398,10 @@ def control_plane(
     ] = None,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
-    from opensergo.controlplane.app import ControlPlane, Settings
+    try:
+        from opensergo.controlplane.app import ControlPlane, Settings
+    except ModuleNotFoundError as e:
+        fail_missing_extra(e)
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(
@@ -399,6 +425,8 @@ def control_plane(
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())
+    except ModuleNotFoundError as e:  # the store's client (etcd, kubernetes) is imported when chosen
+        fail_missing_extra(e)
     except (OSError, ValueError) as e:
         fail(str(e))
 
