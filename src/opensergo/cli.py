@@ -15,6 +15,7 @@ import httpx
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from opensergo import __version__
@@ -63,17 +64,17 @@ EXTRA_BY_MODULE = {
 }
 
 
-def fail_missing_extra(error: ModuleNotFoundError) -> NoReturn:
+def fail_missing_extra(error: ImportError) -> NoReturn:
     """Name the extra that brings a missing optional dependency (exit 2); re-raise anything else."""
     name = error.name or ""
     for module, extra in EXTRA_BY_MODULE.items():
         if name == module or name.startswith(module + "."):
-            fail(f"this needs {name}, which is not installed: pip install 'opensergo[{extra}]'", code=2)
+            fail(f"this needs {name}, which is missing: pip install 'opensergo[{extra}]'", code=2)
     raise error
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -400,7 +401,7 @@ def control_plane(
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
     try:
         from opensergo.controlplane.app import ControlPlane, Settings
-    except ModuleNotFoundError as e:
+    except ImportError as e:
         fail_missing_extra(e)
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -425,7 +426,7 @@ def control_plane(
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())
-    except ModuleNotFoundError as e:  # the store's client (etcd, kubernetes) is imported when chosen
+    except ImportError as e:  # the store's client (etcd, kubernetes) is imported when chosen
         fail_missing_extra(e)
     except (OSError, ValueError) as e:
         fail(str(e))

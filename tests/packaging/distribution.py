@@ -28,7 +28,7 @@ CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "open
 EXTRAS = "controlplane,etcd,kubernetes,otel"
 APP_FRAMEWORKS = ("fastapi", "uvicorn", "flask")
 # What building our sdist and wheel needs (pyproject.toml's [build-system]).
-BUILD_REQUIREMENTS = ("setuptools>=69", "wheel")
+BUILD_REQUIREMENTS = ("setuptools>=77",)
 # The packages that install pip itself into a venv; not part of what we bring in.
 VENV_TOOLING = frozenset({"pip", "setuptools", "wheel"})
 
