@@ -70,8 +70,10 @@ test: lint system-deps kube-apiserver interop-warm
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
 
-## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out).
+## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out), and
+## what `pip install opensergo` costs an app (install size, import time, start-up).
 bench: $(STAMP)
+	$(PY) benchmarks/footprint.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/routing.py
 	$(PY) benchmarks/ack_latency.py 100 50
