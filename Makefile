@@ -4,18 +4,36 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install system-deps kube-apiserver run test test-fast lint proto bench bench-scale clean
+# Every extra: the venv runs the control plane on each store, the SDK's OTLP export and the tests.
+EXTRAS := controlplane,etcd,kubernetes,otel,database,dev,bench
 
-$(STAMP): pyproject.toml
+.PHONY: install lock system-deps kube-apiserver interop-warm run test test-fast lint proto bench bench-scale clean
+
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "installing Python dependencies into $(VENV) (the versions in constraints.txt; first time: a few minutes)"
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[$(EXTRAS)]'
 	@# xds-protos ships an older copy of the opentelemetry/proto modules; whichever package pip
 	@# installs last wins, so reinstall opentelemetry-proto to make its (newer) files win.
-	$(PY) -m pip install --quiet --force-reinstall --no-deps "$$(grep -o 'opentelemetry-proto==[0-9.]*' pyproject.toml)"
+	$(PY) -m pip install --quiet --force-reinstall --no-deps "$$(grep -i '^opentelemetry-proto==' constraints.txt)"
 	@touch $(STAMP)
 
 install: $(STAMP)
+
+## Update constraints.txt: resolve pyproject.toml's ranges afresh (newest versions) in a scratch
+## venv and freeze it. `make lock LOCK_ARGS='-c constraints.txt'` keeps the current pins and only
+## resolves what is new. Then `make install` (the stamp sees the change) and `make test`.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet $(LOCK_ARGS) -e '.[$(EXTRAS)]'
+	{ echo "# The exact versions CI tests (make install uses them). Regenerate with: make lock"; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable | grep -v '^#'; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
 
 ## Control plane (gRPC :10246, REST :10247) on the embedded store + a demo app it governs.
 run: $(STAMP)
@@ -30,7 +48,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests scripts examples benchmarks interop
 	$(VENV)/bin/mypy
 
-## Debian packages the tests run for real (etcd, ...); installs only what is missing.
+## Debian packages the tests run for real (etcd, Chromium, ...); installs only what is missing.
 system-deps:
 	scripts/system-deps.sh
 
@@ -39,16 +57,23 @@ system-deps:
 kube-apiserver:
 	@scripts/build-kube-apiserver.sh >/dev/null
 
-## Every test layer, after lint and type checks.
-test: lint system-deps kube-apiserver
+## The interop programs' dependencies (the official Java SDK from Maven Central, Go modules),
+## fetched once (online, progress shown); the interop tests then build offline. Instant when warm.
+interop-warm: $(STAMP)
+	$(PY) interop/build.py warm
+
+## Every test layer, after lint and type checks; installs and warms what it needs first.
+test: lint system-deps kube-apiserver interop-warm
 	$(PY) -m pytest -q
 
 ## The unit layer only (seconds).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
 
-## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out).
+## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out), and
+## what `pip install opensergo` costs an app (install size, import time, start-up).
 bench: $(STAMP)
+	$(PY) benchmarks/footprint.py
 	$(PY) benchmarks/run.py
 	$(PY) benchmarks/routing.py
 	$(PY) benchmarks/ack_latency.py 100 50
@@ -59,4 +84,4 @@ bench-scale: $(STAMP)
 	$(PY) benchmarks/scale.py 1000 5000 10000
 
 clean:
-	rm -rf $(VENV) .opensergo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCK_VENV) .opensergo .pytest_cache .mypy_cache .ruff_cache

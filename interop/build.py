@@ -1,6 +1,7 @@
 """Build (and pre-fetch the dependencies of) the interop programs in interop/go and interop/java.
 
     python interop/build.py warm          # online: fill ~/.m2, the Go module cache and the Go build cache
+                                          # (once; --force to redo it)
     python interop/build.py java          # offline: compile interop/java, print the java command
     python interop/build.py go OUT_DIR    # offline: generate the Go protos, build the Go client
 
@@ -23,6 +24,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,15 +197,49 @@ def build_java(*, offline: bool = True) -> JavaProgram:
 # --- warm ---------------------------------------------------------------------------------------
 
 
-def warm() -> None:
-    """Fetch every dependency once (online), then prove an offline build works."""
+def _progress(message: str) -> None:
+    print(f"[interop warm {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def _warm_stamp() -> Path:
+    """A file named after everything the warm step fetches for: pom.xml, go.mod and go.sum."""
+    digest = hashlib.sha256()
+    for source in (JAVA_DIR / "pom.xml", GO_DIR / "go.mod", GO_DIR / "go.sum"):
+        digest.update(source.read_bytes())
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "opensergo" / "interop-warm" / digest.hexdigest()
+
+
+def warm(*, force: bool = False) -> None:
+    """Fetch every dependency once (online), then prove an offline build works.
+
+    Instant when it already ran for the same pom.xml, go.mod and go.sum (and the Maven cache
+    still holds the Java SDK): `make test` calls it every time.
+    """
+    stamp = _warm_stamp()
+    if not force and stamp.is_file():
+        try:
+            java_sdk_jar()
+        except BuildError:
+            pass
+        else:
+            return
+    started = time.monotonic()
+    _progress(f"Maven: fetching the official Java SDK and plugins into {maven_repository()} (online)")
     _run([mvn_binary(), "-q", "-B", "dependency:go-offline"], cwd=JAVA_DIR)
+    _progress("Maven: compiling interop/java")
     build_java(offline=False)
+    _progress("Go: downloading the modules of interop/go (online)")
     _run([go_binary(), "mod", "download"], cwd=GO_DIR, env=_go_env(False))
     with tempfile.TemporaryDirectory(prefix="opensergo-interop-") as tmp:
+        _progress("Go: generating the upstream protos and building interop/go")
         build_go(Path(tmp), offline=False)
+        _progress("checking that both build offline")
         build_java(offline=True)
         build_go(Path(tmp), offline=True)
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(f"warmed in {time.monotonic() - started:.0f} s\n")
+    _progress(f"done in {time.monotonic() - started:.0f} s")
 
 
 def main(argv: list[str]) -> int:
@@ -212,7 +248,7 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         if argv[0] == "warm":
-            warm()
+            warm(force="--force" in argv[1:])
             print("interop caches are warm")
         elif argv[0] == "java":
             print(" ".join(build_java().command()))

@@ -8,6 +8,8 @@ command -v etcd >/dev/null 2>&1 || need+=(etcd-server)   # scale-out tests: real
 [ -x /usr/bin/chromium ] || need+=(chromium)              # dashboard browser tests (Playwright)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)     # kube-apiserver tests: service-account keys
 { command -v mariadbd && ls /usr/lib/postgresql/*/bin/pg_basebackup; } >/dev/null 2>&1 || need+=(mariadb-server postgresql)  # database tests
+command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # interop tests: the official Java SDK
+command -v mvn >/dev/null 2>&1 || need+=(maven)
 
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
@@ -19,6 +21,7 @@ if [ "$(id -u)" != "0" ]; then
     exit 1
   fi
 fi
-echo "installing system packages: ${need[*]}" >&2
+echo "installing system packages: ${need[*]} (apt-get; about a minute or two)" >&2
 $SUDO apt-get update -qq
 DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+echo "installed: ${need[*]}" >&2

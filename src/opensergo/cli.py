@@ -15,6 +15,7 @@ import httpx
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from opensergo import __version__
@@ -50,8 +51,31 @@ FilesOpt = Annotated[
 ]
 
 
+# `pip install opensergo` is the SDK and this CLI; the control plane and its stores are extras.
+EXTRA_BY_MODULE = {
+    "fastapi": "controlplane",
+    "starlette": "controlplane",
+    "uvicorn": "controlplane",
+    "aiosqlite": "controlplane",
+    "prometheus_client": "controlplane",
+    "opentelemetry.proto": "controlplane",
+    "aetcd": "etcd",
+    "kubernetes_asyncio": "kubernetes",
+    "aiohttp": "kubernetes",
+}
+
+
+def fail_missing_extra(error: ImportError) -> NoReturn:
+    """Name the extra that brings a missing optional dependency (exit 2); re-raise anything else."""
+    name = error.name or ""
+    for module, extra in EXTRA_BY_MODULE.items():
+        if name == module or name.startswith(module + "."):
+            fail(f"this needs {name}, which is missing: pip install 'opensergo[{extra}]'", code=2)
+    raise error
+
+
 def fail(message: str, code: int = 1) -> NoReturn:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print(f"[red]error:[/red] {escape(message)}", highlight=False, markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -368,7 +392,10 @@ def control_plane(
     ] = None,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
-    from opensergo.controlplane.app import ControlPlane, Settings
+    try:
+        from opensergo.controlplane.app import ControlPlane, Settings
+    except ImportError as e:
+        fail_missing_extra(e)
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = Settings(
@@ -392,6 +419,8 @@ def control_plane(
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())
+    except ImportError as e:  # the store's client (etcd, kubernetes) is imported when chosen
+        fail_missing_extra(e)
     except (OSError, ValueError) as e:
         fail(str(e))
 
