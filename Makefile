@@ -39,8 +39,14 @@ system-deps:
 kube-apiserver:
 	@scripts/build-kube-apiserver.sh >/dev/null
 
+## A real helm for the chart tests (`helm lint`, `helm template`): built from Go modules the first
+## time (a few minutes on 2 cores, progress shown), then cached in ~/.cache/opensergo.
+.PHONY: helm
+helm:
+	@scripts/build-helm.sh >/dev/null
+
 ## Every test layer, after lint and type checks.
-test: lint system-deps kube-apiserver
+test: lint system-deps kube-apiserver helm
 	$(PY) -m pytest -q
 
 ## The unit layer only (seconds).

@@ -14,22 +14,63 @@ from tests.helpers import ROOT, free_port
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(60)]
 
 PROGRAM = """
-import json
+import asyncio, json
 from concurrent import futures
 import grpc, grpc.aio
 from fastapi import FastAPI
 from starlette.applications import Starlette
+from opensergo.governance import load_rules
 from opensergo.governance.runtime import current
 from opensergo.integrations.asgi import OpenSergoMiddleware
-from opensergo.integrations.grpc_server import AioServerInterceptor, ServerInterceptor
+
+# One call a minute on /t.S/M, in the process-wide engine the interceptors guard with.
+load_rules('''
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: RateLimitStrategy
+metadata: {name: one-a-minute}
+spec: {threshold: 1, statDuration: 60s}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: rule}
+spec:
+  targets: [{targetResourceName: /t.S/M}]
+  strategies: [{name: one-a-minute, kind: RateLimitStrategy}]
+''', app=None)
+
+
+async def echo(request, context):
+    return request
+
+
+async def aio_codes():
+    # The aio server keeps its interceptors inside cygrpc: call it twice and read the status codes.
+    server = grpc.aio.server()
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler("t.S", {"M": grpc.unary_unary_rpc_method_handler(echo)}),)
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    codes = []
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        call = channel.unary_unary("/t.S/M")
+        for _ in range(2):
+            try:
+                await call(b"x", timeout=10)
+                codes.append("OK")
+            except grpc.aio.AioRpcError as error:
+                codes.append(error.code().name)
+    await server.stop(None)
+    return codes
+
 
 fast, star = FastAPI(), Starlette()
 server = grpc.server(futures.ThreadPoolExecutor(max_workers=1))
-aio = grpc.aio.server()
 print(json.dumps({
     "fastapi": [m.cls is OpenSergoMiddleware for m in fast.user_middleware],
     "starlette": [m.cls is OpenSergoMiddleware for m in star.user_middleware],
     "grpc": [type(i).__name__ for i in getattr(server._state.interceptor_pipeline, "interceptors", ())],
+    "grpc.aio": asyncio.run(aio_codes()),
     "governance": current() is not None and current().client.app,
 }))
 server.stop(None)
@@ -54,6 +95,7 @@ def test_launcher_instruments_asgi_apps_and_grpc_servers() -> None:
         "fastapi": [True],
         "starlette": [True],
         "grpc": ["ServerInterceptor"],
+        "grpc.aio": ["OK", "RESOURCE_EXHAUSTED"],  # the aio server got the interceptor too
         "governance": "auto-app",
     }
 
@@ -70,4 +112,4 @@ def test_launcher_without_bootstrap_changes_nothing() -> None:
     assert done.returncode == 0, done.stderr
     assert "running without governance" in done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"fastapi": [], "starlette": [], "grpc": [], "governance": False}
+    assert result == {"fastapi": [], "starlette": [], "grpc": [], "grpc.aio": ["OK", "OK"], "governance": False}
