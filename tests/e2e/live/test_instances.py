@@ -99,7 +99,7 @@ def test_global_to_local_share_follows_instances(control_plane: ControlPlaneProc
         assert threshold(engine) == 5
         [listed] = [i for i in instances(control_plane) if i["pid"] == other.pid]
         join = updated - listed["firstSeen"]
-        print(f"\n[{APP}] 2nd instance registered with the control plane -> local share 5: {join * 1000:.0f} ms")
+        print(f"\n[{APP}] 2nd instance registered -> local share 5: {join * 1000:.0f} ms")
         assert 0 < join < 1.0
         assert admitted(engine) == 5
 

@@ -112,4 +112,5 @@ def test_launcher_without_bootstrap_changes_nothing() -> None:
     assert done.returncode == 0, done.stderr
     assert "running without governance" in done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert result == {"fastapi": [], "starlette": [], "grpc": [], "grpc.aio": ["OK", "OK"], "governance": False}
+    unpatched = {"fastapi": [], "starlette": [], "grpc": [], "grpc.aio": ["OK", "OK"], "governance": False}
+    assert result == unpatched
