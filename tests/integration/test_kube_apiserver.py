@@ -122,14 +122,24 @@ async def test_crud_conflicts_and_revisions(store: KubernetesStore) -> None:
     with pytest.raises(NotFoundError):
         await store.delete(KIND, ns, "a")
     assert await store.refresh(KIND, ns, "b") and not await store.refresh(KIND, ns, "a")
-    history = await store.history(KIND, ns, "a")
+    assert store.supports_ttl is False
+
+
+async def test_history_records_every_change_made_through_the_store(store: KubernetesStore) -> None:
+    ns = "crud"
+    a = await store.put(KIND, ns, "h", body("h", 1))
+    await store.put(KIND, ns, "h", body("h", 2))
+    await store.put(KIND, ns, "h", body("h", 3))
+    await store.delete(KIND, ns, "h")
+    history = await store.history(KIND, ns, "h")
     assert [e.type for e in history] == [
         EventType.ADDED,
         EventType.MODIFIED,
         EventType.MODIFIED,
         EventType.DELETED,
     ]
-    assert store.supports_ttl is False
+    assert history[0].revision == a.revision
+    assert [e.revision for e in history] == sorted({e.revision for e in history})  # one per change
 
 
 async def test_watch_replays_then_follows(store: KubernetesStore) -> None:
