@@ -2,8 +2,11 @@
 
 Usage: cluster_client.py ENDPOINT RESOURCE RATE SECONDS [HOLD_SECONDS]
 Prints JSON lines: {"mode": "global"|"local", "at": t} on every mode change, and at the end
-{"admitted": {second: count}, "blocked": n}. With HOLD_SECONDS, each admitted request holds its
-concurrency permit that long (and the process keeps running).
+{"admitted": {second: count}, "blocked": n, "behind": [second, ...]}: "behind" are the seconds in
+which this load generator itself fell behind its schedule (a request sent more than LATE_S after
+its slot: the process was not scheduled), so that second's offered load was not the rate.
+With HOLD_SECONDS, each admitted request holds its concurrency permit that long (and the process
+keeps running).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from opensergo.governance.faulttolerance.engine import KINDS
 
 FT = "fault-tolerance.opensergo.io/v1alpha1"
 INSTANCES = "discovery.opensergo.io/v1alpha1/ServiceInstance"
+LATE_S = 0.05
 
 
 def main() -> None:
@@ -50,11 +54,15 @@ def main() -> None:
     threading.Thread(target=watch_mode, daemon=True).start()
     admitted: dict[int, int] = {}
     blocked = 0
+    behind: set[int] = set()
     held = []
     interval = 1.0 / rate
     deadline = time.time() + seconds
     next_at = time.time()
     while time.time() < deadline:
+        sent = time.time()
+        if sent - next_at > LATE_S:  # the slot's second offered less, the sending second more
+            behind.update((int(next_at), int(sent)))
         try:
             entry = engine.entry(resource)
             admitted[int(time.time())] = admitted.get(int(time.time()), 0) + 1
@@ -66,7 +74,7 @@ def main() -> None:
             blocked += 1
         next_at += interval
         time.sleep(max(0.0, next_at - time.time()))
-    print(json.dumps({"admitted": admitted, "blocked": blocked}), flush=True)
+    print(json.dumps({"admitted": admitted, "blocked": blocked, "behind": sorted(behind)}), flush=True)
     if hold:
         time.sleep(hold)
     tokens.stop()

@@ -26,3 +26,16 @@ def first_steady_second(results: list[dict[str, Any]]) -> int:
     (instance counts arrive, the first leases are sized blind, and the sliding window evens out
     the first second's overshoot)."""
     return max(min(int(s) for s in r["admitted"]) for r in results) + 3
+
+
+def behind(results: list[dict[str, Any]]) -> set[int]:
+    """The seconds in which some client's load generator fell behind its own schedule."""
+    return {int(second) for r in results for second in r.get("behind", ())}
+
+
+def judged_seconds(results: list[dict[str, Any]], first: int, end: int) -> tuple[list[int], list[int]]:
+    """Seconds ``first`` <= s < ``end`` split into (judged, excluded): an accuracy bound holds only
+    where every generator offered its rate; excluded seconds are the generators' fault."""
+    late = behind(results)
+    seconds = range(first, end)
+    return [s for s in seconds if s not in late], [s for s in seconds if s in late]

@@ -10,8 +10,9 @@ It follows the API server's semantics where the store depends on them:
   ``allowWatchBookmarks=true`` gets periodic BOOKMARK events; ``timeoutSeconds`` ends the watch;
 - create (409 AlreadyExists), replace with ``metadata.resourceVersion`` (409 Conflict; an update
   without one is unconditional, as for custom resources), delete with
-  ``preconditions.resourceVersion`` (409; success answers a ``Status``), the status subresource (the main resource's writes
-  keep the status; status writes change nothing else), generation bumped on spec changes;
+  ``preconditions.resourceVersion`` (409; success answers a ``Status``), the status
+  subresource (the main resource's writes keep the status; status writes change nothing
+  else), generation bumped on spec changes;
 - bodies are validated against the committed CRDs' schemas (422 Invalid);
 - ConfigMaps (``/api/v1/namespaces/<ns>/configmaps``) with ``labelSelector`` existence tests.
 
