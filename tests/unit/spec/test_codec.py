@@ -3,6 +3,7 @@ from __future__ import annotations
 import pytest
 from google.protobuf import any_pb2, struct_pb2
 
+from opensergo.proto.common.v1 import common_pb2
 from opensergo.proto.ext.v1 import resource_pb2
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
 from opensergo.spec import (
@@ -128,7 +129,15 @@ def test_upstream_round_trip_for_fault_tolerance_kinds(samples: list[Resource]) 
 def test_upstream_payload_is_deterministic_and_decodable() -> None:
     resource = one(RATE_LIMIT)
     payload = encode_upstream(resource)
-    assert payload is not None and payload == encode_upstream(one(RATE_LIMIT))
+    expected = ft_pb2.RateLimitStrategy(
+        name="rl",
+        metric_type=ft_pb2.RateLimitStrategy.TYPE_REQUEST_AMOUNT,
+        limit_mode=ft_pb2.RateLimitStrategy.MODE_LOCAL,
+        threshold=10,
+        stat_duration=2,
+        stat_duration_time_unit=common_pb2.SECOND,
+    )
+    assert payload is not None and payload.value == expected.SerializeToString(deterministic=True)
     assert payload.type_url == "type.googleapis.com/io.opensergo.proto.fault_tolerance.v1.RateLimitStrategy"
     message = ft_pb2.RateLimitStrategy()
     assert payload.Unpack(message)
