@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +115,42 @@ def test_launcher_without_bootstrap_changes_nothing() -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     unpatched = {"fastapi": [], "starlette": [], "grpc": [], "grpc.aio": ["OK", "OK"], "governance": False}
     assert result == unpatched
+
+
+def test_auto_instrument_0_turns_the_hooks_off() -> None:
+    done = run(
+        "--app", "auto-app", "--endpoint", f"127.0.0.1:{free_port()}", env={"OPENSERGO_AUTO_INSTRUMENT": "0"}
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    unpatched = {"fastapi": [], "starlette": [], "grpc": [], "grpc.aio": ["OK", "OK"], "governance": False}
+    assert result == unpatched
+
+
+def test_an_existing_sitecustomize_still_runs(tmp_path: Path) -> None:
+    """Ours shadows the program's own ``sitecustomize`` on PYTHONPATH, and then imports it."""
+    theirs = tmp_path / "site"
+    theirs.mkdir()
+    (theirs / "sitecustomize.py").write_text("import builtins, os\nbuiltins.THEIRS_RAN_IN = os.getpid()\n")
+    program = (
+        "import builtins, json, os, sys\n"
+        "from fastapi import FastAPI\n"
+        "print(json.dumps({'theirs': getattr(builtins, 'THEIRS_RAN_IN', None) == os.getpid(),"
+        " 'ours': sys.modules['sitecustomize'].__file__, 'patched': len(FastAPI().user_middleware)}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "opensergo.launcher", "--app", "auto-app", "--endpoint",
+         f"127.0.0.1:{free_port()}", "--", "python", "-c", program],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": f"{theirs}{os.pathsep}{ROOT / 'src'}"},
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # Theirs ran in the program's own process, and ours is the one installed, with its hooks.
+    assert result["theirs"] is True
+    assert (
+        Path(result["ours"]).parent.name == "sitecustomize" and Path(result["ours"]).parts[-3] == "opensergo"
+    )
+    assert result["patched"] == 1
