@@ -316,3 +316,34 @@ def test_control_plane_tls_option_errors(
     for text in expected:
         assert text in output, output
     assert "ready" not in output
+
+
+PLAINTEXT_WARNING = "is plaintext and unauthenticated"
+
+
+@pytest.mark.timeout(90)
+def test_plaintext_grpc_beyond_loopback_is_warned_about(pki: Pki, tmp_path: Path) -> None:
+    """One warning when gRPC listens beyond loopback without TLS; none on loopback or with TLS."""
+    tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    everywhere = ["--allow-loopback", "--host", "0.0.0.0"]
+    runs = {
+        "plaintext, all interfaces": ControlPlaneProcess(tmp_path / "a", tmp_path, everywhere),
+        "plaintext, loopback": ControlPlaneProcess(tmp_path / "b", tmp_path, ["--allow-loopback"]),
+        "TLS, all interfaces": TlsControlPlane(tmp_path / "c", tmp_path, [*everywhere, *tls], pki),
+    }
+    warnings = {}
+    for name, cp in runs.items():
+        cp.log_dir = tmp_path / name.replace(", ", "-").replace(" ", "-")
+        cp.log_dir.mkdir()
+        cp.start(timeout=60)
+        try:
+            log = cp.log_path.read_text()
+        finally:
+            cp.stop()
+        warnings[name] = [line for line in log.splitlines() if PLAINTEXT_WARNING in line]
+    [warning] = warnings["plaintext, all interfaces"]
+    assert (
+        "WARNING" in warning and f"gRPC on 0.0.0.0:{runs['plaintext, all interfaces'].grpc_port}" in warning
+    )
+    assert "--tls-cert" in warning  # it says what to do
+    assert warnings["plaintext, loopback"] == [] and warnings["TLS, all interfaces"] == []
