@@ -211,7 +211,8 @@ def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path)
     print(f"\nadmitted per second through two replicas (threshold 60): {series}")
     # Steady state: after the warm-up, whole seconds only.
     last = min(max(int(s) for s in r["admitted"]) for r in results)
-    # Judged only where both generators offered their full 50/s (a starved one offers less).
+    # Judged only where both generators offered their full 50/s and every token request was
+    # answered in time (scheduler noise on a shared host is not the limiter's inaccuracy).
     judged, excluded = judged_seconds(results, first_steady_second(results), last)
     print(f"steady seconds judged: {[totals[s] for s in judged]}; excluded: {[totals[s] for s in excluded]}")
     assert len(judged) >= 3, f"judged {judged}, excluded {excluded}; series {series}"

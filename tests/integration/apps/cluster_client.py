@@ -2,9 +2,11 @@
 
 Usage: cluster_client.py ENDPOINT RESOURCE RATE SECONDS [HOLD_SECONDS]
 Prints JSON lines: {"mode": "global"|"local", "at": t} on every mode change, and at the end
-{"admitted": {second: count}, "blocked": n, "behind": [second, ...]}: "behind" are the seconds in
-which this load generator itself fell behind its schedule (a request sent more than LATE_S after
-its slot: the process was not scheduled), so that second's offered load was not the rate.
+{"admitted": {second: count}, "blocked": n, "behind": [second, ...], "unanswered": [second, ...]}:
+"behind" are the seconds in which this load generator itself fell behind its schedule (a request
+sent more than LATE_S after its slot: the process was not scheduled), so that second's offered
+load was not the rate; "unanswered" are the seconds in which a token request went unanswered past
+the client's timeout (20 ms), so calls used the local share, as designed for a slow service.
 With HOLD_SECONDS, each admitted request holds its concurrency permit that long (and the process
 keeps running).
 """
@@ -35,6 +37,14 @@ def main() -> None:
         client.subscribe(f"{FT}/{kind}", callback=lambda objs, _v, kind=kind: engine.update_kind(kind, objs))
     client.subscribe(INSTANCES, callback=lambda objs, _v: engine.set_instance_count(len(objs)))
     tokens = TokenClient([endpoint], client_id=client.identifier).start()
+    unanswered: set[int] = set()
+    mark_slow = tokens.mark_slow
+
+    def timed_out(seconds: float = 1.0) -> None:  # the engine calls this on each timeout
+        unanswered.add(int(time.time()))
+        mark_slow(seconds)
+
+    tokens.mark_slow = timed_out  # type: ignore[method-assign]
     engine.set_token_source(tokens)
     client.start()
     client.wait_synced(10)
@@ -74,7 +84,13 @@ def main() -> None:
             blocked += 1
         next_at += interval
         time.sleep(max(0.0, next_at - time.time()))
-    print(json.dumps({"admitted": admitted, "blocked": blocked, "behind": sorted(behind)}), flush=True)
+    result = {
+        "admitted": admitted,
+        "blocked": blocked,
+        "behind": sorted(behind),
+        "unanswered": sorted(unanswered),
+    }
+    print(json.dumps(result), flush=True)
     if hold:
         time.sleep(hold)
     tokens.stop()
