@@ -37,7 +37,9 @@ def disturbed(results: list[dict[str, Any]]) -> set[int]:
 
 def judged_seconds(results: list[dict[str, Any]], first: int, end: int) -> tuple[list[int], list[int]]:
     """Seconds ``first`` <= s < ``end`` split into (judged, excluded): an accuracy bound holds only
-    where every generator offered its rate and the token service answered in time."""
+    where every generator offered its rate and the token service answered in time, in that second
+    and the one before (a 1 s window still counts what a disturbed second admitted)."""
     late = disturbed(results)
+    late |= {s + 1 for s in late}
     seconds = range(first, end)
     return [s for s in seconds if s not in late], [s for s in seconds if s in late]
