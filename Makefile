@@ -62,8 +62,14 @@ kube-apiserver:
 interop-warm: $(STAMP)
 	$(PY) interop/build.py warm
 
+## A real helm for the chart tests (`helm lint`, `helm template`): built from Go modules the first
+## time (a few minutes on 2 cores, progress shown), then cached in ~/.cache/opensergo.
+.PHONY: helm
+helm:
+	@scripts/build-helm.sh >/dev/null
+
 ## Every test layer, after lint and type checks; installs and warms what it needs first.
-test: lint system-deps kube-apiserver interop-warm
+test: lint system-deps kube-apiserver helm interop-warm
 	$(PY) -m pytest -q
 
 ## The unit layer only (seconds).

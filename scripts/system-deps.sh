@@ -5,6 +5,7 @@ set -euo pipefail
 
 need=()
 command -v etcd >/dev/null 2>&1 || need+=(etcd-server)   # scale-out tests: real etcd members
+command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client) # kube-apiserver tests: compact etcd (410 Gone)
 [ -x /usr/bin/chromium ] || need+=(chromium)              # dashboard browser tests (Playwright)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)     # kube-apiserver tests: service-account keys
 { command -v mariadbd && ls /usr/lib/postgresql/*/bin/pg_basebackup; } >/dev/null 2>&1 || need+=(mariadb-server postgresql)  # database tests

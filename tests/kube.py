@@ -1,8 +1,12 @@
 """A real kube-apiserver (built from Go modules by scripts/build-kube-apiserver.sh) on a real etcd,
-loopback only, with the project's CRDs installed: for the Kubernetes store tests."""
+loopback only, with the project's CRDs installed: for the Kubernetes store tests. Plus a TCP relay
+in front of it that can cut every connection, to drop the store's watches for real."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import secrets
 import subprocess
 import sys
@@ -12,6 +16,8 @@ from typing import Any
 import httpx
 import yaml
 
+from opensergo.controlplane.store.base import Bookmark
+from opensergo.controlplane.store.kubernetes import KubernetesStore
 from tests.helpers import ROOT, EtcdCluster, free_port, stop_processes, wait_until
 
 BUILD_SCRIPT = ROOT / "scripts" / "build-kube-apiserver.sh"
@@ -28,8 +34,13 @@ def kube_apiserver_binary() -> Path:
 
 
 class KubeApiServer:
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, watch_cache: bool = True) -> None:
+        """``watch_cache=False`` serves watches straight from etcd, so that compacting etcd
+        (:meth:`compact_etcd`) expires their resourceVersions: 410 Gone. With the cache, a
+        resumed watch is answered from the API server's memory as long as the version is within
+        the cache's window, whatever etcd has compacted."""
         self.base = base
+        self.watch_cache = watch_cache
         self.etcd = EtcdCluster(base / "etcd")
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -77,6 +88,7 @@ class KubeApiServer:
                 "--enable-priority-and-fairness=false",
                 # A loopback advertise address cannot be the kubernetes Service's endpoint.
                 "--endpoint-reconciler-type=none",
+                f"--watch-cache={str(self.watch_cache).lower()}",
             ],
             stdout=(self.base / "kube-apiserver.log").open("wb"),
             stderr=subprocess.STDOUT,
@@ -84,13 +96,17 @@ class KubeApiServer:
         with self.client() as c:
             wait_until(lambda: self._ready(c), timeout=90, interval=0.25, what="kube-apiserver /readyz")
             self._install(c)
-        self.kubeconfig.write_text(
+        self.write_kubeconfig(self.kubeconfig, self.url)
+
+    def write_kubeconfig(self, path: Path, server: str) -> Path:
+        """A kubeconfig for ``server`` (this API server, or a relay in front of it)."""
+        path.write_text(
             yaml.safe_dump(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
                     "clusters": [
-                        {"name": "test", "cluster": {"server": self.url, "insecure-skip-tls-verify": True}}
+                        {"name": "test", "cluster": {"server": server, "insecure-skip-tls-verify": True}}
                     ],
                     "users": [{"name": "admin", "user": {"token": self.token}}],
                     "contexts": [{"name": "test", "context": {"cluster": "test", "user": "admin"}}],
@@ -98,6 +114,25 @@ class KubeApiServer:
                 }
             )
         )
+        return path
+
+    def compact_etcd(self) -> int:
+        """Compact etcd's history up to its current revision with etcdctl; the revision."""
+        endpoints = "--endpoints=" + self.etcd.url.replace("etcd://", "http://")
+        status = subprocess.run(
+            ["etcdctl", endpoints, "endpoint", "status", "--write-out=json"],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        revision = int(json.loads(status.stdout)[0]["Status"]["header"]["revision"])
+        subprocess.run(
+            ["etcdctl", endpoints, "compaction", "--physical", str(revision)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return revision
 
     def _ready(self, c: httpx.Client) -> bool:
         assert self.proc is not None
@@ -148,3 +183,109 @@ class KubeApiServer:
         if self.proc is not None:
             stop_processes([self.proc], timeout=15)
         self.etcd.stop()
+
+
+class Relay:
+    """A TCP relay to ``port`` on loopback (runs on the current event loop).
+
+    :meth:`cut` resets every relayed connection and refuses new ones (they are accepted and reset
+    at once) until :meth:`resume`: a real dropped connection, with the server still up."""
+
+    def __init__(self, port: int) -> None:
+        self.target = port
+        self.port = 0
+        self.accepting = True
+        self.accepted = 0
+        self._open: set[asyncio.StreamWriter] = set()
+        self._server: asyncio.Server | None = None
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    @property
+    def connections(self) -> int:
+        return len(self._open) // 2
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        self.cut()
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    def cut(self) -> None:
+        self.accepting = False
+        for writer in list(self._open):
+            writer.transport.abort()
+        self._open.clear()
+
+    def resume(self) -> None:
+        self.accepting = True
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if not self.accepting:
+            writer.transport.abort()
+            return
+        try:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
+        except OSError:
+            writer.transport.abort()
+            return
+        self.accepted += 1
+        self._open.update((writer, up_writer))
+        try:
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        finally:
+            for w in (writer, up_writer):
+                self._open.discard(w)
+                w.transport.abort()
+
+    @staticmethod
+    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+
+EventSummary = tuple[str, str, Any]
+"""(event type, object name, spec.threshold)."""
+
+
+class Follower:
+    """Follows ``store.watch(0)`` in a task and queues one namespace's events as summaries."""
+
+    def __init__(self, store: KubernetesStore, namespace: str) -> None:
+        self.events: asyncio.Queue[EventSummary] = asyncio.Queue()
+        self.replayed = asyncio.Event()  # the store's first Bookmark: the watch streams start
+        self._task = asyncio.create_task(self._run(store, namespace))
+
+    async def _run(self, store: KubernetesStore, namespace: str) -> None:
+        async for item in store.watch(0):
+            if isinstance(item, Bookmark):
+                self.replayed.set()
+            elif item.object.namespace == namespace:
+                spec = item.object.body.get("spec") or {}
+                self.events.put_nowait((item.type.value, item.object.name, spec.get("threshold")))
+
+    async def take(self, count: int, timeout: float = 60) -> list[EventSummary]:
+        out: list[EventSummary] = []
+        async with asyncio.timeout(timeout):
+            while len(out) < count:
+                getter = asyncio.ensure_future(self.events.get())
+                await asyncio.wait({getter, self._task}, return_when=asyncio.FIRST_COMPLETED)
+                if not getter.done():
+                    getter.cancel()
+                    self._task.result()  # the watch ended: raise what ended it
+                    raise AssertionError("the store's watch ended")
+                out.append(getter.result())
+        return out
+
+    async def stop(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task

@@ -4,6 +4,7 @@ never shown or logged but still reach the data planes."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -117,6 +118,26 @@ def test_dashboard_session_needs_csrf_for_writes(secured: ControlPlaneProcess) -
         assert cross.status_code == 403
         browser.post("/api/v1/logout")
         assert browser.get(base).status_code == 401
+
+
+def test_removing_a_token_ends_its_sessions(secured: ControlPlaneProcess, tmp_path: Path) -> None:
+    base = f"{secured.http_url}/apis/{FT}/namespaces/default/ratelimitstrategies"
+    with httpx.Client(base_url=secured.http_url) as reader, httpx.Client(base_url=secured.http_url) as ops:
+        assert reader.post("/api/v1/login", json={"token": "reader-token-123"}).status_code == 200
+        assert ops.post("/api/v1/login", json={"token": "ops-token-123"}).status_code == 200
+        assert reader.get(base).status_code == 200 and ops.get(base).status_code == 200
+        assert reader.get("/api/v1/whoami").json()["user"]["name"] == "reader"
+        # The operator removes the reader's token from the file (reloaded when it changes).
+        tokens = tmp_path / "tokens.yaml"
+        kept = {"tokens": [t for t in TOKENS["tokens"] if t["name"] != "reader"]}
+        tokens.write_text(yaml.safe_dump(kept))
+        stat = tokens.stat()
+        os.utime(tokens, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))  # surely a change
+        # The file is looked at again at most once a second: the session signed with it ends then.
+        wait_until(lambda: reader.get(base).status_code == 401, timeout=5, what="the reader's session ended")
+        assert reader.get("/api/v1/whoami").json() == {"authEnabled": True, "authenticated": False}
+        assert ops.get(base).status_code == 200  # other tokens' sessions go on
+        assert httpx.get(base, headers=auth("reader-token-123")).status_code == 401
 
 
 def test_auth_is_on_by_default_beyond_loopback(tmp_path: Path) -> None:

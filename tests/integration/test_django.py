@@ -1,52 +1,39 @@
-"""The WSGI middleware in front of a real Django project (configured in-process, driven through
-werkzeug's test client like the Flask tests): resources named by Django URL routes."""
+"""The WSGI middleware in front of a real Django project: resources named by Django URL routes.
+
+The namer is checked in-process (Django configured with the URLconf below); requests go to the
+same project served by a real WSGI server in its own process (tests/integration/apps/django_app.py).
+"""
 
 from __future__ import annotations
 
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import include, path, re_path
-from werkzeug.test import Client
+from django.urls import path
 
-from opensergo.governance import Engine, ManualClock, load_rules
+from opensergo.governance import Engine, ManualClock
 from opensergo.integrations.django import DjangoResourceNamer, governed_wsgi_application, route_template
 from opensergo.integrations.wsgi import OpenSergoWSGIMiddleware
+from tests.helpers import ROOT, free_port, spawn_python, stop_processes, wait_until
+from tests.integration.apps import django_app
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 APP = "django-demo"
+DJANGO_APP = ROOT / "tests" / "integration" / "apps" / "django_app.py"
 _HEAD = "apiVersion: fault-tolerance.opensergo.io/v1alpha1\n"
 _META = f"metadata: {{namespace: default, labels: {{app: {APP}}}, name: "
 
 
-def ok(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-    return JsonResponse({"view": request.resolver_match.view_name, **kwargs})
-
-
-# This module is the project's ROOT_URLCONF.
-urlpatterns = [
-    path("", ok, name="index"),
-    path("health", ok, name="health"),
-    path("users/<int:user_id>", ok, name="user"),
-    path("api/", include([path("v1/", include([path("items/<slug:slug>/", ok, name="item")]))])),
-    re_path(r"^articles/(?P<year>[0-9]{4})/$", ok, name="article"),
-    re_path(
-        r"^legacy/",
-        include(
-            [
-                path("orders/<int:order_id>", ok, name="order"),
-                re_path(r"^pages/(?P<name>\w+)\Z", ok, name="page"),
-            ]
-        ),
-    ),
-]
+# This module is the project's ROOT_URLCONF in-process: the served project's URL patterns.
+urlpatterns = django_app.urlpatterns
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -72,11 +59,11 @@ def engine() -> Iterator[Engine]:
 
 
 def rate_limit(resource: str, threshold: int, *, action: str = "") -> list[str]:
-    """Rule YAML: a rate limit of ``threshold`` per second on ``resource`` (with a 503 fallback
-    action of body ``action`` if given)."""
+    """Rule YAML: a rate limit of ``threshold`` per hour (one window for the whole test) on
+    ``resource``, with a 503 fallback action of body ``action`` if given."""
     docs = [
         f"{_HEAD}kind: RateLimitStrategy\n{_META}rl}}\n"
-        f"spec: {{metricType: RequestAmount, limitMode: Local, threshold: {threshold}, statDuration: 1s}}\n",
+        f"spec: {{metricType: RequestAmount, limitMode: Local, threshold: {threshold}, statDuration: 1h}}\n",
         f"{_HEAD}kind: FaultToleranceRule\n{_META}r}}\nspec:\n"
         f"  targets: [{{targetResourceName: '{resource}'}}]\n"
         "  strategies: [{name: rl, kind: RateLimitStrategy}]\n",
@@ -90,19 +77,6 @@ def rate_limit(resource: str, threshold: int, *, action: str = "") -> list[str]:
             "    responseAdditionalHeaders: [{key: Content-Type, value: application/json}]\n"
         )
     return docs
-
-
-def apply(engine: Engine, resource: str, threshold: int, *, action: str = "") -> None:
-    result = load_rules("---\n".join(rate_limit(resource, threshold, action=action)), app=APP, engine=engine)
-    assert not result.problems, result.problems
-
-
-def get(c: Client, url: str, **kwargs: Any) -> Any:
-    """GET, read the body and close the response, as a WSGI server does."""
-    response = c.get(url, **kwargs)
-    response.get_data()
-    response.close()
-    return response
 
 
 def environ(path_info: str, method: str = "GET", script_name: str = "") -> dict[str, Any]:
@@ -153,60 +127,114 @@ def test_namer_with_another_urlconf() -> None:
     import types
 
     other = types.ModuleType("other_urls")
-    other.urlpatterns = [path("shop/<int:pk>", ok)]  # type: ignore[attr-defined]
+    other.urlpatterns = [path("shop/<int:pk>", django_app.ok)]  # type: ignore[attr-defined]
     namer = DjangoResourceNamer(urlconf=other)
     assert namer(environ("/shop/3")) == "GET:/shop/<pk>"
     assert namer(environ("/users/3")) == "GET:/users/3"
 
 
-def test_rate_limit_on_a_route_spans_its_ids(engine: Engine) -> None:
-    apply(engine, "GET:/users/<user_id>", 3)
-    c = Client(governed_wsgi_application(engine=engine))
-    assert [get(c, f"/users/{i}").status_code for i in (1, 2, 3)] == [200, 200, 200]
-    blocked = get(c, "/users/4")
+class DjangoServer:
+    """tests/integration/apps/django_app.py in its own process: the Django project above, served
+    by werkzeug's threaded WSGI server behind OpenSergo's middleware, with ``rules`` applied."""
+
+    def __init__(self, root: Path, rules: str, default_response: str | None = None) -> None:
+        self.port = free_port()
+        self.log = root / "django.log"
+        rules_file = root / "rules.yaml"
+        rules_file.write_text(rules)
+        extra = [default_response] if default_response else []
+        self.proc = spawn_python(DJANGO_APP, str(self.port), str(rules_file), *extra, log=self.log)
+        self.http = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        try:
+            wait_until(self._serving, timeout=60, interval=0.1, what="the Django server")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"django_app.py exited:\n{self.log.read_text(errors='replace')}")
+        try:
+            return self.http.get("/").status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def get(self, url: str) -> httpx.Response:
+        return self.http.get(url)
+
+    def blocks(self) -> dict[tuple[str, str, str], int]:
+        return {(r, rule, s): n for r, rule, s, n in self.http.get("/_blocks").json()["blocks"]}
+
+    def stop(self) -> None:
+        self.http.close()
+        stop_processes([self.proc])
+
+
+@pytest.fixture
+def serve(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Callable[..., DjangoServer]]:
+    started: list[DjangoServer] = []
+
+    def start(rules: str, default_response: str | None = None) -> DjangoServer:
+        server = DjangoServer(tmp_path, rules, default_response)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+        rep = getattr(request.node, "rep_call", None)
+        if rep is not None and rep.failed:
+            print(server.log.read_text(errors="replace"))
+
+
+def rules(resource: str, threshold: int, *, action: str = "") -> str:
+    return "---\n".join(rate_limit(resource, threshold, action=action))
+
+
+def test_rate_limit_on_a_route_spans_its_ids(serve: Callable[..., DjangoServer]) -> None:
+    server = serve(rules("GET:/users/<user_id>", 3))
+    assert [server.get(f"/users/{i}").status_code for i in (1, 2, 3)] == [200, 200, 200]
+    blocked = server.get("/users/4")
     assert (blocked.status_code, blocked.text) == (429, "Blocked by OpenSergo (flow limiting)")
-    assert get(c, "/users/1").status_code == 429
-    # under a SCRIPT_NAME prefix: the same route, the same limit
-    assert get(c, "/users/5", base_url="http://localhost/mounted").status_code == 429
+    assert server.get("/users/1").status_code == 429
+    # under a SCRIPT_NAME prefix (the app mounted at /mounted): the same route, the same limit
+    assert server.get("/mounted/users/5").status_code == 429
     for _ in range(5):  # unrelated routes are not limited
-        assert get(c, "/health").status_code == 200
-        assert get(c, "/api/v1/items/x/").status_code == 200
-    posted = c.post("/users/1")  # another method, another resource
-    assert posted.status_code == 200
-    posted.close()
-    assert engine.block_counts() == {("GET:/users/<user_id>", "r", "rl"): 3}
+        assert server.get("/health").status_code == 200
+        assert server.get("/api/v1/items/x/").status_code == 200
+    assert server.http.post("/users/1").status_code == 200  # another method, another resource
+    assert server.blocks() == {("GET:/users/<user_id>", "r", "rl"): 3}
 
 
-def test_blocked_request_gets_the_fallback_action(engine: Engine) -> None:
-    apply(engine, r"GET:/legacy/pages/(?P<name>\w+)", 1, action='{"error": "busy"}')
-    c = Client(governed_wsgi_application(engine=engine))
-    first = get(c, "/legacy/pages/about")
-    assert (first.status_code, first.get_json()) == (200, {"view": "page", "name": "about"})
-    blocked = get(c, "/legacy/pages/contact")
-    assert (blocked.status_code, blocked.get_json()) == (503, {"error": "busy"})
+def test_blocked_request_gets_the_fallback_action(serve: Callable[..., DjangoServer]) -> None:
+    server = serve(rules(r"GET:/legacy/pages/(?P<name>\w+)", 1, action='{"error": "busy"}'))
+    first = server.get("/legacy/pages/about")
+    assert (first.status_code, first.json()) == (200, {"view": "page", "name": "about"})
+    blocked = server.get("/legacy/pages/contact")
+    assert (blocked.status_code, blocked.json()) == (503, {"error": "busy"})
     assert blocked.headers["Content-Type"] == "application/json"
 
 
-def test_unmatched_paths_are_named_by_their_raw_path(engine: Engine) -> None:
-    apply(engine, "GET:/nowhere", 1)
-    c = Client(governed_wsgi_application(engine=engine))
-    assert get(c, "/nowhere").status_code == 404  # Django's own 404
-    assert get(c, "/nowhere").status_code == 429
-    assert get(c, "/somewhere-else").status_code == 404
-    assert get(c, "/users/1").status_code == 200
+def test_unmatched_paths_are_named_by_their_raw_path(serve: Callable[..., DjangoServer]) -> None:
+    server = serve(rules("GET:/nowhere", 1))
+    assert server.get("/nowhere").status_code == 404  # Django's own 404
+    assert server.get("/nowhere").status_code == 429
+    assert server.get("/somewhere-else").status_code == 404
+    assert server.get("/users/1").status_code == 200
 
 
-def test_governed_wsgi_application_forwards_options(engine: Engine) -> None:
-    from opensergo.governance import FallbackResponse
-
-    apply(engine, "GET:/health", 0)
-    app = governed_wsgi_application(engine=engine, default_response=FallbackResponse(503, "later"))
+def test_governed_wsgi_application_forwards_options(
+    engine: Engine, serve: Callable[..., DjangoServer]
+) -> None:
+    app = governed_wsgi_application(engine=engine)
     assert isinstance(app, OpenSergoWSGIMiddleware)
     assert isinstance(app.resource_name, DjangoResourceNamer)
-    blocked = get(Client(app), "/health")
-    assert (blocked.status_code, blocked.text) == (503, "later")
     raw = governed_wsgi_application(engine=engine, resource=lambda e: "GET:/fixed")
     assert raw.resource_name(environ("/health")) == "GET:/fixed"
+    # default_response= reaches the middleware: the server's blocked answer is the one given.
+    server = serve(rules("GET:/health", 0), default_response="503:later")
+    blocked = server.get("/health")
+    assert (blocked.status_code, blocked.text) == (503, "later")
 
 
 def test_package_imports_without_django() -> None:

@@ -2,8 +2,9 @@
 scripts/build-kube-apiserver.sh) on a real etcd: the CRDs, the store's contract, and two
 control-plane replicas on `--store kubernetes` serving SDK clients.
 
-One API server serves the whole module; each test works in its own namespace. What only a fake
-can force (410 Gone after compaction, a dropped watch) is in test_kubernetes_store.py.
+One API server serves the whole module; each test works in its own namespace. 410 Gone after an
+etcd compaction needs a server without the watch cache: test_kube_apiserver_gone.py. What the real
+server cannot be made to do on demand (bookmarks every 100 ms) is in test_kubernetes_store.py.
 """
 
 from __future__ import annotations
@@ -19,18 +20,21 @@ import pytest
 import yaml
 
 from opensergo.client import OpenSergoClient
+from opensergo.controlplane.metadata import INSTANCE_KIND, NAMESPACE_HEADER, REPLICA_LABEL, MetadataRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import (
     Bookmark,
     ConflictError,
+    EventType,
     InvalidObjectError,
     NotFoundError,
     WatchEvent,
 )
 from opensergo.controlplane.store.kubernetes import KubernetesStore
+from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.spec.kinds import all_kinds, by_api_version_kind
 from tests.helpers import ControlPlaneProcess, put_object, wait_until
-from tests.kube import NAMESPACE, KubeApiServer
+from tests.kube import NAMESPACE, Follower, KubeApiServer, Relay
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -54,7 +58,19 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
     server = KubeApiServer(tmp_path_factory.mktemp("kube"))
     try:
         server.start()
-        for namespace in ("crud", "watch", "status", "status-docs", "samples", "prod", "cache", "team"):
+        for namespace in (
+            "crud",
+            "crud-other",
+            "watch",
+            "resume",
+            "status",
+            "status-docs",
+            "samples",
+            "prod",
+            "cache",
+            "expiry",
+            "team",
+        ):
             server.create_namespace(namespace)
         yield server
     finally:
@@ -83,19 +99,47 @@ async def test_crud_conflicts_and_revisions(store: KubernetesStore) -> None:
         await store.put(KIND, ns, "a", body("a", 2), create_only=True)
     with pytest.raises(ConflictError):
         await store.put(KIND, ns, "a", body("a", 2), expected_revision=a.revision + 1000)
+    with pytest.raises(ConflictError):
+        await store.put(KIND, ns, "new", body("new", 2), expected_revision=7)
     a2 = await store.put(KIND, ns, "a", body("a", 2), expected_revision=a.revision)
     assert a2.revision > a.revision and a2.body["metadata"]["generation"] == 2
     assert a2.body["metadata"]["uid"] == a.body["metadata"]["uid"]
+    a3 = await store.put(KIND, ns, "a", body("a", 3))  # unconditional
+    assert a3.revision > a2.revision and store.revision >= a3.revision
     await store.put(KIND, ns, "b", body("b", 1))
+    await store.put(KIND, "crud-other", "c", body("c", 1))
     assert [o.name for o in await store.list(KIND, ns)] == ["a", "b"]
+    assert [o.name for o in await store.list(None, "crud-other")] == ["c"]
+    assert {"a", "b", "c"} <= {o.name for o in await store.list(KIND)}
     got = await store.get(KIND, ns, "a")
-    assert got is not None and got.body["spec"]["threshold"] == 2
+    assert got is not None and got.body["spec"]["threshold"] == 3
+    assert await store.get(KIND, ns, "missing") is None
     with pytest.raises(ConflictError):
         await store.delete(KIND, ns, "a", expected_revision=a.revision)
-    await store.delete(KIND, ns, "a", expected_revision=a2.revision)
+    deleted = await store.delete(KIND, ns, "a", expected_revision=a3.revision)
+    assert deleted.body["spec"]["threshold"] == 3
     assert await store.get(KIND, ns, "a") is None
     with pytest.raises(NotFoundError):
         await store.delete(KIND, ns, "a")
+    assert await store.refresh(KIND, ns, "b") and not await store.refresh(KIND, ns, "a")
+    assert store.supports_ttl is False
+
+
+async def test_history_records_every_change_made_through_the_store(store: KubernetesStore) -> None:
+    ns = "crud"
+    a = await store.put(KIND, ns, "h", body("h", 1))
+    await store.put(KIND, ns, "h", body("h", 2))
+    await store.put(KIND, ns, "h", body("h", 3))
+    await store.delete(KIND, ns, "h")
+    history = await store.history(KIND, ns, "h")
+    assert [e.type for e in history] == [
+        EventType.ADDED,
+        EventType.MODIFIED,
+        EventType.MODIFIED,
+        EventType.DELETED,
+    ]
+    assert history[0].revision == a.revision
+    assert [e.revision for e in history] == sorted({e.revision for e in history})  # one per change
 
 
 async def test_watch_replays_then_follows(store: KubernetesStore) -> None:
@@ -130,15 +174,59 @@ async def test_watch_replays_then_follows(store: KubernetesStore) -> None:
     await watch.aclose()  # type: ignore[attr-defined]
 
 
+async def test_a_dropped_watch_resumes_from_its_resource_version(kube: KubeApiServer, tmp_path: Path) -> None:
+    # The store reaches the API server through a relay that cuts its connections: a real drop.
+    relay = Relay(kube.port)
+    await relay.start()
+    relayed = kube.write_kubeconfig(tmp_path / "relayed-kubeconfig", relay.url)
+    store = KubernetesStore(kubeconfig=str(relayed), namespace=NAMESPACE, watch_timeout=120)
+    direct = KubernetesStore(kubeconfig=str(kube.kubeconfig), namespace=NAMESPACE)
+    await store.open()
+    await direct.open()
+    ns = "resume"
+    follower = Follower(store, ns)
+    try:
+        await follower.replayed.wait()
+        await store.put(KIND, ns, "before", body("before", 1))
+        assert await follower.take(1) == [("ADDED", "before", 1)]
+        connections = relay.accepted
+
+        relay.cut()
+        await direct.put(KIND, ns, "during", body("during", 1))
+        await direct.put(KIND, ns, "before", body("before", 2))
+        await direct.put(KIND, ns, "before", body("before", 3))
+        await direct.put(KIND, ns, "brief", body("brief", 1))
+        await direct.delete(KIND, ns, "brief")
+        assert follower.events.empty()  # the watch is down
+        relay.resume()
+
+        # Every step since the last version seen, in order, and nothing seen before again: a
+        # resumed watch (a re-list would give "before" once, at 3, and nothing for "brief").
+        assert await follower.take(5) == [
+            ("ADDED", "during", 1),
+            ("MODIFIED", "before", 2),
+            ("MODIFIED", "before", 3),
+            ("ADDED", "brief", 1),
+            ("DELETED", "brief", 1),
+        ]
+        assert relay.accepted > connections  # over new connections
+    finally:
+        await follower.stop()
+        await store.close()
+        await direct.close()
+        await relay.stop()
+
+
 async def test_status_subresource_carries_rollout_counts(store: KubernetesStore) -> None:
     ns = "status"
     a = await store.put(KIND, ns, "a", body("a", 1))
     patched = await store.set_status(KIND, ns, "a", {"acked": 2, "nacked": 1, "pending": 0})
     assert patched.body["status"] == {"acked": 2, "nacked": 1, "pending": 0}
     assert patched.revision > a.revision
+    await store.set_status(KIND, ns, "a", {"pending": 3})  # merged into the status
     # A spec write neither takes the status away nor sets it (status subresource semantics).
     updated = await store.put(KIND, ns, "a", {**body("a", 2), "status": {"acked": 99}})
-    assert updated.body["status"] == {"acked": 2, "nacked": 1, "pending": 0}
+    assert updated.body["status"] == {"acked": 2, "nacked": 1, "pending": 3}
     with pytest.raises(NotFoundError):
         await store.set_status(KIND, ns, "missing", {"acked": 1})
 
@@ -201,6 +289,54 @@ async def test_snapshot_cache_follows_the_store(store: KubernetesStore) -> None:
         assert cache.revision >= b.revision
     finally:
         task.cancel()
+
+
+def _report(app: str, pid: int) -> sc.ReportMetadataRequest:
+    request = sc.ReportMetadataRequest(app_name=app)
+    request.node.identifier.host_name = "host"
+    request.node.identifier.pid = pid
+    metadata = request.service_metadata.add()
+    metadata.protocols.append("http")
+    address = metadata.listening_addresses.add()
+    address.address, address.port_value = "10.0.0.1", 8000 + pid
+    return request
+
+
+async def test_replicas_expire_only_their_own_instances_and_orphans(store: KubernetesStore) -> None:
+    # Kubernetes has no TTLs: each replica expires the instances it registered, and a restarted
+    # replica must not adopt (and then expire) the live instances of another one.
+    headers = {NAMESPACE_HEADER: "expiry"}
+
+    async def stored() -> dict[int, str]:
+        """pid -> the replica label, of the instances stored in this test's namespace."""
+        return {
+            o.body["spec"]["pid"]: o.body["metadata"]["labels"][REPLICA_LABEL]
+            for o in await store.list(INSTANCE_KIND.full_kind, "expiry")
+        }
+
+    alive = {"A", "B"}
+    a = MetadataRegistry(store, allow_loopback=True, replica_id="A", live_replicas=lambda: set(alive))
+    b = MetadataRegistry(store, allow_loopback=True, replica_id="B", live_replicas=lambda: set(alive))
+    await a.report(_report("shop", 1), "peer", headers)
+    await b.report(_report("shop", 2), "peer", headers)
+    assert await stored() == {1: "A", 2: "B"}
+    # A restarts under a new id: it adopts neither B's instance nor its own old one...
+    alive = {"A2", "B"}
+    a2 = MetadataRegistry(store, allow_loopback=True, replica_id="A2", live_replicas=lambda: set(alive))
+    await a2.start()
+    await a2.stop()
+    assert a2.instances() == []
+    # ...and its old instance, whose replica is gone, is deleted on the second look; B's stays.
+    await a2.collect_orphans()
+    await b.collect_orphans()
+    assert await stored() == {1: "A", 2: "B"}
+    await a2.collect_orphans()
+    assert await stored() == {2: "B"}
+    # The instance moves to A2 (its client reconnected there): registered again, labelled A2.
+    await a2.report(_report("shop", 1), "peer", headers)
+    await b.collect_orphans()
+    await b.collect_orphans()
+    assert await stored() == {1: "A2", 2: "B"}
 
 
 def test_two_replicas_on_kubernetes_serve_sdk_clients_and_write_rollout_status(

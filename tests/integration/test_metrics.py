@@ -221,3 +221,75 @@ def test_prometheus_counts_clients_acks_nacks_and_push_latency(
         client.stop()
         if raw_stream is not None:
             raw_stream.close()
+
+
+def _history_cp(tmp_path: Path, retention: int) -> ControlPlaneProcess:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    args = ["--allow-loopback", "--metrics-history-resolution", "1"]
+    return ControlPlaneProcess(
+        tmp_path / "data", logs, [*args, "--metrics-history-retention", str(retention)]
+    )
+
+
+def _history(cp: ControlPlaneProcess, app: str) -> list[dict[str, Any]]:
+    params = {"namespace": "default", "app": app, "start": 0, "end": int(time.time()) + 60}
+    items: list[dict[str, Any]] = httpx.get(f"{cp.http_url}/api/v1/metrics/history", params=params).json()[
+        "items"
+    ]
+    return items
+
+
+def _serve_traffic(cp: ControlPlaneProcess, app: str, seconds: float) -> None:
+    """An SDK exporting every 250 ms while guarding a few calls per 100 ms, for ``seconds``."""
+    engine = Engine()
+    load_rules(
+        RULES.replace("GET:/limited", "GET:/kept").replace("threshold: 3", "threshold: 1000"),
+        app="metrics-app",
+        engine=engine,
+    )
+    handle = enable_metrics(app=app, endpoint=cp.grpc_address, engine=engine, interval=0.25)
+    try:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for _ in range(3):
+                with guard("GET:/kept", engine=engine):
+                    pass
+            time.sleep(0.1)
+        handle.force_flush()
+    finally:
+        handle.shutdown()
+        engine.close()
+
+
+def test_metrics_history_keeps_only_its_retention(tmp_path: Path) -> None:
+    retention = 4
+    cp = _history_cp(tmp_path, retention)
+    cp.start()
+    try:
+        _serve_traffic(cp, "kept-app", 8)
+        rows = wait_until(lambda: _history(cp, "kept-app"), timeout=10, what="history rows")
+        # Written every second, pruned as it goes: nothing older than the retention (+ the last
+        # period's grace and one resolution).
+        assert min(r["t"] for r in rows) >= time.time() - retention - 4, rows
+        assert all(r["resource"] == "GET:/kept" and r["seconds"] == 1 for r in rows)
+        # With the app silent, the history it left is gone after the retention, as documented
+        # ("kept for --metrics-history-retention seconds").
+        wait_until(lambda: _history(cp, "kept-app") == [], timeout=retention + 10, what="history expired")
+    finally:
+        cp.stop()
+
+
+def test_metrics_history_retention_0_turns_history_off(tmp_path: Path) -> None:
+    cp = _history_cp(tmp_path, 0)
+    cp.start()
+    try:
+        _serve_traffic(cp, "no-history-app", 4)
+        # The metrics arrived (live series in memory) ...
+        wait_until(lambda: series(cp, "no-history-app").get("GET:/kept"), timeout=10, what="live series")
+        time.sleep(3)  # longer than a history period and its grace: a row would have been written
+        # ... and none went to a history: no rows, no database file.
+        assert _history(cp, "no-history-app") == []
+        assert not (tmp_path / "data" / "metrics-history.db").exists()
+    finally:
+        cp.stop()

@@ -169,7 +169,7 @@ def _items(cp: ControlPlaneProcess) -> list[dict[str, Any]]:
 def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path) -> None:
     """Each key has one owner replica; clients of the other replica are redirected to it."""
     from tests.helpers import spawn_python
-    from tests.integration.apps.cluster_runs import admitted, first_steady_second
+    from tests.integration.apps.cluster_runs import admitted, first_steady_second, judged_seconds
 
     a, b = cluster.replicas
     spec = {"metricType": "RequestAmount", "limitMode": "Global", "threshold": 60, "statDurationSeconds": 1}
@@ -196,7 +196,7 @@ def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path)
     app = Path(__file__).parent / "apps" / "cluster_client.py"
     logs = [tmp_path / "via-a.log", tmp_path / "via-b.log"]
     procs = [
-        spawn_python(app, cp.grpc_address, "GET:/x", "50", "8", log=log)
+        spawn_python(app, cp.grpc_address, "GET:/x", "50", "10", log=log)
         for cp, log in zip((a, b), logs, strict=True)
     ]
     try:
@@ -210,8 +210,11 @@ def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path)
     print(f"\nadmitted per second through two replicas (threshold 60): {series}")
     # Steady state: after the warm-up, whole seconds only.
     last = min(max(int(s) for s in r["admitted"]) for r in results)
-    steady = [totals[s] for s in range(first_steady_second(results), last)]
-    assert len(steady) >= 3, series
+    # Judged only where both generators offered their full 50/s and every token request was
+    # answered in time (scheduler noise on a shared host is not the limiter's inaccuracy).
+    judged, excluded = judged_seconds(results, first_steady_second(results), last)
+    print(f"steady seconds judged: {[totals[s] for s in judged]}; excluded: {[totals[s] for s in excluded]}")
+    assert len(judged) >= 3, f"judged {judged}, excluded {excluded}; series {series}"
     # Without an owner per key each replica would grant 60: about 100 per second in all.
-    for count in steady:
-        assert 54 <= count <= 66, series
+    for second in judged:
+        assert 54 <= totals[second] <= 66, series

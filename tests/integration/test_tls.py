@@ -18,7 +18,8 @@ from opensergo.client.tls import TlsConfig
 from opensergo.client.tokens import TokenClient
 from opensergo.governance import Engine, guard, load_rules
 from opensergo.observability import enable_metrics
-from tests.helpers import ControlPlaneProcess, Recorder, free_port, wait_until
+from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+from tests.helpers import ControlPlaneProcess, EtcdCluster, Recorder, free_port, wait_until
 from tests.helpers import run_cli as cli
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -316,3 +317,112 @@ def test_control_plane_tls_option_errors(
     for text in expected:
         assert text in output, output
     assert "ready" not in output
+
+
+PLAINTEXT_WARNING = "is plaintext and unauthenticated"
+
+
+@pytest.mark.timeout(90)
+def test_plaintext_grpc_beyond_loopback_is_warned_about(pki: Pki, tmp_path: Path) -> None:
+    """One warning when gRPC listens beyond loopback without TLS; none on loopback or with TLS."""
+    tls = ["--tls-cert", str(pki.server_cert), "--tls-key", str(pki.server_key)]
+    everywhere = ["--allow-loopback", "--host", "0.0.0.0"]
+    runs = {
+        "plaintext, all interfaces": ControlPlaneProcess(tmp_path / "a", tmp_path, everywhere),
+        "plaintext, loopback": ControlPlaneProcess(tmp_path / "b", tmp_path, ["--allow-loopback"]),
+        "TLS, all interfaces": TlsControlPlane(tmp_path / "c", tmp_path, [*everywhere, *tls], pki),
+    }
+    warnings = {}
+    for name, cp in runs.items():
+        cp.log_dir = tmp_path / name.replace(", ", "-").replace(" ", "-")
+        cp.log_dir.mkdir()
+        cp.start(timeout=60)
+        try:
+            log = cp.log_path.read_text()
+        finally:
+            cp.stop()
+        warnings[name] = [line for line in log.splitlines() if PLAINTEXT_WARNING in line]
+    [warning] = warnings["plaintext, all interfaces"]
+    assert (
+        "WARNING" in warning and f"gRPC on 0.0.0.0:{runs['plaintext, all interfaces'].grpc_port}" in warning
+    )
+    assert "--tls-cert" in warning  # it says what to do
+    assert warnings["plaintext, loopback"] == [] and warnings["TLS, all interfaces"] == []
+
+
+@pytest.mark.timeout(120)
+def test_token_redirects_across_two_replicas_under_mutual_tls(
+    pki: Pki, tmp_path: Path, etcd: EtcdCluster
+) -> None:
+    """Each Global key has one owner replica; a token client on the other one is answered REDIRECT
+    and opens its second stream to the owner with the same TLS settings (mTLS here: a plaintext or
+    certificate-less stream would be refused), so a limit holds across replicas exactly."""
+    mtls = TlsConfig(ca_file=str(pki.ca), cert_file=str(pki.client_cert), key_file=str(pki.client_key))
+    tls_args = [
+        "--tls-cert",
+        str(pki.server_cert),
+        "--tls-key",
+        str(pki.server_key),
+        "--tls-client-ca",
+        str(pki.ca),
+    ]
+    replicas = [
+        TlsControlPlane(
+            tmp_path / f"d{i}", tmp_path, ["--allow-loopback", *tls_args, "--store", etcd.url], pki
+        )
+        for i in range(2)
+    ]
+    for i, cp in enumerate(replicas):
+        cp.log_dir = tmp_path / f"logs{i}"
+        cp.log_dir.mkdir()
+        cp.start(timeout=60)
+    a = replicas[0]
+    strategy = {
+        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
+        "kind": "ConcurrencyLimitStrategy",
+        "metadata": {"name": "three", "namespace": "default", "labels": {"app": "redirect-app"}},
+        "spec": {"maxConcurrency": 3, "limitMode": "Global"},
+    }
+    watchers = [client(cp, "redirect-app", mtls) for cp in replicas]
+    tokens = [
+        TokenClient([cp.grpc_address], client_id=f"t{i}", tls=mtls).start() for i, cp in enumerate(replicas)
+    ]
+    try:
+        response = a.http.put(
+            f"{a.http_url}/apis/fault-tolerance.opensergo.io/v1alpha1/namespaces/default"
+            "/concurrencylimitstrategies/three",
+            json=strategy,
+        )
+        assert response.status_code in (200, 201), response.text
+        # The replicas know each other once each lists the other's subscriber (status documents).
+        for w in watchers:
+            w.start()
+
+        def sees_both(cp: TlsControlPlane) -> bool:
+            clients = cp.http.get(f"{cp.http_url}/api/v1/clients", params={"connected": "true"}).json()[
+                "items"
+            ]
+            return len({c["replica"] for c in clients}) == 2
+
+        for cp in replicas:
+            wait_until(lambda cp=cp: sees_both(cp), timeout=30, what="the replicas see each other")
+        wait_until(lambda: all(t.usable for t in tokens), timeout=20, what="token streams up")
+
+        def acquire(t: TokenClient) -> tk.TokenResponse:
+            return t.request(("default", "redirect-app", "GET:/r", "three"), "acquire", 1).result(timeout=10)
+
+        via_a, via_b = tokens
+        wait_until(lambda: acquire(via_a).code == tk.TokenResponse.OK, timeout=20, what="the limit known")
+        # One permit held through A; two more through B, then the limit (3) is reached for both.
+        # Permits are counted in the owner's memory only: without the redirect (and its second
+        # mTLS stream) the replica that does not own the key would grant 3 more of its own.
+        assert [acquire(via_b).granted for _ in range(3)] == [1, 1, 0]
+        assert acquire(via_a).granted == 0
+    finally:
+        for t in tokens:
+            t.stop()
+        for w in watchers:
+            w.stop()
+        for cp in replicas:
+            cp.stop()
+            cp.http.close()

@@ -11,6 +11,8 @@ import grpc
 import httpx
 import pytest
 
+from opensergo.common.protocol import ENCODING_LABEL, Encoding
+from opensergo.proto.ext.v1 import resource_pb2
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
 from tests.helpers import ControlPlaneProcess, put_object, wait_until
@@ -25,12 +27,19 @@ CONC = f"{FT}/ConcurrencyLimitStrategy"
 class RawStream:
     """A bidi stream driven by a queue, so a test can interleave sends and receives."""
 
-    def __init__(self, address: str) -> None:
-        self.channel = grpc.insecure_channel(address)
+    def __init__(self, address: str, *, read: bool = True) -> None:
+        """``read=False``: receive nothing until :meth:`start_reading` (a slow client; BDP
+        probing off, so the HTTP/2 window stays at its initial 64 KiB and the server's writes
+        block once it is full)."""
+        self.channel = grpc.insecure_channel(address, options=[("grpc.http2.bdp_probe", 0)])
         self.outbox: queue.Queue[pb.SubscribeRequest | None] = queue.Queue()
         self.inbox: queue.Queue[pb.SubscribeResponse] = queue.Queue()
         stub = pb_grpc.OpenSergoUniversalTransportServiceStub(self.channel)
-        self.call = stub.SubscribeConfig(self._requests(), timeout=30)
+        self.call = stub.SubscribeConfig(self._requests(), timeout=60)
+        if read:
+            self.start_reading()
+
+    def start_reading(self) -> None:
         threading.Thread(target=self._pump, daemon=True).start()
 
     def _requests(self) -> Iterator[pb.SubscribeRequest]:
@@ -154,3 +163,46 @@ def test_two_anonymous_streams_both_get_change_pushes(control_plane: ControlPlan
     finally:
         for s in streams:
             s.close()
+
+
+def test_a_slow_subscriber_gets_the_newest_snapshot_not_a_backlog(control_plane: ControlPlaneProcess) -> None:
+    # Each push carries a 200 KB annotation (native encoding: the whole object), so the first one
+    # fills the stream's 64 KiB window of a client that reads nothing, and the writer waits.
+    annotations = {"padding": "x" * 200_000}
+
+    def update(threshold: int) -> int:
+        body = {
+            "apiVersion": FT,
+            "kind": "RateLimitStrategy",
+            "metadata": {"name": "big", "labels": {"app": "foo-app"}, "annotations": annotations},
+            "spec": {"threshold": threshold, "statDurationSeconds": 1},
+        }
+        response = put_object(control_plane, body)
+        assert response.status_code in (200, 201), response.text
+        return int(response.json()["metadata"]["resourceVersion"])
+
+    first = update(0)
+    stream = RawStream(control_plane.grpc_address, read=False)
+    try:
+        native = pb.SubscribeLabelKV(key=ENCODING_LABEL, value=Encoding.NATIVE.value)
+        request = subscribe([RATE], "1")
+        request.target.labels.append(native)
+        stream.send(request)
+        wait_until(lambda: subscription_state(control_plane, RATE)["pushedVersion"] == first, what="1st push")
+        versions = [update(threshold) for threshold in range(1, 11)]  # ten snapshots, none read
+        stream.start_reading()
+
+        pushes = []
+        while not pushes or pushes[-1][0] != versions[-1]:
+            push = stream.recv(timeout=20)
+            message = resource_pb2.Resource()
+            [data] = push.dataWithVersion.data
+            assert data.Unpack(message)
+            pushes.append((push.dataWithVersion.version, message.spec["threshold"]))
+        with pytest.raises(queue.Empty):  # and nothing queued behind the newest
+            stream.recv(timeout=1)
+        print(f"\nslow subscriber: 11 snapshots, {len(pushes)} pushes received: {pushes}")
+        assert pushes[0] == (first, 0) and pushes[-1] == (versions[-1], 10)
+        assert len(pushes) <= 3  # the initial push, at most one written before the window filled, the newest
+    finally:
+        stream.close()

@@ -26,3 +26,20 @@ def first_steady_second(results: list[dict[str, Any]]) -> int:
     (instance counts arrive, the first leases are sized blind, and the sliding window evens out
     the first second's overshoot)."""
     return max(min(int(s) for s in r["admitted"]) for r in results) + 3
+
+
+def disturbed(results: list[dict[str, Any]]) -> set[int]:
+    """The seconds in which some client's load generator fell behind its own schedule, or some
+    token request went unanswered past the timeout (the host did not run the control plane in
+    time; the calls used local shares, as designed)."""
+    return {int(second) for r in results for field in ("behind", "unanswered") for second in r[field]}
+
+
+def judged_seconds(results: list[dict[str, Any]], first: int, end: int) -> tuple[list[int], list[int]]:
+    """Seconds ``first`` <= s < ``end`` split into (judged, excluded): an accuracy bound holds only
+    where every generator offered its rate and the token service answered in time, in that second
+    and the one before (a 1 s window still counts what a disturbed second admitted)."""
+    late = disturbed(results)
+    late |= {s + 1 for s in late}
+    seconds = range(first, end)
+    return [s for s in seconds if s not in late], [s for s in seconds if s in late]

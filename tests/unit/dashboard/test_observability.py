@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import (
     AggregationTemporality,
@@ -13,10 +14,12 @@ from opentelemetry.sdk.metrics.export import (
     MetricExporter,
     MetricExportResult,
     MetricsData,
+    Sum,
 )
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan
 
 from opensergo.governance import BlockedError, Engine, ManualClock, RateLimitedError, guard, load_rules
 from opensergo.observability import GovernanceMetrics, enable_metrics, names, record_block
@@ -160,8 +163,37 @@ def test_real_engine_hook(engine: Engine, reader: InMemoryMetricReader) -> None:
     metrics.close()
 
 
+class SpySpan(NonRecordingSpan):
+    """A span that keeps every event it is given, and says whether it records."""
+
+    def __init__(self, recording: bool) -> None:
+        super().__init__(INVALID_SPAN_CONTEXT)
+        self.recording = recording
+        self.added: list[tuple[str, dict[str, Any]]] = []
+
+    def is_recording(self) -> bool:
+        return self.recording
+
+    def add_event(self, name: str, attributes: Any = None, timestamp: int | None = None) -> None:
+        self.added.append((name, dict(attributes or {})))
+
+
 def test_record_block_without_a_recording_span_is_a_no_op() -> None:
-    record_block(RateLimitedError("GET:/x", "rule", "rl"))  # no tracer provider: nothing happens
+    error = RateLimitedError("GET:/x", "rule", "rl")
+    record_block(error)  # no span at all: nothing to record on, and no error
+    idle = SpySpan(recording=False)
+    with trace.use_span(idle):
+        record_block(error)
+    assert idle.added == []  # a span that does not record is not given the event
+    live = SpySpan(recording=True)
+    with trace.use_span(live):
+        record_block(error)
+    [(name, attributes)] = live.added
+    assert (name, attributes[names.STRATEGY], attributes[names.RESOURCE]) == (
+        names.BLOCK_EVENT,
+        "rl",
+        "GET:/x",
+    )
 
 
 class Capture(MetricExporter):
@@ -199,8 +231,15 @@ def test_enable_metrics_sets_the_resource_the_control_plane_keys_by(engine: Engi
         assert attrs[names.FRAMEWORK] == "fastapi"
         assert attrs[names.SDK_LANGUAGE] == "python"
         assert names.SERVICE_INSTANCE_ID in attrs
-        assert exporter._preferred_temporality is not None
-        assert AggregationTemporality.CUMULATIVE  # the default temporality the control plane expects
+        # The control plane keys its charts by cumulative counters: every sum is exported as such.
+        sums = [
+            metric
+            for scope in exporter.batches[-1].resource_metrics[0].scope_metrics
+            for metric in scope.metrics
+            if isinstance(metric.data, Sum)
+        ]
+        assert {metric.name for metric in sums} >= {names.PASSED, names.BLOCKED}
+        assert {metric.data.aggregation_temporality for metric in sums} == {AggregationTemporality.CUMULATIVE}
     finally:
         handle.shutdown()
         handle.shutdown()  # idempotent

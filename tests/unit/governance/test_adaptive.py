@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import pytest
 
@@ -165,7 +167,20 @@ def test_real_readers_return_sane_values() -> None:
     value = reader()
     assert 0.0 <= value <= 1.0
     assert reader.cores() > 0
-    assert read_load1() >= 0.0
+
+
+def test_load_reader_reads_the_one_minute_load_average(monkeypatch: pytest.MonkeyPatch) -> None:
+    # /proc/loadavg holds the kernel's averages to two decimals; read it on both sides of the call.
+    before = float(Path("/proc/loadavg").read_text().split()[0])
+    load = read_load1()
+    after = float(Path("/proc/loadavg").read_text().split()[0])
+    assert min(before, after) - 0.01 <= load <= max(before, after) + 0.01
+
+    def unavailable() -> tuple[float, float, float]:
+        raise OSError("no load average")
+
+    monkeypatch.setattr(os, "getloadavg", unavailable)
+    assert read_load1() == NOT_SAMPLED
 
 
 def test_broken_reader_does_not_kill_sampling() -> None:

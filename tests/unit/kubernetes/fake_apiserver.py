@@ -10,8 +10,9 @@ It follows the API server's semantics where the store depends on them:
   ``allowWatchBookmarks=true`` gets periodic BOOKMARK events; ``timeoutSeconds`` ends the watch;
 - create (409 AlreadyExists), replace with ``metadata.resourceVersion`` (409 Conflict; an update
   without one is unconditional, as for custom resources), delete with
-  ``preconditions.resourceVersion`` (409), the status subresource (the main resource's writes
-  keep the status; status writes change nothing else), generation bumped on spec changes;
+  ``preconditions.resourceVersion`` (409; success answers a ``Status``), the status
+  subresource (the main resource's writes keep the status; status writes change nothing
+  else), generation bumped on spec changes;
 - bodies are validated against the committed CRDs' schemas (422 Invalid);
 - ConfigMaps (``/api/v1/namespaces/<ns>/configmaps``) with ``labelSelector`` existence tests.
 
@@ -319,7 +320,17 @@ class FakeApiServer:
                 409, "Conflict", "Precondition failed: ResourceVersion in precondition does not match"
             )
         self._write(res, ns, name, "DELETED", None)
-        return web.json_response(self.log[-1][3] if self.log else {})
+        # As kube-apiserver v1.34 answers for a custom object without finalizers: a Status, not
+        # the object (so the client does not learn the deletion's resourceVersion).
+        return web.json_response(
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": {"name": name},
+            }
+        )
 
 
 def _merge(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:

@@ -1,13 +1,8 @@
-"""deploy/kubernetes/opensergo.yaml and the Helm chart: parseable and consistent with each other,
-with the CRDs and with the kinds. The chart is rendered with `helm template` when helm is on the
-PATH; otherwise with a minimal renderer of the only template syntax it uses ({{ .Values.a.b }},
-{{ .Release.Name }}, {{ .Release.Namespace }}, {{ .Chart.Version }})."""
+"""deploy/kubernetes/opensergo.yaml: parseable and consistent with the kinds. The Helm chart is
+rendered by the real helm and checked with the same rules in tests/integration/test_helm_chart.py."""
 
 from __future__ import annotations
 
-import re
-import shutil
-import subprocess
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -21,39 +16,6 @@ pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = ROOT / "deploy" / "kubernetes" / "opensergo.yaml"
-CHART = ROOT / "deploy" / "helm" / "opensergo"
-_TEMPLATE = re.compile(r"\{\{-?\s*([^}]*?)\s*-?\}\}")
-
-
-def render_chart(release: str = "opensergo", namespace: str = "opensergo-system") -> list[dict[str, Any]]:
-    if shutil.which("helm"):
-        out = subprocess.run(
-            ["helm", "template", release, str(CHART), "-n", namespace],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-        return [d for d in yaml.safe_load_all(out) if d]
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    values = yaml.safe_load((CHART / "values.yaml").read_text())
-    scope = {
-        "Values": values,
-        "Release": {"Name": release, "Namespace": namespace},
-        "Chart": {"Version": chart["version"], "AppVersion": chart["appVersion"], "Name": chart["name"]},
-    }
-
-    def lookup(match: re.Match[str]) -> str:
-        expr = match.group(1)
-        assert re.fullmatch(r"\.[A-Za-z][\w.]*", expr), f"unsupported template expression {expr!r}"
-        value: Any = scope
-        for part in expr[1:].split("."):
-            value = value[part]
-        return str(value)
-
-    docs: list[dict[str, Any]] = []
-    for path in sorted((CHART / "templates").glob("*.yaml")):
-        docs.extend(d for d in yaml.safe_load_all(_TEMPLATE.sub(lookup, path.read_text())) if d)
-    return docs
 
 
 def check_deployment_docs(docs: list[dict[str, Any]], namespace: str) -> None:
@@ -114,24 +76,3 @@ def test_plain_manifests_are_consistent() -> None:
     [namespace] = [d for d in docs if d["kind"] == "Namespace"]
     assert namespace["metadata"]["name"] == "opensergo-system"
     check_deployment_docs([d for d in docs if d["kind"] != "Namespace"], "opensergo-system")
-
-
-@pytest.mark.parametrize("namespace", ["opensergo-system", "governance"])
-def test_helm_chart_renders_consistently(namespace: str) -> None:
-    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
-    assert chart["apiVersion"] == "v2" and chart["name"] == "opensergo" and chart["version"]
-    docs = render_chart(namespace=namespace)
-    check_deployment_docs(docs, namespace)
-    assert all(d["metadata"]["name"].startswith("opensergo") for d in docs)
-
-
-def test_chart_and_manifests_deploy_the_same_thing() -> None:
-    plain = {d["kind"]: d for d in yaml.safe_load_all(MANIFEST.read_text()) if d}
-    chart = {d["kind"]: d for d in render_chart()}
-    for kind in ("ClusterRole", "Role"):
-        assert plain[kind]["rules"] == chart[kind]["rules"]
-    plain_container = plain["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    chart_container = chart["Deployment"]["spec"]["template"]["spec"]["containers"][0]
-    assert plain_container["args"] == chart_container["args"]
-    assert plain_container["image"] == chart_container["image"]
-    assert plain["Service"]["spec"]["ports"] == chart["Service"]["spec"]["ports"]

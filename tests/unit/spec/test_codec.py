@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import pytest
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, struct_pb2
 
+from opensergo.proto.common.v1 import common_pb2
 from opensergo.proto.ext.v1 import resource_pb2
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
 from opensergo.spec import (
@@ -70,7 +71,35 @@ def test_native_payload_fields() -> None:
 
 
 def test_native_payload_is_deterministic() -> None:
-    assert encode_native(one(RATE_LIMIT)).value == encode_native(one(RATE_LIMIT)).value
+    """The bytes are those of the message built field by field, serialized with sorted map keys
+    (labels and spec keys are given out of order, so insertion order would differ)."""
+    labels = {"zeta": "1", "app": "demo", "beta": "2", "mu": "3", "alpha": "4", "kappa": "5"}
+    resource = one(
+        RATE_LIMIT.replace(
+            "labels: {app: demo}",
+            "labels: {zeta: '1', app: demo, beta: '2', mu: '3', alpha: '4', kappa: '5'}",
+        ).replace(
+            "{threshold: 10, statDurationSeconds: 2}",
+            "{threshold: 10, statDurationSeconds: 2, limitMode: Local}",
+        )
+    )
+    spec = struct_pb2.Struct()
+    spec.update(
+        {"limitMode": "Local", "threshold": 10, "statDurationSeconds": 2, "metricType": "RequestAmount"}
+    )
+    expected = resource_pb2.Resource(
+        api_version="fault-tolerance.opensergo.io/v1alpha1",
+        kind="RateLimitStrategy",
+        name="rl",
+        namespace="prod",
+        labels=labels,
+        annotations={"note": "x"},
+        resource_version=42,
+        spec=spec,
+    )
+    payload = encode_native(resource)
+    assert payload.type_url == "type.googleapis.com/opensergo.ext.v1.Resource"
+    assert payload.value == expected.SerializeToString(deterministic=True)
 
 
 def test_upstream_round_trip_for_fault_tolerance_kinds(samples: list[Resource]) -> None:
@@ -100,7 +129,15 @@ def test_upstream_round_trip_for_fault_tolerance_kinds(samples: list[Resource]) 
 def test_upstream_payload_is_deterministic_and_decodable() -> None:
     resource = one(RATE_LIMIT)
     payload = encode_upstream(resource)
-    assert payload is not None and payload == encode_upstream(one(RATE_LIMIT))
+    expected = ft_pb2.RateLimitStrategy(
+        name="rl",
+        metric_type=ft_pb2.RateLimitStrategy.TYPE_REQUEST_AMOUNT,
+        limit_mode=ft_pb2.RateLimitStrategy.MODE_LOCAL,
+        threshold=10,
+        stat_duration=2,
+        stat_duration_time_unit=common_pb2.SECOND,
+    )
+    assert payload is not None and payload.value == expected.SerializeToString(deterministic=True)
     assert payload.type_url == "type.googleapis.com/io.opensergo.proto.fault_tolerance.v1.RateLimitStrategy"
     message = ft_pb2.RateLimitStrategy()
     assert payload.Unpack(message)

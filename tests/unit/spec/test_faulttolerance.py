@@ -419,9 +419,21 @@ def test_rule_without_fallback_sends_no_action() -> None:
     assert not to_proto(rule).HasField("action")
 
 
-def test_rule_accepts_every_strategy_kind() -> None:
-    for kind in StrategyKind:
-        one(RULE.replace("CircuitBreakerStrategy", kind.value))
+@pytest.mark.parametrize(
+    "kind",
+    [  # spelled out, not read from StrategyKind, so that a kind dropped there fails here
+        "RateLimitStrategy",
+        "ThrottlingStrategy",
+        "ConcurrencyLimitStrategy",
+        "CircuitBreakerStrategy",
+        "AdaptiveOverloadProtectionStrategy",
+    ],
+)
+def test_rule_accepts_every_strategy_kind(kind: str) -> None:
+    rule = one(RULE.replace("kind: CircuitBreakerStrategy", f"kind: {kind}"))
+    assert isinstance(rule, FaultToleranceRule)
+    assert rule.spec.strategies[1].kind == StrategyKind(kind)
+    assert (to_proto(rule).strategies[1].name, to_proto(rule).strategies[1].kind) == ("cb", kind)
 
 
 @pytest.mark.parametrize(
