@@ -161,8 +161,9 @@ class MetricsHistory:
             try:
                 store.expire()
                 if self.enabled:
+                    # Written even when empty: the write also prunes rows past the retention,
+                    # which must happen while every app is quiet too.
                     rows = self.due_rows(store, store.now())
-                    if rows:
-                        await loop.run_in_executor(None, self.write, rows, store.now())
+                    await loop.run_in_executor(None, self.write, rows, store.now())
             except Exception:
                 log.exception("writing metrics history failed")

@@ -345,10 +345,18 @@ class KubernetesStore:
             revision = current.revision
             if isinstance(result, dict) and result.get("kind") == info.kind:
                 revision = max(revision, revision_of((result.get("metadata") or {}).get("resourceVersion")))
+            else:
+                # A real kube-apiserver answers with a Status, which carries no revision: a quorum
+                # list's resourceVersion is at least the delete's, so the DELETED event is kept.
+                revision = max(revision, await self._current_revision(info))
             self._seen(revision)
             self._record(WatchEvent(EventType.DELETED, current, revision))
             return current
         raise ConflictError(f"{what}: too much write contention")
+
+    async def _current_revision(self, info: KindInfo) -> int:
+        listed = await self._custom.list_cluster_custom_object(info.group, info.version, info.plural, limit=1)
+        return revision_of(((listed or {}).get("metadata") or {}).get("resourceVersion"))
 
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         """Merge ``status`` (e.g. ``{"acked": 3, "nacked": 0, "pending": 1}``) into the object's
