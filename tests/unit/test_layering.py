@@ -27,7 +27,13 @@ pytestmark = pytest.mark.unit
 
 SRC = ROOT / "src"
 
-DATA_PLANE = ("opensergo.client", "opensergo.governance", "opensergo.integrations", "opensergo.observability")
+DATA_PLANE = (
+    "opensergo.client",
+    "opensergo.governance",
+    "opensergo.integrations",
+    "opensergo.observability",
+    "opensergo.database",
+)
 CONTROL_PLANE = "opensergo.controlplane"
 
 # (importer prefix, forbidden target prefix, why)
