@@ -241,12 +241,13 @@ def rollout(
     namespace: str, app: str | None, kind: str, version: int, index: SubscriptionIndex
 ) -> dict[str, Any]:
     """Which subscribed clients ACKed, NACKed (with the message) or have yet to answer ``version``."""
-    summary = {"acked": 0, "nacked": 0, "pending": 0, "rejected": 0, "outdated": 0, "failed": 0}
+    # "failed" (the control plane could not encode the version) appears only when it happens.
+    summary = {"acked": 0, "nacked": 0, "pending": 0, "rejected": 0, "outdated": 0}
     clients = []
     if app:
         for client, sub in index.get((namespace, app, kind), []):
             state, message = client_state(sub, version)
-            summary[state] += 1
+            summary[state] = summary.get(state, 0) + 1
             clients.append(
                 {
                     "id": client.get("id"),

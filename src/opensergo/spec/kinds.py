@@ -7,8 +7,10 @@ entry in ``_KINDS``; the loader, codec, stores, API and CLI all look kinds up he
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 from envoy.config.route.v3 import route_pb2
 from google.protobuf.message import Message
@@ -16,6 +18,7 @@ from google.protobuf.message import Message
 from opensergo.proto.fault_tolerance.v1 import fault_tolerance_pb2 as ft_pb2
 from opensergo.spec import database, discovery, faulttolerance, traffic
 from opensergo.spec.base import Resource
+from opensergo.spec.secrets import UNMARKED, SecretNode, model_secrets
 
 TYPE_URL_PREFIX = "type.googleapis.com/"
 
@@ -142,3 +145,15 @@ def _unknown(name: str) -> str:
 def known_kinds_text() -> str:
     """All kinds as ``apiVersion kind`` lines, for error messages."""
     return ", ".join(f"{k.api_version}/{k.kind}" for k in _KINDS)
+
+
+def secrets_of(body: Any) -> SecretNode:
+    """Which fields of an object body are secret, as its kind's schema marks them (found by the
+    body's apiVersion and kind; UNMARKED for an unknown kind). See :mod:`opensergo.spec.secrets`."""
+    if not isinstance(body, Mapping):
+        return UNMARKED
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return UNMARKED
+    info = _by_full_name().get(f"{api_version}/{kind}")
+    return UNMARKED if info is None else model_secrets(info.model)
