@@ -7,10 +7,10 @@ report is also the heartbeat.
 
 Each instance is persisted as a ``ServiceInstance`` object (discovery.opensergo.io/v1alpha1) in
 the store, written only when the object's content changes (a heartbeat that changes nothing the
-object shows, such as a service contract's method list, is no new revision), so discovery flows through the same
-store -> snapshot -> stream path as rules. An instance expires, and its object is deleted, when
-no report arrived within the TTL (default: three heartbeat intervals), or at once when the
-subscribe stream of the same client breaks (configurable).
+object shows, such as a service contract's method list, is no new revision), so discovery flows
+through the same store -> snapshot -> stream path as rules. An instance expires, and its object
+is deleted, when no report arrived within the TTL (default: three heartbeat intervals), or at
+once when the subscribe stream of the same client breaks (configurable).
 
 Our SDK sends three gRPC metadata headers with each report (headers, not proto fields, so the
 upstream messages stay untouched): ``opensergo-namespace``, ``opensergo-labels``

@@ -324,7 +324,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             self._reject(stream, request, "Request is invalid: target namespace, app and kinds are required")
             return
         if len(target.namespace) > _NAME_MAX or len(target.app) > _NAME_MAX:
-            self._reject(stream, request, f"Request is invalid: namespace and app are at most {_NAME_MAX} long")
+            self._reject(
+                stream, request, f"Request is invalid: namespace and app are at most {_NAME_MAX} long"
+            )
             return
         unknown = [k for k in target.kinds if not _known_kind(k)]
         if unknown:

@@ -41,17 +41,17 @@ class _Loader(yaml.SafeLoader):
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
             raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
         self._depth += 1
         try:
             # Scalars sit one level below the deepest allowed map or list.
             if self._depth > self.max_depth + 1:
-                mark = self.peek_event().start_mark
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
                 raise yaml.composer.ComposerError(
                     None, None, f"nested deeper than {self.max_depth} levels", mark
                 )
-            return super().compose_node(parent, index)  # type: ignore[no-any-return]
+            return super().compose_node(parent, index)
         finally:
             self._depth -= 1
 
@@ -110,7 +110,7 @@ def iter_yaml(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Itera
     loader = _loader(text, limits)
     count = 0
     try:
-        while loader.check_data():
+        while loader.check_data():  # type: ignore[no-untyped-call]
             count += 1
             if count > limits.max_documents:
                 raise LimitError(f"more than {limits.max_documents} documents")

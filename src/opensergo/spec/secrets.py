@@ -12,7 +12,8 @@ schema as ``x-opensergo-secret``):
   ``Authorization``...).
 
 :func:`opensergo.spec.kinds.secrets_of` gives the marking of a body's kind as a
-:class:`SecretNode` tree that callers walk beside the body (redaction, diffs, restore of redacted values, the SDK's snapshot). A field
+:class:`SecretNode` tree that callers walk beside the body (redaction, diffs, restore of redacted
+values, the SDK's snapshot). A field
 whose name reads like a secret (:func:`is_secret_name`) counts as marked wherever it is, so a
 body of an unknown kind, or an unmarked field named ``password``, is still covered.
 """
@@ -49,7 +50,9 @@ _URL_PARAM = re.compile(
 
 def is_secret_name(name: str) -> bool:
     """A field or map key whose name reads like a secret (``aes-key-value``, ``dbPassword``)."""
-    return bool(_SECRET_NAME.search(name)) or bool(_SECRET_NAME.search(name.replace("_", "").replace("-", "")))
+    return bool(_SECRET_NAME.search(name)) or bool(
+        _SECRET_NAME.search(name.replace("_", "").replace("-", ""))
+    )
 
 
 @dataclass(frozen=True)
@@ -103,8 +106,8 @@ def _node_of_annotation(annotation: Any, seen: frozenset[type]) -> SecretNode:
         item = _node_of_annotation(args[0], seen) if args else UNMARKED
         return SecretNode(items=item) if item != UNMARKED else UNMARKED
     if origin in (dict, Mapping):
-        args = get_args(annotation)
-        value = _node_of_annotation(args[1], seen) if len(args) == 2 else UNMARKED
+        key_value = get_args(annotation)
+        value = _node_of_annotation(key_value[1], seen) if len(key_value) == 2 else UNMARKED
         return SecretNode(items=value) if value != UNMARKED else UNMARKED
     if isinstance(annotation, type) and issubclass(annotation, BaseModel) and annotation not in seen:
         return _node_of_model(annotation, seen | {annotation})
@@ -172,7 +175,9 @@ def secret_values(body: Any, node: SecretNode) -> Iterator[tuple[tuple[str | int
     yield from _walk(body, node, ())
 
 
-def _walk(value: Any, node: SecretNode, path: tuple[str | int, ...]) -> Iterator[tuple[tuple[str | int, ...], Any]]:
+def _walk(
+    value: Any, node: SecretNode, path: tuple[str | int, ...]
+) -> Iterator[tuple[tuple[str | int, ...], Any]]:
     if isinstance(value, Mapping):
         entries: list[tuple[str | int, Any]] = list(value.items())
     elif isinstance(value, list):

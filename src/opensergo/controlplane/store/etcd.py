@@ -379,13 +379,15 @@ class EtcdStore:
         event_type = EventType.ADDED if int(kv.version) == 1 else EventType.MODIFIED
         return WatchEvent(event_type, self._decode(kv.key, kv.value, revision), revision)
 
-    async def _list_at_revision(self) -> tuple[list[StoredObject], int]:
+    async def _list_at_revision(self) -> tuple[tuple[StoredObject, ...], int]:
         """Every object and the revision of that view."""
         prefix = f"{self._prefix}/o/".encode()
         result = await self._call(lambda client: client.get_prefix(prefix))
         header = getattr(result, "header", None)
-        objects = [self._decode(kv.key, kv.value, kv.mod_revision) for kv in result]
-        revision = int(header.revision) if header is not None else max((o.revision for o in objects), default=0)
+        objects = tuple(self._decode(kv.key, kv.value, kv.mod_revision) for kv in result)
+        revision = (
+            int(header.revision) if header is not None else max((o.revision for o in objects), default=0)
+        )
         return objects, revision
 
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
