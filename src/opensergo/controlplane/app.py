@@ -83,7 +83,7 @@ def control_plane_identity() -> str:
 
 def open_store(settings: Settings) -> Store:
     if settings.store in ("sqlite", ""):
-        return SqliteStore(settings.data_dir)
+        return SqliteStore(settings.data_dir, settings.limits.history_per_object)
     if settings.store.startswith("etcd://"):
         from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
 

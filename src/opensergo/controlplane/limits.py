@@ -34,7 +34,7 @@ class Limits:
     # OTLP receiver: series (resources) per app and in total, exporting instances per app, and
     # data points used from one export. What is beyond is dropped and counted in /metrics.
     otlp_series_per_app: int = 200
-    otlp_series_total: int = 5000
+    otlp_series_total: int = 2000
     otlp_instances_per_app: int = 500
     otlp_points_per_export: int = 10_000
     # Store history (sqlite): changes kept per object, and how long the changes that are not an

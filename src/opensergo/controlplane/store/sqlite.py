@@ -2,8 +2,8 @@
 
 Table ``events`` is an append-only log whose AUTOINCREMENT key is the store revision; it doubles
 as the replay source of ``watch(since)`` and as the per-object version history. :meth:`compact`
-keeps it bounded: at most N changes per object, and nothing older than the retention except each
-object's current state. A watch from before a dropped deletion raises CompactedError. Table
+(and each write, for its object) keeps it bounded: at most N changes per object, and nothing older
+than the retention except each object's current state. A watch from before a dropped deletion raises CompactedError. Table
 ``server_values`` holds the control plane's own values (the session key, revoked sessions).
 """
 
@@ -77,8 +77,10 @@ class SqliteStore:
     shared = False  # one process: nothing to share with other replicas
     status_subresource = False
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, history_per_object: int | None = None) -> None:
+        """``history_per_object``: changes kept per object, trimmed at each write (None: all)."""
         self.path = Path(data_dir) / "opensergo.db"
+        self.history_per_object = history_per_object
         self._db: aiosqlite.Connection | None = None
         self._revision = 0
         self._lock = asyncio.Lock()
@@ -198,6 +200,14 @@ class SqliteStore:
             stored_body = with_revision(body, revision) if event_type != EventType.DELETED else body
             text = json.dumps(stored_body, sort_keys=True)
             await db.execute("UPDATE events SET body=? WHERE revision=?", (text, revision))
+            if self.history_per_object is not None:
+                # Keep the object's newest changes only (the index makes this a short range scan).
+                await db.execute(
+                    "DELETE FROM events WHERE kind=? AND namespace=? AND name=? AND revision <="
+                    " (SELECT revision FROM events WHERE kind=? AND namespace=? AND name=?"
+                    " ORDER BY revision DESC LIMIT 1 OFFSET ?)",
+                    (kind, namespace, name, kind, namespace, name, self.history_per_object),
+                )
             if event_type == EventType.DELETED:
                 await db.execute(
                     "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
