@@ -99,6 +99,8 @@ def test_history_older_than_the_retention_is_dropped(start_cp: StartControlPlane
     assert httpx.get(f"{base}/gone/history").status_code == 404
     kept = httpx.get(f"{base}/kept/history").json()["items"]
     assert [i["object"]["spec"]["threshold"] for i in kept] == [2]
-    with httpx.stream("GET", base, params={"watch": "true", "resourceVersion": before_delete}, timeout=10) as w:
+    with httpx.stream(
+        "GET", base, params={"watch": "true", "resourceVersion": before_delete}, timeout=10
+    ) as w:
         first = json.loads(next(w.iter_lines()))
     assert first["type"] == "ERROR" and first["object"]["code"] == 410

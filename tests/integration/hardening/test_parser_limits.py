@@ -120,7 +120,9 @@ def test_malformed_bodies_get_a_4xx_with_the_field(
     """Finding 10: these gave 500."""
     url = control_plane.http_url
     assert httpx.put(f"{url}{RL}/rl", json=rate_limit()).status_code in (200, 201)
-    answer = httpx.request(method, f"{url}{path}", content=content, headers={"content-type": "application/json"})
+    answer = httpx.request(
+        method, f"{url}{path}", content=content, headers={"content-type": "application/json"}
+    )
     assert answer.status_code == code, answer.text
     status = answer.json()
     assert status["kind"] == "Status" and status["code"] == code

@@ -124,7 +124,9 @@ def test_marked_secrets_are_redacted_everywhere(secured: ControlPlaneProcess) ->
 
     # The data plane still receives the real values; nothing secret reaches its on-disk snapshot.
     snapshots = secured.data_dir.parent / "sdk-snapshots"
-    client = OpenSergoClient(secured.grpc_address, app="shop", snapshot_dir=snapshots, heartbeat_interval=None)
+    client = OpenSergoClient(
+        secured.grpc_address, app="shop", snapshot_dir=snapshots, heartbeat_interval=None
+    )
     received: dict[str, Any] = {}
     client.subscribe(f"{DB}/DatabaseEndpoint", callback=lambda rules, v: received.update(db=rules))
     client.subscribe(f"{DB}/Encryption", callback=lambda rules, v: received.update(enc=rules))
@@ -165,5 +167,7 @@ def test_validate_never_confirms_a_guessed_secret(secured: ControlPlaneProcess) 
     assert json.dumps(right).count("(changed)") == json.dumps(wrong).count("(changed)") > 0
     # Redacted secrets written back are not guesses: they keep the stored values.
     redacted = httpx.get(f"{url}{ENDPOINTS}/orders-db", headers=OPS).json()
-    same = httpx.post(f"{url}/api/v1/validate", json={"yaml": yaml.safe_dump(redacted)}, headers=READER).json()
+    same = httpx.post(
+        f"{url}/api/v1/validate", json={"yaml": yaml.safe_dump(redacted)}, headers=READER
+    ).json()
     assert same["unchanged"] is True and not any("(changed)" in line for line in same["diff"])

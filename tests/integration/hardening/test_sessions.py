@@ -67,7 +67,10 @@ def test_a_session_cannot_be_forged_from_the_tokens_file(start_cp: StartControlP
         headers={"Cookie": f"osg_session={name}.{expires}.{mac}", "X-CSRF-Token": csrf},
     )
     assert forged.status_code == 401, forged.text
-    assert httpx.get(f"{cp.http_url}{RL}/rl", headers={"Authorization": "Bearer ops-token-123"}).status_code == 404
+    assert (
+        httpx.get(f"{cp.http_url}{RL}/rl", headers={"Authorization": "Bearer ops-token-123"}).status_code
+        == 404
+    )
     # The key is a random server secret in the data directory, private to the control plane.
     key_file = cp.data_dir / "session-key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600

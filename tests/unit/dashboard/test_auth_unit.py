@@ -13,7 +13,6 @@ from opensergo.controlplane.api.auth import (
     ADMIN_TOKEN_FILE,
     AuthConfig,
     AuthMiddleware,
-    Principal,
     Role,
     TokenFileError,
     TokenRegistry,

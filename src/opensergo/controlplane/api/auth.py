@@ -519,9 +519,17 @@ def session_cookie(headers: Mapping[str, str]) -> str:
 
 
 def client_source(scope: Mapping[str, Any]) -> str:
-    """The address a request came from (what failed logins are throttled by)."""
+    """Where a request came from, as failed logins are throttled: the IPv4 address, or the /64
+    network of an IPv6 address (one host usually holds a whole /64)."""
     client = scope.get("client")
-    return str(client[0]) if client else ""
+    host = str(client[0]) if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else host
 
 
 def principal_of(state: Any) -> Principal:

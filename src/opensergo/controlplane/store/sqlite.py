@@ -3,8 +3,9 @@
 Table ``events`` is an append-only log whose AUTOINCREMENT key is the store revision; it doubles
 as the replay source of ``watch(since)`` and as the per-object version history. :meth:`compact`
 (and each write, for its object) keeps it bounded: at most N changes per object, and nothing older
-than the retention except each object's current state. A watch from before a dropped deletion raises CompactedError. Table
-``server_values`` holds the control plane's own values (the session key, revoked sessions).
+than the retention except each object's current state. A watch from before a dropped deletion
+raises CompactedError. Table ``server_values`` holds the control plane's own values (the session
+key, revoked sessions).
 """
 
 from __future__ import annotations
