@@ -17,11 +17,19 @@ FT = "fault-tolerance.opensergo.io/v1alpha1"
 RL = f"/apis/{FT}/namespaces/default/ratelimitstrategies"
 
 
-def alias_bomb(levels: int = 9) -> str:
-    """The billion-laughs shape: each level lists the previous one nine times (407 bytes)."""
-    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+def alias_bomb(levels: int = 7, width: int = 8) -> str:
+    """The billion-laughs shape in an object (425 bytes): each level lists the previous one eight
+    times. Before, validate answered with the expanded object: 15 MB after 5.8 s, /healthz
+    waiting 5.4 s (measured on this machine)."""
+    lines = [
+        f"apiVersion: {FT}",
+        "kind: RateLimitStrategy",
+        "metadata: {name: x}",
+        "spec: {threshold: 1}",
+        "a0: &a0 [" + ",".join(['"lol"'] * width) + "]",
+    ]
     for i in range(1, levels):
-        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]")
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * width) + "]")
     return "\n".join(lines) + "\n"
 
 
@@ -38,7 +46,7 @@ def test_yaml_aliases_are_refused_without_stalling_the_server(control_plane: Con
     """Finding 3: a 407-byte alias bomb to /api/v1/validate returned 19 MB after 2.2 s and held
     /healthz for 1.9 s. Now aliases are refused at once, naming the line."""
     bomb = alias_bomb()
-    assert len(bomb) < 600
+    assert len(bomb) < 450
     slowest_health = 0.0
     stop = threading.Event()
 
@@ -64,8 +72,9 @@ def test_yaml_aliases_are_refused_without_stalling_the_server(control_plane: Con
     assert len(answer.content) < 10_000, len(answer.content)
     body = answer.json()
     assert body["valid"] is False and "aliases" in body["errors"][0]["message"]
-    assert body["errors"][0]["line"] == 2
-    assert took < 1.0 and slowest_health < 0.5, (took, slowest_health)
+    assert body["errors"][0]["line"] == 6
+    # Generous bounds for a loaded 2-core machine; before: 5.8 s and 5.4 s.
+    assert took < 3.0 and slowest_health < 2.0, (took, slowest_health)
     # The REST API refuses the same text as a YAML body.
     put = httpx.put(
         f"{control_plane.http_url}{RL}/rl",
