@@ -36,7 +36,8 @@ async def test_values_are_secrets_created_once(kube: KubeApiServer, tmp_path: Pa
         assert await two.get_or_create_value("auth/session-key", "bb" * 32) == "aa" * 32
         with kube.client() as client:
             secrets = client.get(
-                f"/api/v1/namespaces/{NAMESPACE}/secrets", params={"labelSelector": "opensergo.io/server-value"}
+                f"/api/v1/namespaces/{NAMESPACE}/secrets",
+                params={"labelSelector": "opensergo.io/server-value"},
             ).json()["items"]
         assert len(secrets) == 1 and secrets[0]["type"] == "Opaque"
         assert await two.get_or_create_value("auth/revoked-session/x", "revoked", ttl=1) == "revoked"
