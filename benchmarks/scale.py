@@ -61,7 +61,10 @@ def percentile(values: list[float], p: float) -> float:
 def measure(size: int, tmp: Path) -> dict[str, float]:
     logs = tmp / f"logs-{size}"
     logs.mkdir()
-    cp = ControlPlaneProcess(tmp / f"data-{size}", logs)
+    # Every load generator connects from 127.0.0.1: lift the per-peer stream bound.
+    cp = ControlPlaneProcess(
+        tmp / f"data-{size}", logs, ["--allow-loopback", "--max-streams-per-peer", "100000"]
+    )
     cp.start()
     assert cp.proc is not None
     pid = cp.proc.pid

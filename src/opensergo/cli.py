@@ -20,6 +20,7 @@ from rich.table import Table
 
 from opensergo import __version__
 from opensergo.common.restpaths import resource_path
+from opensergo.controlplane.limits import Limits
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError, SpecErrors
@@ -95,6 +96,7 @@ def _load(files: list[str]) -> list[Resource]:
 
 
 TOKEN_ENV = "OPENSERGO_TOKEN"
+_LIMITS = Limits()  # the defaults the control-plane flags show
 
 
 class Client:
@@ -390,8 +392,49 @@ def control_plane(
             help="PEM CA: gRPC clients must present a certificate it signed (mutual TLS).",
         ),
     ] = None,
+    external_name: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--external-name",
+            envvar="OPENSERGO_EXTERNAL_NAMES",
+            help="Host name (or comma-separated names; '*.example.com' for subdomains) the HTTP port"
+            " answers besides IP addresses, localhost and this machine's names (repeatable).",
+        ),
+    ] = None,
+    max_body_bytes: Annotated[
+        int, typer.Option(help="Largest HTTP request body, YAML/JSON text (bytes).")
+    ] = _LIMITS.parser.max_bytes,
+    grpc_max_message_bytes: Annotated[
+        int, typer.Option(help="Largest gRPC message a client may send (bytes).")
+    ] = _LIMITS.grpc_max_message_bytes,
+    max_subscriptions_per_stream: Annotated[
+        int, typer.Option(help="Subscriptions one SubscribeConfig stream may hold.")
+    ] = _LIMITS.subscriptions_per_stream,
+    max_streams_per_peer: Annotated[
+        int, typer.Option(help="Open SubscribeConfig streams per peer (host or authenticated identity).")
+    ] = _LIMITS.streams_per_peer,
+    otlp_max_series_per_app: Annotated[
+        int, typer.Option(help="Dashboard metric series (resources) per app from OTLP exports.")
+    ] = _LIMITS.otlp_series_per_app,
+    otlp_max_series: Annotated[
+        int, typer.Option(help="Dashboard metric series in total.")
+    ] = _LIMITS.otlp_series_total,
+    history_per_object: Annotated[
+        int, typer.Option(help="Changes kept in the store's history per object.")
+    ] = _LIMITS.history_per_object,
+    history_retention: Annotated[
+        float,
+        typer.Option(
+            help="Seconds the store keeps changes that are not an object's current state (0: forever)."
+        ),
+    ] = _LIMITS.history_retention,
+    session_ttl: Annotated[
+        float, typer.Option(help="Seconds a dashboard session lasts (the server's bound on every cookie).")
+    ] = _LIMITS.session_ttl,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
+    from dataclasses import replace
+
     try:
         from opensergo.controlplane.app import ControlPlane, Settings
     except ImportError as e:
@@ -416,8 +459,21 @@ def control_plane(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
+        external_names=tuple(external_name or ()),
     )
     try:
+        settings.limits = replace(
+            _LIMITS,
+            parser=replace(_LIMITS.parser, max_bytes=max_body_bytes),
+            grpc_max_message_bytes=grpc_max_message_bytes,
+            subscriptions_per_stream=max_subscriptions_per_stream,
+            streams_per_peer=max_streams_per_peer,
+            otlp_series_per_app=otlp_max_series_per_app,
+            otlp_series_total=otlp_max_series,
+            history_per_object=history_per_object,
+            history_retention=history_retention,
+            session_ttl=session_ttl,
+        )
         asyncio.run(ControlPlane(settings).run_forever())
     except ImportError as e:  # the store's client (etcd, kubernetes) is imported when chosen
         fail_missing_extra(e)

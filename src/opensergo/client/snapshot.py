@@ -21,6 +21,8 @@ from typing import Any
 
 from opensergo.client._spec import Parser
 from opensergo.client.cache import RuleCache
+from opensergo.spec.kinds import secrets_of
+from opensergo.spec.secrets import has_secrets
 
 __all__ = ["SnapshotFile", "SnapshotWriter", "default_snapshot_dir"]
 
@@ -50,7 +52,13 @@ def _safe_component(value: str) -> str:
 
 
 class SnapshotFile:
-    """One client's snapshot: ``<dir>/<namespace>/<app>.json``, replaced atomically on save."""
+    """One client's snapshot: ``<dir>/<namespace>/<app>.json``, replaced atomically on save.
+
+    Secrets never reach the disk: an entry whose objects hold a secret field (as each kind's
+    schema marks them, e.g. a DatabaseEndpoint password or the credentials in its JDBC URL) is
+    left out of the file, so that group comes only from the live control plane (see
+    docs/security.md). A file written before this rule loses such entries on load as well.
+    """
 
     def __init__(self, directory: Path | str, *, namespace: str, app: str) -> None:
         self.path = Path(directory) / _safe_component(namespace) / f"{_safe_component(app)}.json"
@@ -72,10 +80,11 @@ class SnapshotFile:
         if not isinstance(data, dict):
             _log.warning("ignoring corrupt snapshot %s: not a JSON object", self.path)
             return None
-        return data
+        return _without_secrets(data, self.path)
 
     def save(self, document: Mapping[str, Any]) -> None:
         """Write ``document`` atomically (temporary file in the same directory, then ``os.replace``)."""
+        document = _without_secrets(document, self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
         try:
@@ -137,3 +146,22 @@ class SnapshotWriter:
                 await asyncio.to_thread(self.file.save, document)
             except Exception:
                 _log.exception("cannot write the rule snapshot %s", self.path)
+
+
+def _without_secrets(document: Mapping[str, Any], path: Path) -> dict[str, Any]:
+    """``document`` without the entries whose items hold a secret (they stay off the disk)."""
+    entries = document.get("entries")
+    if not isinstance(entries, list):
+        return dict(document)
+    kept = [
+        e
+        for e in entries
+        if not (isinstance(e, dict) and any(_holds_secret(i) for i in e.get("items") or []))
+    ]
+    if len(kept) < len(entries):
+        _log.info("snapshot %s: %d entry(ies) with secrets left out", path, len(entries) - len(kept))
+    return {**document, "entries": kept}
+
+
+def _holds_secret(item: Any) -> bool:
+    return has_secrets(item, secrets_of(item))

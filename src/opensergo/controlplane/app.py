@@ -11,7 +11,7 @@ import secrets
 import signal
 import socket
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import grpc
@@ -19,7 +19,10 @@ import uvicorn
 
 from opensergo.common.address import routable_address
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
+from opensergo.controlplane.api.cookies import load_session_key
+from opensergo.controlplane.api.guards import HostPolicy
 from opensergo.controlplane.api.server import create_app
+from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
@@ -63,6 +66,11 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Host names the HTTP port answers to besides IP addresses, localhost and this machine's
+    # names ("*.example.com": its subdomains); see api/guards.py.
+    external_names: tuple[str, ...] = ()
+    # Every resource bound (see limits.py and docs/security.md).
+    limits: Limits = field(default_factory=Limits)
 
 
 def control_plane_identity() -> str:
@@ -75,7 +83,7 @@ def control_plane_identity() -> str:
 
 def open_store(settings: Settings) -> Store:
     if settings.store in ("sqlite", ""):
-        return SqliteStore(settings.data_dir)
+        return SqliteStore(settings.data_dir, settings.limits.history_per_object)
     if settings.store.startswith("etcd://"):
         from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
 
@@ -111,7 +119,10 @@ class ControlPlane:
         self.tls = load_server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
-        self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
+        limits = settings.limits
+        self.transport = TransportService(
+            self.snapshots, settings.identity or control_plane_identity(), limits
+        )
         self.replica_id = (
             f"{settings.identity or control_plane_identity()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
@@ -127,13 +138,20 @@ class ControlPlane:
             allow_loopback=settings.allow_loopback,
             replica_id=self.replica_id,
             live_replicas=self.replicas.live_ids,
+            limits=limits,
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
         self.auth = AuthConfig.from_settings(
-            settings.auth, settings.host, settings.auth_tokens, settings.data_dir
+            settings.auth,
+            settings.host,
+            settings.auth_tokens,
+            settings.data_dir,
+            session_ttl=limits.session_ttl,
+            login_failures=limits.login_failures,
+            login_failure_window=limits.login_failure_window,
         )
-        self.metric_store = MetricStore(settings.metrics_retention)
+        self.metric_store = MetricStore(settings.metrics_retention, limits=limits)
         self.metrics_history = MetricsHistory(
             settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
             resolution=settings.metrics_history_resolution,
@@ -152,6 +170,8 @@ class ControlPlane:
             metric_store=self.metric_store,
             history=self.metrics_history,
             prometheus=self.prometheus,
+            limits=limits,
+            hosts=HostPolicy.of(settings.external_names, settings.host),
         )
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -161,6 +181,9 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self.store.open()
+        # The session key is the store's (shared by the replicas), cached in the data directory.
+        self.auth.sessions.key = await load_session_key(self.settings.data_dir, self.store)
+        self.auth.sessions.store = self.store
         ready = asyncio.Event()
         self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
         await ready.wait()
@@ -169,6 +192,8 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(self.replicas.run()))
         if self.store.status_subresource:
             self._tasks.append(asyncio.create_task(self.rollout_status.run()))
+        self._tasks.append(asyncio.create_task(self._compact_history()))
+        limits = self.settings.limits
 
         self._grpc = grpc.aio.server(
             options=[
@@ -180,6 +205,7 @@ class ControlPlane:
                 # defaults reject new calls beyond 1,000 pending (3,000 hard).
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 100_000),
+                ("grpc.max_receive_message_length", limits.grpc_max_message_bytes),
             ]
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
@@ -230,6 +256,16 @@ class ControlPlane:
         sockets = [s for server in self._http.servers for s in server.sockets]
         if sockets:
             self.http_port = sockets[0].getsockname()[1]
+
+    async def _compact_history(self) -> None:
+        """Keep the store's history within its retention (settings.limits.history_*)."""
+        limits = self.settings.limits
+        while True:
+            try:
+                await self.store.compact(limits.history_per_object, limits.history_retention)
+            except Exception:
+                log.exception("store history compaction failed")
+            await asyncio.sleep(limits.history_compaction_interval)
 
     @property
     def advertise_address(self) -> str:

@@ -6,10 +6,11 @@ node (Kitex) are keyed by their first listening address, else by their peer addr
 report is also the heartbeat.
 
 Each instance is persisted as a ``ServiceInstance`` object (discovery.opensergo.io/v1alpha1) in
-the store, written only when its content changes, so discovery flows through the same
-store -> snapshot -> stream path as rules. An instance expires, and its object is deleted, when
-no report arrived within the TTL (default: three heartbeat intervals), or at once when the
-subscribe stream of the same client breaks (configurable).
+the store, written only when the object's content changes (a heartbeat that changes nothing the
+object shows, such as a service contract's method list, is no new revision), so discovery flows
+through the same store -> snapshot -> stream path as rules. An instance expires, and its object
+is deleted, when no report arrived within the TTL (default: three heartbeat intervals), or at
+once when the subscribe stream of the same client breaks (configurable).
 
 Our SDK sends three gRPC metadata headers with each report (headers, not proto fields, so the
 upstream messages stay untouched): ``opensergo-namespace``, ``opensergo-labels``
@@ -32,6 +33,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -68,6 +70,7 @@ class Instance:
     first_seen: float
     last_seen: float
     reports: int = 1
+    persisted: dict[str, Any] | None = None  # the body last written to the store
 
     def to_dict(self, now: float, ttl: float) -> dict[str, Any]:
         node = self.report.node
@@ -117,8 +120,10 @@ def addresses_of(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
     return out
 
 
-def parse_labels(text: str) -> dict[str, str]:
+def parse_labels(text: str, max_bytes: int = 4096, max_labels: int = 64) -> dict[str, str]:
     """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}."""
+    if len(text) > max_bytes:
+        raise RegistrationError(f"{LABELS_HEADER}: longer than {max_bytes} bytes")
     labels: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
@@ -128,6 +133,8 @@ def parse_labels(text: str) -> dict[str, str]:
         if not sep or not key.strip():
             raise RegistrationError(f"{LABELS_HEADER}: {item!r} is not key=value")
         labels[key.strip()] = value.strip()
+        if len(labels) > max_labels:
+            raise RegistrationError(f"{LABELS_HEADER}: more than {max_labels} labels")
     return labels
 
 
@@ -150,11 +157,13 @@ class MetadataRegistry:
         allow_loopback: bool = False,
         replica_id: str = "",
         live_replicas: Callable[[], set[str]] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         """``replica_id`` and ``live_replicas`` (ids of the replicas alive now) matter on a store
         that several replicas share and that has no TTLs (Kubernetes): each replica then expires
         only the instances it registered, and those of replicas that are gone."""
         self._store = store
+        self.limits = limits or Limits()
         self.replica_id = replica_id
         self._live_replicas = live_replicas
         self._orphans: set[str] = set()  # object names seen once with a dead owner
@@ -218,7 +227,9 @@ class MetadataRegistry:
                     " routable address (or start the control plane with --allow-loopback)"
                 )
         namespace = headers.get(NAMESPACE_HEADER) or "default"
-        labels = _node_labels(request.node) | parse_labels(headers.get(LABELS_HEADER, ""))
+        labels = _node_labels(request.node) | parse_labels(
+            headers.get(LABELS_HEADER, ""), self.limits.report_labels_bytes, self.limits.report_labels
+        )
         now = time.time() if now is None else now
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
@@ -233,15 +244,16 @@ class MetadataRegistry:
                 log.info("instance %s of %s/%s registered from %s", nid, namespace, request.app_name, peer)
                 changed = True
             else:
-                changed = instance.report != request or instance.labels != labels or instance.reports == 0
+                changed = instance.reports == 0  # adopted from an earlier run: write it once
                 instance.report = request
                 instance.labels = labels
                 instance.last_seen = now
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            if changed or not await self._refresh(instance):
-                await self._persist(instance)
+            body = self._body(instance)
+            if changed or body != instance.persisted or not await self._refresh(instance):
+                await self._persist(instance, body)
         return instance
 
     async def _refresh(self, instance: Instance) -> bool:
@@ -250,7 +262,8 @@ class MetadataRegistry:
             return True
         return await self._store.refresh(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
 
-    async def _persist(self, instance: Instance) -> None:
+    def _body(self, instance: Instance) -> dict[str, Any]:
+        """The ServiceInstance object of ``instance``: everything a user sees of it."""
         services = sorted(
             {s.name for m in instance.report.service_metadata for s in m.service_contract.services}
         )
@@ -276,8 +289,12 @@ class MetadataRegistry:
                 "services": services,
             },
         }
+        return body
+
+    async def _persist(self, instance: Instance, body: dict[str, Any]) -> None:
         ttl = self.ttl if self._store.supports_ttl else None
         await self._store.put(INSTANCE_KIND.full_kind, instance.namespace, instance.name, body, ttl=ttl)
+        instance.persisted = body
 
     async def expire(self, key: tuple[str, str, str], reason: str) -> None:
         async with self._lock:

@@ -219,7 +219,8 @@ def client_state(sub: Subscription, version: int) -> tuple[str, str]:
 
     ``acked``: the client ACKed a group version that contains this rule version;
     ``nacked``: it NACKed one (message given); ``rejected``: it answered with an error code;
-    ``pending``: no answer for it yet.
+    ``failed``: the control plane could not encode it (message given); ``pending``: no answer
+    for it yet.
     """
     acked = sub.get("ackedVersion")
     if acked is not None and acked >= version:
@@ -228,24 +229,25 @@ def client_state(sub: Subscription, version: int) -> tuple[str, str]:
         if nack.get("version", 0) >= version:
             return "nacked", str(nack.get("message", ""))
     pushed = sub.get("pushedVersion")
-    if sub.get("state") in ("rejected", "outdated") and pushed is not None and pushed >= version:
+    if sub.get("state") in ("rejected", "outdated", "failed") and pushed is not None and pushed >= version:
         return str(sub["state"]), str(sub.get("message", ""))
     return "pending", ""
 
 
-_STATE_ORDER = {"nacked": 0, "rejected": 1, "pending": 2}
+_STATE_ORDER = {"nacked": 0, "failed": 0, "rejected": 1, "pending": 2}
 
 
 def rollout(
     namespace: str, app: str | None, kind: str, version: int, index: SubscriptionIndex
 ) -> dict[str, Any]:
     """Which subscribed clients ACKed, NACKed (with the message) or have yet to answer ``version``."""
+    # "failed" (the control plane could not encode the version) appears only when it happens.
     summary = {"acked": 0, "nacked": 0, "pending": 0, "rejected": 0, "outdated": 0}
     clients = []
     if app:
         for client, sub in index.get((namespace, app, kind), []):
             state, message = client_state(sub, version)
-            summary[state] += 1
+            summary[state] = summary.get(state, 0) + 1
             clients.append(
                 {
                     "id": client.get("id"),
@@ -270,6 +272,7 @@ _STATUS_COUNT = {
     "acked": "acked",
     "nacked": "nacked",
     "rejected": "nacked",
+    "failed": "nacked",
     "pending": "pending",
     "outdated": "pending",
 }

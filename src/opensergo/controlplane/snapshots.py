@@ -26,6 +26,13 @@ from opensergo.spec.loader import parse_object
 log = logging.getLogger(__name__)
 
 
+class EncodeError(Exception):
+    """A snapshot's objects cannot be encoded (e.g. a value that does not fit its wire type).
+
+    Only that group's pushes fail: each subscribed stream gets a NACK naming the object, and
+    the error is logged once per snapshot and encoding."""
+
+
 @dataclass
 class Snapshot:
     key: SubscriptionKey
@@ -33,12 +40,20 @@ class Snapshot:
     resources: tuple[Resource, ...]
     _encoded: dict[Encoding, tuple[any_pb2.Any, ...]] = field(default_factory=dict, repr=False)
     _memo: dict[object, bytes] = field(default_factory=dict, repr=False)
+    _failed: dict[Encoding, str] = field(default_factory=dict, repr=False)
 
     def encoded(self, encoding: Encoding) -> tuple[any_pb2.Any, ...]:
-        """The payload, built on first use and shared afterwards."""
+        """The payload, built on first use and shared afterwards; EncodeError when it cannot be."""
         cached = self._encoded.get(encoding)
         if cached is None:
-            cached = tuple(_encode(r, encoding) for r in self.resources)
+            failure = self._failed.get(encoding)
+            if failure is not None:
+                raise EncodeError(failure)
+            try:
+                cached = tuple(_encode(r, encoding) for r in self.resources)
+            except Exception as err:
+                failure = self._failed[encoding] = _encode_failure(self, encoding, err)
+                raise EncodeError(failure) from None
             self._encoded[encoding] = cached
         return cached
 
@@ -48,6 +63,21 @@ class Snapshot:
         if value is None:
             value = self._memo[key] = build()
         return value
+
+
+def _encode_failure(snapshot: Snapshot, encoding: Encoding, err: Exception) -> str:
+    """Which object failed and why; logged here, once per snapshot and encoding."""
+    culprit = ""
+    for resource in snapshot.resources:
+        try:
+            _encode(resource, encoding)
+        except Exception:
+            culprit = f" ({resource.metadata.name})"
+            break
+    key = snapshot.key
+    message = f"cannot encode {key.kind}{culprit} for {key.namespace}/{key.app}: {err}"
+    log.error("version %d, %s encoding: %s", snapshot.version, encoding.value, message)
+    return message
 
 
 def _encode(resource: Resource, encoding: Encoding) -> any_pb2.Any:

@@ -6,7 +6,13 @@ group: a slow client gets the newest snapshot, not every intermediate one.
 
 A push is serialized once per (snapshot, encoding, status) and shared by every stream; only the
 ``response_id`` differs, and protobuf lets a field be appended to an encoded message, so each
-stream writes the shared bytes plus its own few bytes.
+stream writes the shared bytes plus its own few bytes. A group whose objects cannot be encoded
+gets a NACK (code 4000, naming the object) instead of a push; the stream's other groups go on.
+
+Bounds (:class:`~opensergo.controlplane.limits.Limits`): subscriptions per stream (beyond: a
+NACK 4002), open streams per peer identity (beyond: RESOURCE_EXHAUSTED), NACK messages stored and
+logged cut to a length, and the number of closed streams kept. The peer identity is the peer's
+host by default; an authenticating layer passes its own ``peer_identity`` function.
 """
 
 from __future__ import annotations
@@ -28,13 +34,15 @@ from opensergo.common.protocol import (
     CODE_CHANGE_PUSH,
     CODE_REQUEST_INVALID,
     CODE_SUCCESS,
+    CODE_UNKNOWN_ERROR,
     CODE_VERSION_OUTDATED,
     ENCODING_LABEL,
     NACK,
     Encoding,
     SubscriptionKey,
 )
-from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
+from opensergo.controlplane.limits import Limits
+from opensergo.controlplane.snapshots import EncodeError, Snapshot, SnapshotCache
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
 from opensergo.spec import kinds
@@ -42,7 +50,8 @@ from opensergo.spec import kinds
 log = logging.getLogger(__name__)
 
 _INFLIGHT_LIMIT = 4096
-_CLOSED_CLIENTS_KEPT = 256
+_OUTBOX_LIMIT = 4096  # queued items per stream; pushes are at most one per subscribed group
+_NAME_MAX = 253  # namespace and app names (Kubernetes names are at most 253 characters)
 
 
 @dataclass(slots=True)
@@ -55,7 +64,7 @@ class SubscriptionState:
     pushed_at: float | None = None
     acked_version: int | None = None
     acked_at: float | None = None
-    last_response: str = "pending"  # pending | acked | nacked | outdated | rejected
+    last_response: str = "pending"  # pending | acked | nacked | outdated | rejected | failed
     last_code: int | None = None
     last_message: str = ""
     nacks: list[dict[str, Any]] = field(default_factory=list)
@@ -99,13 +108,15 @@ class ClientStream:
         "disconnected_at",
         "id",
         "identifier",
+        "owner",
         "peer",
         "subscriptions",
     )
 
-    def __init__(self, peer: str, context: Any, render: Render) -> None:
+    def __init__(self, peer: str, context: Any, render: Render, owner: str = "") -> None:
         self.id = uuid.uuid4().hex[:12]
         self.peer = peer
+        self.owner = owner  # the peer identity its streams are counted against
         self.identifier = ""
         self.connected_at = time.time()
         self.disconnected_at: float | None = None
@@ -129,6 +140,11 @@ class ClientStream:
         self._kick()
 
     def reply(self, response: pb.SubscribeResponse) -> None:
+        if len(self._outbox) >= _OUTBOX_LIMIT:
+            # A client that sends requests but does not read the answers: drop the answer
+            # (pushes are coalesced per group and never dropped).
+            log.debug("stream %s: outbox full, reply dropped", self.id)
+            return
         self._outbox.append(response.SerializeToString())
         self._kick()
 
@@ -141,7 +157,12 @@ class ClientStream:
             while self._outbox:
                 item = self._outbox.popleft()
                 if isinstance(item, SubscriptionKey):
-                    data = self._render(self, item, self._pending.pop(item, None))
+                    try:
+                        data = self._render(self, item, self._pending.pop(item, None))
+                    except Exception:
+                        # One group's failure must not end the writer of every other group.
+                        log.exception("stream %s: cannot render a push of %s", self.id, item)
+                        continue
                     if data is None:
                         continue  # unsubscribed meanwhile
                 else:
@@ -177,6 +198,7 @@ class ClientStream:
             "id": self.id,
             "identifier": self.identifier,
             "peer": self.peer,
+            "owner": self.owner,
             "connected": self.disconnected_at is None,
             "connectedAt": self.connected_at,
             "disconnectedAt": self.disconnected_at,
@@ -187,15 +209,39 @@ class ClientStream:
 AnswerListener = Callable[["ClientStream", SubscriptionState, int], None]
 
 
+def peer_host(context: Any) -> str:
+    """The host part of a gRPC peer (``ipv4:10.0.0.7:51234`` -> ``10.0.0.7``)."""
+    peer = str(context.peer() or "")
+    scheme, _, rest = peer.partition(":")
+    if scheme in ("ipv4", "ipv6"):
+        host, _, _ = rest.rpartition(":")
+        return host.strip("[]") or rest
+    return peer
+
+
+PeerIdentity = Callable[[Any], str]
+
+
 class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     """Serves SubscribeConfig from a SnapshotCache."""
 
-    def __init__(self, snapshots: SnapshotCache, identity: str) -> None:
+    def __init__(
+        self,
+        snapshots: SnapshotCache,
+        identity: str,
+        limits: Limits | None = None,
+        peer_identity: PeerIdentity = peer_host,
+    ) -> None:
         self._snapshots = snapshots
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
+        self.limits = limits or Limits()
+        self._peer_identity = peer_identity
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
         self._index: dict[SubscriptionKey, set[ClientStream]] = {}
+        self._open_per_owner: dict[str, int] = {}
+        self.refused_streams = 0
+        self.refused_subscriptions = 0
         # Open streams per client identifier (a scan per closed stream is quadratic at 10,000).
         self._open_per_identifier: dict[str, int] = {}
         self._disconnect_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
@@ -236,7 +282,17 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         request_iterator: AsyncIterator[pb.SubscribeRequest],
         context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SubscribeResponse],
     ) -> None:
-        stream = ClientStream(context.peer(), context, self._render)
+        owner = self._peer_identity(context)
+        open_streams = self._open_per_owner.get(owner, 0)
+        if open_streams >= self.limits.streams_per_peer:
+            self.refused_streams += 1
+            log.warning("refusing a stream from %s: %d streams are open", owner, open_streams)
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"too many open streams from {owner} (at most {self.limits.streams_per_peer})",
+            )
+        self._open_per_owner[owner] = open_streams + 1
+        stream = ClientStream(context.peer(), context, self._render, owner)
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
         try:
@@ -267,10 +323,23 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         if not request.HasField("target") or not target.namespace or not target.app or not target.kinds:
             self._reject(stream, request, "Request is invalid: target namespace, app and kinds are required")
             return
+        if len(target.namespace) > _NAME_MAX or len(target.app) > _NAME_MAX:
+            self._reject(
+                stream, request, f"Request is invalid: namespace and app are at most {_NAME_MAX} long"
+            )
+            return
         unknown = [k for k in target.kinds if not _known_kind(k)]
         if unknown:
-            self._reject(stream, request, f"Request is invalid: unknown kind(s) {', '.join(unknown)}")
+            shown = ", ".join(k[:_NAME_MAX] for k in unknown[:5])
+            self._reject(stream, request, f"Request is invalid: unknown kind(s) {shown}")
             return
+        if request.op_type != pb.UNSUBSCRIBE:
+            new = {SubscriptionKey(target.namespace, target.app, k) for k in target.kinds}
+            limit = self.limits.subscriptions_per_stream
+            if len(new - stream.subscriptions.keys()) + len(stream.subscriptions) > limit:
+                self.refused_subscriptions += 1
+                self._reject(stream, request, f"Request is invalid: at most {limit} subscriptions per stream")
+                return
         encoding = Encoding.UPSTREAM
         for label in target.labels:
             if label.key == ENCODING_LABEL and label.value == Encoding.NATIVE.value:
@@ -316,7 +385,21 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         state.pushed_at = time.time()
         if state.acked_version != snapshot.version:
             state.last_response = "pending"
-        frame = snapshot.memo((state.encoding, code), lambda: self._frame(snapshot, state.encoding, code))
+        try:
+            frame = snapshot.memo((state.encoding, code), lambda: self._frame(snapshot, state.encoding, code))
+        except EncodeError as err:  # logged once by the snapshot
+            state.last_response = "failed"
+            state.last_code = CODE_UNKNOWN_ERROR
+            state.last_message = str(err)
+            return pb.SubscribeResponse(
+                status=pb.Status(code=CODE_UNKNOWN_ERROR, message=str(err)),
+                ack=NACK,
+                namespace=snapshot.key.namespace,
+                app=snapshot.key.app,
+                kind=snapshot.key.kind,
+                control_plane=self._control_plane,
+                response_id=response_id,
+            ).SerializeToString()
         return frame + pb.SubscribeResponse(response_id=response_id).SerializeToString()
 
     def _frame(self, snapshot: Snapshot, encoding: Encoding, code: int) -> bytes:
@@ -357,7 +440,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
 
     def _record_answer(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
         code = request.status.code if request.HasField("status") else 0
-        message = request.status.message if request.HasField("status") else ""
+        message = _cut(request.status.message, self.limits.nack_message_chars)
         found = stream.lookup(request.request_id) if request.request_id else None
         if found is None and request.response_ack == NACK:
             # The Java SDK NACKs without request_id: blame the newest unanswered push.
@@ -418,8 +501,14 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 if not streams:
                     del self._index[key]
         stream.disconnected_at = time.time()
-        self._closed[stream.id] = stream
-        while len(self._closed) > _CLOSED_CLIENTS_KEPT:
+        left = self._open_per_owner.get(stream.owner, 1) - 1
+        if left > 0:
+            self._open_per_owner[stream.owner] = left
+        else:
+            self._open_per_owner.pop(stream.owner, None)
+        if self.limits.closed_streams_kept > 0:
+            self._closed[stream.id] = stream
+        while len(self._closed) > self.limits.closed_streams_kept:
             self._closed.popitem(last=False)
         log.info("stream %s closed (%s)", stream.id, stream.identifier or stream.peer)
         if stream.identifier and self._release_identifier(stream.identifier):
@@ -436,6 +525,12 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             return False
         self._open_per_identifier.pop(identifier, None)
         return True
+
+
+def _cut(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}... ({len(text) - limit} more characters)"
 
 
 def _passthrough(data: bytes) -> bytes:

@@ -31,6 +31,7 @@ from pydantic import Field, field_validator, model_validator
 from opensergo.spec.base import ObjectMeta, Resource, SpecModel
 from opensergo.spec.errors import FieldError, SpecError
 from opensergo.spec.faulttolerance import CaseInsensitiveEnum
+from opensergo.spec.secrets import SECRET, SECRET_KEYS, SECRET_URL
 
 GROUP = "database.opensergo.io"
 VERSION = "v1alpha1"
@@ -69,7 +70,7 @@ class Algorithm(SpecModel):
     """A named ShardingSphere algorithm: ``type`` plus free-form ``props``."""
 
     type: str = Field(min_length=1)
-    props: dict[str, Any] = Field(default_factory=dict)
+    props: dict[str, Any] = Field(default_factory=dict, json_schema_extra=SECRET_KEYS)  # aes-key-value...
 
 
 # --- VirtualDatabase / DatabaseEndpoint -------------------------------------------------------
@@ -80,7 +81,7 @@ class MySQLService(SpecModel):
     host: str = Field(min_length=1)
     port: int = Field(default=3306, ge=1, le=65535)
     user: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, json_schema_extra=SECRET)
 
 
 class DatabaseService(SpecModel):
@@ -125,9 +126,10 @@ class VirtualDatabase(_DatabaseResource):
 
 
 class MySQLEndpoint(SpecModel):
-    url: str = Field(min_length=1)  # JDBC URL, e.g. jdbc:mysql://host:3306/db?useSSL=false
+    # JDBC URL, e.g. jdbc:mysql://host:3306/db?useSSL=false; credentials inside it are secret.
+    url: str = Field(min_length=1, json_schema_extra=SECRET_URL)
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, json_schema_extra=SECRET)
     connectionTimeout: int | None = Field(default=None, ge=0)  # milliseconds
     idleTimeoutMilliseconds: int | None = Field(default=None, ge=0)
     maxLifetimeMilliseconds: int | None = Field(default=None, ge=0)
@@ -151,7 +153,8 @@ class EndpointDatabase(SpecModel):
 
     MySQL: MySQLEndpoint | None = None
     PostgreSQL: MySQLEndpoint | None = None
-    connectionPool: dict[str, Any] | None = None  # mentioned by the spec text, never specified
+    # Mentioned by the spec text, never specified.
+    connectionPool: dict[str, Any] | None = Field(default=None, json_schema_extra=SECRET_KEYS)
 
     @model_validator(mode="after")
     def _one_database(self) -> Self:
@@ -204,7 +207,7 @@ class DynamicStrategy(SpecModel):
 class LoadBalancer(SpecModel):
     loadBalancerName: str = Field(min_length=1)
     type: LoadBalancerType
-    props: dict[str, Any] = Field(default_factory=dict)  # WEIGHT: <replica name>: <weight>
+    props: dict[str, Any] = Field(default_factory=dict, json_schema_extra=SECRET_KEYS)  # WEIGHT: {replica: w}
 
 
 class ReadWriteRules(SpecModel):
@@ -460,7 +463,7 @@ class DiscoveryGroup(SpecModel):
 
 
 class DiscoveryHeartbeat(SpecModel):
-    props: dict[str, Any] = Field(default_factory=dict)  # keep-alive-cron: '0/5 * * * * ?'
+    props: dict[str, Any] = Field(default_factory=dict, json_schema_extra=SECRET_KEYS)  # keep-alive-cron
 
 
 _GROUP_LEVEL_KEYS = ("discoveryHeartbeatName", "discoveryTypeName")

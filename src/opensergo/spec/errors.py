@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from opensergo.spec.secrets import is_secret_name
+
 
 def format_path(path: Sequence[str | int]) -> str:
     """``("spec", "strategies", 0, "kind")`` -> ``spec.strategies[0].kind``."""
@@ -123,7 +125,9 @@ def _describe(error: Any) -> tuple[tuple[str | int, ...], str]:
         message = str(error["msg"])
     for prefix in ("Value error, ", "Assertion failed, "):
         message = message.removeprefix(prefix)
-    if error["type"] not in ("missing", "extra_forbidden") and "input" in error and template:
+    # Quote what was written, unless it may be a secret (messages reach logs and API answers).
+    quotable = not any(isinstance(p, str) and is_secret_name(p) for p in path)
+    if error["type"] not in ("missing", "extra_forbidden") and "input" in error and template and quotable:
         message += f" (got {error['input']!r})"
     return path, message
 

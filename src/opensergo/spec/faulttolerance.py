@@ -143,9 +143,12 @@ class RateLimitStrategySpec(SpecModel):
         if self.statDuration is not None and self.statDurationSeconds is not None:
             raise FieldError(("statDuration",), "set either statDuration or statDurationSeconds, not both")
         if self.statDuration is not None:
+            # The wire carries int32 seconds, or int32 milliseconds when not whole seconds.
             millis = self.statDuration.millis
             if millis % 1000 and millis > INT32_MAX:
                 raise FieldError(("statDuration",), "too long for a window that is not whole seconds")
+            if millis // 1000 > INT32_MAX:
+                raise FieldError(("statDuration",), f"too long: at most {INT32_MAX} seconds")
         return self
 
     @property

@@ -13,6 +13,7 @@ wire, the stores and subscriptions use.
 from __future__ import annotations
 
 import difflib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -21,6 +22,7 @@ from google.protobuf.message import Message
 
 from opensergo.spec import database, discovery, faulttolerance, traffic
 from opensergo.spec.base import Resource
+from opensergo.spec.secrets import UNMARKED, SecretNode, model_secrets
 from opensergo.spec.upstream import faulttolerance as ft_upstream
 from opensergo.spec.upstream import traffic as traffic_upstream
 from opensergo.spec.upstream.form import UpstreamForm
@@ -155,3 +157,15 @@ def _unknown(name: str) -> str:
 def known_kinds_text() -> str:
     """Every full kind, comma-separated, for error messages."""
     return ", ".join(k.full_kind for k in _KINDS)
+
+
+def secrets_of(body: Any) -> SecretNode:
+    """Which fields of an object body are secret, as its kind's schema marks them (found by the
+    body's apiVersion and kind; UNMARKED for an unknown kind). See :mod:`opensergo.spec.secrets`."""
+    if not isinstance(body, Mapping):
+        return UNMARKED
+    api_version, kind = body.get("apiVersion"), body.get("kind")
+    if not isinstance(api_version, str) or not isinstance(kind, str):
+        return UNMARKED
+    info = _by_full_kind().get(f"{api_version}/{kind}")
+    return UNMARKED if info is None else model_secrets(info.model)

@@ -3,13 +3,16 @@
 Every problem becomes a :class:`SpecError` naming the source, the 0-based document index and the
 field path. A multi-document file reports every invalid document, not just the first.
 
-This is the code base's one YAML reader: :func:`load_yaml`, :func:`iter_yaml` and
-:func:`locate` decode the way objects are read everywhere (timestamps stay strings), and raise
-:class:`YamlSyntaxError` with the line and column of a syntax error.
+This is the code base's one YAML (and JSON) reader: :func:`load_yaml`, :func:`iter_yaml`,
+:func:`load_json` and :func:`locate` decode the way objects are read everywhere (timestamps stay
+strings), raise :class:`YamlSyntaxError` with the line and column of a syntax error, and apply
+the parser limits of :mod:`opensergo.spec.limits` (no aliases; size, depth, document count;
+finite, in-range numbers), raising :class:`~opensergo.spec.limits.LimitError` beyond them.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -21,12 +24,36 @@ from pydantic import ValidationError
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError, SpecErrors, from_validation_error
+from opensergo.spec.limits import DEFAULT_LIMITS, LimitError, ParserLimits, check_size, check_values
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
 
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that keeps timestamps as strings (``creationTimestamp`` is a str field)."""
+    """SafeLoader that keeps timestamps as strings (``creationTimestamp`` is a str field), refuses
+    aliases and stops composing beyond ``max_depth`` nested nodes (the composer recurses)."""
+
+    max_depth = DEFAULT_LIMITS.max_depth
+
+    def __init__(self, stream: str | bytes) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not allowed", mark)
+        self._depth += 1
+        try:
+            # Scalars sit one level below the deepest allowed map or list.
+            if self._depth > self.max_depth + 1:
+                mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested deeper than {self.max_depth} levels", mark
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 _Loader.yaml_implicit_resolvers = {
@@ -58,28 +85,65 @@ class YamlSyntaxError(ValueError):
         return cls(problem, mark.line + 1, mark.column + 1)
 
 
-def load_yaml(text: str | bytes) -> Any:
+def _loader(text: str | bytes, limits: ParserLimits) -> _Loader:
+    check_size(text, limits)
+    loader = _Loader(text)
+    loader.max_depth = limits.max_depth
+    return loader
+
+
+def load_yaml(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Any:
     """One YAML (or JSON) document, decoded; None for an empty text."""
+    loader = _loader(text, limits)
     try:
-        return yaml.load(text, Loader=_Loader)
+        data = loader.get_single_data()
     except yaml.YAMLError as err:
         raise YamlSyntaxError.from_yaml(err) from None
+    finally:
+        loader.dispose()
+    check_values(data, limits)
+    return data
 
 
-def iter_yaml(text: str) -> Iterator[Any]:
+def iter_yaml(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Iterator[Any]:
     """Each document of a multi-document text in order (None for an empty one)."""
+    loader = _loader(text, limits)
+    count = 0
     try:
-        yield from yaml.load_all(text, Loader=_Loader)
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            count += 1
+            if count > limits.max_documents:
+                raise LimitError(f"more than {limits.max_documents} documents")
+            data = loader.get_data()
+            check_values(data, limits)
+            yield data
     except yaml.YAMLError as err:
         raise YamlSyntaxError.from_yaml(err) from None
+    finally:
+        loader.dispose()
+
+
+def load_json(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Any:
+    """One JSON document, decoded under the same limits as YAML (ValueError when not JSON)."""
+    check_size(text, limits)
+    try:
+        data = json.loads(text)
+    except RecursionError:
+        raise LimitError(f"nested deeper than {limits.max_depth} levels") from None
+    check_values(data, limits)
+    return data
 
 
 def locate(text: str, path: Sequence[str | int]) -> tuple[int, int] | None:
     """(line, column), 1-based, of the field at ``path`` in a one-document YAML text; the deepest
     existing parent when the field itself is missing; None when the text does not parse."""
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError:
+        loader = _loader(text, DEFAULT_LIMITS)
+        try:
+            node = loader.get_single_node()
+        finally:
+            loader.dispose()
+    except (yaml.YAMLError, LimitError):
         return None
     if node is None:
         return None
@@ -153,6 +217,8 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, Any]]:
             index += 1
     except YamlSyntaxError as exc:
         raise SpecError(str(exc), source=source, document=index) from None
+    except LimitError as exc:
+        raise exc.located(source=source, document=index) from None
 
 
 def _expand(doc: Any) -> Iterator[tuple[tuple[str | int, ...], Any]]:
@@ -209,6 +275,10 @@ def load_paths(paths: Iterable[str | Path]) -> list[Resource]:
             sources = [(str(file), file) for file in _files(path)]
         for name, file in sources:
             try:
+                if file is not None and file.stat().st_size > DEFAULT_LIMITS.max_bytes:
+                    limit = DEFAULT_LIMITS.max_bytes
+                    errors.append(SpecError(f"larger than the limit of {limit} bytes", source=name))
+                    continue
                 text = sys.stdin.read() if file is None else file.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 errors.append(SpecError(f"cannot read: {exc}", source=name))

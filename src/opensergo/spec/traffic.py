@@ -18,6 +18,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, field_validator, model_
 from opensergo.spec.base import Resource, SpecModel
 from opensergo.spec.errors import FieldError
 from opensergo.spec.faulttolerance import CaseInsensitiveEnum
+from opensergo.spec.secrets import SECRET_KEYS
 
 GROUP = "traffic.opensergo.io"
 VERSION = "v1alpha1"
@@ -142,7 +143,7 @@ class Destination(SpecModel):
 class HTTPRouteDestination(SpecModel):
     destination: Destination
     weight: int | None = Field(default=None, ge=0, le=2**31 - 1)
-    headers: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = Field(default=None, json_schema_extra=SECRET_KEYS)  # Authorization...
 
 
 class HTTPRoute(SpecModel):
@@ -162,7 +163,7 @@ class HTTPRoute(SpecModel):
     mirror_percent: int | None = None
     mirrorPercentage: dict[str, Any] | None = None
     corsPolicy: dict[str, Any] | None = None
-    headers: dict[str, Any] | None = None
+    headers: dict[str, Any] | None = Field(default=None, json_schema_extra=SECRET_KEYS)
 
     @model_validator(mode="after")
     def _has_action(self) -> Self:
@@ -258,7 +259,7 @@ class TrafficPolicy(SpecModel):
     # Proxy features, accepted as written.
     connectionPool: dict[str, Any] | None = None
     outlierDetection: dict[str, Any] | None = None
-    tls: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = Field(default=None, json_schema_extra=SECRET_KEYS)
     portLevelSettings: list[dict[str, Any]] | None = None
 
 

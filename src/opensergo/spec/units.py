@@ -28,8 +28,9 @@ UNIT_MILLIS: dict[str, int] = {
     "d": 86_400_000,
 }
 
+MAX_MILLIS = 2**63 - 1  # the widest wire type of a duration: int64 milliseconds
 DURATION_PATTERN = r"^\d+(ms|s|m|min|minute|h|d)$"
-_DURATION = re.compile(r"^(\d+)(ms|s|minute|min|m|h|d)$")
+_DURATION = re.compile(r"^(\d{1,30})(ms|s|minute|min|m|h|d)$")
 _PERCENT = re.compile(r"^([0-9]+(?:\.[0-9]+)?)%$")
 
 # Largest unit first, so a value in milliseconds is written the way a person would write it.
@@ -44,7 +45,11 @@ def parse_duration_millis(text: str) -> int:
             f"invalid duration {text!r}: expected an integer followed by one of "
             "ms, s, m, min, minute, h, d (e.g. '500ms', '1s', '5min')"
         )
-    return int(match.group(1)) * UNIT_MILLIS[match.group(2)]
+    millis = int(match.group(1)) * UNIT_MILLIS[match.group(2)]
+    if millis > MAX_MILLIS:
+        # Every wire type of a duration is at most an int64 of milliseconds.
+        raise ValueError(f"invalid duration {text!r}: longer than {MAX_MILLIS} ms")
+    return millis
 
 
 def format_millis(millis: int) -> str:

@@ -13,16 +13,14 @@ from opensergo.controlplane.api.auth import (
     ADMIN_TOKEN_FILE,
     AuthConfig,
     AuthMiddleware,
-    Principal,
     Role,
     TokenFileError,
     TokenRegistry,
-    csrf_token,
     is_loopback,
     parse_tokens,
     requirement,
-    session_value,
 )
+from opensergo.controlplane.api.cookies import SessionSigner
 
 pytestmark = pytest.mark.unit
 
@@ -142,24 +140,44 @@ def test_auth_modes_and_the_generated_admin_token(tmp_path: Path) -> None:
         AuthConfig.from_settings("on", "127.0.0.1", tmp_path / "missing.yaml", tmp_path)
 
 
-def test_sessions_are_signed_and_expire(tmp_path: Path) -> None:
+async def test_sessions_are_signed_and_expire(tmp_path: Path) -> None:
+    # Rewritten for the server-keyed cookie format (sid.name.issued.expires.mac); the intent of
+    # the earlier test stays: signed, tamper-proof, expiring, and CSRF tokens per session.
     config = AuthConfig(True, registry(tmp_path))
     middleware = AuthMiddleware(lambda *a: None, config)  # type: ignore[arg-type, return-value]
     ops = config.tokens.authenticate("ops-secret")
     assert ops is not None
-    expires = int(time.time()) + 60
-    value = session_value(ops, expires)
-    principal, error = middleware.verify_session(value)
+    value, session = config.sessions.issue(ops.name, ops.key)
+    principal, error = await middleware.verify_session(value)
     assert principal is not None and principal.via == "cookie" and error is None
-    name, exp, sig = value.split(".")
-    assert middleware.verify_session(f"{name}.{exp}.{'0' * len(sig)}")[0] is None
-    assert middleware.verify_session(f"{name}.{int(exp) + 1}.{sig}")[0] is None
-    assert (
-        middleware.verify_session(session_value(ops, int(time.time()) - 1))[1]
-        == "session expired: log in again"
-    )
-    assert middleware.verify_session("garbage")[0] is None
-    # The CSRF token depends on the session and the token.
-    other = Principal("ops", ops.roles, key=b"x" * 32)
-    assert csrf_token(ops, expires) != csrf_token(other, expires)
-    assert csrf_token(ops, expires) != csrf_token(ops, expires + 1)
+    assert principal.session == session
+    sid, name, issued, expires, mac = value.split(".")
+    assert (await middleware.verify_session(f"{sid}.{name}.{issued}.{expires}.{'0' * len(mac)}"))[0] is None
+    assert (await middleware.verify_session(f"{sid}.{name}.{issued}.{int(expires) + 1}.{mac}"))[0] is None
+    old, _ = config.sessions.issue(ops.name, ops.key, now=time.time() - config.session_ttl - 1)
+    assert (await middleware.verify_session(old))[1] == "session expired: log in again"
+    assert (await middleware.verify_session("garbage"))[0] is None
+    # The CSRF token depends on the session and on the server's key.
+    _, other = config.sessions.issue(ops.name, ops.key)
+    assert config.sessions.csrf_token(session) != config.sessions.csrf_token(other)
+    assert SessionSigner().csrf_token(session) != config.sessions.csrf_token(session)
+
+
+async def test_a_cookie_needs_the_server_key_and_a_bounded_lifetime(tmp_path: Path) -> None:
+    """Finding 6: the MAC was keyed by sha256(token) (what a tokens file stores) and the forger
+    chose the expiry. Now a cookie made with the token digest as key is refused, and so is one
+    whose lifetime exceeds the server's TTL even when correctly signed."""
+    config = AuthConfig(True, registry(tmp_path))
+    middleware = AuthMiddleware(lambda *a: None, config)  # type: ignore[arg-type, return-value]
+    team_a = config.tokens.by_name("team-a")
+    assert team_a is not None
+    forger = SessionSigner(key=team_a.key, ttl=10 * 365 * 86400)  # knows only the tokens file
+    forged, _ = forger.issue("team-a", team_a.key)
+    assert (await middleware.verify_session(forged))[0] is None
+    long_lived = SessionSigner(key=config.sessions.key, ttl=10 * 365 * 86400)
+    value, _ = long_lived.issue("team-a", team_a.key)
+    assert (await middleware.verify_session(value))[0] is None
+    value, session = config.sessions.issue("team-a", team_a.key)
+    assert (await middleware.verify_session(value))[0] is not None
+    await config.sessions.revoke(session)
+    assert "logged out" in str((await middleware.verify_session(value))[1])

@@ -28,6 +28,8 @@ class FakeTransport:
         self.sub = SubscriptionState(KEY, Encoding.NATIVE)
         self.client = SimpleNamespace(id="c1", connected_at=time.time() - 10, subscriptions={KEY: self.sub})
         self.connected_count = 1
+        self.refused_streams = 0  # counters the transport keeps for /metrics
+        self.refused_subscriptions = 0
         self.answer_listeners: list[Any] = []
 
     def add_answer_listener(self, listener: Any) -> None:

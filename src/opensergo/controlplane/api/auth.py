@@ -32,16 +32,17 @@ Without a tokens file, an admin token is generated once into ``<data-dir>/admin-
 0600). A request without a valid token gets 401, a token without the role 403. Views that span
 namespaces (apps, instances, clients, rule lists across namespaces, metrics) show only the
 namespaces the token may view. State-changing requests that a browser sends cross-origin (an
-``Origin`` header naming another host) are refused whether auth is on or off.
+``Origin`` header naming another host) are refused whether auth is on or off, and so is every
+request whose ``Host`` is not a name of the control plane (:mod:`.guards`, DNS rebinding).
 
-Session cookies are stateless, so they work on every replica that reads the same tokens file:
-``<name>.<expiry>.<HMAC(sha256(token), name.expiry)>``; removing a token from the file ends its
-sessions.
+Session cookies (:mod:`.cookies`) are signed with a server secret shared by the replicas through
+the store, never with anything derived from a token; the server bounds their lifetime, logout
+revokes them, and changing or removing a token ends its sessions. Failed logins and invalid
+bearer tokens are throttled per source (:mod:`.throttle`): beyond the limit, 429.
 """
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import hmac
 import ipaddress
@@ -59,6 +60,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from opensergo.controlplane.api.cookies import Session, SessionSigner
+from opensergo.controlplane.api.throttle import FailureThrottle
+from opensergo.spec.limits import LimitError
 from opensergo.spec.loader import YamlSyntaxError, load_yaml
 
 log = logging.getLogger(__name__)
@@ -98,7 +102,8 @@ class Principal:
     name: str
     roles: Mapping[str, Role]
     via: str = "bearer"  # bearer | cookie | anonymous (auth off)
-    key: bytes = b""  # sha256 of the token (signs the session)
+    key: bytes = b""  # sha256 of the token (its sessions' fingerprint; never a signing key)
+    session: Session | None = None  # the dashboard session a cookie request belongs to
 
     def role_in(self, namespace: str) -> Role | None:
         role = self.roles.get(namespace)
@@ -138,7 +143,7 @@ def parse_tokens(text: str, source: str = "<tokens>") -> list[_Entry]:
     """Entries of a tokens file (either form); raises TokenFileError naming the problem."""
     try:
         data = load_yaml(text)
-    except YamlSyntaxError as err:
+    except (YamlSyntaxError, LimitError) as err:
         raise TokenFileError(f"{source}: {err}") from None
     out: list[_Entry] = []
     names: set[str] = set()
@@ -254,19 +259,6 @@ class TokenRegistry:
         return Principal(entry.name, dict(entry.roles), "cookie", entry.digest)
 
 
-def _sign(key: bytes, message: str) -> str:
-    return hmac.new(key, message.encode(), hashlib.sha256).hexdigest()
-
-
-def session_value(principal: Principal, expires: int) -> str:
-    name = base64.urlsafe_b64encode(principal.name.encode()).decode().rstrip("=")
-    return f"{name}.{expires}.{_sign(principal.key, f'session.{principal.name}.{expires}')}"
-
-
-def csrf_token(principal: Principal, expires: int) -> str:
-    return _sign(principal.key, f"csrf.{principal.name}.{expires}")
-
-
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return True
@@ -280,26 +272,46 @@ def is_loopback(host: str) -> bool:
 class AuthConfig:
     enabled: bool
     tokens: TokenRegistry = field(default_factory=TokenRegistry)
-    session_ttl: float = SESSION_TTL
+    sessions: SessionSigner = field(default_factory=SessionSigner)
+    throttle: FailureThrottle = field(default_factory=FailureThrottle)
+
+    @property
+    def session_ttl(self) -> float:
+        return self.sessions.ttl
 
     @classmethod
-    def from_settings(cls, mode: str, host: str, tokens_file: Path | None, data_dir: Path) -> AuthConfig:
+    def from_settings(
+        cls,
+        mode: str,
+        host: str,
+        tokens_file: Path | None,
+        data_dir: Path,
+        *,
+        session_ttl: float = SESSION_TTL,
+        login_failures: int = 10,
+        login_failure_window: float = 60.0,
+    ) -> AuthConfig:
+        """The session key is random until :func:`.cookies.load_session_key` sets the shared one."""
         mode = (mode or "auto").lower()
         if mode not in ("on", "off", "auto"):
             raise ValueError(f"--auth must be on, off or auto, not {mode!r}")
         enabled = mode == "on" or (mode == "auto" and not is_loopback(host))
+        sessions = SessionSigner(ttl=session_ttl)
+        throttle = FailureThrottle(login_failures, login_failure_window)
         if not enabled:
             if tokens_file is not None:
                 log.warning("auth is off: --auth-tokens %s is not used", tokens_file)
-            return cls(False)
+            return cls(False, sessions=sessions, throttle=throttle)
         if tokens_file is not None:
             try:
-                return cls(True, TokenRegistry(tokens_file))
+                tokens = TokenRegistry(tokens_file)
             except OSError as err:
                 raise ValueError(f"cannot read --auth-tokens {tokens_file}: {err.strerror}") from None
             except TokenFileError as err:
                 raise ValueError(str(err)) from None
-        return cls(True, TokenRegistry(entries=[_bootstrap_admin(data_dir)]))
+        else:
+            tokens = TokenRegistry(entries=[_bootstrap_admin(data_dir)])
+        return cls(True, tokens, sessions, throttle)
 
 
 def _bootstrap_admin(data_dir: Path) -> _Entry:
@@ -392,47 +404,37 @@ class AuthMiddleware:
         self.app = app
         self.config = config
 
-    def principal_from(self, headers: Mapping[str, str]) -> tuple[Principal | None, str | None]:
-        """(principal, error): error explains a present but invalid credential."""
+    async def principal_from(
+        self, headers: Mapping[str, str], source: str = ""
+    ) -> tuple[Principal | None, str | None]:
+        """(principal, error): error explains a present but invalid credential. A wrong bearer
+        token counts against ``source`` in the throttle (the caller checks it first)."""
         auth = headers.get("authorization", "")
         if auth:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return None, "the Authorization header must be 'Bearer <token>'"
             principal = self.config.tokens.authenticate(token.strip())
-            return (principal, None) if principal else (None, "invalid token")
-        cookie_header = headers.get("cookie", "")
-        if cookie_header:
-            cookies: SimpleCookie = SimpleCookie()
-            try:
-                cookies.load(cookie_header)
-            except Exception:
-                return None, None
-            morsel = cookies.get(SESSION_COOKIE)
-            if morsel is not None and morsel.value:
-                return self.verify_session(morsel.value)
+            if principal is None:
+                self.config.throttle.failed(source)
+                return None, "invalid token"
+            return principal, None
+        value = session_cookie(headers)
+        if value:
+            return await self.verify_session(value)
         return None, None
 
-    def verify_session(self, value: str) -> tuple[Principal | None, str | None]:
-        try:
-            name_b64, expires_text, signature = value.split(".")
-            name = base64.urlsafe_b64decode(name_b64 + "=" * (-len(name_b64) % 4)).decode()
-            expires = int(expires_text)
-        except (ValueError, UnicodeDecodeError):
+    async def verify_session(self, value: str) -> tuple[Principal | None, str | None]:
+        parsed = SessionSigner.parse(value)
+        if parsed is None:
             return None, "invalid session"
-        if expires < time.time():
-            return None, "session expired: log in again"
-        principal = self.config.tokens.by_name(name)
-        if principal is None:
-            return None, "invalid session"
-        expected = session_value(principal, expires).rsplit(".", 1)[1]
-        if not hmac.compare_digest(expected, signature):
-            return None, "invalid session"
-        return Principal(principal.name, principal.roles, "cookie", principal.key), None
-
-    @staticmethod
-    def session_expiry(value: str) -> int:
-        return int(value.split(".")[1])
+        principal = self.config.tokens.by_name(parsed[0].name)
+        session, error = self.config.sessions.verify(value, principal.key if principal else None)
+        if session is None or principal is None:
+            return None, error or "invalid session"
+        if await self.config.sessions.is_revoked(session):
+            return None, "session ended (logged out): log in again"
+        return Principal(principal.name, principal.roles, "cookie", principal.key, session), None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -453,7 +455,13 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         need = requirement(method, path)
-        principal, error = self.principal_from(headers)
+        source = client_source(scope)
+        if "authorization" in headers:
+            wait = self.config.throttle.retry_after(source)
+            if wait > 0:
+                await self._deny(send, 429, "TooManyRequests", "too many failed logins: retry later", wait)
+                return
+        principal, error = await self.principal_from(headers, source)
         state["principal"] = principal
         if need.public:
             await self.app(scope, receive, send)
@@ -463,8 +471,8 @@ class AuthMiddleware:
             await self._deny(send, 401, "Unauthorized", message)
             return
         if principal.via == "cookie" and method in _UNSAFE:
-            cookie = self._cookie(headers)
-            expected = csrf_token(principal, self.session_expiry(cookie)) if cookie else ""
+            session = principal.session
+            expected = self.config.sessions.csrf_token(session) if session is not None else ""
             if not expected or not hmac.compare_digest(headers.get(CSRF_HEADER, ""), expected):
                 await self._deny(send, 403, "Forbidden", "missing or invalid CSRF token (X-CSRF-Token)")
                 return
@@ -482,26 +490,46 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
     @staticmethod
-    def _cookie(headers: Mapping[str, str]) -> str:
-        cookies: SimpleCookie = SimpleCookie()
-        try:
-            cookies.load(headers.get("cookie", ""))
-        except Exception:
-            return ""
-        morsel = cookies.get(SESSION_COOKIE)
-        return morsel.value if morsel is not None else ""
-
-    @staticmethod
-    async def _deny(send: Send, code: int, reason: str, message: str) -> None:
+    async def _deny(send: Send, code: int, reason: str, message: str, retry_after: float = 0.0) -> None:
         body = _status(code, reason, message)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if code == 401:
             headers.append((b"www-authenticate", b'Bearer realm="opensergo"'))
+        if retry_after > 0:
+            headers.append((b"retry-after", str(max(1, round(retry_after))).encode()))
         await send({"type": "http.response.start", "status": code, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
 
 NOBODY = Principal("nobody", {}, via="none")
+
+
+def session_cookie(headers: Mapping[str, str]) -> str:
+    """The session cookie's value in a request's headers ("" when absent or unreadable)."""
+    cookie_header = headers.get("cookie", "")
+    if not cookie_header:
+        return ""
+    cookies: SimpleCookie = SimpleCookie()
+    try:
+        cookies.load(cookie_header)
+    except Exception:
+        return ""
+    morsel = cookies.get(SESSION_COOKIE)
+    return morsel.value if morsel is not None else ""
+
+
+def client_source(scope: Mapping[str, Any]) -> str:
+    """Where a request came from, as failed logins are throttled: the IPv4 address, or the /64
+    network of an IPv6 address (one host usually holds a whole /64)."""
+    client = scope.get("client")
+    host = str(client[0]) if client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    if address.version == 6 and address.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else host
 
 
 def principal_of(state: Any) -> Principal:

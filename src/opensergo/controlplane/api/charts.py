@@ -17,6 +17,9 @@ from opensergo.controlplane.metrics.store import MetricStore
 
 router = APIRouter()
 
+MAX_WINDOW = 2**31  # seconds; a window is clipped to 1..retention anyway
+MAX_TIME = 2**40  # unix seconds (year 36812): beyond it a time is a mistake, not a query
+
 
 def _metric_store(ctx: ApiContext) -> MetricStore:
     if ctx.metric_store is None:
@@ -47,7 +50,9 @@ def _finish(entry: dict[str, Any]) -> dict[str, Any]:
 
 
 @router.get("/api/v1/metrics/apps", tags=["metrics"])
-async def metrics_apps(ctx: Context, caller: Caller, window: int = 10) -> dict[str, Any]:
+async def metrics_apps(
+    ctx: Context, caller: Caller, window: int = Query(default=10, ge=-MAX_WINDOW, le=MAX_WINDOW)
+) -> dict[str, Any]:
     """Per app (and resource): QPS, RT and breaker figures over the last ``window`` seconds."""
     store = _metric_store(ctx)
     end = int(store.now()) - 1
@@ -73,7 +78,7 @@ async def metrics_series(
     namespace: str,
     app_name: str = Query(alias="app"),
     resource: str | None = None,
-    window: int = 60,
+    window: int = Query(default=60, ge=-MAX_WINDOW, le=MAX_WINDOW),
 ) -> dict[str, Any]:
     """Per-second points of each resource of an app for the last ``window`` seconds."""
     if not caller.can_view(namespace):
@@ -104,8 +109,8 @@ async def metrics_history(
     namespace: str,
     app_name: str = Query(alias="app"),
     resource: str | None = None,
-    start: int | None = None,
-    end: int | None = None,
+    start: int | None = Query(default=None, ge=0, le=MAX_TIME),
+    end: int | None = Query(default=None, ge=0, le=MAX_TIME),
 ) -> dict[str, Any]:
     """Downsampled history (one point per resolution period) from the on-disk store."""
     if not caller.can_view(namespace):

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from opensergo.controlplane.api.auth import AuthConfig, Principal, principal_of
+from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import MetadataRegistry
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
@@ -33,6 +34,7 @@ class ApiContext:
     metric_store: MetricStore | None = None
     history: MetricsHistory | None = None
     prometheus: ControlPlaneMetrics | None = None
+    limits: Limits = field(default_factory=Limits)
     rules: RuleIndex = field(init=False)
 
     def __post_init__(self) -> None:

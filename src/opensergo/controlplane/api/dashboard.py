@@ -17,6 +17,7 @@ The pages are hand-written HTML, CSS and JavaScript modules shipped in the packa
 
 from __future__ import annotations
 
+import asyncio
 import re
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,8 @@ from opensergo.controlplane.api.auth import Principal, Role
 from opensergo.controlplane.api.context import ApiContext, Caller, Context
 from opensergo.controlplane.api.diffs import diff
 from opensergo.controlplane.api.errors import ApiError, bad_request, forbidden_namespace, not_found
-from opensergo.controlplane.api.redact import redact
-from opensergo.controlplane.api.validation import validate_object
+from opensergo.controlplane.api.redact import clear_secrets, redact
+from opensergo.controlplane.api.validation import read_json, validate_object, with_url_metadata
 from opensergo.controlplane.metadata import INSTANCE_KIND
 from opensergo.controlplane.readmodels import (
     RULE_KINDS,
@@ -49,6 +50,7 @@ from opensergo.controlplane.readmodels import (
 from opensergo.controlplane.store.base import StoredObject
 from opensergo.spec import kinds
 from opensergo.spec.kinds import KindInfo
+from opensergo.spec.limits import LimitError, ParserLimits
 from opensergo.spec.loader import YamlSyntaxError, iter_yaml, locate
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -198,8 +200,8 @@ async def rules(
     kind: str | None = None,
     app_name: str | None = Query(default=None, alias="app"),
     q: str | None = None,
-    offset: int = 0,
-    limit: int = 100,
+    offset: int = Query(default=0, ge=0, le=2**31),
+    limit: int = Query(default=100, ge=-(2**31), le=2**31),  # clamped to 1..1000 below
 ) -> dict[str, Any]:
     """Rule objects of every kind (or one), newest state, with rollout summaries; paged."""
     selected = _selected_kinds(kind)
@@ -254,12 +256,14 @@ def _error(text: str, field: str, message: str, where: tuple[int, int] | None = 
     }
 
 
-def _one_object(text: str) -> tuple[dict[str, Any], KindInfo, str]:
+def _one_object(text: str, limits: ParserLimits) -> tuple[dict[str, Any], KindInfo, str]:
     """(object, kind, name) of the one named object of a known kind the text holds; _Invalid."""
     try:
-        docs = [d for d in iter_yaml(text) if d is not None]
+        docs = [d for d in iter_yaml(text, limits) if d is not None]
     except YamlSyntaxError as err:
         raise _Invalid("", f"invalid YAML: {err.problem}", err.position) from None
+    except LimitError as err:
+        raise _Invalid(err.field, err.message, None if err.path else (1, 1)) from None
     if len(docs) != 1:
         raise _Invalid("", f"expected exactly one object, found {len(docs)}", (1, 1))
     body = docs[0]
@@ -279,16 +283,26 @@ def _one_object(text: str) -> tuple[dict[str, Any], KindInfo, str]:
 
 
 def _user_fields_equal(current: dict[str, Any], checked: dict[str, Any]) -> bool:
-    """Nothing a person writes differs (metadata other than the labels is the server's)."""
+    """Nothing a person writes differs (metadata other than the labels is the server's).
+
+    Callers must not use this when the written text holds a secret in clear: the answer would
+    tell whether it matches the stored one."""
     return {k: v for k, v in current.items() if k != "metadata"} == {
         k: v for k, v in checked.items() if k != "metadata"
     } and (current.get("metadata") or {}).get("labels") == checked["metadata"].get("labels")
 
 
 async def check(ctx: ApiContext, text: str, default_ns: str, caller: Principal) -> dict[str, Any]:
-    """The validate view of one YAML object: its errors, located, or what writing it would do."""
+    """The validate view of one YAML object: its errors, located, or what writing it would do.
+
+    A secret written in clear always reads as changed (in ``diff`` and ``unchanged``): the
+    answer never says whether it matches the stored one, to a viewer or anyone else."""
+    limits = ctx.limits.parser
     try:
-        body, kind, name = _one_object(text)
+        if len(text) > 64 * 1024:  # parse a large text off the event loop
+            body, kind, name = await asyncio.to_thread(_one_object, text, limits)
+        else:
+            body, kind, name = _one_object(text, limits)
     except _Invalid as err:
         return {"valid": False, "errors": [_error(text, err.field, err.message, err.where)]}
     namespace = str(body["metadata"].get("namespace") or default_ns)
@@ -321,9 +335,16 @@ async def check(ctx: ApiContext, text: str, default_ns: str, caller: Principal) 
         "canWrite": caller.can(
             namespace, Role.ADMIN if kind.full_kind == INSTANCE_KIND.full_kind else Role.EDITOR
         ),
-        "diff": diff(current.body if current else None, checked),
+        # The text as written (redacted secrets not restored): a secret in clear reads as changed.
+        "diff": diff(
+            current.body if current else None,
+            with_url_metadata(kind, namespace, dict(body), name),
+            compare=False,
+        ),
         "object": redact(checked),
-        "unchanged": current is not None and _user_fields_equal(current.body, checked),
+        "unchanged": current is not None
+        and not clear_secrets(body)
+        and _user_fields_equal(current.body, checked),
     }
 
 
@@ -333,10 +354,7 @@ async def validate(request: Request, ctx: Context, caller: Caller) -> dict[str, 
 
     Body: ``{"yaml": "...", "namespace": "default"}``. The answer lists each error with its
     field path and line, and gives the diff against the stored object."""
-    try:
-        data = await request.json()
-    except ValueError:
-        raise bad_request('body must be JSON: {"yaml": "..."}') from None
+    data = await read_json(request, ctx.limits.parser)
     text = data.get("yaml") if isinstance(data, dict) else None
     if not isinstance(text, str):
         raise bad_request('body must be JSON: {"yaml": "..."}')

@@ -32,13 +32,16 @@ def to_yaml(body: Any, sort_keys: bool = False) -> str:
     return yaml.safe_dump(body, sort_keys=sort_keys, default_flow_style=False, allow_unicode=True, width=100)
 
 
-def diff(current: dict[str, Any] | None, new: dict[str, Any]) -> list[str]:
+def diff(current: dict[str, Any] | None, new: dict[str, Any], *, compare: bool = True) -> list[str]:
     """A unified diff of the user-facing YAML, secrets redacted (a changed one says so).
+
+    ``compare=False`` for a body a caller wrote: its secrets are never compared with the stored
+    ones (any written in clear reads as changed; see :func:`.redact.redact_changes`).
 
     Keys are sorted (the store keeps them sorted), which keeps apiVersion, kind, metadata and
     spec in their usual order."""
     before = to_yaml(redact(user_view(current)), True).splitlines() if current is not None else []
-    after_body = redact_changes(user_view(current) if current else None, user_view(new))
+    after_body = redact_changes(user_view(current) if current else None, user_view(new), compare=compare)
     after = to_yaml(after_body, True).splitlines()
     return list(
         difflib.unified_diff(before, after, "stored" if current else "/dev/null", "new", lineterm="", n=3)

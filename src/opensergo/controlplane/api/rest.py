@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from opensergo.controlplane.api.context import Caller, Context
 from opensergo.controlplane.api.diffs import diff
-from opensergo.controlplane.api.errors import ApiError, bad_request, not_found
+from opensergo.controlplane.api.errors import ApiError, not_found
 from opensergo.controlplane.api.redact import redact
 from opensergo.controlplane.api.validation import expected_revision, read_body, validate_object
 from opensergo.controlplane.readmodels import (
@@ -36,13 +36,21 @@ from opensergo.controlplane.readmodels import (
     rollout,
     visible_clients,
 )
-from opensergo.controlplane.store.base import Bookmark, ConflictError, NotFoundError, Store, StoredObject
+from opensergo.controlplane.store.base import (
+    Bookmark,
+    CompactedError,
+    ConflictError,
+    NotFoundError,
+    Store,
+    StoredObject,
+)
 from opensergo.spec import kinds
 from opensergo.spec.kinds import KindInfo
 
 router = APIRouter()
 
 NAMESPACED = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
+MAX_REVISION = 2**63 - 1  # revisions are int64 in every store
 OBJECT = NAMESPACED + "/{name}"
 
 
@@ -119,7 +127,7 @@ async def list_or_watch(
     plural: str,
     ctx: Context,
     watch: bool = False,
-    resourceVersion: int | None = Query(default=None),
+    resourceVersion: int | None = Query(default=None, ge=0, le=MAX_REVISION),
 ) -> dict[str, Any] | StreamingResponse:
     kind = _kind(group, version, plural)
     store = ctx.store
@@ -133,13 +141,18 @@ async def list_or_watch(
 
 
 async def _watch_stream(store: Store, kind: KindInfo, namespace: str, since: int) -> AsyncIterator[bytes]:
-    async for event in store.watch(since):
-        if isinstance(event, Bookmark):
-            continue
-        obj = event.object
-        if obj.kind != kind.full_kind or obj.namespace != namespace:
-            continue
-        yield (json.dumps({"type": event.type.value, "object": redact(obj.body)}) + "\n").encode()
+    try:
+        async for event in store.watch(since):
+            if isinstance(event, Bookmark):
+                continue
+            obj = event.object
+            if obj.kind != kind.full_kind or obj.namespace != namespace:
+                continue
+            yield (json.dumps({"type": event.type.value, "object": redact(obj.body)}) + "\n").encode()
+    except CompactedError as err:
+        # As Kubernetes: an ERROR event with a 410 Status; the client lists again.
+        status = ApiError(410, "Expired", str(err))
+        yield (json.dumps({"type": "ERROR", "object": status.status()}) + "\n").encode()
 
 
 @router.post(NAMESPACED, tags=["resources"], status_code=201)
@@ -153,7 +166,7 @@ async def create(
     dryRun: str | None = None,
 ) -> JSONResponse:
     kind = _kind(group, version, plural)
-    body = validate_object(kind, namespace, await read_body(request))
+    body = validate_object(kind, namespace, await read_body(request, ctx.limits.parser))
     name = body["metadata"].get("name")
     if dryRun:
         return JSONResponse(redact(body), status_code=201)
@@ -187,7 +200,7 @@ async def replace(
     dryRun: str | None = None,
 ) -> JSONResponse:
     kind = _kind(group, version, plural)
-    raw = await read_body(request)
+    raw = await read_body(request, ctx.limits.parser)
     existing = await ctx.store.get(kind.full_kind, namespace, name)
     body = validate_object(kind, namespace, raw, name, existing.body if existing else None)
     expected = expected_revision(body)
@@ -247,10 +260,15 @@ async def history_of(
 
 
 def _requested_revision(data: dict[str, Any]) -> int:
+    value = data.get("revision")
     try:
-        return int(data.get("revision"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        raise bad_request('body must be {"revision": <number>}') from None
+        revision = int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        revision = -1
+    if isinstance(value, bool) or not 0 < revision <= MAX_REVISION:
+        message = "must be a revision number (a positive integer)"
+        raise ApiError(400, "BadRequest", f"revision: {message}", [{"field": "revision", "message": message}])
+    return revision
 
 
 def _user_metadata(body: dict[str, Any]) -> dict[str, Any]:
@@ -275,7 +293,7 @@ async def rollback(
 
     Body: ``{"revision": N, "resourceVersion": "<current, optional precondition>"}``."""
     kind = _kind(group, version, plural)
-    data = await read_body(request)
+    data = await read_body(request, ctx.limits.parser)
     revision = _requested_revision(data)
     events = {e.revision: e for e in await ctx.store.history(kind.full_kind, namespace, name)}
     event = events.get(revision)

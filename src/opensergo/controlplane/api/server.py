@@ -1,5 +1,6 @@
 """The HTTP application: the REST API (:mod:`.rest`), the dashboard (:mod:`.dashboard`,
-:mod:`.sessions`, :mod:`.charts`) and auth (:mod:`.auth`) over one :class:`ApiContext`."""
+:mod:`.sessions`, :mod:`.charts`) and auth (:mod:`.auth`) over one :class:`ApiContext`, behind
+the request guard (:mod:`.guards`: Host names, body size)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ from opensergo.controlplane.api import charts, dashboard, rest, sessions
 from opensergo.controlplane.api.auth import AuthConfig, AuthMiddleware
 from opensergo.controlplane.api.context import ApiContext
 from opensergo.controlplane.api.errors import EXCEPTION_HANDLERS
+from opensergo.controlplane.api.guards import HostPolicy, RequestGuard
+from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import MetadataRegistry
 from opensergo.controlplane.metrics.history import MetricsHistory
 from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
@@ -30,8 +33,12 @@ def create_app(
     metric_store: MetricStore | None = None,
     history: MetricsHistory | None = None,
     prometheus: ControlPlaneMetrics | None = None,
+    limits: Limits | None = None,
+    hosts: HostPolicy | None = None,
 ) -> FastAPI:
-    """The HTTP API; ``auth`` None means no auth middleware (every request has every role)."""
+    """The HTTP API; ``auth`` None means no auth middleware (every request has every role);
+    ``hosts`` None means no Host check (in-process tests; the control plane always passes one)."""
+    limits = limits or Limits()
     app = FastAPI(
         title="OpenSergo control plane",
         version=__version__,
@@ -39,10 +46,14 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.context = ApiContext(
-        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus
+        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus, limits
     )
     if auth is not None:
         app.add_middleware(AuthMiddleware, config=auth)
+    # Added last, so it runs first: nothing else sees a foreign Host or an oversized body.
+    app.add_middleware(
+        RequestGuard, hosts=hosts or HostPolicy.anything(), max_body_bytes=limits.parser.max_bytes
+    )
     app.include_router(rest.router)
     app.include_router(dashboard.router)
     app.mount("/ui", dashboard.UiStatic(), name="ui")

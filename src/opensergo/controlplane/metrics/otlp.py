@@ -26,6 +26,7 @@ class OtlpMetricsService(ms_grpc.MetricsServiceServicer):
     async def Export(
         self, request: ms_pb.ExportMetricsServiceRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> ms_pb.ExportMetricsServiceResponse:
+        dropped_before = sum(self._store.stats.dropped.values())
         try:
             self._store.ingest(request)
         except Exception as err:  # a malformed export must not take the service down
@@ -33,7 +34,16 @@ class OtlpMetricsService(ms_grpc.MetricsServiceServicer):
             response = ms_pb.ExportMetricsServiceResponse()
             response.partial_success.error_message = f"not ingested: {err}"
             return response
-        return ms_pb.ExportMetricsServiceResponse()
+        response = ms_pb.ExportMetricsServiceResponse()
+        dropped = sum(self._store.stats.dropped.values()) - dropped_before
+        if dropped:
+            # OTLP's way to tell the exporter: these points were rejected and will not be retried.
+            response.partial_success.rejected_data_points = dropped
+            response.partial_success.error_message = (
+                "data points dropped: non-finite values or beyond the control plane's limits"
+                " (see opensergo_otlp_dropped_points_total)"
+            )
+        return response
 
 
 def add_to_server(store: MetricStore, server: grpc.aio.Server) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from opensergo.common.protocol import SubscriptionKey
@@ -47,7 +47,7 @@ class _Gauges(Collector):
     def __init__(self, owner: ControlPlaneMetrics) -> None:
         self._owner = owner
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         o = self._owner
         yield GaugeMetricFamily(
             "opensergo_connected_clients",
@@ -61,7 +61,7 @@ class _Gauges(Collector):
         for client in o.transport.clients(include_disconnected=False):
             for sub in client.subscriptions.values():
                 counts[sub.last_response] = counts.get(sub.last_response, 0) + 1
-        for state in ("acked", "nacked", "pending", "outdated", "rejected"):
+        for state in ("acked", "nacked", "pending", "outdated", "rejected", "failed"):
             states.add_metric([state], counts.get(state, 0))
         yield states
         yield GaugeMetricFamily(
@@ -89,6 +89,25 @@ class _Gauges(Collector):
             yield GaugeMetricFamily(
                 "opensergo_metric_series", "Dashboard series in memory.", value=len(o.metric_store.series)
             )
+            dropped = CounterMetricFamily(
+                "opensergo_otlp_dropped_points",
+                "OTLP data points dropped: non-finite values, or beyond a limit (see docs/security.md).",
+                labels=["reason"],
+            )
+            for reason, count in stats.dropped.items():
+                dropped.add_metric([reason], count)
+            yield dropped
+        transport = o.transport
+        yield CounterMetricFamily(
+            "opensergo_streams_refused",
+            "SubscribeConfig streams refused: too many open from one peer identity.",
+            value=transport.refused_streams,
+        )
+        yield CounterMetricFamily(
+            "opensergo_subscriptions_refused",
+            "Subscriptions refused: beyond the limit per stream.",
+            value=transport.refused_subscriptions,
+        )
 
 
 class ControlPlaneMetrics:

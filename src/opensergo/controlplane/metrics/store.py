@@ -11,6 +11,13 @@ over instances that reported recently.
 Each series is a ring of ``retention`` one-second slots in compact arrays, allocated when the
 series first gets data; response-time histograms are kept per second only where requests
 completed. Instances and series that stop reporting are dropped after ``retention``.
+
+Exporters choose the names (app, instance, resource), so what they can make the store hold is
+bounded (:class:`~opensergo.controlplane.limits.Limits`): series per app and in total, exporting
+instances per app, data points used per export, and remembered cumulative points per instance.
+Values must be finite and at most :data:`MAX_VALUE` in magnitude. Whatever is beyond is dropped
+and counted per reason in :attr:`IngestStats.dropped` (``/metrics``:
+``opensergo_otlp_dropped_points_total``).
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ import bisect
 import math
 import time
 from array import array
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +35,7 @@ from opentelemetry.proto.common.v1 import common_pb2
 from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from opensergo.common import metric_names as names
+from opensergo.controlplane.limits import Limits
 
 BOUNDS: tuple[float, ...] = names.RT_BOUNDARIES_MS
 NBUCKETS = len(BOUNDS) + 1  # the last bucket is (BOUNDS[-1], +inf)
@@ -42,6 +50,10 @@ _FRESH_START_S = 15.0
 _MAX_SPREAD_S = 60
 # Gauges older than this no longer count towards a series' current value.
 GAUGE_FRESH_S = 15.0
+
+# Larger magnitudes are no count, duration or gauge a data plane measures; summing them could
+# overflow to infinity, which JSON cannot carry.
+MAX_VALUE = 1e15
 
 _FIELDS = ("passed", "blocked", "errors", "count", "rt_sum", "conc", "open", "half_open")
 
@@ -256,23 +268,61 @@ class InstanceInfo:
         }
 
 
+# Why data points were dropped (the label of opensergo_otlp_dropped_points_total).
+DROP_REASONS = (
+    "non_finite",  # NaN, an infinity or a magnitude beyond MAX_VALUE
+    "export_points",  # beyond otlp_points_per_export in one export
+    "app_series",  # a new resource beyond otlp_series_per_app
+    "total_series",  # a new series beyond otlp_series_total
+    "app_instances",  # a new exporting instance beyond otlp_instances_per_app
+    "instance_points",  # a new cumulative point beyond what one instance may have
+)
+
+
 @dataclass
 class IngestStats:
     requests: int = 0
     points: int = 0
     ignored: int = 0
+    dropped: dict[str, int] = field(default_factory=lambda: dict.fromkeys(DROP_REASONS, 0))
+
+
+def _usable(value: float) -> bool:
+    return math.isfinite(value) and abs(value) <= MAX_VALUE
+
+
+def _points_in(rm: metrics_pb2.ResourceMetrics) -> int:
+    count = 0
+    for sm in rm.scope_metrics:
+        for metric in sm.metrics:
+            which = metric.WhichOneof("data")
+            if which is not None:
+                count += len(getattr(metric, which).data_points)
+    return count
+
+
+class _Budget:
+    """Data points one export may still use."""
+
+    __slots__ = ("left",)
+
+    def __init__(self, points: int) -> None:
+        self.left = points
 
 
 class MetricStore:
     """Series per (namespace, app, resource) for the last ``retention`` seconds."""
 
-    def __init__(self, retention: int = 3600, clock: Any = time.time) -> None:
+    def __init__(self, retention: int = 3600, clock: Any = time.time, limits: Limits | None = None) -> None:
         if retention < 10:
             raise ValueError("metrics retention must be at least 10 seconds")
         self.retention = int(retention)
         self._clock = clock
+        self.limits = limits or Limits()
         self.series: dict[tuple[str, str, str], Series] = {}
         self.instances: dict[tuple[str, str, str], InstanceInfo] = {}
+        self._series_per_app: dict[tuple[str, str], int] = {}
+        self._instances_per_app: dict[tuple[str, str], int] = {}
         # (ns, app, resource) -> {(instance, strategy or ""): (value, received)}
         self._gauges: dict[tuple[str, tuple[str, str, str]], dict[tuple[str, str], tuple[float, float]]] = {}
         self.stats = IngestStats()
@@ -284,6 +334,7 @@ class MetricStore:
         now = self._clock() if now is None else now
         used = 0
         self.stats.requests += 1
+        budget = _Budget(self.limits.otlp_points_per_export)
         for rm in request.resource_metrics:
             rattrs = _attrs(rm.resource.attributes)
             app = rattrs.get(names.SERVICE_NAME, "")
@@ -292,49 +343,110 @@ class MetricStore:
                 continue
             namespace = rattrs.get(names.SERVICE_NAMESPACE) or "default"
             instance_id = rattrs.get(names.SERVICE_INSTANCE_ID) or rattrs.get("host.name", "") or "unknown"
-            ikey = (namespace, app, instance_id)
-            info = self.instances.get(ikey)
+            info = self._instance(namespace, app, instance_id, rattrs, now)
             if info is None:
-                info = self.instances[ikey] = InstanceInfo(namespace, app, instance_id, rattrs, now, now)
-            info.attributes = rattrs
-            info.last_seen = now
-            info.exports += 1
+                self._drop("app_instances", _points_in(rm))
+                continue
             for sm in rm.scope_metrics:
                 for metric in sm.metrics:
-                    used += self._metric(info, metric, now)
+                    used += self._metric(info, metric, now, budget)
         self.stats.points += used
         return used
 
+    def _drop(self, reason: str, points: int = 1) -> None:
+        self.stats.dropped[reason] += points
+
+    def _instance(
+        self, namespace: str, app: str, instance_id: str, rattrs: dict[str, str], now: float
+    ) -> InstanceInfo | None:
+        """The exporting instance, registered on its first export; None beyond the app's limit."""
+        ikey = (namespace, app, instance_id)
+        info = self.instances.get(ikey)
+        if info is None:
+            count = self._instances_per_app.get((namespace, app), 0)
+            if count >= self.limits.otlp_instances_per_app:
+                return None
+            self._instances_per_app[(namespace, app)] = count + 1
+            info = self.instances[ikey] = InstanceInfo(namespace, app, instance_id, rattrs, now, now)
+        info.attributes = rattrs
+        info.last_seen = now
+        info.exports += 1
+        return info
+
+    def _take(self, budget: _Budget, points: int) -> int:
+        """How many of ``points`` data points this export may still use (the rest are dropped)."""
+        usable = min(points, max(0, budget.left))
+        budget.left -= usable
+        if usable < points:
+            self._drop("export_points", points - usable)
+        return usable
+
+    def _admit(self, namespace: str, app: str, resource: str) -> bool:
+        """Whether the series exists, or was created within the limits (a refusal is counted)."""
+        if (namespace, app, resource) in self.series:
+            return True
+        if len(self.series) >= self.limits.otlp_series_total:
+            self._drop("total_series")
+            return False
+        if self._series_per_app.get((namespace, app), 0) >= self.limits.otlp_series_per_app:
+            self._drop("app_series")
+            return False
+        self._series(namespace, app, resource)
+        return True
+
+    def _remember(self, info: InstanceInfo, key: tuple[str, tuple[tuple[str, str], ...]]) -> bool:
+        """Whether a cumulative point of ``key`` may be kept for ``info``."""
+        if key in info.points or len(info.points) < self.limits.otlp_points_per_export:
+            return True
+        self._drop("instance_points")
+        return False
+
     def _series(self, namespace: str, app: str, resource: str) -> Series:
+        """The series; created here only through :meth:`_admit` (which checks the limits)."""
         key = (namespace, app, resource)
         s = self.series.get(key)
         if s is None:
             s = self.series[key] = Series(key, self.retention)
+            self._series_per_app[(namespace, app)] = self._series_per_app.get((namespace, app), 0) + 1
         return s
 
-    def _metric(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+    def _metric(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float, budget: _Budget) -> int:
         """Fold one exported metric; the number of data points used (unknown metrics: none)."""
         name = metric.name
         which = metric.WhichOneof("data")
         if name in _COUNTER_FIELDS and which == "sum":
-            return self._counter(info, metric, now)
+            points = metric.sum.data_points
+            return self._counter(info, metric, points[: self._take(budget, len(points))], now)
         if name == names.DURATION and which == "histogram":
-            return self._histogram(info, metric, now)
+            hpoints = metric.histogram.data_points
+            return self._histogram(info, metric, hpoints[: self._take(budget, len(hpoints))], now)
         if name in (names.CONCURRENCY, names.BREAKER_STATE) and which in ("gauge", "sum"):
-            return self._gauge(info, metric, now)
+            gpoints = metric.gauge.data_points if which == "gauge" else metric.sum.data_points
+            return self._gauge(info, metric, gpoints[: self._take(budget, len(gpoints))], now)
         return 0
 
-    def _counter(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+    def _counter(
+        self,
+        info: InstanceInfo,
+        metric: metrics_pb2.Metric,
+        points: Sequence[metrics_pb2.NumberDataPoint],
+        now: float,
+    ) -> int:
         name = metric.name
         field_name = _COUNTER_FIELDS[name]
         delta_mode = metric.sum.aggregation_temporality == DELTA
         used = 0
-        for dp in metric.sum.data_points:
+        for dp in points:
             attrs = _attrs(dp.attributes)
             resource = attrs.get(names.RESOURCE)
             if not resource:
                 continue
             value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+            if not _usable(value):
+                self._drop("non_finite")
+                continue
+            if not self._admit(info.namespace, info.app, resource):
+                continue
             found = self._delta(
                 info, name, attrs, dp.start_time_unix_nano, dp.time_unix_nano, value, now, delta_mode
             )
@@ -344,13 +456,24 @@ class MetricStore:
             used += 1
         return used
 
-    def _histogram(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+    def _histogram(
+        self,
+        info: InstanceInfo,
+        metric: metrics_pb2.Metric,
+        points: Sequence[metrics_pb2.HistogramDataPoint],
+        now: float,
+    ) -> int:
         delta_mode = metric.histogram.aggregation_temporality == DELTA
         used = 0
-        for hp in metric.histogram.data_points:
+        for hp in points:
             attrs = _attrs(hp.attributes)
             resource = attrs.get(names.RESOURCE)
             if not resource:
+                continue
+            if not (_usable(hp.sum) and _usable(float(hp.count)) and all(map(_usable, hp.explicit_bounds))):
+                self._drop("non_finite")
+                continue
+            if not self._admit(info.namespace, info.app, resource):
                 continue
             buckets = rebucket(hp.bucket_counts, hp.explicit_bounds)
             found = self._delta(
@@ -373,9 +496,14 @@ class MetricStore:
             used += 1
         return used
 
-    def _gauge(self, info: InstanceInfo, metric: metrics_pb2.Metric, now: float) -> int:
+    def _gauge(
+        self,
+        info: InstanceInfo,
+        metric: metrics_pb2.Metric,
+        points: Sequence[metrics_pb2.NumberDataPoint],
+        now: float,
+    ) -> int:
         name = metric.name
-        points = metric.gauge.data_points if metric.WhichOneof("data") == "gauge" else metric.sum.data_points
         touched: set[str] = set()
         used = 0
         for dp in points:
@@ -384,6 +512,11 @@ class MetricStore:
             if not resource:
                 continue
             value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+            if not _usable(value):
+                self._drop("non_finite")
+                continue
+            if not self._admit(info.namespace, info.app, resource):
+                continue
             gkey = (info.namespace, info.app, resource)
             member = (info.instance, attrs.get(names.STRATEGY, ""))
             self._gauges.setdefault((name, gkey), {})[member] = (value, now)
@@ -406,6 +539,8 @@ class MetricStore:
     ) -> tuple[Any, float] | None:
         """(delta, interval start on our clock), or None when this point only sets a baseline."""
         key = (name, tuple(sorted(attrs.items())))
+        if not self._remember(info, key):
+            return None
         # None: no start time, so the age of a first cumulative value is unknown.
         interval = max(0.0, (time_ns - start_ns) / 1e9) if start_ns and time_ns else None
         if delta_mode:
@@ -500,8 +635,10 @@ class MetricStore:
         horizon = int(now) - self.retention
         for key in [k for k, s in self.series.items() if s.last < horizon]:
             del self.series[key]
+            _decrement(self._series_per_app, (key[0], key[1]))
         for ikey in [k for k, i in self.instances.items() if i.last_seen < horizon]:
             del self.instances[ikey]
+            _decrement(self._instances_per_app, (ikey[0], ikey[1]))
         for gkey, members in list(self._gauges.items()):
             for m in [m for m, (_, at) in members.items() if at < horizon]:
                 del members[m]
@@ -510,6 +647,14 @@ class MetricStore:
 
     def iter_series(self) -> Iterator[Series]:
         return iter(list(self.series.values()))
+
+
+def _decrement(counts: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
+    left = counts.get(key, 0) - 1
+    if left > 0:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _minus(value: Any, prev: Any) -> Any:

@@ -60,6 +60,10 @@ class ConflictError(ValueError):
     """Create of an existing object, or a write whose expected revision is stale."""
 
 
+class CompactedError(Exception):
+    """A watch asked to start before the oldest change the store still keeps (Kubernetes: 410)."""
+
+
 class InvalidObjectError(ValueError):
     """The store itself refused the object (e.g. the Kubernetes API server: a name that is not a
     DNS subdomain, or its CRD schema)."""
@@ -146,6 +150,23 @@ class Store(Protocol):
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         """Merge ``status`` into the object's status subresource (only where
         ``status_subresource``; elsewhere NotImplementedError). Raises NotFoundError."""
+        ...
+
+    async def compact(self, keep_per_object: int, retention: float) -> int:
+        """Drop history beyond the retention: at most ``keep_per_object`` changes per object, and
+        no change older than ``retention`` seconds that is not an object's current state (0: no
+        age limit). Returns how many changes were dropped. A store whose history is compacted
+        elsewhere (etcd's own compaction, the Kubernetes API server) only trims what it keeps."""
+        ...
+
+    async def get_or_create_value(self, name: str, value: str, ttl: float | None = None) -> str:
+        """The server value stored under ``name`` (e.g. the session key); ``value`` is stored
+        first when there is none, atomically, so that replicas sharing the store agree on one.
+        ``ttl``: the value expires that many seconds after it was stored."""
+        ...
+
+    async def get_value(self, name: str) -> str | None:
+        """The server value stored under ``name``, None when there is none (or it expired)."""
         ...
 
 

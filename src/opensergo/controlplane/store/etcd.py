@@ -7,6 +7,12 @@ Layout under a prefix (default ``/opensergo``):
   control-plane replicas.
 - ``<prefix>/status/<replica>``: per-replica status documents (clients' ACK state), each under a
   lease so that a dead replica's entry disappears.
+- ``<prefix>/v/<name>``: server values shared by the replicas (the session key, revoked
+  sessions), created once with a compare-and-swap on the key's version.
+
+History is etcd's: compact it with etcd's own retention (``--auto-compaction-mode=periodic
+--auto-compaction-retention=720h``). A watch from revision 0 over a compacted history replays the
+current objects instead; a later start revision that was compacted raises CompactedError.
 
 Writes are compare-and-swap transactions on ``mod_revision``. Every call fails over to the next
 endpoint when the current one is unreachable or has no leader, retrying until a deadline, so
@@ -31,6 +37,7 @@ import aetcd
 
 from opensergo.controlplane.store.base import (
     Bookmark,
+    CompactedError,
     ConflictError,
     EventType,
     NotFoundError,
@@ -342,8 +349,17 @@ class EtcdStore:
                 finally:
                     with contextlib.suppress(Exception):  # the stream may already be gone
                         await watch.cancel()
-            except aetcd.RevisionCompactedError:
-                raise
+            except aetcd.RevisionCompactedError as err:
+                if last != 0:
+                    raise CompactedError(
+                        f"revision {last} is older than etcd's history ({err.compacted_revision})"
+                    ) from None
+                # A replay from the start: the current objects are the state it would reach.
+                objects_now, revision = await self._list_at_revision()
+                for obj in sorted(objects_now, key=lambda o: o.revision):
+                    yield WatchEvent(EventType.ADDED, obj, obj.revision)
+                last = revision
+                self._seen(revision)
             except _RETRYABLE as err:
                 if self._closed:
                     return
@@ -363,13 +379,33 @@ class EtcdStore:
         event_type = EventType.ADDED if int(kv.version) == 1 else EventType.MODIFIED
         return WatchEvent(event_type, self._decode(kv.key, kv.value, revision), revision)
 
+    async def _list_at_revision(self) -> tuple[tuple[StoredObject, ...], int]:
+        """Every object and the revision of that view."""
+        prefix = f"{self._prefix}/o/".encode()
+        result = await self._call(lambda client: client.get_prefix(prefix))
+        header = getattr(result, "header", None)
+        objects = tuple(self._decode(kv.key, kv.value, kv.mod_revision) for kv in result)
+        revision = (
+            int(header.revision) if header is not None else max((o.revision for o in objects), default=0)
+        )
+        return objects, revision
+
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         """Every change of one object still in etcd's history (until compaction), oldest first."""
         key = self._key(kind, namespace, name)
         target = self.revision
+        start = 1
+        for _ in range(3):
+            try:
+                return await self._history_from(key, start, target)
+            except aetcd.RevisionCompactedError as err:
+                start = int(err.compacted_revision)  # what is older is gone: start there
+        return []
+
+    async def _history_from(self, key: bytes, start: int, target: int) -> WatchEvents:
         events: WatchEvents = []
         client = await self._connected()
-        watch = await client.watch(key, start_revision=1, prev_kv=True)
+        watch = await client.watch(key, start_revision=start, prev_kv=True)
         iterator = watch.__aiter__()
         try:
             while True:
@@ -382,8 +418,37 @@ class EtcdStore:
                 if converted.revision >= target:
                     break
         finally:
-            await watch.cancel()
+            with contextlib.suppress(Exception):
+                await watch.cancel()
         return events
+
+    async def compact(self, keep_per_object: int, retention: float) -> int:
+        return 0  # etcd compacts its own history (see the module docstring)
+
+    def _value_key(self, name: str) -> bytes:
+        return f"{self._prefix}/v/{name}".encode()
+
+    async def get_or_create_value(self, name: str, value: str, ttl: float | None = None) -> str:
+        key = self._value_key(name)
+        lease = await self._lease(ttl) if ttl else None
+
+        async def txn(client: aetcd.Client) -> str:
+            ok, responses = await client.transaction(
+                compare=[client.transactions.version(key) == 0],
+                success=[client.transactions.put(key, value.encode(), lease=lease)],
+                failure=[client.transactions.get(key)],
+            )
+            if ok or not responses or not responses[0]:
+                return value
+            stored: bytes = responses[0][0][0]
+            return stored.decode()
+
+        return await self._call(txn)
+
+    async def get_value(self, name: str) -> str | None:
+        key = self._value_key(name)
+        result = await self._call(lambda client: client.get(key))
+        return None if result is None else bytes(result.value).decode()
 
     # --- replica status documents ---
 

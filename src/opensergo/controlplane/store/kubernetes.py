@@ -24,11 +24,16 @@ Mapping of the Store protocol (see docs/kubernetes.md):
   namespace, labelled ``opensergo.io/replica-status``, with the expiry time inside.
 - ``history`` has only what this process saw (its own writes and watch events) plus, for an
   object it never saw change, its current state: Kubernetes keeps no per-object history.
+  :meth:`compact` trims it (the API server compacts etcd itself).
+- Server values shared by the replicas (the session key, revoked sessions) are Secrets in the
+  control plane's namespace, labelled ``opensergo.io/server-value``, created once (409: another
+  replica's value wins).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import json
@@ -62,6 +67,7 @@ k8s: Any = _k8s_module  # the client is untyped; keep mypy --strict quiet at the
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 STATUS_LABEL = "opensergo.io/replica-status"
+VALUE_LABEL = "opensergo.io/server-value"
 DEFAULT_NAMESPACE = "opensergo-system"
 _HISTORY_LIMIT = 64
 
@@ -132,6 +138,7 @@ class KubernetesStore:
         self._history: dict[tuple[str, str, str], deque[WatchEvent]] = defaultdict(
             lambda: deque(maxlen=_HISTORY_LIMIT)
         )
+        self._deleted_at: dict[tuple[str, str, str], float] = {}  # for compact()
 
     # --- connection ---
 
@@ -195,6 +202,75 @@ class KubernetesStore:
         history = self._history[event.object.key]
         if not history or history[-1].revision < event.revision:
             history.append(event)
+        if event.type == EventType.DELETED:
+            self._deleted_at[event.object.key] = time.time()
+        else:
+            self._deleted_at.pop(event.object.key, None)
+
+    async def compact(self, keep_per_object: int, retention: float) -> int:
+        dropped = 0
+        cutoff = time.time() - retention if retention > 0 else None
+        for key, deleted_at in list(self._deleted_at.items()):
+            if cutoff is not None and deleted_at < cutoff:
+                dropped += len(self._history.pop(key, ()))
+                del self._deleted_at[key]
+        for history in self._history.values():
+            while len(history) > keep_per_object:
+                history.popleft()
+                dropped += 1
+        return dropped
+
+    @staticmethod
+    def _value_name(name: str) -> str:
+        return "opensergo-value-" + hashlib.sha256(name.encode()).hexdigest()[:40]
+
+    def _read_value(self, secret: Any) -> str | None:
+        data = secret.data or {}
+        annotations = secret.metadata.annotations or {}
+        try:
+            if float(annotations.get("opensergo.io/expires-at", "inf")) < time.time():
+                return None
+            return base64.b64decode(data.get("value", "")).decode()
+        except ValueError:
+            return None
+
+    async def get_or_create_value(self, name: str, value: str, ttl: float | None = None) -> str:
+        secret_name = self._value_name(name)
+        body = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {
+                "name": secret_name,
+                "namespace": self.namespace,
+                "labels": {VALUE_LABEL: "true"},
+                "annotations": {} if ttl is None else {"opensergo.io/expires-at": repr(time.time() + ttl)},
+            },
+            "data": {"value": base64.b64encode(value.encode()).decode()},
+        }
+        for _ in range(3):
+            try:
+                await self._core.create_namespaced_secret(self.namespace, body)
+                return value
+            except k8s.client.ApiException as err:
+                if err.status != 409:
+                    raise
+            stored = await self.get_value(name)
+            if stored is not None:
+                return stored
+            # Expired: replace it (the 409 came from the stale one).
+            with contextlib.suppress(k8s.client.ApiException):
+                await self._core.delete_namespaced_secret(secret_name, self.namespace)
+        raise ConflictError(f"cannot store server value {name!r}: too much contention")
+
+    async def get_value(self, name: str) -> str | None:
+        try:
+            secret = await self._core.read_namespaced_secret(self._value_name(name), self.namespace)
+        except k8s.client.ApiException as err:
+            if err.status == 404:
+                return None
+            raise
+        return self._read_value(secret)
 
     # --- reads ---
 

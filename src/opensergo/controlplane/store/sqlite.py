@@ -1,7 +1,11 @@
 """The embedded default store: one SQLite file, durable (WAL + synchronous=FULL).
 
 Table ``events`` is an append-only log whose AUTOINCREMENT key is the store revision; it doubles
-as the replay source of ``watch(since)`` and as the per-object version history.
+as the replay source of ``watch(since)`` and as the per-object version history. :meth:`compact`
+(and each write, for its object) keeps it bounded: at most N changes per object, and nothing older
+than the retention except each object's current state. A watch from before a dropped deletion
+raises CompactedError. Table ``server_values`` holds the control plane's own values (the session
+key, revoked sessions).
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +23,7 @@ import aiosqlite
 
 from opensergo.controlplane.store.base import (
     Bookmark,
+    CompactedError,
     ConflictError,
     EventType,
     NotFoundError,
@@ -48,7 +54,13 @@ CREATE TABLE IF NOT EXISTS events (
     body TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_by_object ON events (kind, namespace, name, revision);
+CREATE TABLE IF NOT EXISTS server_values (
+    name TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    expires REAL
+);
 """
+_COMPACTED = "store/compacted-revision"  # server value: the newest deletion compaction dropped
 
 _WATCH_QUEUE_LIMIT = 10_000
 
@@ -66,13 +78,16 @@ class SqliteStore:
     shared = False  # one process: nothing to share with other replicas
     status_subresource = False
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, history_per_object: int | None = None) -> None:
+        """``history_per_object``: changes kept per object, trimmed at each write (None: all)."""
         self.path = Path(data_dir) / "opensergo.db"
+        self.history_per_object = history_per_object
         self._db: aiosqlite.Connection | None = None
         self._revision = 0
         self._lock = asyncio.Lock()
         self._watchers: set[_Watcher] = set()
         self._status: dict[str, dict[str, Any]] = {}
+        self.compacted_revision = 0
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,10 +95,16 @@ class SqliteStore:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(_SCHEMA)
+        async with self._db.execute("PRAGMA table_info(events)") as cur:
+            columns = {row[1] for row in await cur.fetchall()}
+        if "at" not in columns:  # a store from before compaction: its changes count from now
+            await self._db.execute("ALTER TABLE events ADD COLUMN at REAL")
+            await self._db.execute("UPDATE events SET at = ?", (time.time(),))
         await self._db.commit()
         async with self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM events") as cur:
             row = await cur.fetchone()
         self._revision = int(row[0]) if row else 0
+        self.compacted_revision = int(await self.get_value(_COMPACTED) or 0)
 
     async def close(self) -> None:
         for watcher in list(self._watchers):
@@ -173,13 +194,21 @@ class SqliteStore:
         db = self._conn
         try:
             cur = await db.execute(
-                "INSERT INTO events (type, kind, namespace, name, body) VALUES (?, ?, ?, ?, '')",
-                (event_type.value, kind, namespace, name),
+                "INSERT INTO events (type, kind, namespace, name, body, at) VALUES (?, ?, ?, ?, '', ?)",
+                (event_type.value, kind, namespace, name, time.time()),
             )
             revision = int(cur.lastrowid or 0)
             stored_body = with_revision(body, revision) if event_type != EventType.DELETED else body
             text = json.dumps(stored_body, sort_keys=True)
             await db.execute("UPDATE events SET body=? WHERE revision=?", (text, revision))
+            if self.history_per_object is not None:
+                # Keep the object's newest changes only (the index makes this a short range scan).
+                await db.execute(
+                    "DELETE FROM events WHERE kind=? AND namespace=? AND name=? AND revision <="
+                    " (SELECT revision FROM events WHERE kind=? AND namespace=? AND name=?"
+                    " ORDER BY revision DESC LIMIT 1 OFFSET ?)",
+                    (kind, namespace, name, kind, namespace, name, self.history_per_object),
+                )
             if event_type == EventType.DELETED:
                 await db.execute(
                     "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
@@ -223,6 +252,11 @@ class SqliteStore:
         last = since_revision
         try:
             while True:
+                if 0 < last < self.compacted_revision:
+                    raise CompactedError(
+                        f"revision {last} is older than the history kept (compacted at"
+                        f" {self.compacted_revision}); list again"
+                    )
                 # Replay from the log until caught up, then switch to live events.
                 while True:
                     batch = await self._events_after(last)
@@ -258,6 +292,64 @@ class SqliteStore:
 
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         raise NotImplementedError("sqlite objects have no status subresource (status_subresource is False)")
+
+    async def compact(self, keep_per_object: int, retention: float) -> int:
+        db = self._conn
+        async with self._lock:
+            try:
+                cur = await db.execute(
+                    "DELETE FROM events WHERE revision IN (SELECT revision FROM (SELECT revision,"
+                    " ROW_NUMBER() OVER (PARTITION BY kind, namespace, name ORDER BY revision DESC)"
+                    " AS newer FROM events) WHERE newer > ?)",
+                    (keep_per_object,),
+                )
+                dropped = max(0, cur.rowcount)
+                if retention > 0:
+                    cutoff = time.time() - retention
+                    # Objects' current states stay; what goes includes deletions (tombstones).
+                    stale = "at < ? AND revision NOT IN (SELECT revision FROM objects)"
+                    async with db.execute(
+                        f"SELECT MAX(revision) FROM events WHERE type = 'DELETED' AND {stale}", (cutoff,)
+                    ) as rows:
+                        row = await rows.fetchone()
+                    cur = await db.execute(f"DELETE FROM events WHERE {stale}", (cutoff,))
+                    dropped += max(0, cur.rowcount)
+                    if row is not None and row[0] is not None and int(row[0]) > self.compacted_revision:
+                        self.compacted_revision = int(row[0])
+                        await db.execute(
+                            "INSERT INTO server_values (name, value) VALUES (?, ?) ON CONFLICT (name)"
+                            " DO UPDATE SET value = excluded.value",
+                            (_COMPACTED, str(self.compacted_revision)),
+                        )
+                await db.execute("DELETE FROM server_values WHERE expires < ?", (time.time(),))
+                await db.commit()
+            except BaseException:
+                await db.rollback()
+                raise
+        if dropped:
+            log.info("store history compacted: %d change(s) dropped", dropped)
+        return dropped
+
+    async def get_or_create_value(self, name: str, value: str, ttl: float | None = None) -> str:
+        db = self._conn
+        now = time.time()
+        async with self._lock:
+            await db.execute("DELETE FROM server_values WHERE name = ? AND expires < ?", (name, now))
+            await db.execute(
+                "INSERT OR IGNORE INTO server_values (name, value, expires) VALUES (?, ?, ?)",
+                (name, value, None if ttl is None else now + ttl),
+            )
+            await db.commit()
+        stored = await self.get_value(name)
+        return value if stored is None else stored
+
+    async def get_value(self, name: str) -> str | None:
+        async with self._conn.execute(
+            "SELECT value FROM server_values WHERE name = ? AND (expires IS NULL OR expires >= ?)",
+            (name, time.time()),
+        ) as cur:
+            row = await cur.fetchone()
+        return None if row is None else str(row[0])
 
     async def history(self, kind: str, namespace: str, name: str) -> WatchEvents:
         async with self._conn.execute(
