@@ -390,6 +390,18 @@ def control_plane(
             help="PEM CA: gRPC clients must present a certificate it signed (mutual TLS).",
         ),
     ] = None,
+    trace_max_spans: Annotated[
+        int, typer.Option(help="Spans and log records of recent traces kept in memory for the dashboard.")
+    ] = 200_000,
+    otlp_forward: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-forward",
+            envvar="OPENSERGO_OTLP_FORWARD",
+            help="Forward OTLP traces and logs to this OTLP/gRPC backend (Jaeger, Tempo, a Collector):"
+            " host:port or http://host:port (plaintext), https://host:port (TLS).",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
     try:
@@ -416,6 +428,8 @@ def control_plane(
         tls_cert=tls_cert,
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
+        trace_max_spans=trace_max_spans,
+        otlp_forward=otlp_forward,
     )
     try:
         asyncio.run(ControlPlane(settings).run_forever())

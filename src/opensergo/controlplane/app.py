@@ -32,6 +32,9 @@ from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
 from opensergo.controlplane.tokens import GlobalLimits, TokenService
+from opensergo.controlplane.traces import otlp as otlp_traces
+from opensergo.controlplane.traces.forward import OtlpForwarder
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -63,6 +66,9 @@ class Settings:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_client_ca: Path | None = None
+    # Traces and logs (OTLP): spans (and log records) kept in memory, and a backend to forward to.
+    trace_max_spans: int = 200_000
+    otlp_forward: str | None = None
 
 
 def control_plane_identity() -> str:
@@ -134,6 +140,8 @@ class ControlPlane:
             settings.auth, settings.host, settings.auth_tokens, settings.data_dir
         )
         self.metric_store = MetricStore(settings.metrics_retention)
+        self.trace_store = TraceStore(settings.trace_max_spans)
+        self.otlp_forwarder = OtlpForwarder(settings.otlp_forward) if settings.otlp_forward else None
         self.metrics_history = MetricsHistory(
             settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
             resolution=settings.metrics_history_resolution,
@@ -152,6 +160,7 @@ class ControlPlane:
             metric_store=self.metric_store,
             history=self.metrics_history,
             prometheus=self.prometheus,
+            trace_store=self.trace_store,
         )
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -192,6 +201,9 @@ class ControlPlane:
             MetadataService(self.registry), self._grpc
         )
         otlp.add_to_server(self.metric_store, self._grpc)
+        otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder)
+        if self.otlp_forwarder is not None:
+            await self.otlp_forwarder.start()
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:
             self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
@@ -254,6 +266,8 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.metrics_history.close()
+        if self.otlp_forwarder is not None:
+            await self.otlp_forwarder.stop()
         await self.store.close()
 
     async def run_forever(self) -> None:

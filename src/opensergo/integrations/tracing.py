@@ -4,7 +4,8 @@ The governance middlewares and interceptors put the OTel instrumentation outside
 the server span covers the whole request, a blocked one included, and the trace context and
 baggage of the request are extracted before the lane is read:
 
-* ASGI: ``opentelemetry-instrumentation-asgi``'s middleware (:class:`TracedASGI`);
+* ASGI: ``opentelemetry-instrumentation-asgi``'s middleware (:class:`TracedASGI`), unless the
+  request has a server span already (FastAPI's native telemetry makes one: it is annotated);
 * WSGI (Flask, Django, others): ``opentelemetry-instrumentation-wsgi``'s (:class:`TracedWSGI`);
 * gRPC servers, sync and aio: ``opentelemetry-instrumentation-grpc``'s server interceptors
   (:func:`grpc_server`, :func:`grpc_aio_server`).
@@ -18,6 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any, TypeVar
+
+from opentelemetry import trace
 
 from opensergo.governance.routing.model import Instance
 from opensergo.governance.routing.registry import last_route
@@ -72,7 +75,9 @@ class TracedASGI:
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
         provider = spans.tracer_provider()
-        if provider is None:
+        if provider is None or trace.get_current_span().is_recording():
+            # Off; or a server span exists already (FastAPI's native telemetry, or an OTel
+            # middleware the app installed): ours would nest a second one.
             await self.app(scope, receive, send)
             return
         if provider is not self._provider:
@@ -105,7 +110,7 @@ class TracedWSGI:
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         provider = spans.tracer_provider()
-        if provider is None:
+        if provider is None or trace.get_current_span().is_recording():  # see TracedASGI
             return self.app(environ, start_response)
         if provider is not self._provider:
             from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware

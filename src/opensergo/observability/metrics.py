@@ -47,6 +47,7 @@ def _package_version() -> str:
     except importlib.metadata.PackageNotFoundError:
         return ""
 
+
 _NS_PER_MS = 1_000_000
 _FLUSH_PERIOD_S = 0.2
 _QUEUE_LIMIT = 500_000  # response times waiting for the flusher; beyond it they are dropped

@@ -109,6 +109,29 @@ async def test_asgi_blocked_request_has_a_span_naming_the_rule(traced: Traced, e
     assert attributes[tn.RESOURCE] == "GET:/users/{user_id}"
 
 
+async def test_fastapi_native_server_span_is_annotated_not_doubled(traced: Traced, engine: Engine) -> None:
+    from fastapi import FastAPI
+
+    app = FastAPI()
+
+    @app.get("/orders/{order_id}")
+    async def order(order_id: int) -> dict[str, int]:
+        return {"id": order_id}
+
+    app.add_middleware(OpenSergoMiddleware, engine=engine)
+    limit(engine, "GET:/orders/{order_id}", 1)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        assert (await client.get("/orders/1", headers={"traceparent": TRACEPARENT})).status_code == 200
+        assert (await client.get("/orders/2", headers={"traceparent": TRACEPARENT})).status_code == 429
+    servers = [s for s in traced.spans() if s.kind is SpanKind.SERVER]
+    assert len(servers) == 2  # one per request: FastAPI's own, with our attributes on it
+    first, second = sorted(servers, key=lambda s: s.start_time or 0)
+    assert dict(first.attributes or {})[tn.RESOURCE] == "GET:/orders/{order_id}"
+    assert f"{first.context.trace_id:032x}" == TRACE_ID
+    assert tn.BLOCKED not in (first.attributes or {})
+    assert dict(second.attributes or {})[tn.BLOCKED] is True
+
+
 async def test_no_spans_while_tracing_is_off(engine: Engine) -> None:
     from opensergo.observability import spans
 

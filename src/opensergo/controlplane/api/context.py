@@ -19,6 +19,7 @@ from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.readmodels import RuleIndex
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 
 
@@ -33,6 +34,7 @@ class ApiContext:
     metric_store: MetricStore | None = None
     history: MetricsHistory | None = None
     prometheus: ControlPlaneMetrics | None = None
+    traces: TraceStore | None = None
     rules: RuleIndex = field(init=False)
 
     def __post_init__(self) -> None:

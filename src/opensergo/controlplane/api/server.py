@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from opensergo import __version__
-from opensergo.controlplane.api import charts, dashboard, rest, sessions
+from opensergo.controlplane.api import charts, dashboard, rest, sessions, traces
 from opensergo.controlplane.api.auth import AuthConfig, AuthMiddleware
 from opensergo.controlplane.api.context import ApiContext
 from opensergo.controlplane.api.errors import EXCEPTION_HANDLERS
@@ -16,6 +16,7 @@ from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 
 
@@ -30,6 +31,7 @@ def create_app(
     metric_store: MetricStore | None = None,
     history: MetricsHistory | None = None,
     prometheus: ControlPlaneMetrics | None = None,
+    trace_store: TraceStore | None = None,
 ) -> FastAPI:
     """The HTTP API; ``auth`` None means no auth middleware (every request has every role)."""
     app = FastAPI(
@@ -39,8 +41,9 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.context = ApiContext(
-        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus
-    )
+        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus,
+        trace_store,
+    )  # fmt: skip
     if auth is not None:
         app.add_middleware(AuthMiddleware, config=auth)
     app.include_router(rest.router)
@@ -48,4 +51,5 @@ def create_app(
     app.mount("/ui", dashboard.UiStatic(), name="ui")
     app.include_router(sessions.router)
     app.include_router(charts.router)
+    app.include_router(traces.router)
     return app
