@@ -1,6 +1,7 @@
 import { api } from "../api.js";
 import { h, fill, table, tabs, badge, fmtAgo, fmtTime, shortKind, STATE_BADGE, pager } from "../dom.js";
 import { liveMetrics } from "../metrics.js";
+import { tracesView } from "../traces.js";
 
 const TABS = [
   { id: "instances", label: "Instances" },
@@ -8,6 +9,7 @@ const TABS = [
   { id: "subscriptions", label: "Subscribed kinds" },
   { id: "rules", label: "Rules" },
   { id: "metrics", label: "Live metrics" },
+  { id: "traces", label: "Traces" },
 ];
 const PAGE = 100;
 
@@ -94,6 +96,7 @@ export async function render(root, { match, params, setParams }) {
   function select(id, focus = true) {
     current = id;
     setParams({ tab: id === "instances" ? null : id });
+    if (id !== "traces") setParams({ resource: null, blocked: null, start: null, end: null });
     if (metrics) { metrics.stop(); metrics = null; }
     tabHolder.replaceChildren(tabs(TABS, current, select, "App sections"));
     if (focus) tabHolder.querySelector(`#tab-${id}`)?.focus({ preventScroll: true });
@@ -102,6 +105,7 @@ export async function render(root, { match, params, setParams }) {
     else if (id === "contracts") panel.replaceChildren(contractsView(app));
     else if (id === "subscriptions") panel.replaceChildren(subscriptionsView(app));
     else if (id === "rules") panel.replaceChildren(rulesView(app));
+    else if (id === "traces") panel.replaceChildren(tracesView(namespace, name, new URLSearchParams(location.hash.split("?")[1] || ""), setParams));
     else {
       metrics = liveMetrics(namespace, name);
       panel.replaceChildren(metrics.el);
