@@ -20,6 +20,7 @@ import uvicorn
 from opensergo.common.address import routable_address
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
 from opensergo.controlplane.api.server import create_app
+from opensergo.controlplane.contracts import ContractRegistry
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
@@ -133,6 +134,7 @@ class ControlPlane:
             allow_loopback=settings.allow_loopback,
             replica_id=self.replica_id,
             live_replicas=self.replicas.live_ids,
+            contracts=ContractRegistry(self.store),
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)

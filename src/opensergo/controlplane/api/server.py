@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from opensergo import __version__
-from opensergo.controlplane.api import charts, dashboard, rest, sessions, traces
+from opensergo.controlplane.api import charts, contracts, dashboard, rest, sessions, traces
 from opensergo.controlplane.api.auth import AuthConfig, AuthMiddleware
 from opensergo.controlplane.api.context import ApiContext
 from opensergo.controlplane.api.errors import EXCEPTION_HANDLERS
@@ -52,4 +52,5 @@ def create_app(
     app.include_router(sessions.router)
     app.include_router(charts.router)
     app.include_router(traces.router)
+    app.include_router(contracts.router)
     return app
