@@ -325,6 +325,16 @@ def _patch_gunicorn(module: ModuleType) -> None:
 
     init_process._opensergo = True  # type: ignore[attr-defined]
     worker_cls.init_process = init_process
+    load_wsgi = worker_cls.load_wsgi
+
+    @functools.wraps(load_wsgi)
+    def load_and_report(self: Any) -> None:
+        load_wsgi(self)
+        from opensergo.integrations.registration import registration
+
+        registration().publish()  # the app module ran: its routes exist now
+
+    worker_cls.load_wsgi = load_and_report
 
 
 def _patch_werkzeug(module: ModuleType) -> None:
@@ -444,8 +454,8 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "uvicorn.server": _patch_uvicorn,
     "gunicorn.workers.base": _patch_gunicorn,
     "werkzeug.serving": _patch_werkzeug,
-    "httpx._client": _patch_httpx,
-    "requests.sessions": _patch_requests,
+    "httpx": _patch_httpx,
+    "requests": _patch_requests,
 }
 """Module name -> the patch applied once that module has been executed."""
 
