@@ -109,7 +109,7 @@ def _starlette_routes(routes: Sequence[Any], prefix: str) -> Iterator[tuple[str,
         original = _original(route)
         if isinstance(original, Mount):
             inner = getattr(route, "routes", None) or ()
-            yield from _starlette_routes(inner, prefix + str(route.path_format))
+            yield from _starlette_routes(inner, prefix + str(route.path))
         elif isinstance(original, Route) or hasattr(route, "methods"):
             path = getattr(route, "path_format", None)
             if isinstance(path, str):
@@ -181,7 +181,7 @@ def _from_openapi(document: Mapping[str, Any], service_name: str) -> sc.ServiceC
             operation = _type_name(str(op.get("operationId") or f"{verb}_{path}"))
             method = sc.MethodDescriptor(
                 name=operation,
-                description=_first_line(op.get("summary") or op.get("description")),
+                description=_first_line(op.get("description") or op.get("summary")),
                 http_paths=[path],
                 http_methods=[verb.upper()],
             )
