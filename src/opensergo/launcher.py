@@ -358,21 +358,21 @@ def _patch_werkzeug(module: ModuleType) -> None:
 
 
 def _patch_httpx(module: ModuleType) -> None:
-    from opensergo.integrations.auto import AsyncAutoRoutingTransport, AutoRoutingTransport
-    from opensergo.integrations.outbound import AsyncGuardTransport, GuardTransport
-
-    for cls, guard, routing in (
-        (module.Client, GuardTransport, AutoRoutingTransport),
-        (module.AsyncClient, AsyncGuardTransport, AsyncAutoRoutingTransport),
-    ):
+    for cls, sync in ((module.Client, True), (module.AsyncClient, False)):
         original = cls.__init__
         if getattr(original, "_opensergo", False):
             continue
 
-        def make_init(original: Any, guard: Any, routing: Any) -> Any:
+        def make_init(original: Any, sync: bool) -> Any:
             @functools.wraps(original)
             def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
                 original(self, *args, **kwargs)
+                # Imported here: opensergo.integrations.auto imports httpx (maybe for the first
+                # time, while this very hook runs).
+                from opensergo.integrations import auto, outbound
+
+                guard = outbound.GuardTransport if sync else outbound.AsyncGuardTransport
+                routing = auto.AutoRoutingTransport if sync else auto.AsyncAutoRoutingTransport
                 transport = getattr(self, "_transport", None)
                 if transport is not None and not isinstance(transport, guard):
                     self._transport = guard(routing(transport))
@@ -380,7 +380,7 @@ def _patch_httpx(module: ModuleType) -> None:
             __init__._opensergo = True  # type: ignore[attr-defined]
             return __init__
 
-        cls.__init__ = make_init(original, guard, routing)
+        cls.__init__ = make_init(original, sync)
 
 
 def _patch_requests(module: ModuleType) -> None:

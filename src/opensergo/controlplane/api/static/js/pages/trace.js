@@ -2,7 +2,7 @@
 // the selected span's attributes, events and log records below.
 
 import { api } from "../api.js";
-import { h, table, badge, fmtNum } from "../dom.js";
+import { h, fill, table, badge, fmtNum } from "../dom.js";
 import { fmtStartNs } from "../traces.js";
 
 const PALETTE = ["#0969da", "#1a7f37", "#8250df", "#bf3989", "#9a6700", "#0550ae", "#6639ba", "#1b7c83"];
@@ -48,7 +48,7 @@ export async function render(root, { match }) {
   function show(span) {
     const blocked = span.attributes["opensergo.blocked"] === true;
     const logs = logsOf(span.spanId);
-    details.replaceChildren(
+    fill(details,
       h("h2", {}, span.name),
       h("dl", { class: "meta" },
         h("dt", {}, "Service"), h("dd", {}, `${span.namespace}/${span.app}`),
@@ -81,7 +81,9 @@ export async function render(root, { match }) {
         span.kind === "client" || span.kind === "server" ? h("span", { class: "muted" }, ` ${span.kind}`) : null),
       h("span", { class: "wf-track" },
         h("span", { class: cls, style: `left:${left}%;width:${width}%;background:${blocked ? "" : colorOf(span.app)}` }),
-        h("span", { class: "wf-time", style: `left:${Math.min(left + width, 88)}%` }, `${fmtNum(span.durationMs, 2)} ms`)));
+        // The duration after the bar, or before it when the bar reaches the right edge.
+        h("span", { class: "wf-time", style: left + width > 80 ? `right:${100 - left}%;margin-right:.35rem` : `left:${left + width}%` },
+          `${fmtNum(span.durationMs, 2)} ms`)));
     return button;
   });
 
