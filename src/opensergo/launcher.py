@@ -371,8 +371,8 @@ def _patch_httpx(module: ModuleType) -> None:
                 # time, while this very hook runs).
                 from opensergo.integrations import auto, outbound
 
-                guard = outbound.GuardTransport if sync else outbound.AsyncGuardTransport
-                routing = auto.AutoRoutingTransport if sync else auto.AsyncAutoRoutingTransport
+                guard: Any = outbound.GuardTransport if sync else outbound.AsyncGuardTransport
+                routing: Any = auto.AutoRoutingTransport if sync else auto.AsyncAutoRoutingTransport
                 transport = getattr(self, "_transport", None)
                 if transport is not None and not isinstance(transport, guard):
                     self._transport = guard(routing(transport))

@@ -96,8 +96,8 @@ def test_endpoints_trace_view_and_blocked_traces(
         return any(front.get(f"/call/{n}").status_code == 429 for n in range(6))
 
     wait_until(some_blocked, timeout=30, interval=0.2, what="blocked calls")
-    wait_until(lambda: api(cp, "/api/v1/traces", namespace="default", app="frontend", blocked="true")["items"],
-               timeout=30, what="blocked traces")  # fmt: skip
+    blocked = {"namespace": "default", "app": "frontend", "blocked": "true"}
+    wait_until(lambda: api(cp, "/api/v1/traces", **blocked)["items"], timeout=30, what="blocked traces")
     wait_until(lambda: len({s["app"] for s in api(cp, f"/api/v1/traces/{TRACE_ID}")["spans"]}) == 2,
                timeout=30, what="the trace of both services")  # fmt: skip
 
