@@ -440,6 +440,38 @@ def control_plane(
 
 
 @app.command()
+def webhook(
+    endpoint: Annotated[
+        str,
+        typer.Option(
+            "--endpoint",
+            envvar="OPENSERGO_WEBHOOK_ENDPOINT",
+            help="The control plane's gRPC address as pods reach it, e.g. opensergo.opensergo-system:10246.",
+        ),
+    ],
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate the API server verifies.")],
+    tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM private key of --tls-cert.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="HTTPS port.")] = 9443,
+    launcher: Annotated[
+        bool,
+        typer.Option(help="Prefix every container command with opensergo-run (not only annotated pods)."),
+    ] = False,
+    pod_tls: Annotated[
+        bool, typer.Option("--pod-tls", help="Pods reach the control plane over TLS.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the mutating admission webhook that injects OPENSERGO_BOOTSTRAP_CONFIG into pods."""
+    try:
+        from opensergo.controlplane.webhook import InjectionConfig, serve
+    except ImportError as e:
+        fail_missing_extra(e)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(InjectionConfig(endpoint, launcher=launcher, tls=pod_tls), host, port, tls_cert, tls_key)
+
+
+@app.command()
 def version() -> None:
     """Print the version."""
     out.print(__version__)
