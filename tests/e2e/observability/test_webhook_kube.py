@@ -86,7 +86,7 @@ def webhook(tmp_path: Path, kube: KubeApiServer) -> Iterator[str]:
                             "resources": ["pods"],
                             "scope": "Namespaced",
                         }
-                    ],  # fmt: skip
+                    ],
                     "clientConfig": {
                         "url": f"https://127.0.0.1:{port}/mutate",
                         "caBundle": base64.b64encode(ca.read_bytes()).decode(),
