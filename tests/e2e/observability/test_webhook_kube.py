@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import ssl
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -52,6 +53,7 @@ def kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApiServer]:
 def webhook(tmp_path: Path, kube: KubeApiServer) -> Iterator[str]:
     ca, cert, key = issue_certificates(tmp_path / "pki")
     port = free_port()
+    trusted = ssl.create_default_context(cafile=str(ca))
     log = (tmp_path / "webhook.log").open("wb")
     proc = subprocess.Popen(
         [sys.executable, "-m", "opensergo.cli", "webhook", "--endpoint", ENDPOINT, "--tls-cert", str(cert),
@@ -61,7 +63,7 @@ def webhook(tmp_path: Path, kube: KubeApiServer) -> Iterator[str]:
     try:
         wait_until(
             lambda: (
-                httpx.get(f"https://127.0.0.1:{port}/healthz", verify=str(ca), timeout=2).status_code == 200
+                httpx.get(f"https://127.0.0.1:{port}/healthz", verify=trusted, timeout=2).status_code == 200
             ),
             timeout=30,
             interval=0.2,
