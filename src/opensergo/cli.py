@@ -431,6 +431,18 @@ def control_plane(
     session_ttl: Annotated[
         float, typer.Option(help="Seconds a dashboard session lasts (the server's bound on every cookie).")
     ] = _LIMITS.session_ttl,
+    trace_max_spans: Annotated[
+        int, typer.Option(help="Spans and log records of recent traces kept in memory for the dashboard.")
+    ] = 200_000,
+    otlp_forward: Annotated[
+        str | None,
+        typer.Option(
+            "--otlp-forward",
+            envvar="OPENSERGO_OTLP_FORWARD",
+            help="Forward OTLP traces and logs to this OTLP/gRPC backend (Jaeger, Tempo, a Collector):"
+            " host:port or http://host:port (plaintext), https://host:port (TLS).",
+        ),
+    ] = None,
 ) -> None:
     """Run the control plane: gRPC transport + metadata + OTLP metrics, REST API and dashboard."""
     from dataclasses import replace
@@ -460,6 +472,8 @@ def control_plane(
         tls_key=tls_key,
         tls_client_ca=tls_client_ca,
         external_names=tuple(external_name or ()),
+        trace_max_spans=trace_max_spans,
+        otlp_forward=otlp_forward,
     )
     try:
         settings.limits = replace(
@@ -479,6 +493,38 @@ def control_plane(
         fail_missing_extra(e)
     except (OSError, ValueError) as e:
         fail(str(e))
+
+
+@app.command()
+def webhook(
+    endpoint: Annotated[
+        str,
+        typer.Option(
+            "--endpoint",
+            envvar="OPENSERGO_WEBHOOK_ENDPOINT",
+            help="The control plane's gRPC address as pods reach it, e.g. opensergo.opensergo-system:10246.",
+        ),
+    ],
+    tls_cert: Annotated[Path, typer.Option("--tls-cert", help="PEM certificate the API server verifies.")],
+    tls_key: Annotated[Path, typer.Option("--tls-key", help="PEM private key of --tls-cert.")],
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "0.0.0.0",
+    port: Annotated[int, typer.Option(help="HTTPS port.")] = 9443,
+    launcher: Annotated[
+        bool,
+        typer.Option(help="Prefix every container command with opensergo-run (not only annotated pods)."),
+    ] = False,
+    pod_tls: Annotated[
+        bool, typer.Option("--pod-tls", help="Pods reach the control plane over TLS.")
+    ] = False,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
+) -> None:
+    """Run the mutating admission webhook that injects OPENSERGO_BOOTSTRAP_CONFIG into pods."""
+    try:
+        from opensergo.controlplane.webhook import InjectionConfig, serve
+    except ImportError as e:
+        fail_missing_extra(e)
+    logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    serve(InjectionConfig(endpoint, launcher=launcher, tls=pod_tls), host, port, tls_cert, tls_key)
 
 
 @app.command()

@@ -58,6 +58,7 @@ _STRING_KEYS = {
 _FLOAT_KEYS = {"heartbeatInterval": "heartbeat_interval", "heartbeat_interval": "heartbeat_interval"}
 _ENDPOINT_KEYS = ("endpoint", "endpoints")
 _TLS_KEY = "tls"
+_LABELS_KEY = "labels"  # {"version": "v2", ...}: the instance's selector labels
 # "tls" object key -> TlsConfig attribute.
 _TLS_KEYS = {
     "caFile": "ca_file",
@@ -71,7 +72,7 @@ _TLS_KEYS = {
 }
 # Endpoint schemes that mean TLS with the system roots (unless "tls" says more).
 TLS_SCHEMES = ("grpcs://", "https://")
-KNOWN_KEYS: frozenset[str] = frozenset((*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS, _TLS_KEY))
+KNOWN_KEYS: frozenset[str] = frozenset((*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS, _TLS_KEY, _LABELS_KEY))
 
 
 class BootstrapError(ValueError):
@@ -94,6 +95,8 @@ class BootstrapConfig:
     zone: str | None = None
     tls: TlsConfig | None = None
     """TLS for every gRPC channel to the control plane; None: plaintext."""
+    labels: dict[str, str] = field(default_factory=dict)
+    """Custom selector labels of the instance (e.g. ``version``)."""
     source: str = field(default="", compare=False)
     """Where the config came from, e.g. ``$OPENSERGO_BOOTSTRAP_CONFIG`` or a file path."""
 
@@ -116,8 +119,9 @@ class BootstrapConfig:
         if self.heartbeat_interval is not None:
             options["heartbeat"] = Heartbeat(interval=self.heartbeat_interval)
         instance = InstanceInfo(
-            tag=self.tag, cluster=self.cluster, env=self.env, region=self.region, zone=self.zone
-        )
+            tag=self.tag, cluster=self.cluster, env=self.env, region=self.region, zone=self.zone,
+            labels=dict(self.labels),
+        )  # fmt: skip
         if instance != InstanceInfo():
             options["instance"] = instance
         return options
@@ -176,6 +180,15 @@ def parse_bootstrap(
         values["tls"] = tls.resolve(base_dir) if base_dir is not None else tls
     for key, value in data.items():
         if key in _ENDPOINT_KEYS or key == _TLS_KEY:
+            continue
+        if key == _LABELS_KEY:
+            if not isinstance(value, dict) or not all(
+                isinstance(k, str) and k and isinstance(v, str) for k, v in value.items()
+            ):
+                raise BootstrapError(
+                    f'{source}: "labels" must be an object of strings, like {{"version": "v2"}}'
+                )
+            values["labels"] = dict(value)
             continue
         if key in _STRING_KEYS or key in _FLOAT_KEYS:
             parsed = _parse_value(key, value, source)

@@ -238,6 +238,23 @@ class OpenSergoClient:
         return self._reporter
 
     @property
+    def service_metadata(self) -> list[sc.ServiceMetadata | ServiceInfo]:
+        """What this client reports the application serves."""
+        return list(self._services)
+
+    def set_service_metadata(self, services: Sequence[sc.ServiceMetadata | ServiceInfo]) -> None:
+        """Replace what the application serves (listening addresses, protocols, contracts) and
+        report it at once when the client runs (e.g. once the server knows its port)."""
+        self._services = list(services)
+
+        def apply() -> None:
+            if self._reporter is not None:
+                self._reporter.set_services(self._services)
+                self._reporter.report_soon()
+
+        self._run_on_loop(apply)
+
+    @property
     def instance_labels(self) -> dict[str, str]:
         """The selector labels the control plane gives this instance: tag, cluster, env, region,
         zone (when set) and the custom ``labels`` (which win)."""

@@ -195,6 +195,13 @@ class MetadataReporter:
             level, "ReportMetadata to %s failed: %s (retrying at the next beat)", endpoint, self.last_error
         )
 
+    def set_services(self, services: Sequence[sc.ServiceMetadata | ServiceInfo]) -> None:
+        """Replace what the next reports say the application serves. Call on the loop."""
+        del self.request.service_metadata[:]
+        self.request.service_metadata.extend(
+            s.to_proto() if isinstance(s, ServiceInfo) else s for s in services
+        )
+
     def report_soon(self) -> None:
         """Report now instead of at the next beat (e.g. after a reconnect). Call on the loop."""
         if self._wake is not None:

@@ -22,6 +22,7 @@ from opensergo.controlplane.api.auth import AuthConfig, is_loopback
 from opensergo.controlplane.api.cookies import load_session_key
 from opensergo.controlplane.api.guards import HostPolicy
 from opensergo.controlplane.api.server import create_app
+from opensergo.controlplane.contracts import ContractRegistry
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
@@ -35,6 +36,9 @@ from opensergo.controlplane.store.base import Store
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
 from opensergo.controlplane.tokens import GlobalLimits, TokenService
+from opensergo.controlplane.traces import otlp as otlp_traces
+from opensergo.controlplane.traces.forward import OtlpForwarder
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -71,6 +75,9 @@ class Settings:
     external_names: tuple[str, ...] = ()
     # Every resource bound (see limits.py and docs/security.md).
     limits: Limits = field(default_factory=Limits)
+    # Traces and logs (OTLP): spans (and log records) kept in memory, and a backend to forward to.
+    trace_max_spans: int = 200_000
+    otlp_forward: str | None = None
 
 
 def control_plane_identity() -> str:
@@ -139,6 +146,7 @@ class ControlPlane:
             replica_id=self.replica_id,
             live_replicas=self.replicas.live_ids,
             limits=limits,
+            contracts=ContractRegistry(self.store),
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
@@ -152,6 +160,8 @@ class ControlPlane:
             login_failure_window=limits.login_failure_window,
         )
         self.metric_store = MetricStore(settings.metrics_retention, limits=limits)
+        self.trace_store = TraceStore(settings.trace_max_spans)
+        self.otlp_forwarder = OtlpForwarder(settings.otlp_forward) if settings.otlp_forward else None
         self.metrics_history = MetricsHistory(
             settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
             resolution=settings.metrics_history_resolution,
@@ -172,6 +182,7 @@ class ControlPlane:
             prometheus=self.prometheus,
             limits=limits,
             hosts=HostPolicy.of(settings.external_names, settings.host),
+            trace_store=self.trace_store,
         )
         self.grpc_port = settings.grpc_port
         self.http_port = settings.http_port
@@ -218,6 +229,9 @@ class ControlPlane:
             MetadataService(self.registry), self._grpc
         )
         otlp.add_to_server(self.metric_store, self._grpc)
+        otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder)
+        if self.otlp_forwarder is not None:
+            await self.otlp_forwarder.start()
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:
             self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
@@ -290,6 +304,8 @@ class ControlPlane:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.metrics_history.close()
+        if self.otlp_forwarder is not None:
+            await self.otlp_forwarder.stop()
         await self.store.close()
 
     async def run_forever(self) -> None:

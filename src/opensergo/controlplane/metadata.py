@@ -33,6 +33,7 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from opensergo.controlplane.contracts import ContractRegistry, contract_hashes
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -158,12 +159,14 @@ class MetadataRegistry:
         replica_id: str = "",
         live_replicas: Callable[[], set[str]] | None = None,
         limits: Limits | None = None,
+        contracts: ContractRegistry | None = None,
     ) -> None:
         """``replica_id`` and ``live_replicas`` (ids of the replicas alive now) matter on a store
         that several replicas share and that has no TTLs (Kubernetes): each replica then expires
         only the instances it registered, and those of replicas that are gone."""
         self._store = store
         self.limits = limits or Limits()
+        self._contracts = contracts  # stores each new service contract once (contracts.py)
         self.replica_id = replica_id
         self._live_replicas = live_replicas
         self._orphans: set[str] = set()  # object names seen once with a dead owner
@@ -251,6 +254,8 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
+            if changed and self._contracts is not None:
+                await self._contracts.record(namespace, request)
             body = self._body(instance)
             if changed or body != instance.persisted or not await self._refresh(instance):
                 await self._persist(instance, body)
@@ -287,6 +292,7 @@ class MetadataRegistry:
                 "addresses": [a.model_dump() for a in addresses_of(instance.report)],
                 "labels": instance.labels,
                 "services": services,
+                "contracts": contract_hashes(instance.report),
             },
         }
         return body

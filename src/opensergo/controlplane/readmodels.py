@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from typing import Any, Protocol
 
 from opensergo.common.protocol import SubscriptionKey
+from opensergo.controlplane.contracts import CONTRACT_KIND
 from opensergo.controlplane.metadata import INSTANCE_KIND, Instance, MetadataRegistry
 from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
@@ -30,7 +31,10 @@ Subscription = dict[str, Any]  # one item of a client's "subscriptions"
 Group = tuple[str, str, str]  # (namespace, app, full kind)
 SubscriptionIndex = dict[Group, list[tuple[Client, Subscription]]]
 
-RULE_KINDS = tuple(k for k in kinds.all_kinds() if k.full_kind != INSTANCE_KIND.full_kind)
+# Rules are what people write: not the instances and contracts the control plane records.
+RULE_KINDS = tuple(
+    k for k in kinds.all_kinds() if k.full_kind not in (INSTANCE_KIND.full_kind, CONTRACT_KIND.full_kind)
+)
 
 
 class Viewer(Protocol):

@@ -33,6 +33,7 @@ import atexit
 import contextlib
 import functools
 import logging
+import os
 import threading
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -43,6 +44,7 @@ from opensergo.client.tokens import TokenClient
 from opensergo.database import rules as database_rules
 from opensergo.governance.api import default_engine
 from opensergo.governance.faulttolerance.engine import KINDS, Engine
+from opensergo.observability.auto import enable_signals
 from opensergo.spec.base import Resource
 from opensergo.spec.discovery import ServiceInstance
 
@@ -302,6 +304,12 @@ def enable_from_env(
         governance = attach(client, engine)
         governance.start()
         _active = governance
+    # Metrics, traces and logs on with governance, unless switched off (observability/auto.py).
+    env = os.environ if environ is None else environ
+    enable_signals(
+        app=client.app, namespace=client.namespace, environ=env, engine=engine,
+        framework=env.get("OPENSERGO_FRAMEWORK"),
+    )  # fmt: skip
     atexit.register(_stop_at_exit, governance)
     log.info(
         "OpenSergo governance on for %s/%s via %s", client.namespace, client.app, ", ".join(client.endpoints)

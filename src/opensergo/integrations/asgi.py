@@ -41,6 +41,7 @@ from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
+from opensergo.integrations import tracing
 
 __all__ = ["OpenSergoMiddleware", "RouteResolver", "raw_path_resource"]
 
@@ -192,6 +193,7 @@ class OpenSergoMiddleware:
         self._resolver: RouteResolver | None = RouteResolver(routes) if routes is not None else None
         self._resolvers: dict[int, RouteResolver] = {}
         self._rendered: dict[FallbackResponse, tuple[int, list[tuple[bytes, bytes]], bytes]] = {}
+        self._traced = tracing.TracedASGI(self._handle)  # the server span around everything
 
     # -- naming ----------------------------------------------------------------------------------
 
@@ -203,6 +205,7 @@ class OpenSergoMiddleware:
         if resolver is not None:
             template = resolver.template(scope)
             if template is not None:
+                scope[tracing.ROUTE_KEY] = template
                 return f"{scope['method']}:{template}"
         return raw_path_resource(scope)
 
@@ -224,6 +227,9 @@ class OpenSergoMiddleware:
             await self.app(scope, receive, send)
             return
         scope[GUARDED] = True
+        await self._traced(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         token = None
         if self.lanes:
             path = scope.get("raw_path")
@@ -245,9 +251,11 @@ class OpenSergoMiddleware:
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
         resource = self.resource_name(scope)
+        tracing.inbound(resource, scope["method"], scope.get(tracing.ROUTE_KEY))
         try:
             entry = await self.engine.aentry(resource)
         except BlockedError as blocked:
+            tracing.blocked(blocked)
             await self._send_block(blocked, send)
             return
         status = 0

@@ -29,6 +29,7 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
+from opensergo.integrations import tracing
 from opensergo.integrations.wsgi import Environ, OpenSergoWSGIMiddleware, strip_converters
 
 __all__ = ["DjangoResourceNamer", "governed_wsgi_application", "route_template"]
@@ -66,7 +67,9 @@ class DjangoResourceNamer:
             route = None
         if not isinstance(route, str):
             return f"{method}:{environ.get('PATH_INFO') or '/'}"
-        return f"{method}:{strip_converters(route_template(route))}"
+        template = route_template(route)
+        environ[tracing.ROUTE_KEY] = template
+        return f"{method}:{strip_converters(template)}"
 
 
 def governed_wsgi_application(**options: Any) -> OpenSergoWSGIMiddleware:

@@ -31,6 +31,7 @@ import grpc
 from opensergo.governance.routing.lanes import LANE_HEADER, LaneMark
 from opensergo.governance.routing.model import Instance, NoRouteMatched, RoutingError
 from opensergo.governance.routing.registry import ServiceDirectory
+from opensergo.integrations import tracing
 
 __all__ = ["GrpcCallView", "RoutingChannel", "RoutingRpcError", "routing_channel"]
 
@@ -137,6 +138,7 @@ class RoutingChannel(grpc.Channel):
             )
         except RoutingError as error:
             raise RoutingRpcError(error) from error
+        tracing.routed(instance, method)
         return self._channel_for(instance), instance, metadata
 
     def _channel_for(self, instance: Instance) -> grpc.Channel:

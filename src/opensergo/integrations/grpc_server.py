@@ -41,6 +41,7 @@ from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine, Entry
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark, LaneToken
+from opensergo.integrations import tracing
 
 __all__ = ["AioServerInterceptor", "BlockStatus", "ServerInterceptor"]
 
@@ -173,9 +174,11 @@ def _sync_unary(
     def behavior(request: Any, context: Any) -> Any:
         token = opts.enter_lane(details)
         try:
+            tracing.inbound(resource)
             try:
                 entry = opts.engine.entry(resource)
             except BlockedError as blocked:
+                tracing.blocked(blocked)
                 context.abort(*opts.block_status(blocked))
                 raise  # pragma: no cover - abort raises
             try:
@@ -198,9 +201,11 @@ def _sync_stream(
         mark = opts.lane_of(details)
         token = opts.enter(mark)
         try:
+            tracing.inbound(resource)
             try:
                 entry = opts.engine.entry(resource)
             except BlockedError as blocked:
+                tracing.blocked(blocked)
                 context.abort(*opts.block_status(blocked))
                 raise  # pragma: no cover - abort raises
             try:
@@ -270,7 +275,9 @@ class ServerInterceptor(_SyncBase):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        return _wrap_sync(self._opts, handler, handler_call_details)
+        return tracing.grpc_server(
+            _wrap_sync(self._opts, handler, handler_call_details), handler_call_details
+        )
 
 
 def _wrap_sync(
@@ -294,9 +301,11 @@ def _aio_coroutine(
     async def behavior(request: Any, context: Any) -> Any:
         token = opts.enter_lane(details)
         try:
+            tracing.inbound(resource)
             try:
                 entry = await opts.engine.aentry(resource)
             except BlockedError as blocked:
+                tracing.blocked(blocked)
                 await context.abort(*opts.block_status(blocked))
                 raise  # pragma: no cover - abort raises
             try:
@@ -322,9 +331,11 @@ def _aio_generator(
         mark = opts.lane_of(details)
         token = opts.enter(mark)
         try:
+            tracing.inbound(resource)
             try:
                 entry = await opts.engine.aentry(resource)
             except BlockedError as blocked:
+                tracing.blocked(blocked)
                 await context.abort(*opts.block_status(blocked))
                 raise  # pragma: no cover - abort raises
         finally:
@@ -389,5 +400,5 @@ class AioServerInterceptor(_AioBase):
         elif inspect.iscoroutinefunction(fn):
             wrapped = _aio_coroutine(opts, fn, resource, handler_call_details)
         else:  # a sync handler: the aio server runs it in its executor
-            return _wrap_sync(opts, handler, handler_call_details)
-        return _rebuild(handler, **{kind: wrapped})
+            return tracing.grpc_server(_wrap_sync(opts, handler, handler_call_details), handler_call_details)
+        return await tracing.grpc_aio_server(_rebuild(handler, **{kind: wrapped}), handler_call_details)

@@ -34,6 +34,7 @@ from opensergo.governance.routing.outbound import (
     should_route_predicate,
 )
 from opensergo.governance.routing.registry import ServiceDirectory
+from opensergo.integrations import tracing
 
 __all__ = [
     "AsyncRoutingTransport",
@@ -102,6 +103,7 @@ class _Router:
     def rewrite(self, request: httpx.Request, instance: Instance) -> None:
         scheme = request.url.scheme
         address, port = instance.address(scheme)
+        tracing.routed(instance, f"{address}:{port}")
         request.url = _with_address(request.url, address, port)
         if self.rewrite_host:
             host = f"[{address}]" if ":" in address else address

@@ -26,6 +26,7 @@ from opensergo.governance.routing.lanes import LANE_HEADER, LaneMark
 from opensergo.governance.routing.model import Instance, RoutingError
 from opensergo.governance.routing.outbound import PropagateLane, check_propagate, should_route_predicate
 from opensergo.governance.routing.registry import ServiceDirectory
+from opensergo.integrations import tracing
 
 __all__ = ["RequestsRequestView", "RoutingAdapter", "routing_session"]
 
@@ -105,6 +106,7 @@ class RoutingAdapter(HTTPAdapter):
         except RoutingError as error:
             raise requests.ConnectionError(f"OpenSergo routing: {error}", request=request) from error
         address, port = instance.address(parts.scheme)
+        tracing.routed(instance, f"{address}:{port}")
         netloc_host = f"[{address}]" if ":" in address else address
         request.url = urlunsplit(
             (parts.scheme, f"{netloc_host}:{port}", parts.path, parts.query, parts.fragment)

@@ -39,6 +39,7 @@ from opensergo.governance.faulttolerance.engine import Engine, Entry
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark
+from opensergo.integrations import tracing
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -78,7 +79,7 @@ class FlaskResourceNamer:
 
     def __init__(self, app: Flask) -> None:
         self.app = app
-        self._cache: dict[tuple[str, ...], str] = {}
+        self._cache: dict[tuple[str, ...], tuple[str, str | None]] = {}
 
     def __call__(self, environ: Environ) -> str:
         from werkzeug.exceptions import HTTPException
@@ -92,7 +93,9 @@ class FlaskResourceNamer:
         key = (method, path, environ.get("HTTP_HOST", "")) if host_dependent else (method, path)
         found = self._cache.get(key)
         if found is not None:
-            return found
+            if found[1] is not None:
+                environ[tracing.ROUTE_KEY] = found[1]
+            return found[0]
         server_name = None if url_map.host_matching else app.config.get("SERVER_NAME")
         subdomain = None
         if not url_map.host_matching and not app.subdomain_matching:
@@ -102,12 +105,13 @@ class FlaskResourceNamer:
             adapter = url_map.bind_to_environ(environ, server_name=server_name, subdomain=subdomain)
             rule, _ = adapter.match(method=method, return_rule=True)
             name = f"{method}:{strip_converters(rule.rule)}"
+            environ[tracing.ROUTE_KEY] = rule.rule
         except (HTTPException, RoutingException):
             pass  # 404, 405, redirects: the raw path
         cache = self._cache
         if len(cache) >= _CACHE_LIMIT:
             cache.clear()
-        cache[key] = name
+        cache[key] = (name, environ.get(tracing.ROUTE_KEY))
         return name
 
 
@@ -192,11 +196,15 @@ class OpenSergoWSGIMiddleware:
         self.block_handler = block_handler
         self.error_status = error_status
         self.lanes = lanes
+        self._traced = tracing.TracedWSGI(self._handle)  # the server span around everything
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         if GUARDED in environ:  # one entry per request, however wrapped
             return self.app(environ, start_response)
         environ[GUARDED] = True
+        return self._traced(environ, start_response)
+
+    def _handle(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         token = None
         mark: LaneMark | None = None
         if self.lanes:
@@ -223,9 +231,11 @@ class OpenSergoWSGIMiddleware:
         self, environ: Environ, start_response: StartResponse, mark: LaneMark | None
     ) -> Iterable[bytes]:
         resource = self.resource_name(environ)
+        tracing.inbound(resource, environ.get("REQUEST_METHOD"), environ.get(tracing.ROUTE_KEY))
         try:
             entry = self.engine.entry(resource)
         except BlockedError as blocked:
+            tracing.blocked(blocked)
             response = block_response(blocked, self.default_response, self.block_handler)
             return _send_block(response, start_response)
         status = [0]

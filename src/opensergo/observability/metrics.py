@@ -22,6 +22,7 @@ observer hook can call :func:`record_block` to add the span event itself.
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 from collections import deque
@@ -30,13 +31,22 @@ from collections.abc import Iterable
 from opentelemetry import metrics, trace
 from opentelemetry.metrics import CallbackOptions, Meter, MeterProvider, Observation
 
-from opensergo import __version__
 from opensergo.governance.api import default_engine
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.observability import names
 
 log = logging.getLogger(__name__)
+
+
+def _package_version() -> str:
+    # Not `from opensergo import __version__`: the package's lazy exports import the governance
+    # runtime, which turns these metrics on (an import cycle).
+    try:
+        return importlib.metadata.version("opensergo")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+
 
 _NS_PER_MS = 1_000_000
 _FLUSH_PERIOD_S = 0.2
@@ -72,7 +82,7 @@ class GovernanceMetrics:
     ) -> None:
         self.engine = engine if engine is not None else default_engine()
         provider = meter_provider if meter_provider is not None else metrics.get_meter_provider()
-        meter: Meter = provider.get_meter("opensergo", __version__)
+        meter: Meter = provider.get_meter("opensergo", _package_version())
         self._attrs: dict[str, dict[str, str]] = {}
         # Per resource: [passes, errors], incremented with single `+=` (atomic under the GIL).
         self._cells: dict[str, list[int]] = {}

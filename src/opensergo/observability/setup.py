@@ -21,21 +21,15 @@ from __future__ import annotations
 
 import atexit
 import os
-import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from opentelemetry.metrics import MeterProvider
 
 from opensergo.governance.faulttolerance.engine import Engine
-from opensergo.observability import names
+from opensergo.observability.export import exporter_options, resource_attributes
 from opensergo.observability.metrics import GovernanceMetrics
-
-if TYPE_CHECKING:
-    from opensergo.client.tls import TlsConfig
-
-_OTEL_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
 
 
 @dataclass
@@ -60,24 +54,6 @@ class MetricsHandle:
             stop = getattr(self.provider, "shutdown", None)
             if callable(stop):
                 stop()
-
-
-def _bootstrap_endpoint(environ: Mapping[str, str]) -> str | None:
-    target = _bootstrap_target(environ)
-    return target[0] if target is not None else None
-
-
-def _bootstrap_target(environ: Mapping[str, str]) -> tuple[str, TlsConfig | None] | None:
-    """The control plane's first endpoint and its TLS settings, from the bootstrap config."""
-    from opensergo.client.bootstrap import BootstrapError, governance_enabled, load_bootstrap
-
-    if not governance_enabled(environ):
-        return None
-    try:
-        config = load_bootstrap(environ)
-    except BootstrapError:
-        return None
-    return (config.endpoints[0], config.tls) if config is not None else None
 
 
 def enable_metrics(
@@ -106,44 +82,11 @@ def enable_metrics(
     from opentelemetry.sdk.resources import Resource
 
     env = os.environ if environ is None else environ
-    if not app:
-        app = env.get("OPENSERGO_APP") or env.get("OTEL_SERVICE_NAME")
-    if not app:
-        raise ValueError("app is required (or set OPENSERGO_APP / OTEL_SERVICE_NAME)")
-    attributes: dict[str, str] = {
-        names.SERVICE_NAME: app,
-        names.SERVICE_NAMESPACE: namespace,
-        names.SERVICE_INSTANCE_ID: instance_id or f"{socket.gethostname()}-{os.getpid()}",
-    }
-    if framework:
-        attributes[names.FRAMEWORK] = framework
+    attributes = resource_attributes(app, namespace, instance_id, framework, env)
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        target = endpoint
-        tls: TlsConfig | None = None
-        if target is None and not any(env.get(v) for v in _OTEL_ENDPOINT_VARS):
-            found = _bootstrap_target(env)
-            if found is None:
-                raise ValueError(
-                    "no metrics endpoint: pass endpoint=, or set OTEL_EXPORTER_OTLP_ENDPOINT or"
-                    " OPENSERGO_BOOTSTRAP_CONFIG"
-                )
-            target, tls = found
-        if tls is not None:  # the bootstrap's TLS, as for the SDK's own channels
-            from opensergo.client.tls import TARGET_NAME_OPTION
-
-            exporter = OTLPMetricExporter(
-                endpoint=target,
-                insecure=False,
-                credentials=tls.channel_credentials(),
-                channel_options=((TARGET_NAME_OPTION, tls.server_name),) if tls.server_name else None,
-            )
-        else:
-            insecure = target is not None and not target.startswith("https://")
-            exporter = (
-                OTLPMetricExporter(endpoint=target, insecure=insecure) if target else OTLPMetricExporter()
-            )
+        exporter = OTLPMetricExporter(**exporter_options("metrics", endpoint, env))
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=max(100.0, interval * 1000))
     provider = SdkMeterProvider(resource=Resource.create(attributes), metric_readers=[reader])
     handle = MetricsHandle(GovernanceMetrics(engine, provider), provider, True)

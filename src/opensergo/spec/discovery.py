@@ -52,6 +52,8 @@ class ServiceInstanceSpec(SpecModel):
     labels: dict[str, str] = Field(default_factory=dict)
     weight: int = Field(default=100, ge=0, le=10_000)
     services: list[str] = Field(default_factory=list)
+    # SHA-256 of each service contract the instance reports (its ServiceContract objects).
+    contracts: list[str] = Field(default_factory=list)
 
     @field_validator("labels")
     @classmethod
@@ -69,3 +71,62 @@ class ServiceInstance(Resource):
     PLURAL: ClassVar[str] = "serviceinstances"
 
     spec: ServiceInstanceSpec
+
+
+# --- ServiceContract ------------------------------------------------------------------------------
+
+
+class ContractMethod(SpecModel):
+    """One method (an RPC, or an HTTP operation: its paths and methods pair up by index)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    inputTypes: list[str] = Field(default_factory=list)
+    outputTypes: list[str] = Field(default_factory=list)
+    clientStreaming: bool = False
+    serverStreaming: bool = False
+    httpPaths: list[str] = Field(default_factory=list)
+    httpMethods: list[str] = Field(default_factory=list)
+
+
+class ContractService(SpecModel):
+    name: str = Field(min_length=1)
+    description: str = ""
+    methods: list[ContractMethod] = Field(default_factory=list)
+
+
+class ContractField(SpecModel):
+    name: str = Field(min_length=1)
+    number: int = 0
+    label: str = ""  # LABEL_OPTIONAL, LABEL_REPEATED, ... (the upstream FieldDescriptor enums)
+    type: str = ""  # TYPE_STRING, TYPE_MESSAGE, ...
+    typeName: str = ""
+    description: str = ""
+
+
+class ContractType(SpecModel):
+    name: str = Field(min_length=1)
+    fields: list[ContractField] = Field(default_factory=list)
+
+
+class ServiceContractSpec(SpecModel):
+    """The upstream ``ServiceContract`` message (services, methods, types) of one app, as one
+    of its instances reported it, with the protocols it was served on and its hash."""
+
+    app: str = Field(min_length=1)
+    hash: str = Field(pattern=r"^[0-9a-f]{64}$")
+    protocols: list[str] = Field(default_factory=list)
+    services: list[ContractService] = Field(default_factory=list)
+    types: list[ContractType] = Field(default_factory=list)
+
+
+class ServiceContract(Resource):
+    """A version of an app's service contract, keyed by (app, hash): written by the control plane
+    when an instance reports a contract it has not stored yet, never changed afterwards."""
+
+    GROUP: ClassVar[str] = GROUP
+    VERSION: ClassVar[str] = VERSION
+    KIND: ClassVar[str] = "ServiceContract"
+    PLURAL: ClassVar[str] = "servicecontracts"
+
+    spec: ServiceContractSpec

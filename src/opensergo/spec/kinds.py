@@ -91,6 +91,7 @@ _KINDS: tuple[KindInfo, ...] = (
     _info(database.DatabaseDiscovery),
     _info(database.DistributedTransaction),
     _info(discovery.ServiceInstance, None, ("si", "instance", "instances")),
+    _info(discovery.ServiceContract, None, ("contract", "contracts")),
 )
 
 

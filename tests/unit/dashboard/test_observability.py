@@ -23,7 +23,7 @@ from opentelemetry.trace import INVALID_SPAN_CONTEXT, NonRecordingSpan
 
 from opensergo.governance import BlockedError, Engine, ManualClock, RateLimitedError, guard, load_rules
 from opensergo.observability import GovernanceMetrics, enable_metrics, names, record_block
-from opensergo.observability.setup import _bootstrap_endpoint
+from opensergo.observability.export import bootstrap_endpoint as _bootstrap_endpoint
 
 pytestmark = pytest.mark.unit
 

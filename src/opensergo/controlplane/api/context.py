@@ -20,6 +20,7 @@ from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.readmodels import RuleIndex
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 
 
@@ -35,6 +36,7 @@ class ApiContext:
     history: MetricsHistory | None = None
     prometheus: ControlPlaneMetrics | None = None
     limits: Limits = field(default_factory=Limits)
+    traces: TraceStore | None = None
     rules: RuleIndex = field(init=False)
 
     def __post_init__(self) -> None:

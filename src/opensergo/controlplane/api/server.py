@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from opensergo import __version__
-from opensergo.controlplane.api import charts, dashboard, rest, sessions
+from opensergo.controlplane.api import charts, contracts, dashboard, rest, sessions, traces
 from opensergo.controlplane.api.auth import AuthConfig, AuthMiddleware
 from opensergo.controlplane.api.context import ApiContext
 from opensergo.controlplane.api.errors import EXCEPTION_HANDLERS
@@ -19,6 +19,7 @@ from opensergo.controlplane.metrics.prometheus import ControlPlaneMetrics
 from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
+from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
 
 
@@ -35,6 +36,7 @@ def create_app(
     prometheus: ControlPlaneMetrics | None = None,
     limits: Limits | None = None,
     hosts: HostPolicy | None = None,
+    trace_store: TraceStore | None = None,
 ) -> FastAPI:
     """The HTTP API; ``auth`` None means no auth middleware (every request has every role);
     ``hosts`` None means no Host check (in-process tests; the control plane always passes one)."""
@@ -46,8 +48,9 @@ def create_app(
         exception_handlers=dict(EXCEPTION_HANDLERS),
     )
     app.state.context = ApiContext(
-        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus, limits
-    )
+        store, snapshots, transport, registry, replica_id, auth, metric_store, history, prometheus,
+        limits, trace_store,
+    )  # fmt: skip
     if auth is not None:
         app.add_middleware(AuthMiddleware, config=auth)
     # Added last, so it runs first: nothing else sees a foreign Host or an oversized body.
@@ -59,4 +62,6 @@ def create_app(
     app.mount("/ui", dashboard.UiStatic(), name="ui")
     app.include_router(sessions.router)
     app.include_router(charts.router)
+    app.include_router(traces.router)
+    app.include_router(contracts.router)
     return app

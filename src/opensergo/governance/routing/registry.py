@@ -44,6 +44,7 @@ import random
 import socket
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal
 
@@ -86,6 +87,15 @@ LANE_KIND = "traffic.opensergo.io/v1alpha1/TrafficLane"
 _SERVICE_KINDS: Final = (INSTANCE_KIND, ROUTER_KIND, WORKLOAD_KIND)
 
 NoMatchPolicy = Literal["error", "all", "last"]
+
+RouteTaken = tuple[str | None, str, str | None, bool]
+"""(rule name, destination host, subset, fallback used) of a routing decision."""
+_last_route: ContextVar[RouteTaken | None] = ContextVar("opensergo_last_route", default=None)
+
+
+def last_route() -> RouteTaken | None:
+    """The decision of the last :meth:`ServiceDirectory.choose` in this context (for tracing)."""
+    return _last_route.get()
 
 
 class _CurrentLane:
@@ -306,7 +316,8 @@ class ServiceDirectory:
         state = self._services.get(service)
         if state is None or not (state.waited or state.ready.is_set()):
             state = self._state(self._service_name(service), wait=True)
-        pool = self._select(state, request or _EMPTY_REQUEST)[0]
+        pool, rule, _, fallback, host, subset = self._select(state, request or _EMPTY_REQUEST)
+        _last_route.set((rule.name if rule is not None else None, host, subset, fallback))
         mark = self._lanes.current() if isinstance(lane, _CurrentLane) else lane
         if not self._lane_routing:
             mark = None

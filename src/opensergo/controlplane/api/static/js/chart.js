@@ -15,17 +15,20 @@ function niceMax(v) {
 }
 
 export class LineChart {
-  // series: [{key, label, color, unit}]
-  constructor(title, series, { unit = "", step = false } = {}) {
+  // series: [{key, label, color, unit}]; marks: {key, href(point), label(point)} draws a link on
+  // every point where that series is above zero (block events -> the blocked traces).
+  constructor(title, series, { unit = "", step = false, marks = null } = {}) {
     this.series = series;
     this.unit = unit;
     this.step = step;
+    this.marks = marks;
+    this.markGroup = svg("g", { class: "marks" });
     this.svg = svg("svg", { viewBox: `0 0 ${W} ${H}`, preserveAspectRatio: "none", role: "img" });
     this.grid = svg("g");
     this.lines = series.map((s, i) => svg("path", {
       class: "line", stroke: s.color, "stroke-dasharray": DASHES[i % DASHES.length] || null, "data-series": s.key,
     }));
-    this.svg.append(this.grid, ...this.lines);
+    this.svg.append(this.grid, ...this.lines, this.markGroup);
     this.values = series.map(() => h("strong", {}, "–"));
     this.legend = h("div", { class: "legend" }, series.map((s, i) => h("span", {},
       h("span", { class: "swatch", style: `background:${s.color}` }), `${s.label} `, this.values[i])));
@@ -80,6 +83,19 @@ export class LineChart {
       this.values[i].textContent = last === null ? "–" : `${fmtNum(last, 2)}${s.unit || this.unit}`;
       summary.push(`${s.label} ${last === null ? "no data" : fmtNum(last, 2) + (s.unit || this.unit)}`);
     });
+    this.markGroup.replaceChildren();
+    if (this.marks) {
+      const key = this.marks.key;
+      for (const p of points) {
+        const v = p[key];
+        if (!(v > 0)) continue;
+        const link = svg("a", { class: "block-mark", href: this.marks.href(p), "data-t": p.t });
+        const title = svg("title");
+        title.textContent = this.marks.label(p);
+        link.append(title, svg("circle", { cx: x(p.t).toFixed(1), cy: y(v).toFixed(1), r: 3.5 }));
+        this.markGroup.append(link);
+      }
+    }
     this.svg.setAttribute("aria-label", `${this.title}, last ${spanText.slice(1)}; latest: ${summary.join(", ")}`);
   }
 }

@@ -20,3 +20,4 @@ export async function byKind(kind) {
 
 export const FT_GROUP = "fault-tolerance.opensergo.io";
 export const INSTANCE_KIND = "ServiceInstance";
+export const CONTRACT_KIND = "ServiceContract";

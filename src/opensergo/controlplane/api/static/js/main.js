@@ -12,6 +12,7 @@ const routes = [
   [/^\/rules\/new$/, "rules", () => import("./pages/rule.js")],
   [/^\/rules\/([^/]+)\/([^/]+)\/([^/]+)$/, "rules", () => import("./pages/rule.js")],
   [/^\/clients$/, "clients", () => import("./pages/clients.js")],
+  [/^\/traces\/([0-9a-fA-F]{32})$/, "apps", () => import("./pages/trace.js")],
 ];
 
 let cleanup = null;

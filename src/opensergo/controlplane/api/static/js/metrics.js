@@ -3,6 +3,7 @@
 import { api } from "./api.js";
 import { h, fmtNum, badge } from "./dom.js";
 import { LineChart } from "./chart.js";
+import { tracesLink } from "./traces.js";
 
 const LIVE = { "60": "Last minute", "300": "Last 5 minutes", "900": "Last 15 minutes", "3600": "Last hour" };
 const HISTORY = { "86400": "Last 24 hours (history)", "604800": "Last 7 days (history)" };
@@ -10,13 +11,13 @@ const HISTORY = { "86400": "Last 24 hours (history)", "604800": "Last 7 days (hi
 const LIVE_KEYS = { pass: "pass", block: "block", error: "error", avgRt: "avgRt", p99Rt: "p99Rt", concurrency: "concurrency", open: "breakerOpen", half: "breakerHalfOpen" };
 const HIST_KEYS = { pass: "passQps", block: "blockQps", error: "errorQps", avgRt: "avgRt", p99Rt: "p99Rt", concurrency: "concurrencyMax", open: "breakerOpenMax", half: "none" };
 
-function makeCharts(keys) {
+function makeCharts(keys, marks) {
   return [
     new LineChart("Requests per second", [
       { key: keys.pass, label: "pass", color: "#1a7f37" },
       { key: keys.block, label: "block", color: "#cf222e" },
       { key: keys.error, label: "error", color: "#9a6700" },
-    ]),
+    ], { marks }),
     new LineChart("Response time (ms)", [
       { key: keys.avgRt, label: "avg", color: "#0969da", unit: " ms" },
       { key: keys.p99Rt, label: "p99", color: "#8250df", unit: " ms" },
@@ -58,13 +59,22 @@ export function liveMetrics(namespace, app, { initialWindow = "60", resource = n
     let c = cards.get(name);
     if (c && c.keys === keys) return c;
     if (c) c.el.remove();
-    const charts = makeCharts(keys);
+    // Each block point links to the traces blocked around that second (exports spread counts
+    // over their one-second interval, so the window is a little wider).
+    const step = keys === HIST_KEYS ? 60 : 1;
+    const marks = {
+      key: keys.block,
+      href: (p) => tracesLink(namespace, app, { resource: name, blocked: true, start: p.t - 2 * step, end: p.t + 2 * step }),
+      label: (p) => `${fmtNum(p[keys.block], 2)} blocked/s at ${new Date(p.t * 1000).toLocaleTimeString("en-GB", { hour12: false })}: show the blocked traces`,
+    };
+    const charts = makeCharts(keys, marks);
     const summary = h("span", { class: "muted" });
     const breakers = h("span");
+    const blockedLink = h("a", { href: tracesLink(namespace, app, { resource: name, blocked: true }), class: "blocked-traces", hidden: true }, "Blocked traces");
     const node = h("article", { class: "resource-card", "data-resource": name },
-      h("header", {}, h("h3", {}, name), summary, breakers),
+      h("header", {}, h("h3", {}, name), summary, breakers, " ", blockedLink),
       h("div", { class: "charts" }, charts.map((c2) => c2.el)));
-    c = { el: node, charts, summary, breakers, keys };
+    c = { el: node, charts, summary, breakers, keys, blockedLink };
     cards.set(name, c);
     list.append(node);
     return c;
@@ -101,6 +111,7 @@ export function liveMetrics(namespace, app, { initialWindow = "60", resource = n
           const t = r.last10s;
           c.summary.textContent = `last 10 s: ${fmtNum(t.passQps, 2)} pass/s, ${fmtNum(t.blockQps, 2)} block/s, ${fmtNum(t.errorQps, 2)} error/s, avg ${fmtNum(t.avgRt, 2)} ms, p99 ${fmtNum(t.p99Rt, 2)} ms, ${fmtNum(r.concurrency, 0)} in flight`;
           c.breakers.replaceChildren(...[breakerBadges(r.breakers)].flat());
+          c.blockedLink.hidden = !r.points.some((p) => p.block > 0);
         }
         for (const [name, c] of cards) if (!seen.has(name)) { c.el.remove(); cards.delete(name); }
       }

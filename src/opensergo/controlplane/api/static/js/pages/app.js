@@ -1,13 +1,17 @@
 import { api } from "../api.js";
 import { h, fill, table, tabs, badge, fmtAgo, fmtTime, shortKind, STATE_BADGE, pager } from "../dom.js";
 import { liveMetrics } from "../metrics.js";
+import { tracesView } from "../traces.js";
+import { endpointsView, contractVersionsView } from "../endpoints.js";
 
 const TABS = [
   { id: "instances", label: "Instances" },
+  { id: "endpoints", label: "Endpoints" },
   { id: "contracts", label: "Service contracts" },
   { id: "subscriptions", label: "Subscribed kinds" },
   { id: "rules", label: "Rules" },
   { id: "metrics", label: "Live metrics" },
+  { id: "traces", label: "Traces" },
 ];
 const PAGE = 100;
 
@@ -40,7 +44,9 @@ function instancesView(app) {
 }
 
 function contractsView(app) {
-  if (!app.services.length) return h("p", { class: "empty" }, "No service contract reported (the SDK reports one when service metadata is given).");
+  const versions = h("div");
+  contractVersionsView(app.namespace, app.app).then((el) => { if (el) versions.replaceChildren(el); }).catch(() => {});
+  if (!app.services.length) return h("div", {}, h("p", { class: "empty" }, "No service contract reported (the SDK reports one when service metadata is given, and opensergo-run derives it from the app's routes)."), versions);
   const parts = [];
   for (const s of app.services) {
     parts.push(h("section", { class: "panel", "aria-label": `Service ${s.name}` },
@@ -61,7 +67,7 @@ function contractsView(app) {
       app.types.map((t) => [h("span", { class: "mono" }, t.name),
         h("span", { class: "mono" }, (t.fields || []).map((f) => `${f.name}: ${f.typeName || (f.type || "").replace("TYPE_", "").toLowerCase()}`).join(", ") || "–")])));
   }
-  return h("div", {}, parts);
+  return h("div", {}, parts, versions);
 }
 
 function subscriptionsView(app) {
@@ -88,20 +94,25 @@ export async function render(root, { match, params, setParams }) {
   const app = await api(`/api/v1/apps/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
   let current = params.get("tab") || "instances";
   let metrics = null;
+  let endpoints = null;
   const panel = h("div", { id: "tabpanel", role: "tabpanel", tabindex: "0" });
   const tabHolder = h("div");
 
   function select(id, focus = true) {
     current = id;
     setParams({ tab: id === "instances" ? null : id });
+    if (id !== "traces") setParams({ resource: null, blocked: null, start: null, end: null });
     if (metrics) { metrics.stop(); metrics = null; }
+    if (endpoints) { endpoints.stop(); endpoints = null; }
     tabHolder.replaceChildren(tabs(TABS, current, select, "App sections"));
     if (focus) tabHolder.querySelector(`#tab-${id}`)?.focus({ preventScroll: true });
     panel.setAttribute("aria-labelledby", `tab-${id}`);
     if (id === "instances") panel.replaceChildren(instancesView(app));
+    else if (id === "endpoints") { endpoints = endpointsView(namespace, name); panel.replaceChildren(endpoints.el); }
     else if (id === "contracts") panel.replaceChildren(contractsView(app));
     else if (id === "subscriptions") panel.replaceChildren(subscriptionsView(app));
     else if (id === "rules") panel.replaceChildren(rulesView(app));
+    else if (id === "traces") panel.replaceChildren(tracesView(namespace, name, new URLSearchParams(location.hash.split("?")[1] || ""), setParams));
     else {
       metrics = liveMetrics(namespace, name);
       panel.replaceChildren(metrics.el);
@@ -119,5 +130,5 @@ export async function render(root, { match, params, setParams }) {
       h("dt", {}, "Subscribed kinds"), h("dd", {}, app.subscriptions.map((s) => shortKind(s.kind)).join(", ") || "–")),
     tabHolder, panel);
   select(current, false);
-  return () => { if (metrics) metrics.stop(); };
+  return () => { if (metrics) metrics.stop(); if (endpoints) endpoints.stop(); };
 }

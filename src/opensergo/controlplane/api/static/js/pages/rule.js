@@ -6,7 +6,7 @@ import { h, fill, table, tabs, badge, toast, announce, debounce, confirmDialog, 
 import { dump } from "../yaml.js";
 import { YamlEditor } from "../editor.js";
 import { buildForm, hasForm, TEMPLATES } from "../forms.js";
-import { allKinds, byPlural, INSTANCE_KIND } from "../kinds.js";
+import { allKinds, byPlural, INSTANCE_KIND, CONTRACT_KIND } from "../kinds.js";
 
 function editable(obj) {
   const meta = obj.metadata || {};
@@ -19,13 +19,23 @@ function editable(obj) {
   return out;
 }
 
-function template(kind, namespace, app) {
-  const name = `my-${kind.kind.replace(/Strategy$|Action$/, "").replace(/([a-z])([A-Z])/g, "$1-$2").toLowerCase()}`;
+// A rule name from a resource: "GET:/users/{id}" -> "protect-get-users-id".
+function protectName(target) {
+  const slug = target.toLowerCase().replace(/[^a-z0-9]+/g, "-").replace(/^-+|-+$/g, "").slice(0, 50).replace(/-+$/, "");
+  return `protect-${slug || "endpoint"}`;
+}
+
+function template(kind, namespace, app, target) {
+  const name = target && kind.kind === "FaultToleranceRule"
+    ? protectName(target)
+    : `my-${kind.kind.replace(/Strategy$|Action$/, "").replace(/([a-z])([A-Z])/g, "$1-$2").toLowerCase()}`;
+  const spec = JSON.parse(JSON.stringify(TEMPLATES[kind.kind] || {}));
+  if (target && kind.kind === "FaultToleranceRule") spec.targets = [{ targetResourceName: target }];
   return {
     apiVersion: `${kind.group}/${kind.version}`,
     kind: kind.kind,
     metadata: { name, namespace, labels: { app: app || "my-app" } },
-    spec: JSON.parse(JSON.stringify(TEMPLATES[kind.kind] || {})),
+    spec,
   };
 }
 
@@ -223,10 +233,10 @@ export async function render(root, { match, params, go, setParams }) {
   let object;
   let namespace;
   if (isNew) {
-    const kinds = (await allKinds()).filter((k) => k.kind !== INSTANCE_KIND);
+    const kinds = (await allKinds()).filter((k) => k.kind !== INSTANCE_KIND && k.kind !== CONTRACT_KIND);
     kind = kinds.find((k) => k.plural === params.get("kind")) || kinds.find((k) => k.kind === "RateLimitStrategy");
     namespace = params.get("ns") || "default";
-    object = template(kind, namespace, params.get("app"));
+    object = template(kind, namespace, params.get("app"), params.get("target"));
     const kindSelect = h("select", { id: "new-kind" }, kinds.map((k) => h("option", { value: k.plural, selected: k.plural === kind.plural }, `${k.kind} (${k.group})`)));
     kindSelect.addEventListener("change", () => {
       const q = new URLSearchParams(params);
@@ -250,7 +260,7 @@ export async function render(root, { match, params, go, setParams }) {
   namespace = ns;
   kind = await byPlural(plural);
   object = await api(resourcePath(kind, namespace, name));
-  const writable = canEdit(namespace) && kind.kind !== INSTANCE_KIND;
+  const writable = canEdit(namespace) && kind.kind !== INSTANCE_KIND && kind.kind !== CONTRACT_KIND;
   const TABS = [
     { id: "definition", label: "Definition" },
     { id: "rollout", label: "Rollout" },
