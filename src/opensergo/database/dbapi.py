@@ -71,6 +71,7 @@ class VirtualConnection:
         self.session_info: dict[Any, Any] | None = None
         self.autocommit_mode = False
         self.transaction: Transaction | None = None  # of the coordinator, while connections are held
+        self._enlisted: set[int] = set()  # held connections that joined ``transaction``
         self.closed = 0  # psycopg2's attribute, read by SQLAlchemy's disconnect check
 
     # -- routing state
@@ -82,6 +83,14 @@ class VirtualConnection:
 
     def needs_primary(self) -> bool:
         if self.held or self.explicit or self.wrote:
+            return True
+        info = self.session_info
+        return info is not None and bool(info.get(SESSION_WROTE))
+
+    def in_transaction(self) -> bool:
+        """Statements must join the transaction (sharding): an explicit transaction, a write
+        before, or a connection already enlisted — not merely one held for a driver call."""
+        if self.explicit or self.wrote or self._enlisted:
             return True
         info = self.session_info
         return info is not None and bool(info.get(SESSION_WROTE))
@@ -100,42 +109,52 @@ class VirtualConnection:
         conn = self._state.acquire(runtime, pool, failover=failover)
         try:
             conn.set_autocommit(self.autocommit_mode)
-            if not self.autocommit_mode:
-                transaction = self.transaction
-                if transaction is None:
-                    transaction = self.transaction = (self._pinned or runtime).coordinator.begin()
-                transaction.enlist(conn)
         except BaseException:
             conn.pool.release(conn, broken=True)
-            if not self.held:
-                self.transaction = None
             raise
         if self._pinned is None:
             self._pinned = runtime
         self.held[conn.pool.name] = conn
         return conn, True
 
+    def enlist(self, conn: PhysicalConnection) -> None:
+        """Join ``conn`` to the transaction before its first statement (XA START); connections
+        held only for a driver call (``__getattr__``) never join."""
+        if self.autocommit_mode or id(conn) in self._enlisted:
+            return
+        transaction = self.transaction
+        if transaction is None:
+            transaction = self.transaction = self.runtime().coordinator.begin()
+        transaction.enlist(conn)
+        self._enlisted.add(id(conn))
+
     def drop(self, conn: PhysicalConnection) -> None:
         """Forget a held connection that broke."""
         self.held.pop(conn.pool.name, None)
+        self._enlisted.discard(id(conn))
         conn.pool.release(conn, broken=True)
 
     def _end(self, commit: bool) -> None:
         held = list(self.held.values())
         self.held = {}
         transaction, self.transaction = self.transaction, None
+        enlisted, self._enlisted = self._enlisted, set()
         self._pinned = None
         self.explicit = False
         if not held:
             return
-        if transaction is None:  # autocommit mode: nothing to end
-            transaction = LocalTransaction()
+        joined = [c for c in held if id(c) in enlisted]
+        local = [c for c in held if id(c) not in enlisted]  # autocommit mode, or only a driver call
         broken: set[int] = set()
         try:
-            if commit:
-                broken = {id(c) for c in transaction.commit(held)}
-            else:
-                transaction.rollback(held)
+            if transaction is not None and joined:
+                if commit:
+                    broken = {id(c) for c in transaction.commit(joined)}
+                else:
+                    transaction.rollback(joined)
+            if local:
+                ending = LocalTransaction()
+                ending.commit(local) if commit else ending.rollback(local)
         except BaseException:
             broken = {id(c) for c in held}
             raise
@@ -276,6 +295,8 @@ class VirtualCursor:
             self._run_sharded(runtime, plan, [plan.sharding.route(params)], parameters)
             return
         name, on_primary = self._route(runtime, plan, parameters)
+        if plan.statement.kind == "ddl" and runtime.coordinator.name == "xa" and name not in conn.held:
+            on_primary = False  # XA branches cannot run DDL (MySQL: XAER_RMFAIL); it runs on its own
         if on_primary:
             self._run_held(runtime, name, plan, sql, params, many=False)
         else:
@@ -361,6 +382,7 @@ class VirtualCursor:
         attempts = 3 if dynamic else 1
         while True:
             phys, fresh = conn.hold(runtime, name, failover=dynamic)
+            conn.enlist(phys)
             cursor = phys.dbapi.cursor(*self._args, **self._kwargs)
             try:
                 if many:
@@ -445,7 +467,9 @@ class VirtualCursor:
         """Run the units of one statement (several executions for ``executemany``) and merge."""
         conn = self._conn
         statement = plan.statement
-        transactional = statement.is_write or statement.locks or conn.needs_primary()
+        transactional = statement.is_write or statement.locks or conn.in_transaction()
+        if statement.kind == "ddl" and runtime.coordinator.name == "xa":
+            transactional = False  # XA branches cannot run DDL (MySQL: XAER_RMFAIL); it runs on its own
         shadow = runtime.shadow
         if shadow is not None and plan.shadow is not None:
             lane = _lane_manager.current() if shadow.uses_lane else None
@@ -521,6 +545,7 @@ class VirtualCursor:
             for name in batches:  # acquire in the calling thread (XA START happens here)
                 if transactional:
                     connections[name], _ = conn.hold(runtime, name, failover=False)
+                    conn.enlist(connections[name])
                 else:
                     phys = state.acquire(runtime, runtime.pools[name], failover=False)
                     connections[name] = phys

@@ -140,24 +140,27 @@ class EngineState:
     def run_concurrently(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
         """Each call's result, or the exception it raised; at most ``shard_concurrency`` at once
         (threads for the sync engine, asyncio tasks in SQLAlchemy's greenlets for the async one)."""
-        if len(calls) == 1:
-            try:
-                return [calls[0]()]
-            except BaseException as e:
-                return [e]
+        if len(calls) == 1 or self.options.shard_concurrency <= 1:
+            out: list[Any] = []
+            for call in calls:
+                try:
+                    out.append(call())
+                except BaseException as e:
+                    out.append(e)
+            return out
         if self.options.asynchronous:
             return self._run_async(calls)
         executor = self._executor
         if executor is None:
             with self._lock:
                 if self._executor is None:
-                    self._executor = ThreadPoolExecutor(
-                        max_workers=max(1, self.options.shard_concurrency - 1),
+                    self._executor = ThreadPoolExecutor(  # the calling thread runs one call itself
+                        max_workers=self.options.shard_concurrency - 1,
                         thread_name_prefix=f"opensergo-db-{self.name}",
                     )
                 executor = self._executor
         futures = [executor.submit(call) for call in calls[1:]]
-        out: list[Any] = []
+        out = []
         try:
             out.append(calls[0]())
         except BaseException as e:

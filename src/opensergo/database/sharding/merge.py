@@ -22,7 +22,7 @@ import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 __all__ = ["Aggregate", "MergeSpec", "OrderItem", "merge"]
@@ -155,7 +155,7 @@ def _average(total: Any, count: int, node_averages: list[Any]) -> Any:
     scales = [-v.as_tuple().exponent for v in node_averages if isinstance(v, Decimal)]
     if scales:
         scale = max(int(s) for s in scales)
-        value = value.quantize(Decimal(1).scaleb(-scale))
+        value = value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)  # as the servers round
     return value
 
 
