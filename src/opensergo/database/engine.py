@@ -340,6 +340,10 @@ def _prepare(
     driver = options.driver or (ASYNC_DRIVERS if asynchronous else SYNC_DRIVERS)[family]
     state._connection_cls = MySQLVirtualConnection if family == "mysql" else PostgreSQLVirtualConnection
     url = dialects.routing_url(family, driver, name)
+    if runtime.sharding is not None:
+        # SQLAlchemy's "insertmanyvalues" (INSERT … SELECT FROM (VALUES …) ORDER BY sen_counter
+        # RETURNING …) cannot be split per data node; the ORM then inserts row by row.
+        engine_options.setdefault("use_insertmanyvalues", False)
     engine_options.setdefault("pool_size", 64)
     engine_options.setdefault("max_overflow", -1)
     engine_options["creator"] = state.new_connection

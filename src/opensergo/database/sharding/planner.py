@@ -559,7 +559,10 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
         raise _refuse(f"INSERT into sharded table {table.logic} needs a column list", table=table.logic)
     values = tree.expression
     if not isinstance(values, exp.Values):
-        raise _refuse(f"INSERT … SELECT into sharded table {table.logic} is not supported", table=table.logic)
+        hint = ""
+        if any(isinstance(node, exp.Values) for node in values.find_all(exp.Values)):
+            hint = " (SQLAlchemy's insertmanyvalues form: create the engine with use_insertmanyvalues=False)"
+        raise _refuse(f"INSERT … SELECT into sharded table {table.logic} is not supported{hint}", table=table.logic)
     columns = [c.name.lower() for c in target.expressions]
     key_column = table.key_column.lower() if table.key_column else None
     generate = key_column is not None and key_column not in columns and table.key_generator is not None
