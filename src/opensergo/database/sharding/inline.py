@@ -239,8 +239,9 @@ class _Parser:
     def postfix(self) -> Compiled:
         tok = self.tok
         if tok.kind == "name" and tok.text in _STATICS and self.tokens[self.i + 1].text == ".":
-            return self.static_call()
-        node = self.primary()
+            node = self.static_call()
+        else:
+            node = self.primary()
         while True:
             if self.accept("."):
                 name_tok = self.tok

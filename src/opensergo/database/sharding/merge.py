@@ -94,6 +94,12 @@ class _SortKey:
                 return (c > 0) if item.desc else (c < 0)
         return False
 
+    def __eq__(self, other: object) -> bool:
+        # heapq compares [key, stream index, …] lists: equal keys must tie so the index decides.
+        return isinstance(other, _SortKey) and not self < other and not other < self
+
+    __hash__ = None  # type: ignore[assignment]
+
 
 def _key_function(items: tuple[OrderItem, ...], norm: Callable[[Any], Any]) -> Callable[[Sequence[Any]], _SortKey]:
     indexes = tuple(i.index for i in items)

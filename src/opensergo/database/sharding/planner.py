@@ -811,7 +811,7 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
     if group_items and not ordered:
         # Sort every node by the group keys so the groups stream past in the same order.
         family_nulls_first = plan.family == "mysql"
-        tree.set("order", exp.Order(expressions=[exp.Ordered(this=g.copy(), desc=False, nulls_first=family_nulls_first)
+        tree.set("order", exp.Order(expressions=[exp.Ordered(this=g.copy(), nulls_first=family_nulls_first)
                                                  for g in group_items]))  # fmt: skip
         order_refs = [(ref, False, family_nulls_first) for ref in group_refs]
         stream_group = True
