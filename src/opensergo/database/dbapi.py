@@ -23,6 +23,7 @@ encryption rule applies, and run on a physical connection of that source's pool.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 from opensergo.database.errors import NoDataSourceError, PoolTimeoutError
 from opensergo.database.pool import PhysicalConnection
 from opensergo.database.sharding.merge import merge
-from opensergo.database.sharding.planner import Execution, Unit
+from opensergo.database.sharding.planner import Execution
 from opensergo.database.transactions import LocalTransaction, Transaction
 from opensergo.database.virtual import DatabaseRuntime, Plan
 from opensergo.governance.routing import lanes as _lanes
@@ -557,22 +558,21 @@ class VirtualCursor:
             raise
         tasks = [(name, connections[name], work) for name, work in batches.items()]
         outcomes = state.run_concurrently(
-            [lambda name=name, phys=phys, work=work: _run_batch(phys, work, many) for name, phys, work in tasks]
+            [functools.partial(_run_batch, phys, work, many) for _, phys, work in tasks]
         )
         error: BaseException | None = None
         results: dict[str, list[tuple[tuple[int, int], _UnitResult]]] = {}
         for (name, phys, _), outcome in zip(tasks, outcomes, strict=True):
-            failed = isinstance(outcome, BaseException)
-            broken = failed and state.is_disconnect(phys.pool, outcome, phys.dbapi, None)  # type: ignore[arg-type]
-            if transactional:
-                if broken:
-                    conn.drop(phys)
+            if isinstance(outcome, BaseException):
+                broken = state.is_disconnect(phys.pool, outcome, phys.dbapi, None)
+                error = error or outcome
             else:
+                broken = False
+                results[name] = outcome
+            if not transactional:
                 phys.pool.release(phys, broken=broken)
-            if failed:
-                error = error or outcome  # type: ignore[assignment]
-            else:
-                results[name] = outcome  # type: ignore[assignment]
+            elif broken:
+                conn.drop(phys)
         if error is not None:
             raise error
         return results

@@ -96,10 +96,12 @@ class EngineState:
             for monitor in runtime.monitors:
                 monitor.start()
             try:
-                # XA: resolve branches a crashed process left prepared (async engines: at the first transaction).
+                # XA: resolve branches a crashed process left prepared (async: at the first transaction).
                 runtime.coordinator.attach(runtime.pools, recover_now=not self.options.asynchronous)
             except Exception:
-                log.warning("VirtualDatabase %s: transaction recovery failed; will retry", self.name, exc_info=True)
+                log.warning(
+                    "VirtualDatabase %s: transaction recovery failed; will retry", self.name, exc_info=True
+                )
             self._runtime = runtime
             self.problem = None
             self.updates += 1

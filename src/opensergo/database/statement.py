@@ -129,7 +129,7 @@ def parse_sql(sql: str, family: Family) -> tuple[exp.Expression, bool, bool] | N
         trees = sqlglot.parse(parseable, read=_SQLGLOT_DIALECT[family])
     except (ParseError, TokenError):
         return None
-    if len(trees) != 1 or trees[0] is None:
+    if len(trees) != 1 or not isinstance(trees[0], exp.Expression):
         return None
     return trees[0], positional, escaped
 

@@ -73,7 +73,9 @@ class Resources:
         self.monitors: dict[tuple[Any, ...], DiscoveryMonitor] = {}
         self.coordinators: dict[tuple[Any, ...], Coordinator] = {}
 
-    def coordinator(self, obj: spec.DistributedTransaction | None, database: str, options: Options) -> Coordinator:
+    def coordinator(
+        self, obj: spec.DistributedTransaction | None, database: str, options: Options
+    ) -> Coordinator:
         """The transaction coordinator; an XA coordinator (and its log) outlives rule updates."""
         kind = obj.spec.transaction.defaultType.value if obj is not None else "local"
         key = (kind, database, options.transaction_log_dir)

@@ -172,7 +172,9 @@ class _MySQL:
         _execute(conn, f"XA ROLLBACK {xid}")
 
     def prepared(self, conn: PhysicalConnection, prefix: str) -> list[tuple[str, str]]:
-        conn.set_autocommit(True)  # no local transaction around XA COMMIT/ROLLBACK of other sessions' branches
+        conn.set_autocommit(
+            True
+        )  # no local transaction around XA COMMIT/ROLLBACK of other sessions' branches
         out = []
         for row in _execute(conn, "XA RECOVER"):
             _, gtrid_length, _, data = row[0], int(row[1]), int(row[2]), row[3]
@@ -216,9 +218,7 @@ class _PostgreSQL:
 
     def prepared(self, conn: PhysicalConnection, prefix: str) -> list[tuple[str, str]]:
         conn.set_autocommit(True)
-        rows = _execute(
-            conn, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()"
-        )
+        rows = _execute(conn, "SELECT gid FROM pg_prepared_xacts WHERE database = current_database()")
         out = []
         for (gid,) in rows:
             gtrid, _, bqual = str(gid).rpartition(".")
@@ -286,7 +286,9 @@ class XATransaction:
             self.coordinator.log.done(self.gtrid)
         return failed
 
-    def _roll_back(self, branches: Sequence[PhysicalConnection], prepared: Sequence[PhysicalConnection]) -> None:
+    def _roll_back(
+        self, branches: Sequence[PhysicalConnection], prepared: Sequence[PhysicalConnection]
+    ) -> None:
         for conn in branches:
             try:
                 if conn in prepared:
@@ -294,7 +296,9 @@ class XATransaction:
                 else:
                     _server(conn).abort(conn, self.gtrid, self._bqual(conn))
             except Exception:
-                log.warning("XA %s: rolling back the branch on %s failed", self.gtrid, conn.pool.name, exc_info=True)
+                log.warning(
+                    "XA %s: rolling back the branch on %s failed", self.gtrid, conn.pool.name, exc_info=True
+                )
 
     def rollback(self, connections: Sequence[PhysicalConnection]) -> None:
         first: BaseException | None = None
@@ -396,7 +400,9 @@ class XATransactions:
                     try:
                         done = self._recover_pool(pool, f"os.{owner}.", decided)
                     except Exception:
-                        log.warning("XA recovery of %s on %s failed; will retry", path.name, pool.name, exc_info=True)
+                        log.warning(
+                            "XA recovery of %s on %s failed; will retry", path.name, pool.name, exc_info=True
+                        )
                         complete = False
                         continue
                     counts["committed"] += done[0]
@@ -406,7 +412,8 @@ class XATransactions:
                         path.unlink()
         if counts["committed"] or counts["rolled_back"]:
             log.warning(
-                "XA recovery for %s: committed %d and rolled back %d prepared branches left by a stopped process",
+                "XA recovery for %s: committed %d and rolled back %d prepared branches left by a stopped "
+                "process",
                 self.database,
                 counts["committed"],
                 counts["rolled_back"],

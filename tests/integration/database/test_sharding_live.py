@@ -70,8 +70,13 @@ def test_adding_a_data_source_for_new_keys_live(
         assert governance.wait_synced(15)
         engine = create_engine("ledger_db", wait=10)
         with engine.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS t_ledger (id INT PRIMARY KEY, note VARCHAR(16))"))
-            conn.execute(sa.text("INSERT INTO t_ledger (id, note) VALUES (:i, 'old')"), [{"i": i} for i in range(1, 2000, 7)])
+            conn.execute(
+                sa.text("CREATE TABLE IF NOT EXISTS t_ledger (id INT PRIMARY KEY, note VARCHAR(16))")
+            )
+            conn.execute(
+                sa.text("INSERT INTO t_ledger (id, note) VALUES (:i, 'old')"),
+                [{"i": i} for i in range(1, 2000, 7)],
+            )
         old_ids = list(range(1, 2000, 7))
 
         def reader() -> None:
@@ -81,7 +86,9 @@ def test_adding_a_data_source_for_new_keys_live(
                 k += 1
                 try:
                     with engine.connect() as conn:  # type: ignore[union-attr]
-                        found = conn.execute(sa.text("SELECT note FROM t_ledger WHERE id = :i"), {"i": key}).all()
+                        found = conn.execute(
+                            sa.text("SELECT note FROM t_ledger WHERE id = :i"), {"i": key}
+                        ).all()
                     assert found == [("old",)], (key, found)
                     reads[0] += 1
                 except BaseException as e:
@@ -95,23 +102,34 @@ def test_adding_a_data_source_for_new_keys_live(
         assert run_cli("apply", "-f", str(second), *server).returncode == 0
         wait_for(lambda: state.updates > updates, timeout=15, what="the new Sharding rule applied")
         assert describe(engine)["runtime"]["sharding"]["tables"]["t_ledger"]["data_nodes"] == [
-            "ds_0.t_ledger", "ds_1.t_ledger", "ds_2.t_ledger"
-        ]  # fmt: skip
+            "ds_0.t_ledger",
+            "ds_1.t_ledger",
+            "ds_2.t_ledger",
+        ]
         with engine.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE IF NOT EXISTS t_ledger (id INT PRIMARY KEY, note VARCHAR(16))"))
-            conn.execute(sa.text("INSERT INTO t_ledger (id, note) VALUES (:i, 'new')"), [{"i": i} for i in range(2000, 2100, 3)])
+            conn.execute(
+                sa.text("CREATE TABLE IF NOT EXISTS t_ledger (id INT PRIMARY KEY, note VARCHAR(16))")
+            )
+            conn.execute(
+                sa.text("INSERT INTO t_ledger (id, note) VALUES (:i, 'new')"),
+                [{"i": i} for i in range(2000, 2100, 3)],
+            )
         count = reads[0]
         wait_for(lambda: reads[0] > count + 20, what="reads after the change")
         stop.set()
         thread.join(timeout=30)
         assert errors == []
-        assert sorted(r["id"] for r in servers[0].sql("USE shop2", "SELECT id FROM t_ledger")) == list(range(2000, 2100, 3))
+        assert sorted(r["id"] for r in servers[0].sql("USE shop2", "SELECT id FROM t_ledger")) == list(
+            range(2000, 2100, 3)
+        )
         assert all(r["id"] < 1000 for r in servers[0].sql("USE shop", "SELECT id FROM t_ledger"))
         assert all(1000 <= r["id"] < 2000 for r in servers[1].sql("USE shop", "SELECT id FROM t_ledger"))
         with engine.connect() as conn:
             total = conn.execute(sa.text("SELECT COUNT(*) FROM t_ledger")).scalar()
             assert total == len(old_ids) + len(range(2000, 2100, 3))
-            span = conn.execute(sa.text("SELECT COUNT(*) FROM t_ledger WHERE id BETWEEN 1990 AND 2010")).scalar()
+            span = conn.execute(
+                sa.text("SELECT COUNT(*) FROM t_ledger WHERE id BETWEEN 1990 AND 2010")
+            ).scalar()
             assert span == len([i for i in old_ids if i >= 1990]) + len(range(2000, 2011, 3))
     finally:
         stop.set()

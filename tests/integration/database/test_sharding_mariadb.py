@@ -70,7 +70,9 @@ def test_sharding_db_example_through_the_orm(shard_logs: list[MariaDB], rules: D
         for server in servers:
             tables = {r["Tables_in_shop"] for r in physical(server, "SHOW TABLES")}
             assert tables == {"t_order_0", "t_order_1", "t_order_item_0", "t_order_item_1", "t_config"}
-        Base.metadata.create_all(engine)  # checkfirst: DESCRIBE t_order reads a data node, nothing created twice
+        Base.metadata.create_all(
+            engine
+        )  # checkfirst: DESCRIBE t_order reads a data node, nothing created twice
 
         with Session(engine) as session:
             orders = [Order(user_id=u, status=f"new-{u}") for u in range(12)]
@@ -78,7 +80,11 @@ def test_sharding_db_example_through_the_orm(shard_logs: list[MariaDB], rules: D
             session.flush()  # snowflake keys, read back through lastrowid
             assert len({o.order_id for o in orders}) == 12 and all(o.order_id > 1 << 40 for o in orders)
             session.add_all(
-                [OrderItem(order_id=o.order_id, user_id=o.user_id, status="item") for o in orders for _ in range(2)]
+                [
+                    OrderItem(order_id=o.order_id, user_id=o.user_id, status="item")
+                    for o in orders
+                    for _ in range(2)
+                ]
             )
             session.add(Config(name="currency", value="EUR"))
             session.commit()
@@ -115,9 +121,9 @@ def test_sharding_db_example_through_the_orm(shard_logs: list[MariaDB], rules: D
             order = session.get(Order, ids[7])
             order.status = "paid"  # UPDATE … WHERE order_id = ?: rowcount summed over data sources
             session.commit()
-            assert physical(servers[1], f"SELECT status FROM t_order_{ids[7] % 2} WHERE order_id = {ids[7]}") == [
-                {"status": "paid"}
-            ]
+            assert physical(
+                servers[1], f"SELECT status FROM t_order_{ids[7] % 2} WHERE order_id = {ids[7]}"
+            ) == [{"status": "paid"}]
             session.delete(session.get(Order, ids[8]))
             session.commit()
             assert session.scalar(sa.select(sa.func.count()).select_from(Order)) == 11
@@ -132,8 +138,11 @@ def test_sharding_db_example_through_the_orm(shard_logs: list[MariaDB], rules: D
                 conn.execute(sa.text("SELECT * FROM t_order WHERE user_id = -3"))  # Groovy: ds_-1
         runtime = describe(engine)["runtime"]
         assert runtime["sharding"]["tables"]["t_order"]["data_nodes"] == [
-            "ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"
-        ]  # fmt: skip
+            "ds_0.t_order_0",
+            "ds_0.t_order_1",
+            "ds_1.t_order_0",
+            "ds_1.t_order_1",
+        ]
     finally:
         with engine.begin() as conn:
             for table in ("t_order", "t_order_item", "t_config"):
@@ -169,18 +178,24 @@ MERGE_QUERIES: list[tuple[str, bool]] = [
     ("SELECT sale_id, amount FROM t_sale ORDER BY amount DESC, sale_id LIMIT 25", False),
     ("SELECT sale_id, amount FROM t_sale ORDER BY amount, sale_id DESC LIMIT 7, 9", False),  # NULLs first
     ("SELECT sale_id FROM t_sale WHERE region IN ('north', 'asia') ORDER BY sale_id", False),
-    ("SELECT shop, COUNT(*), SUM(amount), MIN(amount), MAX(amount), AVG(amount), AVG(price) "
-     "FROM t_sale GROUP BY shop ORDER BY shop", False),
+    (
+        "SELECT shop, COUNT(*), SUM(amount), MIN(amount), MAX(amount), AVG(amount), AVG(price) "
+        "FROM t_sale GROUP BY shop ORDER BY shop",
+        False,
+    ),
     ("SELECT status, COUNT(*) AS c FROM t_sale GROUP BY status ORDER BY c DESC, status LIMIT 3", False),
     ("SELECT shop, status, SUM(price) FROM t_sale GROUP BY shop, status", True),
-    ("SELECT COUNT(*), COUNT(amount), SUM(amount), AVG(amount), MIN(status), MAX(status), SUM(price) FROM t_sale",
-     False),
+    (
+        "SELECT COUNT(*), COUNT(amount), SUM(amount), AVG(amount), MIN(status), MAX(status), SUM(price) "
+        "FROM t_sale",
+        False,
+    ),
     ("SELECT DISTINCT status FROM t_sale ORDER BY status", False),
     ("SELECT DISTINCT shop FROM t_sale", True),
     ("SELECT DISTINCT region, status FROM t_sale ORDER BY region, status LIMIT 4", False),
     ("SELECT region, MAX(price) FROM t_sale WHERE shop < 5 GROUP BY region ORDER BY region", False),
     ("SELECT shop, AVG(amount) FROM t_sale GROUP BY shop ORDER BY AVG(amount) DESC, shop LIMIT 5", False),
-]  # fmt: skip
+]
 
 
 def _folded(row: Any) -> tuple[Any, ...]:
@@ -227,7 +242,9 @@ def test_merge_operators_against_an_unsharded_copy(shard_logs: list[MariaDB], ru
                 assert got == want, query
             # Parameters in LIMIT/OFFSET and IN lists (SQLAlchemy Core renders them as parameters).
             sale = sa.table("t_sale", sa.column("sale_id"), sa.column("shop"), sa.column("region"))
-            query = sa.select(sale.c.sale_id).where(sale.c.shop.in_([1, 2, 3])).order_by(sale.c.sale_id.desc())
+            query = (
+                sa.select(sale.c.sale_id).where(sale.c.shop.in_([1, 2, 3])).order_by(sale.c.sale_id.desc())
+            )
             for limit, offset in ((5, 0), (10, 20), (3, 500)):
                 page = query.limit(limit).offset(offset)
                 assert sharded.execute(page).all() == reference.execute(page).all()
@@ -289,34 +306,52 @@ def test_hint_complex_and_auto_tables(shard_logs: list[MariaDB], rules: Database
     try:
         with engine.begin() as conn:
             conn.execute(sa.text("CREATE TABLE t_log (id INT PRIMARY KEY, note VARCHAR(32))"))
-            conn.execute(sa.text("CREATE TABLE t_user (tenant VARCHAR(8), user_id INT, PRIMARY KEY (tenant, user_id))"))
+            conn.execute(
+                sa.text("CREATE TABLE t_user (tenant VARCHAR(8), user_id INT, PRIMARY KEY (tenant, user_id))")
+            )
             conn.execute(sa.text("CREATE TABLE t_event (event_id INT PRIMARY KEY, kind VARCHAR(8))"))
         # auto table: t_event_0..3 spread ds_0, ds_1, ds_0, ds_1
         assert {next(iter(r.values())) for r in physical(servers[0], "SHOW TABLES LIKE 't_event%'")} == {
-            "t_event_0", "t_event_2"
-        }  # fmt: skip
+            "t_event_0",
+            "t_event_2",
+        }
         with engine.begin() as conn:
-            conn.execute(sa.text("/* SHARDINGSPHERE_HINT: t_log.SHARDING_DATABASE_VALUE=3 */ "
-                                 "INSERT INTO t_log (id, note) VALUES (1, 'comment hint')"))  # fmt: skip
+            conn.execute(
+                sa.text(
+                    "/* SHARDINGSPHERE_HINT: t_log.SHARDING_DATABASE_VALUE=3 */ "
+                    "INSERT INTO t_log (id, note) VALUES (1, 'comment hint')"
+                )
+            )
             with sharding_hint("t_log", database=4):
                 conn.execute(sa.text("INSERT INTO t_log (id, note) VALUES (2, 'python hint')"))
             conn.execute(sa.text("INSERT INTO t_user (tenant, user_id) VALUES ('acme', 1), ('acme', 2)"))
-            conn.execute(sa.text("INSERT INTO t_event (event_id, kind) VALUES (:e, 'x')"), [{"e": e} for e in range(8)])
+            conn.execute(
+                sa.text("INSERT INTO t_event (event_id, kind) VALUES (:e, 'x')"), [{"e": e} for e in range(8)]
+            )
         assert physical(servers[1], "SELECT id FROM t_log") == [{"id": 1}]
         assert physical(servers[0], "SELECT id FROM t_log") == [{"id": 2}]
-        acme = (sum(ord(c) * 31 ** (3 - i) for i, c in enumerate("acme")) % (1 << 32)) % 2**31  # fits in an int
+        acme = (
+            sum(ord(c) * 31 ** (3 - i) for i, c in enumerate("acme")) % (1 << 32)
+        ) % 2**31  # fits in an int
         for user in (1, 2):
             ds = (acme + user) % 2
-            assert physical(servers[ds], f"SELECT COUNT(*) AS n FROM t_user WHERE user_id = {user}")[0]["n"] == 1
+            assert (
+                physical(servers[ds], f"SELECT COUNT(*) AS n FROM t_user WHERE user_id = {user}")[0]["n"] == 1
+            )
         assert sorted(r["event_id"] for r in physical(servers[1], "SELECT event_id FROM t_event_3")) == [3, 7]
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(*) FROM t_log")).scalar() == 2  # no hint: every node
             with sharding_hint("t_log", database=1):
                 assert conn.execute(sa.text("SELECT id FROM t_log")).all() == [(1,)]
-            assert conn.execute(sa.text("SELECT user_id FROM t_user WHERE tenant = 'acme' AND user_id = 2")).all() == [(2,)]
+            assert conn.execute(
+                sa.text("SELECT user_id FROM t_user WHERE tenant = 'acme' AND user_id = 2")
+            ).all() == [(2,)]
             with pytest.raises(UnsupportedStatementError, match="sharding columns"):
                 conn.execute(sa.text("SELECT * FROM t_user WHERE user_id = 2"))  # one of the two columns
-            assert conn.execute(sa.text("SELECT COUNT(*) FROM t_event WHERE event_id BETWEEN 1 AND 2")).scalar() == 2
+            assert (
+                conn.execute(sa.text("SELECT COUNT(*) FROM t_event WHERE event_id BETWEEN 1 AND 2")).scalar()
+                == 2
+            )
     finally:
         with engine.begin() as conn:
             for table in ("t_log", "t_user", "t_event"):
@@ -332,16 +367,25 @@ def test_async_engine_queries_nodes_concurrently(shard_logs: list[MariaDB], rule
         engine = create_async_engine("sharding_db", rules=rules)
         try:
             async with engine.begin() as conn:
-                await conn.execute(sa.text("CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"))
+                await conn.execute(
+                    sa.text(
+                        "CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"
+                    )
+                )
             async with engine.begin() as conn:
-                await conn.execute(sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'a')"),
-                                   [{"u": u} for u in range(20)])  # fmt: skip
+                await conn.execute(
+                    sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'a')"),
+                    [{"u": u} for u in range(20)],
+                )
             async with engine.connect() as conn:
                 # SLEEP on every node: concurrent tasks finish in about one sleep, not four.
                 loop = asyncio.get_running_loop()
                 started = loop.time()
-                result = await conn.execute(sa.text("SELECT user_id, SLEEP(0.3) FROM t_order WHERE user_id IN (0, 1) "
-                                                    "ORDER BY user_id"))  # fmt: skip
+                result = await conn.execute(
+                    sa.text(
+                        "SELECT user_id, SLEEP(0.3) FROM t_order WHERE user_id IN (0, 1) ORDER BY user_id"
+                    )
+                )
                 elapsed = loop.time() - started
                 assert [r[0] for r in result] == [0, 1]
                 assert elapsed < 1.0, elapsed
@@ -365,7 +409,11 @@ def test_sync_engine_queries_nodes_concurrently_within_the_limit(
         engine = create_engine("sharding_db", rules=rules, shard_concurrency=limit)
         try:
             with engine.begin() as conn:
-                conn.execute(sa.text("CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"))
+                conn.execute(
+                    sa.text(
+                        "CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"
+                    )
+                )
                 conn.execute(sa.text("INSERT INTO t_order (user_id, status) VALUES (0, 'a'), (1, 'b')"))
             with engine.connect() as conn:
                 import time
@@ -385,18 +433,34 @@ def test_xa_commit_and_rollback_across_data_sources(
     shard_logs: list[MariaDB], rules: DatabaseRules, tmp_path: Path
 ) -> None:
     servers = shard_logs
-    load(rules, *endpoints(servers), yamls.SHARDING_DB, yamls.transaction("xa_tx", "xa"),
-         yamls.sharding_service("sharding_db", "sharding_db", transaction="xa_tx"))  # fmt: skip
+    load(
+        rules,
+        *endpoints(servers),
+        yamls.SHARDING_DB,
+        yamls.transaction("xa_tx", "xa"),
+        yamls.sharding_service("sharding_db", "sharding_db", transaction="xa_tx"),
+    )
     engine = create_engine("sharding_db", rules=rules, transaction_log_dir=str(tmp_path / "xa"))
     try:
         with engine.begin() as conn:  # DDL runs outside XA (MariaDB refuses DDL in an XA branch)
-            conn.execute(sa.text("CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"))
+            conn.execute(
+                sa.text("CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))")
+            )
         with engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'xa')"), [{"u": u} for u in range(6)])
-        assert [physical(s, "SELECT COUNT(*) AS n FROM t_order_0")[0]["n"]
-                + physical(s, "SELECT COUNT(*) AS n FROM t_order_1")[0]["n"] for s in servers] == [3, 3]  # fmt: skip
+            conn.execute(
+                sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'xa')"),
+                [{"u": u} for u in range(6)],
+            )
+        assert [
+            physical(s, "SELECT COUNT(*) AS n FROM t_order_0")[0]["n"]
+            + physical(s, "SELECT COUNT(*) AS n FROM t_order_1")[0]["n"]
+            for s in servers
+        ] == [3, 3]
         with pytest.raises(RuntimeError), engine.begin() as conn:
-            conn.execute(sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'gone')"), [{"u": u} for u in range(4)])
+            conn.execute(
+                sa.text("INSERT INTO t_order (user_id, status) VALUES (:u, 'gone')"),
+                [{"u": u} for u in range(4)],
+            )
             raise RuntimeError("the application gives up")
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT COUNT(*) FROM t_order")).scalar() == 6
@@ -413,8 +477,13 @@ def test_base_transactions_are_refused_when_a_transaction_starts(
     shard_logs: list[MariaDB], rules: DatabaseRules
 ) -> None:
     servers = shard_logs
-    load(rules, *endpoints(servers), yamls.SHARDING_DB, yamls.transaction("seata", "base"),
-         yamls.sharding_service("sharding_db", "sharding_db", transaction="seata"))  # fmt: skip
+    load(
+        rules,
+        *endpoints(servers),
+        yamls.SHARDING_DB,
+        yamls.transaction("seata", "base"),
+        yamls.sharding_service("sharding_db", "sharding_db", transaction="seata"),
+    )
     engine = create_engine("sharding_db", rules=rules)
     try:
         with engine.connect() as conn:

@@ -27,7 +27,9 @@ def pg_shards() -> Iterator[PostgreSQLCluster]:
     cluster.start()
     try:
         for db in ("shop0", "shop1", "plain"):
-            cluster.primary.sql(f"CREATE DATABASE {db} OWNER {USER} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'")
+            cluster.primary.sql(
+                f"CREATE DATABASE {db} OWNER {USER} TEMPLATE template0 LC_COLLATE 'C' LC_CTYPE 'C'"
+            )
         yield cluster
     except BaseException:
         print(cluster.logs())
@@ -45,7 +47,12 @@ def load(rules: DatabaseRules, cluster: PostgreSQLCluster, *documents: str) -> N
 
 
 def test_orm_example_with_returning(pg_shards: PostgreSQLCluster, rules: DatabaseRules) -> None:
-    load(rules, pg_shards, yamls.SHARDING_DB, yamls.sharding_service("sharding_db", "sharding_db", kind="PostgreSQL"))
+    load(
+        rules,
+        pg_shards,
+        yamls.SHARDING_DB,
+        yamls.sharding_service("sharding_db", "sharding_db", kind="PostgreSQL"),
+    )
     engine = create_engine("sharding_db", rules=rules)
     try:
         Base.metadata.create_all(engine)
@@ -59,7 +66,9 @@ def test_orm_example_with_returning(pg_shards: PostgreSQLCluster, rules: Databas
             by_user = {o.user_id: o.order_id for o in orders}
         for ds in (0, 1):
             for table in (0, 1):
-                found = pg_shards.primary.sql(f"SELECT order_id, user_id FROM t_order_{table}", database=f"shop{ds}")
+                found = pg_shards.primary.sql(
+                    f"SELECT order_id, user_id FROM t_order_{table}", database=f"shop{ds}"
+                )
                 assert all(user % 2 == ds and order % 2 == table for order, user in found)
         with Session(engine) as session:
             assert session.get(Order, by_user[4]).user_id == 4
@@ -78,28 +87,41 @@ def test_orm_example_with_returning(pg_shards: PostgreSQLCluster, rules: Databas
 
 PG_QUERIES = [
     "SELECT sale_id, shop FROM t_sale ORDER BY shop, sale_id LIMIT 10 OFFSET 5",
-    "SELECT sale_id, amount FROM t_sale ORDER BY amount DESC, sale_id LIMIT 25",  # PostgreSQL: NULLs first on DESC
+    # PostgreSQL: NULLs sort first on DESC
+    "SELECT sale_id, amount FROM t_sale ORDER BY amount DESC, sale_id LIMIT 25",
     "SELECT sale_id, amount FROM t_sale ORDER BY amount NULLS FIRST, sale_id LIMIT 9 OFFSET 7",
-    "SELECT shop, COUNT(*), SUM(amount), MIN(amount), MAX(amount), SUM(price) FROM t_sale GROUP BY shop ORDER BY shop",
+    "SELECT shop, COUNT(*), SUM(amount), MIN(amount), MAX(amount), SUM(price) FROM t_sale "
+    "GROUP BY shop ORDER BY shop",
     "SELECT status, COUNT(*) AS c FROM t_sale GROUP BY status ORDER BY c DESC, status LIMIT 3",
     "SELECT DISTINCT status FROM t_sale ORDER BY status",
     "SELECT COUNT(*), MIN(status), MAX(status), SUM(amount) FROM t_sale",
 ]
 
 
-def test_merge_operators_against_an_unsharded_copy(pg_shards: PostgreSQLCluster, rules: DatabaseRules) -> None:
+def test_merge_operators_against_an_unsharded_copy(
+    pg_shards: PostgreSQLCluster, rules: DatabaseRules
+) -> None:
     load(rules, pg_shards, MERGE_RULE, yamls.sharding_service("merge_db", "merge_rule", kind="PostgreSQL"))
     engine = create_engine("merge_db", rules=rules)
-    plain = sa.create_engine(f"postgresql+psycopg2://{USER}:{PASSWORD}@127.0.0.1:{pg_shards.primary.port}/plain")
+    plain = sa.create_engine(
+        f"postgresql+psycopg2://{USER}:{PASSWORD}@127.0.0.1:{pg_shards.primary.port}/plain"
+    )
     rng = random.Random(7)
     rows = [
-        {"sale_id": i, "region": rng.choice(["north", "south", "asia", "africa"]), "shop": rng.randrange(9),
-         "amount": None if rng.random() < 0.1 else rng.randrange(-50, 1000),
-         "price": Decimal(rng.randrange(100, 100000)) / 100, "status": rng.choice(["new", "paid", "Paid", "shipped"])}
+        {
+            "sale_id": i,
+            "region": rng.choice(["north", "south", "asia", "africa"]),
+            "shop": rng.randrange(9),
+            "amount": None if rng.random() < 0.1 else rng.randrange(-50, 1000),
+            "price": Decimal(rng.randrange(100, 100000)) / 100,
+            "status": rng.choice(["new", "paid", "Paid", "shipped"]),
+        }
         for i in rng.sample(range(1, 100000), 400)
-    ]  # fmt: skip
-    insert = sa.text("INSERT INTO t_sale (sale_id, region, shop, amount, price, status) "
-                     "VALUES (:sale_id, :region, :shop, :amount, :price, :status)")  # fmt: skip
+    ]
+    insert = sa.text(
+        "INSERT INTO t_sale (sale_id, region, shop, amount, price, status) "
+        "VALUES (:sale_id, :region, :shop, :amount, :price, :status)"
+    )
     try:
         for target in (engine, plain):
             with target.begin() as conn:

@@ -26,11 +26,26 @@ DDL = "CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VA
 
 
 def run_child(rules_file: Path, log_dir: Path, mode: str, marker: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     return subprocess.run(
-        [sys.executable, "-m", "tests.integration.database.xa_crash", str(rules_file), str(log_dir), mode, marker],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "tests.integration.database.xa_crash",
+            str(rules_file),
+            str(log_dir),
+            mode,
+            marker,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def scenario(
@@ -77,7 +92,11 @@ def test_mariadb_xa_branches_are_resolved_after_kill_9(
 
     def rows(marker: str) -> int:
         with engine.connect() as conn:
-            return int(conn.execute(sa.text("SELECT COUNT(*) FROM t_order WHERE status = :m"), {"m": marker}).scalar())
+            return int(
+                conn.execute(
+                    sa.text("SELECT COUNT(*) FROM t_order WHERE status = :m"), {"m": marker}
+                ).scalar()
+            )
 
     try:
         scenario(text, tmp_path, prepared, rows)
@@ -117,7 +136,11 @@ def test_postgresql_xa_branches_are_resolved_after_kill_9(tmp_path: Path, rules:
 
         def rows(marker: str) -> int:
             with engine.connect() as conn:
-                return int(conn.execute(sa.text("SELECT COUNT(*) FROM t_order WHERE status = :m"), {"m": marker}).scalar())
+                return int(
+                    conn.execute(
+                        sa.text("SELECT COUNT(*) FROM t_order WHERE status = :m"), {"m": marker}
+                    ).scalar()
+                )
 
         assert rows("ok") == 2 and rows("no") == 0 and prepared() == 0
         scenario(text, tmp_path, prepared, rows)

@@ -65,7 +65,9 @@ def test_inline() -> None:
         alg.precise(names, "order_id", None, info(names))
     with pytest.raises(RoutingError, match="allow-range-query-with-inline-sharding"):
         alg.range(names, "order_id", ValueRange(1, True, 5, True), info(names))
-    allowed = InlineAlgorithm("x", {"algorithm-expression": "t_${id % 2}", "allow-range-query-with-inline-sharding": True})
+    allowed = InlineAlgorithm(
+        "x", {"algorithm-expression": "t_${id % 2}", "allow-range-query-with-inline-sharding": True}
+    )
     assert allowed.range(names, "id", ValueRange(1, True, 5, True), info(names)) == names
 
 
@@ -101,7 +103,13 @@ def test_volume_range_vector() -> None:
     alg = VolumeRangeAlgorithm("v", {"range-lower": 10, "range-upper": 45, "sharding-volume": 10})
     names = targets("t_", 6)
     assert alg.auto_tables_amount == 6
-    assert [alg.precise(names, "id", v, info(names)) for v in (5, 10, 44, 45, 1000)] == ["t_0", "t_1", "t_4", "t_5", "t_5"]
+    assert [alg.precise(names, "id", v, info(names)) for v in (5, 10, 44, 45, 1000)] == [
+        "t_0",
+        "t_1",
+        "t_4",
+        "t_5",
+        "t_5",
+    ]
     assert alg.range(names, "id", ValueRange(12, True, 31, True), info(names)) == ["t_1", "t_2", "t_3"]
     assert alg.range(names, "id", ValueRange(None, True, 15, True), info(names)) == ["t_0", "t_1"]
 
@@ -110,32 +118,63 @@ def test_boundary_range_vector() -> None:
     alg = BoundaryRangeAlgorithm("b", {"sharding-ranges": "1,5,10"})
     names = targets("t_", 4)
     assert alg.auto_tables_amount == 4
-    assert [alg.precise(names, "id", v, info(names)) for v in (0, 1, 5, 9, 10)] == ["t_0", "t_1", "t_2", "t_2", "t_3"]
+    assert [alg.precise(names, "id", v, info(names)) for v in (0, 1, 5, 9, 10)] == [
+        "t_0",
+        "t_1",
+        "t_2",
+        "t_2",
+        "t_3",
+    ]
     assert alg.range(names, "id", ValueRange(3, True, None, True), info(names)) == ["t_1", "t_2", "t_3"]
     with pytest.raises(RoutingError, match="integer"):
         alg.precise(names, "id", "1.5", info(names))
 
 
 def test_auto_interval_vectors_from_shardingsphere() -> None:
-    props = {"datetime-lower": "2020-01-01 00:00:00", "datetime-upper": "2020-01-01 00:00:16", "sharding-seconds": "4"}
+    props = {
+        "datetime-lower": "2020-01-01 00:00:00",
+        "datetime-upper": "2020-01-01 00:00:16",
+        "sharding-seconds": "4",
+    }
     alg = AutoIntervalAlgorithm("a", props)
     node = DataNodeInfo("t_order_", 1)
     assert alg.precise(targets("t_order_", 4), "c", "2020-01-01 00:00:01", node) == "t_order_1"
     assert alg.precise(targets("t_order_", 6), "c", "2021-01-01 00:00:02", node) == "t_order_5"
-    assert len(alg.range(targets("t_order_", 5), "c", ValueRange("2019-01-01 00:00:00", True, "2020-01-01 00:00:15", True), node)) == 5
-    assert alg.range(targets("t_order_", 5), "c", ValueRange("2020-01-01 00:00:04", True, "2020-01-01 00:00:10", True), node) == [
-        "t_order_1", "t_order_2", "t_order_3"
-    ]  # fmt: skip
-    assert alg.range(targets("t_order_", 6), "c", ValueRange("2020-01-01 00:00:09", False, None, True), node) == [
-        "t_order_3", "t_order_4", "t_order_5"
-    ]  # fmt: skip
-    year = AutoIntervalAlgorithm("a", {**props, "datetime-upper": "2021-01-01 00:00:00", "sharding-seconds": "86400"})
+    assert (
+        len(
+            alg.range(
+                targets("t_order_", 5),
+                "c",
+                ValueRange("2019-01-01 00:00:00", True, "2020-01-01 00:00:15", True),
+                node,
+            )
+        )
+        == 5
+    )
+    assert alg.range(
+        targets("t_order_", 5),
+        "c",
+        ValueRange("2020-01-01 00:00:04", True, "2020-01-01 00:00:10", True),
+        node,
+    ) == ["t_order_1", "t_order_2", "t_order_3"]
+    assert alg.range(
+        targets("t_order_", 6), "c", ValueRange("2020-01-01 00:00:09", False, None, True), node
+    ) == ["t_order_3", "t_order_4", "t_order_5"]
+    year = AutoIntervalAlgorithm(
+        "a", {**props, "datetime-upper": "2021-01-01 00:00:00", "sharding-seconds": "86400"}
+    )
     assert year.auto_tables_amount == 368
-    day = AutoIntervalAlgorithm("a", {**props, "datetime-upper": "2021-01-01 00:00:00", "sharding-seconds": "86400"})
+    day = AutoIntervalAlgorithm(
+        "a", {**props, "datetime-upper": "2021-01-01 00:00:00", "sharding-seconds": "86400"}
+    )
     names = targets("t_", 368)
     assert day.precise(names, "c", dt.datetime(2020, 1, 2), DataNodeInfo("t_", 1)) == "t_1"  # +86400 s
-    assert day.precise(names, "c", "2020-01-02 00:07:13", DataNodeInfo("t_", 1)) == "t_2"  # +86833 s rounds up
-    assert day.precise(names, "c", "2020-01-02 00:00:00.123", DataNodeInfo("t_", 1)) == "t_1"  # millis ignored
+    assert (
+        day.precise(names, "c", "2020-01-02 00:07:13", DataNodeInfo("t_", 1)) == "t_2"
+    )  # +86833 s rounds up
+    assert (
+        day.precise(names, "c", "2020-01-02 00:00:00.123", DataNodeInfo("t_", 1)) == "t_1"
+    )  # millis ignored
 
 
 def test_interval_by_month() -> None:
@@ -156,21 +195,30 @@ def test_interval_by_month() -> None:
     assert alg.precise(names, "c", dt.datetime(2020, 12, 31, 23, 0), node) == "t_order_202012"
     assert alg.precise(names, "c", "2021-01-01 00:00:00", node) is None  # outside the bounds: no target
     between = ValueRange("2020-02-10 00:00:00", True, "2020-04-01 00:00:00", True)
-    assert sorted(alg.range(names, "c", between, node)) == ["t_order_202002", "t_order_202003", "t_order_202004"]
+    assert sorted(alg.range(names, "c", between, node)) == [
+        "t_order_202002",
+        "t_order_202003",
+        "t_order_202004",
+    ]
     open_end = ValueRange("2020-02-10 00:00:00", True, "2020-04-01 00:00:00", False)
     assert sorted(alg.range(names, "c", open_end, node)) == ["t_order_202002", "t_order_202003"]
     assert sorted(alg.range(names, "c", ValueRange("2020-11-05 00:00:00", True), node)) == [
-        "t_order_202011", "t_order_202012"
-    ]  # fmt: skip
+        "t_order_202011",
+        "t_order_202012",
+    ]
 
 
 def test_interval_by_day_with_a_date_pattern_and_default_upper() -> None:
     alg = IntervalAlgorithm(
         "i",
-        {"datetime-pattern": "yyyy-MM-dd", "datetime-lower": "2026-12-01", "sharding-suffix-pattern": "MMdd",
-         "datetime-interval-amount": 2},
+        {
+            "datetime-pattern": "yyyy-MM-dd",
+            "datetime-lower": "2026-12-01",
+            "sharding-suffix-pattern": "MMdd",
+            "datetime-interval-amount": 2,
+        },
         now=lambda: dt.datetime(2026, 12, 8, 12, 0),
-    )  # fmt: skip
+    )
     names = ["t_1201", "t_1203", "t_1205", "t_1207"]
     node = DataNodeInfo("t_", 4)
     assert alg.precise(names, "c", "2026-12-04 18:30:00", node) == "t_1203"  # cut to the pattern's length
@@ -180,7 +228,8 @@ def test_interval_by_day_with_a_date_pattern_and_default_upper() -> None:
 
 def test_complex_inline() -> None:
     alg = ComplexInlineAlgorithm(
-        "c", {"sharding-columns": "user_id,order_id", "algorithm-expression": "t_${user_id % 2}_${order_id % 2}"}
+        "c",
+        {"sharding-columns": "user_id,order_id", "algorithm-expression": "t_${user_id % 2}_${order_id % 2}"},
     )
     names = ["t_0_0", "t_0_1", "t_1_0", "t_1_1"]
     assert alg.shard(names, {"user_id": [1], "order_id": [2, 3]}, {}) == ["t_1_0", "t_1_1"]
@@ -198,8 +247,13 @@ def test_hint_inline() -> None:
 
 
 def test_algorithm_factory_refuses_class_based_and_unknown_types() -> None:
-    with pytest.raises(ConfigurationError, match="CLASS_BASED runs the Java class com.acme.MyAlgorithm"):
-        build_algorithm("x", "CLASS_BASED", {"strategy": "STANDARD", "algorithmClassName": "com.acme.MyAlgorithm"}, "standard")
+    with pytest.raises(ConfigurationError, match=r"CLASS_BASED runs the Java class com\.acme\.MyAlgorithm"):
+        build_algorithm(
+            "x",
+            "CLASS_BASED",
+            {"strategy": "STANDARD", "algorithmClassName": "com.acme.MyAlgorithm"},
+            "standard",
+        )
     with pytest.raises(ConfigurationError, match="not supported"):
         build_algorithm("x", "COSID_MOD", {}, "standard")
     with pytest.raises(ConfigurationError, match="cannot serve a complex strategy"):
@@ -229,8 +283,17 @@ class FixedClock:
 def test_snowflake_vector_from_shardingsphere() -> None:
     generator = SnowflakeKeyGenerator({}, clock=FixedClock())
     assert [generator.generate() for _ in range(10)] == [
-        0, 4194305, 4194306, 8388608, 8388609, 12582913, 12582914, 16777216, 16777217, 20971521
-    ]  # fmt: skip
+        0,
+        4194305,
+        4194306,
+        8388608,
+        8388609,
+        12582913,
+        12582914,
+        16777216,
+        16777217,
+        20971521,
+    ]
 
 
 def test_snowflake_layout_sequence_overflow_and_clock_back() -> None:

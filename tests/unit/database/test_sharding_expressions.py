@@ -70,7 +70,9 @@ def test_boolean_hash_matches_java() -> None:
 
 
 @pytest.mark.parametrize(("value", "big_integer_mod", "remainder"), VECTORS["mod4"])
-def test_mod_never_negative_but_percent_keeps_the_sign(value: int, big_integer_mod: int, remainder: int) -> None:
+def test_mod_never_negative_but_percent_keeps_the_sign(
+    value: int, big_integer_mod: int, remainder: int
+) -> None:
     from opensergo.database.sharding.algorithms import DataNodeInfo, ModAlgorithm
 
     mod = ModAlgorithm("m", {"sharding-count": 4})
@@ -115,10 +117,25 @@ def test_groovy_division_gives_big_decimal() -> None:
 @pytest.mark.parametrize(
     ("text", "names"),
     [
-        ("ds_${0..1}.t_order_${0..1}", ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"]),
-        ("ds_$->{0..1}.t_order_$->{0..1}", ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"]),
-        ("${['online','offline']}_table${1..3}",
-         ["online_table1", "online_table2", "online_table3", "offline_table1", "offline_table2", "offline_table3"]),
+        (
+            "ds_${0..1}.t_order_${0..1}",
+            ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"],
+        ),
+        (
+            "ds_$->{0..1}.t_order_$->{0..1}",
+            ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"],
+        ),
+        (
+            "${['online','offline']}_table${1..3}",
+            [
+                "online_table1",
+                "online_table2",
+                "online_table3",
+                "offline_table1",
+                "offline_table2",
+                "offline_table3",
+            ],
+        ),
         ("ds_0.t_${0..<2}, ds_1.t_x", ["ds_0.t_0", "ds_0.t_1", "ds_1.t_x"]),
         ("t_${3..1}", ["t_3", "t_2", "t_1"]),
         ("db${['a','b']}.t${['x']}", ["dba.tx", "dbb.tx"]),
@@ -166,7 +183,7 @@ def test_evaluation(expression: str, values: dict[str, Any], expected: str) -> N
         "${user_id.__class__}",
         "${exec('1')}",
         "${user_id.getClass()}",
-        "${\"${x}\"}",
+        '${"${x}"}',
         "${Runtime.getRuntime()}",
         "${x = 1}",
     ],

@@ -83,6 +83,9 @@ def compile_rule(text: str) -> ShardingRule:
 
 
 RULE = compile_rule(SHARDING_DB)
+JOIN_10_11 = (
+    "SELECT i.* FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id WHERE o.order_id IN (10, 11)"
+)
 BOUND = compile_rule(TABLE_ONLY.replace("BINDING", '"t_order,t_order_item"'))
 UNBOUND = compile_rule(TABLE_ONLY.replace("bindingTables: [BINDING]", "bindingTables: []"))
 
@@ -104,35 +107,114 @@ def nodes(rule: ShardingRule, sql: str, params: Any = None) -> list[str]:
 
 ROUTING_VECTORS: list[tuple[str, str, Any, list[str]]] = [
     # (rule, statement, parameters, data nodes) — ShardingSphere routes the same
-    ("sharding_db", "INSERT INTO t_order (user_id, order_id, status) VALUES (3, 10, 'a')", None, ["ds_1.t_order_0"]),
-    ("sharding_db", "INSERT INTO t_order (user_id, order_id) VALUES (%(u)s, %(o)s)", {"u": 2, "o": 11}, ["ds_0.t_order_1"]),
-    ("sharding_db", "INSERT INTO t_order (user_id, order_id) VALUES (1, 1), (2, 2), (3, 3)", None,
-     ["ds_1.t_order_1", "ds_0.t_order_0"]),  # split per node: rows 1 and 3 together
+    (
+        "sharding_db",
+        "INSERT INTO t_order (user_id, order_id, status) VALUES (3, 10, 'a')",
+        None,
+        ["ds_1.t_order_0"],
+    ),
+    (
+        "sharding_db",
+        "INSERT INTO t_order (user_id, order_id) VALUES (%(u)s, %(o)s)",
+        {"u": 2, "o": 11},
+        ["ds_0.t_order_1"],
+    ),
+    (
+        "sharding_db",
+        "INSERT INTO t_order (user_id, order_id) VALUES (1, 1), (2, 2), (3, 3)",
+        None,
+        ["ds_1.t_order_1", "ds_0.t_order_0"],
+    ),  # split per node: rows 1 and 3 together
     ("sharding_db", "SELECT * FROM t_order WHERE user_id = 2", None, ["ds_0.t_order_0", "ds_0.t_order_1"]),
     ("sharding_db", "SELECT * FROM t_order WHERE order_id = 10", None, ["ds_0.t_order_0", "ds_1.t_order_0"]),
-    ("sharding_db", "SELECT * FROM t_order", None, ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"]),
-    ("sharding_db", "SELECT * FROM t_order WHERE user_id = 3 AND order_id IN (1, 2)", None, ["ds_1.t_order_1", "ds_1.t_order_0"]),
-    ("sharding_db", "SELECT * FROM t_order WHERE user_id IN (%s, %s) AND order_id = %s", [1, 2, 5],
-     ["ds_1.t_order_1", "ds_0.t_order_1"]),
-    ("sharding_db", "SELECT * FROM t_order WHERE user_id = 1 OR user_id = 3", None, ["ds_1.t_order_0", "ds_1.t_order_1"]),
-    ("sharding_db", "SELECT * FROM t_order WHERE user_id = 1 AND user_id = 2", None, ["ds_0.t_order_0"]),  # matches nothing
-    ("sharding_db", "UPDATE t_order SET status = 'x' WHERE order_id = 7 AND user_id = 4", None, ["ds_0.t_order_1"]),
+    (
+        "sharding_db",
+        "SELECT * FROM t_order",
+        None,
+        ["ds_0.t_order_0", "ds_0.t_order_1", "ds_1.t_order_0", "ds_1.t_order_1"],
+    ),
+    (
+        "sharding_db",
+        "SELECT * FROM t_order WHERE user_id = 3 AND order_id IN (1, 2)",
+        None,
+        ["ds_1.t_order_1", "ds_1.t_order_0"],
+    ),
+    (
+        "sharding_db",
+        "SELECT * FROM t_order WHERE user_id IN (%s, %s) AND order_id = %s",
+        [1, 2, 5],
+        ["ds_1.t_order_1", "ds_0.t_order_1"],
+    ),
+    (
+        "sharding_db",
+        "SELECT * FROM t_order WHERE user_id = 1 OR user_id = 3",
+        None,
+        ["ds_1.t_order_0", "ds_1.t_order_1"],
+    ),
+    (
+        "sharding_db",
+        "SELECT * FROM t_order WHERE user_id = 1 AND user_id = 2",
+        None,
+        ["ds_0.t_order_0"],
+    ),  # matches nothing
+    (
+        "sharding_db",
+        "UPDATE t_order SET status = 'x' WHERE order_id = 7 AND user_id = 4",
+        None,
+        ["ds_0.t_order_1"],
+    ),
     ("sharding_db", "DELETE FROM t_order WHERE order_id = 8", None, ["ds_0.t_order_0", "ds_1.t_order_0"]),
-    ("sharding_db", "SELECT o.status FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id "
-                    "WHERE o.user_id = 1 AND o.order_id = 3", None, ["ds_1.t_order_1+t_order_item_1"]),
-    ("sharding_db", "/* SHARDINGSPHERE_HINT: t_log.SHARDING_DATABASE_VALUE=3 */ SELECT * FROM t_log", None, ["ds_1.t_log"]),
+    (
+        "sharding_db",
+        "SELECT o.status FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id "
+        "WHERE o.user_id = 1 AND o.order_id = 3",
+        None,
+        ["ds_1.t_order_1+t_order_item_1"],
+    ),
+    (
+        "sharding_db",
+        "/* SHARDINGSPHERE_HINT: t_log.SHARDING_DATABASE_VALUE=3 */ SELECT * FROM t_log",
+        None,
+        ["ds_1.t_log"],
+    ),
     ("sharding_db", "SELECT * FROM t_log", None, ["ds_0.t_log", "ds_1.t_log"]),  # no hint: all
-    ("sharding_db", "SELECT * FROM t_event WHERE event_id = 7", None, ["ds_1.t_event_3"]),  # auto table: MOD 4
-    ("sharding_db", "SELECT * FROM t_event WHERE event_id BETWEEN 5 AND 6", None, ["ds_0.t_event_2", "ds_1.t_event_1"]),
-    ("sharding_db", "CREATE TABLE t_order_item (order_item_id BIGINT, order_id BIGINT, user_id INT)", None,
-     ["ds_0.t_order_item_0", "ds_0.t_order_item_1", "ds_1.t_order_item_0", "ds_1.t_order_item_1"]),
+    (
+        "sharding_db",
+        "SELECT * FROM t_event WHERE event_id = 7",
+        None,
+        ["ds_1.t_event_3"],
+    ),  # auto table: MOD 4
+    (
+        "sharding_db",
+        "SELECT * FROM t_event WHERE event_id BETWEEN 5 AND 6",
+        None,
+        ["ds_0.t_event_2", "ds_1.t_event_1"],
+    ),
+    (
+        "sharding_db",
+        "CREATE TABLE t_order_item (order_item_id BIGINT, order_id BIGINT, user_id INT)",
+        None,
+        ["ds_0.t_order_item_0", "ds_0.t_order_item_1", "ds_1.t_order_item_0", "ds_1.t_order_item_1"],
+    ),
     # ShardingSphere's binding example: 2 statements with binding tables, 4 without
-    ("bound", "SELECT i.* FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id WHERE o.order_id IN (10, 11)",
-     None, ["ds.t_order_0+t_order_item_0", "ds.t_order_1+t_order_item_1"]),
-    ("unbound", "SELECT i.* FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id WHERE o.order_id IN (10, 11)",
-     None, ["ds.t_order_0+t_order_item_0", "ds.t_order_0+t_order_item_1", "ds.t_order_1+t_order_item_0",
-            "ds.t_order_1+t_order_item_1"]),
-]  # fmt: skip
+    (
+        "bound",
+        JOIN_10_11,
+        None,
+        ["ds.t_order_0+t_order_item_0", "ds.t_order_1+t_order_item_1"],
+    ),
+    (
+        "unbound",
+        JOIN_10_11,
+        None,
+        [
+            "ds.t_order_0+t_order_item_0",
+            "ds.t_order_0+t_order_item_1",
+            "ds.t_order_1+t_order_item_0",
+            "ds.t_order_1+t_order_item_1",
+        ],
+    ),
+]
 
 RULES = {"sharding_db": RULE, "bound": BOUND, "unbound": UNBOUND}
 
@@ -144,16 +226,23 @@ def test_routing_vectors(rule: str, sql: str, params: Any, expected: list[str]) 
 
 def test_binding_and_broadcast_and_single_tables() -> None:
     # the binding table is renamed to the same node index; column qualifiers follow the table name
-    [(ds, sql)] = route(RULE, "SELECT t_order.status FROM t_order JOIN t_order_item ON t_order.order_id = "
-                              "t_order_item.order_id WHERE t_order.user_id = 2 AND t_order.order_id = 4")  # fmt: skip
+    [(ds, sql)] = route(
+        RULE,
+        "SELECT t_order.status FROM t_order JOIN t_order_item ON t_order.order_id = "
+        "t_order_item.order_id WHERE t_order.user_id = 2 AND t_order.order_id = 4",
+    )
     assert ds == "ds_0"
-    assert sql == ("SELECT t_order_0.status FROM t_order_0 JOIN t_order_item_0 ON t_order_0.order_id = "
-                   "t_order_item_0.order_id WHERE t_order_0.user_id = 2 AND t_order_0.order_id = 4")  # fmt: skip
+    assert sql == (
+        "SELECT t_order_0.status FROM t_order_0 JOIN t_order_item_0 ON t_order_0.order_id = "
+        "t_order_item_0.order_id WHERE t_order_0.user_id = 2 AND t_order_0.order_id = 4"
+    )
     # broadcast: written everywhere, read from one
     assert [d for d, _ in route(RULE, "INSERT INTO t_config (k, v) VALUES ('a', 'b')")] == ["ds_0", "ds_1"]
     assert len(route(RULE, "SELECT * FROM t_config")) == 1
     # a sharded table joined with a broadcast table: the broadcast table is not renamed
-    [(_, sql)] = route(RULE, "SELECT * FROM t_order o JOIN t_config c ON c.k = o.status WHERE user_id = 1 AND order_id = 1")
+    [(_, sql)] = route(
+        RULE, "SELECT * FROM t_order o JOIN t_config c ON c.k = o.status WHERE user_id = 1 AND order_id = 1"
+    )
     assert "t_config" in sql and "t_order_1" in sql
     # single tables and statements without tables: the first data source, unchanged
     assert route(RULE, "SELECT * FROM t_user WHERE id = 1") == [("ds_0", "SELECT * FROM t_user WHERE id = 1")]
@@ -172,11 +261,14 @@ def test_hint_values_from_python() -> None:
 
 
 def test_insert_generates_keys_and_refuses_missing_sharding_values() -> None:
-    plan = plan_statement(RULE, "mysql", analyze("INSERT INTO t_order (user_id, status) VALUES (%(u)s, 'x')", "mysql"))
+    plan = plan_statement(
+        RULE, "mysql", analyze("INSERT INTO t_order (user_id, status) VALUES (%(u)s, 'x')", "mysql")
+    )
     execution = plan.route({"u": 1})
     [unit] = execution.units
-    assert unit.sql == "INSERT INTO t_order_%d (user_id, status, order_id) VALUES (%%(u)s, 'x', %%(__os_key_0)s)" % (
-        execution.generated[0] % 2
+    assert (
+        unit.sql == f"INSERT INTO t_order_{execution.generated[0] % 2} (user_id, status, order_id) "
+        "VALUES (%(u)s, 'x', %(__os_key_0)s)"
     )
     assert unit.params["__os_key_0"] == execution.generated[0] and unit.data_source == "ds_1"
     with pytest.raises(UnsupportedStatementError, match="must give the sharding column user_id"):
@@ -186,32 +278,51 @@ def test_insert_generates_keys_and_refuses_missing_sharding_values() -> None:
     with pytest.raises(UnsupportedStatementError, match="literal or a parameter"):
         route(RULE, "INSERT INTO t_order (user_id, order_id) VALUES (1 + 1, 2)")
     with pytest.raises(UnsupportedStatementError, match="Can not update sharding value"):
-        route(RULE, "INSERT INTO t_order (user_id, order_id) VALUES (1, 2) ON DUPLICATE KEY UPDATE user_id = 3")
+        route(
+            RULE, "INSERT INTO t_order (user_id, order_id) VALUES (1, 2) ON DUPLICATE KEY UPDATE user_id = 3"
+        )
 
 
 def test_cross_node_select_is_rewritten_for_the_merge() -> None:
-    sql = "SELECT user_id, AVG(order_id) FROM t_order GROUP BY user_id ORDER BY user_id LIMIT %(n)s OFFSET %(o)s"
+    sql = (
+        "SELECT user_id, AVG(order_id) FROM t_order GROUP BY user_id ORDER BY user_id "
+        "LIMIT %(n)s OFFSET %(o)s"
+    )
     plan = plan_statement(RULE, "mysql", analyze(sql, "mysql"))
     execution = plan.route({"n": 10, "o": 5})
     assert len(execution.units) == 4
     assert execution.units[0].sql == (
-        "SELECT user_id, AVG(order_id), COUNT(order_id) AS AVG_DERIVED_COUNT_0, SUM(order_id) AS AVG_DERIVED_SUM_0 "
-        "FROM t_order_0 GROUP BY user_id ORDER BY user_id LIMIT %(__os_limit)s"
+        "SELECT user_id, AVG(order_id), COUNT(order_id) AS AVG_DERIVED_COUNT_0, "
+        "SUM(order_id) AS AVG_DERIVED_SUM_0 FROM t_order_0 GROUP BY user_id ORDER BY user_id "
+        "LIMIT %(__os_limit)s"
     )
     assert execution.units[0].params["__os_limit"] == 15  # LIMIT o, n -> LIMIT 0, o + n
     # a single node is not rewritten
-    [(_, single)] = route(RULE, "SELECT user_id, AVG(order_id) FROM t_order WHERE user_id = 1 AND order_id = 1 LIMIT 3, 2")
-    assert single == "SELECT user_id, AVG(order_id) FROM t_order_1 WHERE user_id = 1 AND order_id = 1 LIMIT 2 OFFSET 3"
+    [(_, single)] = route(
+        RULE, "SELECT user_id, AVG(order_id) FROM t_order WHERE user_id = 1 AND order_id = 1 LIMIT 3, 2"
+    )
+    assert (
+        single
+        == "SELECT user_id, AVG(order_id) FROM t_order_1 WHERE user_id = 1 AND order_id = 1 LIMIT 2 OFFSET 3"
+    )
     # ORDER BY a column not selected: a hidden derived column; a literal LIMIT is computed once
     [(_, hidden), *_] = route(RULE, "SELECT status FROM t_order ORDER BY order_id DESC LIMIT 10, 20")
-    assert hidden == "SELECT status, order_id AS ORDER_BY_DERIVED_0 FROM t_order_0 ORDER BY order_id DESC LIMIT 30"
-    # GROUP BY without ORDER BY gains one, so that groups stream; order by an aggregate drops the per-node LIMIT
+    assert (
+        hidden
+        == "SELECT status, order_id AS ORDER_BY_DERIVED_0 FROM t_order_0 ORDER BY order_id DESC LIMIT 30"
+    )
+    # GROUP BY without ORDER BY gains one, so that groups stream;
+    # ORDER BY an aggregate drops the per-node LIMIT
     [(_, grouped), *_] = route(RULE, "SELECT status, COUNT(*) FROM t_order GROUP BY status")
     assert grouped.endswith("GROUP BY status ORDER BY status")  # MySQL: NULLs first already
-    [(_, counted), *_] = route(RULE, "SELECT status, COUNT(*) AS c FROM t_order GROUP BY status ORDER BY c DESC LIMIT 3")
+    [(_, counted), *_] = route(
+        RULE, "SELECT status, COUNT(*) AS c FROM t_order GROUP BY status ORDER BY c DESC LIMIT 3"
+    )
     assert "LIMIT" not in counted
     # percent signs of an escaped statement survive the rewrite
-    [(_, escaped), *_] = route(RULE, "SELECT user_id %% 2 FROM t_order WHERE status LIKE 'a%%' AND user_id = %(u)s", {"u": 1})
+    [(_, escaped), *_] = route(
+        RULE, "SELECT user_id %% 2 FROM t_order WHERE status LIKE 'a%%' AND user_id = %(u)s", {"u": 1}
+    )
     assert escaped == "SELECT user_id %% 2 FROM t_order_0 WHERE status LIKE 'a%%' AND user_id = %(u)s"
 
 
@@ -220,17 +331,26 @@ def test_cross_node_select_is_rewritten_for_the_merge() -> None:
     [
         ("SELECT * FROM t_order WHERE order_id BETWEEN 1 AND 5", "range query"),
         ("SELECT * FROM t_order WHERE user_id = -3", "Routed target `ds_-1` does not exist"),
-        ("UPDATE t_order SET user_id = 3 WHERE order_id = 1", "Can not update sharding value for table `t_order`"),
+        (
+            "UPDATE t_order SET user_id = 3 WHERE order_id = 1",
+            "Can not update sharding value for table `t_order`",
+        ),
         ("UPDATE t_order SET status = 'x' ORDER BY order_id LIMIT 1", "20046"),
         ("DELETE o, i FROM t_order o JOIN t_order_item i ON o.order_id = i.order_id", "several tables"),
         ("SELECT COUNT(DISTINCT user_id) FROM t_order", "COUNT\\(DISTINCT user_id\\)"),
         ("SELECT user_id FROM t_order GROUP BY user_id HAVING COUNT(*) > 1", "HAVING"),
         ("SELECT SUM(order_id) / COUNT(*) FROM t_order", "over an aggregate"),
         ("SELECT ROW_NUMBER() OVER (ORDER BY order_id) FROM t_order", "window function"),
-        ("SELECT * FROM t_order WHERE order_id IN (SELECT order_id FROM t_order_item)", "subquery over sharded table t_order_item"),
+        (
+            "SELECT * FROM t_order WHERE order_id IN (SELECT order_id FROM t_order_item)",
+            "subquery over sharded table t_order_item",
+        ),
         ("SELECT status FROM t_order UNION SELECT status FROM t_order_item", "UNION"),
         ("SELECT * FROM t_order o JOIN t_event e ON e.event_id = o.order_id", "not binding tables"),
-        ("INSERT INTO t_order (user_id, order_id) SELECT user_id, order_id FROM t_order_item", "INSERT … SELECT"),
+        (
+            "INSERT INTO t_order (user_id, order_id) SELECT user_id, order_id FROM t_order_item",
+            "INSERT … SELECT",
+        ),
         ("LOCK TABLES t_order WRITE", "cannot shard this statement on t_order"),
     ],
 )
@@ -254,32 +374,58 @@ def test_ddl_renames_indexes_and_describe_reads_the_first_node() -> None:
 
 def test_rule_errors_are_configuration_errors() -> None:
     with pytest.raises(ConfigurationError, match="must have the same data sources"):
-        compile_rule(SHARDING_DB.replace('"ds_${0..1}.t_order_item_${0..1}"', '"ds_${0..1}.t_order_item_${0..2}"'))
-    with pytest.raises(ConfigurationError, match="reads order_id, but the strategy's sharding column is 'id'"):
-        compile_rule(SHARDING_DB.replace("shardingColumn: order_id, shardingAlgorithmName: t_order_inline",
-                                         "shardingColumn: id, shardingAlgorithmName: t_order_inline"))  # fmt: skip
+        compile_rule(
+            SHARDING_DB.replace('"ds_${0..1}.t_order_item_${0..1}"', '"ds_${0..1}.t_order_item_${0..2}"')
+        )
+    with pytest.raises(
+        ConfigurationError, match="reads order_id, but the strategy's sharding column is 'id'"
+    ):
+        compile_rule(
+            SHARDING_DB.replace(
+                "shardingColumn: order_id, shardingAlgorithmName: t_order_inline",
+                "shardingColumn: id, shardingAlgorithmName: t_order_inline",
+            )
+        )
     with pytest.raises(ConfigurationError, match="auto-table algorithm"):
-        compile_rule(SHARDING_DB.replace("mod4: {type: MOD, props: {sharding-count: 4}}",
-                                         'mod4: {type: INLINE, props: {algorithm-expression: "t_event_${event_id % 4}"}}'))
+        compile_rule(
+            SHARDING_DB.replace(
+                "mod4: {type: MOD, props: {sharding-count: 4}}",
+                'mod4: {type: INLINE, props: {algorithm-expression: "t_event_${event_id % 4}"}}',
+            )
+        )
     with pytest.raises(ConfigurationError, match="CLASS_BASED"):
-        compile_rule(SHARDING_DB.replace("type: MOD, props: {sharding-count: 4}",
-                                         "type: CLASS_BASED, props: {algorithmClassName: a.B}"))  # fmt: skip
-    with pytest.raises(ConfigurationError, match="not <data source>.<table>"):
+        compile_rule(
+            SHARDING_DB.replace(
+                "type: MOD, props: {sharding-count: 4}", "type: CLASS_BASED, props: {algorithmClassName: a.B}"
+            )
+        )
+    with pytest.raises(ConfigurationError, match=r"not <data source>\.<table>"):
         compile_rule(SHARDING_DB.replace('"ds_${0..1}.t_log"', '"t_log_${0..1}"'))
 
 
 def test_describe_lists_data_nodes_and_strategies() -> None:
     described = RULE.describe()
-    assert described["tables"]["t_event"]["data_nodes"] == ["ds_0.t_event_0", "ds_1.t_event_1", "ds_0.t_event_2", "ds_1.t_event_3"]
-    assert described["tables"]["t_order"]["database_strategy"] == "standard(user_id) -> database_inline (INLINE)"
-    assert described["binding_tables"] == ["t_order,t_order_item"] and described["broadcast_tables"] == ["t_config"]
+    assert described["tables"]["t_event"]["data_nodes"] == [
+        "ds_0.t_event_0",
+        "ds_1.t_event_1",
+        "ds_0.t_event_2",
+        "ds_1.t_event_3",
+    ]
+    assert (
+        described["tables"]["t_order"]["database_strategy"] == "standard(user_id) -> database_inline (INLINE)"
+    )
+    assert described["binding_tables"] == ["t_order,t_order_item"] and described["broadcast_tables"] == [
+        "t_config"
+    ]
 
 
 # --- merge --------------------------------------------------------------------------------------
 
 
 def test_order_by_merge_streams_and_applies_limit_and_offset() -> None:
-    spec = MergeSpec(order=(OrderItem(0, desc=False, nulls_first=True),), offset=lambda p: 2, count=lambda p: 3)
+    spec = MergeSpec(
+        order=(OrderItem(0, desc=False, nulls_first=True),), offset=lambda p: 2, count=lambda p: 3
+    )
     streams = [[(None,), (1,), (4,), (9,)], [(2,), (3,), (8,)], []]
     assert list(merge(spec, "mysql", streams, {})) == [(2,), (3,), (4,)]
     consumed: list[int] = []
@@ -297,18 +443,34 @@ def test_group_merge_streaming_and_in_memory() -> None:
     spec = MergeSpec(
         order=(OrderItem(0),),
         group=(0,),
-        aggregates=(Aggregate(1, "COUNT"), Aggregate(2, "SUM"), Aggregate(3, "MIN"), Aggregate(4, "MAX"),
-                    Aggregate(5, "AVG", count_index=-2, sum_index=-1)),  # fmt: skip
+        aggregates=(
+            Aggregate(1, "COUNT"),
+            Aggregate(2, "SUM"),
+            Aggregate(3, "MIN"),
+            Aggregate(4, "MAX"),
+            Aggregate(5, "AVG", count_index=-2, sum_index=-1),
+        ),
         stream_group=True,
         derived=2,
     )
-    a = [("a", 2, Decimal(5), 1, 4, Decimal("2.5000"), 2, Decimal(5)), ("B", 1, None, None, None, None, 0, None)]
-    b = [("b", 3, Decimal(6), 0, 9, Decimal("2.0000"), 3, Decimal(6)), ("c", 1, Decimal(1), 1, 1, Decimal("1.0000"), 1, Decimal(1))]
+    a = [
+        ("a", 2, Decimal(5), 1, 4, Decimal("2.5000"), 2, Decimal(5)),
+        ("B", 1, None, None, None, None, 0, None),
+    ]
+    b = [
+        ("b", 3, Decimal(6), 0, 9, Decimal("2.0000"), 3, Decimal(6)),
+        ("c", 1, Decimal(1), 1, 1, Decimal("1.0000"), 1, Decimal(1)),
+    ]
     merged = list(merge(spec, "mysql", [a, b], {}))
     # 'B' and 'b' are one group under MySQL's case-insensitive collation; AVG = Σsum / Σcount = 6 / 3
-    assert merged == [("a", 2, Decimal(5), 1, 4, Decimal("2.5000")), ("B", 4, Decimal(6), 0, 9, Decimal("2.0000")),
-                      ("c", 1, Decimal(1), 1, 1, Decimal("1.0000"))]  # fmt: skip
-    in_memory = MergeSpec(order=(OrderItem(1, desc=True),), group=(0,), aggregates=(Aggregate(1, "COUNT"),), count=lambda p: 2)
+    assert merged == [
+        ("a", 2, Decimal(5), 1, 4, Decimal("2.5000")),
+        ("B", 4, Decimal(6), 0, 9, Decimal("2.0000")),
+        ("c", 1, Decimal(1), 1, 1, Decimal("1.0000")),
+    ]
+    in_memory = MergeSpec(
+        order=(OrderItem(1, desc=True),), group=(0,), aggregates=(Aggregate(1, "COUNT"),), count=lambda p: 2
+    )
     rows = list(merge(in_memory, "postgresql", [[("x", 1), ("y", 5)], [("x", 7), ("z", 2)]], {}))
     assert rows == [("x", 8), ("y", 5)]
 
@@ -317,6 +479,15 @@ def test_aggregates_without_group_and_distinct() -> None:
     spec = MergeSpec(group=(), aggregates=(Aggregate(0, "COUNT"), Aggregate(1, "MAX")))
     assert list(merge(spec, "mysql", [[(3, "b")], [(0, None)], [(2, "C")]], {})) == [(5, "C")]
     distinct = MergeSpec(order=(OrderItem(0),), distinct=True)
-    assert list(merge(distinct, "postgresql", [[("a",), ("b",)], [("a",), ("c",)]], {})) == [("a",), ("b",), ("c",)]
+    assert list(merge(distinct, "postgresql", [[("a",), ("b",)], [("a",), ("c",)]], {})) == [
+        ("a",),
+        ("b",),
+        ("c",),
+    ]
     nulls_last = MergeSpec(order=(OrderItem(0, desc=False, nulls_first=False),))
-    assert list(merge(nulls_last, "postgresql", [[(1,), (None,)], [(0,), (None,)]], {})) == [(0,), (1,), (None,), (None,)]
+    assert list(merge(nulls_last, "postgresql", [[(1,), (None,)], [(0,), (None,)]], {})) == [
+        (0,),
+        (1,),
+        (None,),
+        (None,),
+    ]

@@ -87,7 +87,9 @@ class StandardAlgorithm(Protocol):
 
     def precise(self, targets: Sequence[str], column: str, value: Any, info: DataNodeInfo) -> str | None: ...
 
-    def range(self, targets: Sequence[str], column: str, values: ValueRange, info: DataNodeInfo) -> list[str]: ...
+    def range(
+        self, targets: Sequence[str], column: str, values: ValueRange, info: DataNodeInfo
+    ) -> list[str]: ...
 
 
 class AutoTableAlgorithm(StandardAlgorithm, Protocol):
@@ -142,7 +144,9 @@ class InlineAlgorithm:
     def __init__(self, name: str, props: Mapping[str, Any]) -> None:
         source = str(props.get("algorithm-expression", "")).strip()
         if not source:
-            raise ConfigurationError(f"sharding algorithm {name!r} (INLINE): algorithm-expression is required")
+            raise ConfigurationError(
+                f"sharding algorithm {name!r} (INLINE): algorithm-expression is required"
+            )
         try:
             self.template: Template = compile_template(handle_placeholder(source))
         except ExpressionError as e:
@@ -393,19 +397,23 @@ class AutoIntervalAlgorithm:
 
 
 class IntervalAlgorithm:
-    """Targets named ``…<suffix>`` per step of ``datetime-interval-amount`` ×
+    """Targets named ``…<suffix>`` per step of ``datetime-interval-amount``
     ``datetime-interval-unit`` from ``datetime-lower`` to ``datetime-upper`` (default: now)."""
 
     type = "INTERVAL"
 
-    def __init__(self, name: str, props: Mapping[str, Any], *, now: Callable[[], dt.datetime] = dt.datetime.now) -> None:
+    def __init__(
+        self, name: str, props: Mapping[str, Any], *, now: Callable[[], dt.datetime] = dt.datetime.now
+    ) -> None:
         owner = f"sharding algorithm {name!r} (INTERVAL)"
         raw = props.get("datetime-pattern")
         if not raw:
             raise ConfigurationError(f"{owner}: prop datetime-pattern is required")
         self.pattern = JavaPattern(str(raw))
         if not self.pattern.kind:
-            raise ConfigurationError(f"{owner}: datetime-pattern {raw!r} needs a year (time-only patterns are not supported)")
+            raise ConfigurationError(
+                f"{owner}: datetime-pattern {raw!r} needs a year (time-only patterns are not supported)"
+            )
         self.lower = self.pattern.truncate(_datetime_prop(props, "datetime-lower", owner, self.pattern))
         self.upper = (
             self.pattern.truncate(_datetime_prop(props, "datetime-upper", owner, self.pattern))
@@ -469,7 +477,9 @@ class ComplexInlineAlgorithm:
     def __init__(self, name: str, props: Mapping[str, Any]) -> None:
         source = str(props.get("algorithm-expression", "")).strip()
         if not source:
-            raise ConfigurationError(f"sharding algorithm {name!r} (COMPLEX_INLINE): algorithm-expression is required")
+            raise ConfigurationError(
+                f"sharding algorithm {name!r} (COMPLEX_INLINE): algorithm-expression is required"
+            )
         try:
             self.template = compile_template(source)
         except ExpressionError as e:
@@ -488,8 +498,8 @@ class ComplexInlineAlgorithm:
         if ranges:
             if not self.allow_range:
                 raise RoutingError(
-                    f"Since the property of `allow-range-query-with-inline-sharding` is false, inline sharding "
-                    f"algorithm {self.name!r} can not tackle with range query"
+                    "Since the property of `allow-range-query-with-inline-sharding` is false, inline "
+                    f"sharding algorithm {self.name!r} can not tackle with range query"
                 )
             return list(targets)
         if self.columns and len(self.columns) != len(values):
@@ -553,8 +563,8 @@ _STANDARD: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
     "INTERVAL": IntervalAlgorithm,
 }
 AUTO_TABLE_TYPES = frozenset({"MOD", "HASH_MOD", "VOLUME_RANGE", "BOUNDARY_RANGE", "AUTO_INTERVAL"})
-_COMPLEX = {"COMPLEX_INLINE": ComplexInlineAlgorithm}
-_HINT = {"HINT_INLINE": HintInlineAlgorithm}
+_COMPLEX: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {"COMPLEX_INLINE": ComplexInlineAlgorithm}
+_HINT: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {"HINT_INLINE": HintInlineAlgorithm}
 SUPPORTED = (*_STANDARD, *_COMPLEX, *_HINT)
 
 
@@ -567,12 +577,19 @@ def build_algorithm(name: str, type_name: str, props: Mapping[str, Any], strateg
             f"sharding algorithm {name!r}: CLASS_BASED runs the Java class {cls} inside ShardingSphere; a "
             f"Python service cannot load it. Use a built-in algorithm ({', '.join(SUPPORTED)})"
         )
-    table = {"standard": _STANDARD, "complex": _COMPLEX, "hint": _HINT}[strategy]
+    table: dict[str, Callable[[str, Mapping[str, Any]], Any]] = {
+        "standard": _STANDARD,
+        "complex": _COMPLEX,
+        "hint": _HINT,
+    }[strategy]
     factory = table.get(kind)
     if factory is None:
         if any(kind in t for t in (_STANDARD, _COMPLEX, _HINT)):
-            raise ConfigurationError(f"sharding algorithm {name!r}: {kind} cannot serve a {strategy} strategy")
+            raise ConfigurationError(
+                f"sharding algorithm {name!r}: {kind} cannot serve a {strategy} strategy"
+            )
         raise ConfigurationError(
-            f"sharding algorithm {name!r}: type {type_name!r} is not supported ({', '.join(SUPPORTED)}, CLASS_BASED refused)"
+            f"sharding algorithm {name!r}: type {type_name!r} is not supported "
+            f"({', '.join(SUPPORTED)}; CLASS_BASED is refused)"
         )
     return factory(name, props)

@@ -11,7 +11,6 @@ column intersects them: ``id = 1 AND id = 2`` routes nowhere).
 
 from __future__ import annotations
 
-
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -87,7 +86,12 @@ class Predicate:
     upper_closed: bool = True
 
 
-_FLIP = {exp.GT: exp.LT, exp.GTE: exp.LTE, exp.LT: exp.GT, exp.LTE: exp.GTE}
+_FLIP: dict[type[exp.Expression], type[exp.Expression]] = {
+    exp.GT: exp.LT,
+    exp.GTE: exp.LTE,
+    exp.LT: exp.GT,
+    exp.LTE: exp.GTE,
+}
 
 
 def _column(node: exp.Expression, scope: Mapping[str, str]) -> tuple[str | None, str] | None:
@@ -131,7 +135,7 @@ def _leaf(node: exp.Expression, scope: Mapping[str, str]) -> Predicate | None:
         if column is None:
             column = _column(node.expression, scope)
             value = value_source(node.this)
-            kind = _FLIP[kind]  # type: ignore[index]
+            kind = _FLIP[kind]
         if column is None or value is None:
             return None
         if kind in (exp.GT, exp.GTE):
@@ -165,7 +169,7 @@ def extract(where: exp.Expression | None, scope: Mapping[str, str]) -> list[list
 
 def _compare(a: Any, b: Any) -> int | None:
     try:
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     except TypeError:
         return None
 
@@ -250,5 +254,3 @@ def bind_group(
 
 def _hashable(value: Any) -> Any:
     return value if not isinstance(value, list | dict | bytearray) else repr(value)
-
-

@@ -20,8 +20,17 @@ from opensergo.database.errors import ConfigurationError
 
 __all__ = ["JavaPattern", "TemporalKind", "add_units", "parse_unit"]
 
-_FIELDS = {"y": "year", "u": "year", "M": "month", "L": "month", "d": "day", "H": "hour", "m": "minute",
-           "s": "second", "S": "fraction"}  # fmt: skip
+_FIELDS = {
+    "y": "year",
+    "u": "year",
+    "M": "month",
+    "L": "month",
+    "d": "day",
+    "H": "hour",
+    "m": "minute",
+    "s": "second",
+    "S": "fraction",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +92,11 @@ class JavaPattern:
             if isinstance(item, str):
                 parts.append(re.escape(item))
             elif item.name == "year" and item.width != 2:
-                parts.append(rf"(?P<year>[+-]?\d{{{max(item.width, 4)},}})" if item.width >= 4 else r"(?P<year>\d{1,9})")
+                parts.append(
+                    rf"(?P<year>[+-]?\d{{{max(item.width, 4)},}})"
+                    if item.width >= 4
+                    else r"(?P<year>\d{1,9})"
+                )
             elif item.name == "fraction":
                 parts.append(rf"(?P<fraction>\d{{{item.width}}})")
             elif item.width == 1:
@@ -146,10 +159,22 @@ class JavaPattern:
         return value
 
 
-_UNITS = {"NANOS": ("micro", 0.001), "MICROS": ("micro", 1), "MILLIS": ("micro", 1000), "SECONDS": ("second", 1),
-          "MINUTES": ("second", 60), "HOURS": ("second", 3600), "HALF_DAYS": ("second", 43200),
-          "DAYS": ("day", 1), "WEEKS": ("day", 7), "MONTHS": ("month", 1), "YEARS": ("month", 12),
-          "DECADES": ("month", 120), "CENTURIES": ("month", 1200), "MILLENNIA": ("month", 12000)}  # fmt: skip
+_UNITS = {
+    "NANOS": ("micro", 0.001),
+    "MICROS": ("micro", 1),
+    "MILLIS": ("micro", 1000),
+    "SECONDS": ("second", 1),
+    "MINUTES": ("second", 60),
+    "HOURS": ("second", 3600),
+    "HALF_DAYS": ("second", 43200),
+    "DAYS": ("day", 1),
+    "WEEKS": ("day", 7),
+    "MONTHS": ("month", 1),
+    "YEARS": ("month", 12),
+    "DECADES": ("month", 120),
+    "CENTURIES": ("month", 1200),
+    "MILLENNIA": ("month", 12000),
+}
 
 
 def parse_unit(name: str) -> str:

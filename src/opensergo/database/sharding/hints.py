@@ -15,6 +15,7 @@ import contextlib
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextvars import ContextVar
+from types import MappingProxyType
 from typing import Any
 
 __all__ = ["HintValues", "comment_hints", "current_hints", "sharding_hint"]
@@ -22,7 +23,8 @@ __all__ = ["HintValues", "comment_hints", "current_hints", "sharding_hint"]
 # (table lower-cased or None for every table, "database" | "table") -> values
 HintValues = Mapping[tuple[str | None, str], tuple[Any, ...]]
 
-_HINTS: ContextVar[HintValues] = ContextVar("opensergo_sharding_hints", default={})
+_NO_HINTS: HintValues = MappingProxyType({})
+_HINTS: ContextVar[HintValues] = ContextVar("opensergo_sharding_hints", default=_NO_HINTS)
 _KEY = re.compile(r"^(?:(?P<table>[\w$]+)\.)?SHARDING_(?P<kind>DATABASE|TABLE)_VALUE$", re.I)
 
 

@@ -171,30 +171,25 @@ class _Parser:
     def logical_or(self) -> Compiled:
         node = self.logical_and()
         while self.accept("||"):
-            left, right = node, self.logical_and()
-            node = lambda env, a=left, b=right: java.truthy(a(env)) or java.truthy(b(env))  # noqa: E731
+            node = _either(node, self.logical_and())
         return node
 
     def logical_and(self) -> Compiled:
         node = self.equality()
         while self.accept("&&"):
-            left, right = node, self.equality()
-            node = lambda env, a=left, b=right: java.truthy(a(env)) and java.truthy(b(env))  # noqa: E731
+            node = _both(node, self.equality())
         return node
 
     def equality(self) -> Compiled:
         node = self.relational()
         while (op := self.accept("==", "!=")) is not None:
-            left, right, negate = node, self.relational(), op == "!="
-            node = lambda env, a=left, b=right, n=negate: java.equals(a(env), b(env)) != n  # noqa: E731
+            node = _equals(node, self.relational(), negate=op == "!=")
         return node
 
     def relational(self) -> Compiled:
         node = self.range()
         while (op := self.accept("<", "<=", ">", ">=")) is not None:
-            left, right = node, self.range()
-            test = {"<": lambda c: c < 0, "<=": lambda c: c <= 0, ">": lambda c: c > 0, ">=": lambda c: c >= 0}[op]
-            node = lambda env, a=left, b=right, t=test: t(java.compare(a(env), b(env)))  # noqa: E731
+            node = _comparison(op, node, self.range())
         return node
 
     def range(self) -> Compiled:
@@ -332,6 +327,31 @@ class _Parser:
 
 
 # --- operations -------------------------------------------------------------------------------
+
+
+def _either(left: Compiled, right: Compiled) -> Compiled:
+    return lambda env: java.truthy(left(env)) or java.truthy(right(env))
+
+
+def _both(left: Compiled, right: Compiled) -> Compiled:
+    return lambda env: java.truthy(left(env)) and java.truthy(right(env))
+
+
+def _equals(left: Compiled, right: Compiled, *, negate: bool) -> Compiled:
+    return lambda env: java.equals(left(env), right(env)) != negate
+
+
+_TESTS: dict[str, Callable[[int], bool]] = {
+    "<": lambda c: c < 0,
+    "<=": lambda c: c <= 0,
+    ">": lambda c: c > 0,
+    ">=": lambda c: c >= 0,
+}
+
+
+def _comparison(op: str, left: Compiled, right: Compiled) -> Compiled:
+    test = _TESTS[op]
+    return lambda env: test(java.compare(left(env), right(env)))
 
 
 def _binary(op: str, left: Compiled, right: Compiled) -> Compiled:
@@ -549,7 +569,9 @@ _METHODS: dict[str, Callable[..., Any]] = {
     "trim": _string_method(lambda s: s.strip("".join(chr(i) for i in range(33)))),
     "startsWith": _string_method(lambda s, p: s.startswith(java.to_string(p))),
     "endsWith": _string_method(lambda s, p: s.endswith(java.to_string(p))),
-    "contains": lambda s, p: (java.to_string(p) in s) if isinstance(s, str) else any(java.equals(x, p) for x in s),
+    "contains": lambda s, p: (
+        (java.to_string(p) in s) if isinstance(s, str) else any(java.equals(x, p) for x in s)
+    ),
     "charAt": _string_method(lambda s, i: s[_position(s, i)]),
     "max": _extreme(True),
     "min": _extreme(False),

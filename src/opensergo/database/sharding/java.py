@@ -20,9 +20,9 @@ from fractions import Fraction
 from typing import Any
 
 __all__ = [
+    "BIG",
     "INT",
     "LONG",
-    "BIG",
     "JavaError",
     "JavaInt",
     "hash_code",
@@ -328,7 +328,9 @@ def java_abs(value: Number) -> Number:
     """``Math.abs`` / Groovy ``abs()``: fixed-width MIN_VALUE stays negative."""
     if isinstance(value, JavaInt):
         return JavaInt(wrap(abs(value.value), value.bits), value.bits)
-    return abs(value)
+    if isinstance(value, Decimal):
+        return value.copy_abs()
+    return math.fabs(value)
 
 
 def compare(left: Any, right: Any) -> int:
@@ -339,7 +341,7 @@ def compare(left: Any, right: Any) -> int:
             b: Any = _to_float(right)
         else:
             a, b = _to_decimal(left), _to_decimal(right)
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     if isinstance(left, str) and isinstance(right, str):
         x, y = left.encode("utf-16-be"), right.encode("utf-16-be")
         return (x > y) - (x < y)

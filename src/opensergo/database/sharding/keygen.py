@@ -3,7 +3,8 @@
 SNOWFLAKE ids are ``(ms - EPOCH) << 22 | worker_id << 12 | sequence`` with EPOCH = 2016-11-01
 00:00:00 UTC (ShardingSphere takes that wall time in the JVM's zone; a Java service in another
 zone offsets its ids by the zone offset, which never collides with ours as long as worker ids
-differ). Props: ``worker-id`` (0-1023, default 0; ShardingSphere 5.2+ assigns it per compute node, give each process its own), ``max-vibration-offset`` (0-4095, default 1:
+differ). Props: ``worker-id`` (0-1023, default 0; ShardingSphere 5.2+ assigns it per compute
+node: give each process its own), ``max-vibration-offset`` (0-4095, default 1:
 each new millisecond starts its sequence at an offset cycling 0..max, so ``id % 2`` does not
 always pick shard 0 at low rates), ``max-tolerate-time-difference-milliseconds`` (default 10: a
 clock that moved back less than this is waited out, more is an error).

@@ -70,7 +70,7 @@ def normalizer(family: str) -> Callable[[Any], Any]:
 
 def _compare(a: Any, b: Any) -> int:
     try:
-        return (a > b) - (a < b)
+        return int((a > b) - (a < b))
     except TypeError:
         x, y = str(a), str(b)
         return (x > y) - (x < y)
@@ -101,7 +101,9 @@ class _SortKey:
     __hash__ = None  # type: ignore[assignment]
 
 
-def _key_function(items: tuple[OrderItem, ...], norm: Callable[[Any], Any]) -> Callable[[Sequence[Any]], _SortKey]:
+def _key_function(
+    items: tuple[OrderItem, ...], norm: Callable[[Any], Any]
+) -> Callable[[Sequence[Any]], _SortKey]:
     indexes = tuple(i.index for i in items)
 
     def key(row: Sequence[Any]) -> _SortKey:
@@ -110,7 +112,9 @@ def _key_function(items: tuple[OrderItem, ...], norm: Callable[[Any], Any]) -> C
     return key
 
 
-def _fold(rows: list[Sequence[Any]], aggregates: tuple[Aggregate, ...], norm: Callable[[Any], Any]) -> list[Any]:
+def _fold(
+    rows: list[Sequence[Any]], aggregates: tuple[Aggregate, ...], norm: Callable[[Any], Any]
+) -> list[Any]:
     """One row out of the rows of one group (from several nodes)."""
     out = list(rows[0])
     for agg in aggregates:
@@ -147,7 +151,9 @@ def _fold(rows: list[Sequence[Any]], aggregates: tuple[Aggregate, ...], norm: Ca
 def _sum(values: list[Any]) -> Any:
     total = values[0]
     for v in values[1:]:
-        if isinstance(total, Decimal) and isinstance(v, float) or isinstance(total, float) and isinstance(v, Decimal):
+        if (isinstance(total, Decimal) and isinstance(v, float)) or (
+            isinstance(total, float) and isinstance(v, Decimal)
+        ):
             total, v = float(total), float(v)
         total = total + v
     return total
@@ -158,9 +164,9 @@ def _average(total: Any, count: int, node_averages: list[Any]) -> Any:
         return total / count
     value = Decimal(total) / Decimal(count)
     # Keep the scale the database gave its own AVG (MySQL: 4 more decimals than the column).
-    scales = [-v.as_tuple().exponent for v in node_averages if isinstance(v, Decimal)]
+    scales = [-int(v.as_tuple().exponent) for v in node_averages if isinstance(v, Decimal) and v.is_finite()]
     if scales:
-        scale = max(int(s) for s in scales)
+        scale = max(scales)
         value = value.quantize(Decimal(1).scaleb(-scale), rounding=ROUND_HALF_UP)  # as the servers round
     return value
 

@@ -30,13 +30,19 @@ import re
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from sqlglot import exp
 
 from opensergo.database.errors import UnsupportedStatementError
-from opensergo.database.sharding.algorithms import RoutingError
-from opensergo.database.sharding.conditions import EMPTY, Predicate, ValueSource, bind_group, extract, value_source
+from opensergo.database.sharding.conditions import (
+    EMPTY,
+    Predicate,
+    ValueSource,
+    bind_group,
+    extract,
+    value_source,
+)
 from opensergo.database.sharding.hints import HintValues, comment_hints, current_hints, values_for
 from opensergo.database.sharding.merge import Aggregate, MergeSpec, OrderItem
 from opensergo.database.sharding.rule import ColumnCondition, DataNode, ShardedTable, ShardingRule
@@ -110,7 +116,9 @@ def _name_positional(tree: exp.Expression) -> int:
 class _Renderer:
     """Renders a tree with logic table names replaced, cached per replacement."""
 
-    def __init__(self, tree: exp.Expression, family: Family, escaped: bool, unaliased: frozenset[str]) -> None:
+    def __init__(
+        self, tree: exp.Expression, family: Family, escaped: bool, unaliased: frozenset[str]
+    ) -> None:
         self.tree = tree
         self.family = family
         self.escaped = escaped
@@ -136,7 +144,9 @@ def _rename(tree: exp.Expression, mapping: Mapping[str, str], unaliased: frozens
         if isinstance(node, exp.Table):
             actual = mapping.get(node.name.lower())
             if actual is not None:
-                quoted = bool(node.this.args.get("quoted")) if isinstance(node.this, exp.Identifier) else False
+                quoted = (
+                    bool(node.this.args.get("quoted")) if isinstance(node.this, exp.Identifier) else False
+                )
                 node.set("this", exp.Identifier(this=actual, quoted=quoted))
                 node.set("db", None)
                 node.set("catalog", None)
@@ -168,7 +178,9 @@ def _false_where(tree: exp.Expression) -> exp.Expression:
 class ShardedStatement:
     """The sharding plan of one SQL string."""
 
-    def __init__(self, planner: _Planner, statement: Statement, tree: exp.Expression | None, positional: int) -> None:
+    def __init__(
+        self, planner: _Planner, statement: Statement, tree: exp.Expression | None, positional: int
+    ) -> None:
         self.rule = planner.rule
         self.family = planner.family
         self.statement = statement
@@ -206,7 +218,9 @@ class _Broadcast(ShardedStatement):
     def route(self, parameters: Any) -> Execution:
         sources = self.rule.data_sources
         if self.statement.is_write:
-            return Execution([Unit(ds, self.statement.sql, parameters) for ds in sources], first_rowcount=True)
+            return Execution(
+                [Unit(ds, self.statement.sql, parameters) for ds in sources], first_rowcount=True
+            )
         return Execution([Unit(random.choice(sources), self.statement.sql, parameters)], any_one=True)
 
 
@@ -301,7 +315,9 @@ class _Routed(ShardedStatement):
         ds = next(iter(sources))
         out = []
         for combination in _product([[n.table for n in route] for route in routes]):
-            out.append((ds, {t.logic.lower(): actual for t, actual in zip(self.sharded, combination, strict=True)}))
+            out.append(
+                (ds, {t.logic.lower(): actual for t, actual in zip(self.sharded, combination, strict=True)})
+            )
         return out
 
     def route(self, parameters: Any) -> Execution:
@@ -309,8 +325,8 @@ class _Routed(ShardedStatement):
         mappings = self._mappings(params)
         if self.single and any(ds != self.rule.default_source for ds, _ in mappings):
             raise _refuse(
-                f"table {self.single[0]} is not sharded (it lives on {self.rule.default_source}) and cannot be "
-                f"combined with {self.primary.logic} rows on other data sources",
+                f"table {self.single[0]} is not sharded (it lives on {self.rule.default_source}) and "
+                f"cannot be combined with {self.primary.logic} rows on other data sources",
                 table=self.single[0],
             )
         driver_params = params if (self.positional or parameters is not None) else parameters
@@ -321,7 +337,9 @@ class _Routed(ShardedStatement):
             mapping = {t.logic.lower(): t.nodes[0].table for t in self.sharded}
             mapping[self.primary.logic.lower()] = node.table
             assert self.tree is not None
-            sql = self.renderer.sql(mapping, key=("empty", tuple(sorted(mapping.items()))), tree=_false_where(self.tree))
+            sql = self.renderer.sql(
+                mapping, key=("empty", tuple(sorted(mapping.items()))), tree=_false_where(self.tree)
+            )
             return Execution([Unit(node.data_source, sql, driver_params)])
         if self.ddl or len(mappings) == 1:
             return Execution([Unit(ds, self._sql(mapping), driver_params) for ds, mapping in mappings])
@@ -353,14 +371,18 @@ class _Routed(ShardedStatement):
         return self.renderer.sql(mapping)
 
 
-def _rename_indexes(tree: exp.Expression, names: list[exp.Expression], mapping: Mapping[str, str]) -> exp.Expression:
+def _rename_indexes(
+    tree: exp.Expression, names: list[exp.Expression], mapping: Mapping[str, str]
+) -> exp.Expression:
     """CREATE INDEX / named constraints: ``name`` -> ``name_<actual table>`` (unique per schema)."""
     actual = next(iter(mapping.values()))
     copy = tree.copy()
     for node in copy.find_all(exp.Index, exp.Constraint):
         ident = node.this if isinstance(node.this, exp.Identifier) else None
         if ident is not None and any(ident.name == n.name for n in names):
-            node.set("this", exp.Identifier(this=f"{ident.name}_{actual}", quoted=bool(ident.args.get("quoted"))))
+            node.set(
+                "this", exp.Identifier(this=f"{ident.name}_{actual}", quoted=bool(ident.args.get("quoted")))
+            )
     return copy
 
 
@@ -414,10 +436,12 @@ class _Insert(ShardedStatement):
             conditions = {column: ColumnCondition((source(params),)) for column, source in row.items()}
             nodes = table.route(conditions, db_hint, table_hint)
             if len(nodes) != 1:
-                what = "no data node" if not nodes else f"{len(nodes)} data nodes ({', '.join(map(str, nodes))})"
+                what = (
+                    "no data node" if not nodes else f"{len(nodes)} data nodes ({', '.join(map(str, nodes))})"
+                )
                 raise _refuse(
-                    f"row {index + 1} of the INSERT into {table.logic} routes to {what}; an inserted row must "
-                    "route to exactly one (give the sharding columns or hint values)",
+                    f"row {index + 1} of the INSERT into {table.logic} routes to {what}; an inserted row "
+                    "must route to exactly one (give the sharding columns or hint values)",
                     table=table.logic,
                 )
             by_node.setdefault(nodes[0], []).append(index)
@@ -497,8 +521,15 @@ def plan_statement(rule: ShardingRule, family: Family, statement: Statement) -> 
         parsed = parse_sql(statement.sql, family)
         if parsed is not None:
             tree, positional, escaped = parsed
-            statement = Statement(statement.sql, "ddl", True, tree=tree, comments=statement.comments,
-                                  positional=positional, escaped=escaped)  # fmt: skip
+            statement = Statement(
+                statement.sql,
+                "ddl",
+                True,
+                tree=tree,
+                comments=statement.comments,
+                positional=positional,
+                escaped=escaped,
+            )
     if tree is None:
         mentioned = _mentions(statement.sql, rule)
         if mentioned is not None:
@@ -515,7 +546,8 @@ def plan_statement(rule: ShardingRule, family: Family, statement: Statement) -> 
             return _Broadcast(planner, statement, None, 0)
         if broadcast and statement.is_write:
             raise _refuse(
-                f"a write to broadcast table {broadcast[0]} that also reads a single table runs on one data source only",
+                f"a write to broadcast table {broadcast[0]} that also reads a single table would run on one "
+                "data source only",
                 table=broadcast[0],
             )
         return _Passthrough(planner, statement, rule.default_source)
@@ -525,8 +557,11 @@ def plan_statement(rule: ShardingRule, family: Family, statement: Statement) -> 
         return _plan_ddl(planner, statement)
     if isinstance(tree, exp.Select | exp.Update | exp.Delete | exp.Union):
         return _plan_query(planner, statement)
-    raise _refuse(f"cannot shard this kind of statement ({type(tree).__name__}) on {rule.tables[sharded_names[0]].logic}",
-                  table=rule.tables[sharded_names[0]].logic)  # fmt: skip
+    logic = rule.tables[sharded_names[0]].logic
+    raise _refuse(
+        f"cannot shard this kind of statement ({type(tree).__name__}) on {logic}",
+        table=logic,
+    )
 
 
 class _Describe(ShardedStatement):
@@ -553,8 +588,11 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
     logic = table_node.name.lower() if isinstance(table_node, exp.Table) else ""
     table = rule.tables.get(logic)
     if table is None:  # inserting into a broadcast or single table FROM a sharded one
-        other = next(t.name for t in tree.find_all(exp.Table) if t.name.lower() in rule.tables)
-        raise _refuse(f"INSERT … SELECT from sharded table {other} into {table_node.name} is not supported", table=other)
+        reader = next(t.name for t in tree.find_all(exp.Table) if t.name.lower() in rule.tables)
+        raise _refuse(
+            f"INSERT … SELECT from sharded table {reader} into {table_node.name} is not supported",
+            table=reader,
+        )
     if not isinstance(target, exp.Schema) or not target.expressions:
         raise _refuse(f"INSERT into sharded table {table.logic} needs a column list", table=table.logic)
     values = tree.expression
@@ -562,7 +600,9 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
         hint = ""
         if any(isinstance(node, exp.Values) for node in values.find_all(exp.Values)):
             hint = " (SQLAlchemy's insertmanyvalues form: create the engine with use_insertmanyvalues=False)"
-        raise _refuse(f"INSERT … SELECT into sharded table {table.logic} is not supported{hint}", table=table.logic)
+        raise _refuse(
+            f"INSERT … SELECT into sharded table {table.logic} is not supported{hint}", table=table.logic
+        )
     columns = [c.name.lower() for c in target.expressions]
     key_column = table.key_column.lower() if table.key_column else None
     generate = key_column is not None and key_column not in columns and table.key_generator is not None
@@ -572,7 +612,7 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
         for i, row in enumerate(values.expressions):
             if isinstance(row, exp.Tuple):
                 row.set("expressions", [*row.expressions, exp.Placeholder(this=_KEY_PARAM.format(i))])
-        columns.append(key_column)  # type: ignore[arg-type]
+        columns.append(table.key_column.lower())
     sharding = table.sharding_columns
     for column in sharding:
         if column not in columns and table.database.kind != "hint" and table.table.kind != "hint":
@@ -584,7 +624,10 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
     rows: list[dict[str, ValueSource]] = []
     for number, row in enumerate(values.expressions):
         if not isinstance(row, exp.Tuple) or len(row.expressions) != len(columns):
-            raise _refuse(f"INSERT into {table.logic}: row {number + 1} does not give one value per column", table=table.logic)
+            raise _refuse(
+                f"INSERT into {table.logic}: row {number + 1} does not give one value per column",
+                table=table.logic,
+            )
         sources: dict[str, ValueSource] = {}
         for column, item in zip(columns, row.expressions, strict=True):
             if column not in sharding:
@@ -592,8 +635,8 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
             source = value_source(item)
             if source is None:
                 raise _refuse(
-                    f"INSERT into {table.logic}: the sharding value of {column} must be a literal or a parameter, "
-                    f"not {item.sql()!r}",
+                    f"INSERT into {table.logic}: the sharding value of {column} must be a literal or a "
+                    f"parameter, not {item.sql()!r}",
                     table=table.logic,
                     column=column,
                 )
@@ -603,11 +646,18 @@ def _plan_insert(planner: _Planner, statement: Statement) -> ShardedStatement:
     if conflict is not None:
         for node in conflict.find_all(exp.Column):
             if node.name.lower() in sharding and isinstance(node.parent, exp.EQ) and node.parent.this is node:
-                raise _refuse(f"Can not update sharding value for table `{table.logic}` (ON DUPLICATE KEY / ON CONFLICT)",
-                              table=table.logic, column=node.name)  # fmt: skip
+                raise _refuse(
+                    f"Can not update sharding value for table `{table.logic}` "
+                    "(ON DUPLICATE KEY / ON CONFLICT)",
+                    table=table.logic,
+                    column=node.name,
+                )
     for other in tree.find_all(exp.Table):
         if other.name.lower() in rule.tables and other is not table_node:
-            raise _refuse(f"INSERT into {table.logic} reading sharded table {other.name} is not supported", table=other.name)
+            raise _refuse(
+                f"INSERT into {table.logic} reading sharded table {other.name} is not supported",
+                table=other.name,
+            )
     return _Insert(planner, statement, tree, positional, table, rows, generate)
 
 
@@ -617,11 +667,24 @@ def _plan_ddl(planner: _Planner, statement: Statement) -> ShardedStatement:
     tables = _ddl_tables(tree)
     sharded = [rule.tables[t.name.lower()] for t in tables if t.name.lower() in rule.tables]
     if len(tables) != 1 or len(sharded) != 1:
-        names = ", ".join(t.name for t in tables) or "?"
-        raise _refuse(f"DDL over several tables including sharded ones ({names}): run it per table", table=sharded[0].logic if sharded else None)
+        listed = ", ".join(t.name for t in tables) or "?"
+        raise _refuse(
+            f"DDL over several tables including sharded ones ({listed}): run it per table",
+            table=sharded[0].logic if sharded else None,
+        )
     table = sharded[0]
-    plan = _Routed(planner, statement, tree, positional, sharded=[table], aliases={table.logic.lower(): {table.logic.lower()}},
-                   groups=[[]], single=[], nested_sharded=[], ddl=True)  # fmt: skip
+    plan = _Routed(
+        planner,
+        statement,
+        tree,
+        positional,
+        sharded=[table],
+        aliases={table.logic.lower(): {table.logic.lower()}},
+        groups=[[]],
+        single=[],
+        nested_sharded=[],
+        ddl=True,
+    )
     names: list[exp.Expression] = []
     for node in tree.find_all(exp.Index, exp.Constraint):
         if isinstance(node.this, exp.Identifier):
@@ -658,7 +721,9 @@ def _plan_query(planner: _Planner, statement: Statement) -> ShardedStatement:
         aliases.setdefault(t.name.lower(), set()).add((t.alias or t.name).lower())
     single = list(
         dict.fromkeys(
-            t.name for t in all_tables if t.name.lower() not in rule.tables and t.name.lower() not in rule.broadcast
+            t.name
+            for t in all_tables
+            if t.name.lower() not in rule.tables and t.name.lower() not in rule.broadcast
         )
     )
     cte_names = {cte.alias.lower() for cte in tree.find_all(exp.CTE) if cte.alias}
@@ -667,21 +732,44 @@ def _plan_query(planner: _Planner, statement: Statement) -> ShardedStatement:
     groups = extract(where, _scope(top)) if not set_operation else [[]]
     problem: str | None = None
     if set_operation:
-        problem = f"UNION / INTERSECT / EXCEPT or derived tables over sharded table {sharded[0].logic} across data nodes are not supported"
+        problem = (
+            f"UNION / INTERSECT / EXCEPT or derived tables over sharded table {sharded[0].logic} "
+            "across data nodes are not supported"
+        )
     if isinstance(tree, exp.Update | exp.Delete):
         if len(sharded_top) > 1 or (isinstance(tree, exp.Delete) and tree.args.get("tables")):
-            raise _refuse(f"UPDATE/DELETE over several tables including sharded table {sharded[0].logic} is not supported (20045)",
-                          table=sharded[0].logic)  # fmt: skip
+            raise _refuse(
+                f"UPDATE/DELETE over several tables including sharded table {sharded[0].logic} "
+                "is not supported (20045)",
+                table=sharded[0].logic,
+            )
         if isinstance(tree, exp.Update):
             for item in tree.expressions:
-                if isinstance(item, exp.EQ) and isinstance(item.this, exp.Column):
-                    if item.this.name.lower() in sharded[0].sharding_columns:
-                        raise _refuse(f"Can not update sharding value for table `{sharded[0].logic}` (column {item.this.name})",
-                                      table=sharded[0].logic, column=item.this.name)  # fmt: skip
+                column = item.this if isinstance(item, exp.EQ) else None
+                if isinstance(column, exp.Column) and column.name.lower() in sharded[0].sharding_columns:
+                    raise _refuse(
+                        f"Can not update sharding value for table `{sharded[0].logic}` "
+                        f"(column {column.name})",
+                        table=sharded[0].logic,
+                        column=column.name,
+                    )
         if tree.args.get("limit") is not None or tree.args.get("order") is not None:
-            problem = f"UPDATE/DELETE … ORDER BY / LIMIT over sharded table {sharded[0].logic} across data nodes is not supported (20046)"
-    plan = _Routed(planner, statement, tree, positional, sharded=sharded, aliases=aliases, groups=groups,
-                   single=single, nested_sharded=nested, multi_node_problem=problem)  # fmt: skip
+            problem = (
+                f"UPDATE/DELETE … ORDER BY / LIMIT over sharded table {sharded[0].logic} across data "
+                "nodes is not supported (20046)"
+            )
+    plan = _Routed(
+        planner,
+        statement,
+        tree,
+        positional,
+        sharded=sharded,
+        aliases=aliases,
+        groups=groups,
+        single=single,
+        nested_sharded=nested,
+        multi_node_problem=problem,
+    )
     if isinstance(tree, exp.Select) and not set_operation:
         try:
             _prepare_merge(plan, tree)
@@ -714,12 +802,25 @@ def _sql_of(node: exp.Expression) -> str:
     return node.sql().lower()
 
 
+_Ref = int | tuple[str, int]  # a projection position, or ("d", k): the k-th derived column
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """An aggregate whose derived-column positions are resolved once all are known."""
+
+    index: _Ref
+    function: str
+    count_index: _Ref | None = None
+    sum_index: _Ref | None = None
+
+
 def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
     tree = original.copy()
     projections = list(tree.expressions)
     star = any(_is_star(p) for p in projections)
     derived: list[exp.Expression] = []
-    aggregates: list[Aggregate] = []
+    aggregates: list[_Pending] = []
 
     def refuse(message: str) -> UnsupportedStatementError:
         return _refuse(message, table=plan.primary.logic)
@@ -732,14 +833,14 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
         raise refuse("DISTINCT ON across data nodes is not supported")
 
     def add_derived(expression: exp.Expression, alias: str) -> int:
-        derived.append(exp.alias_(expression.copy(), alias))
+        derived.append(cast(exp.Expression, exp.alias_(expression.copy(), alias)))
         return len(derived) - 1  # resolved to a negative index once the count is known
 
-    derived_refs: list[tuple[str, int]] = []  # placeholders for indexes into derived columns
-
-    def register_aggregate(inner: exp.Expression, index: int | tuple[str, int]) -> None:
+    def register_aggregate(inner: exp.Expression, index: _Ref) -> None:
         if isinstance(inner, exp.Count) and isinstance(inner.this, exp.Distinct):
-            raise refuse(f"{inner.sql()} across data nodes is not supported (COUNT(DISTINCT) cannot be added up)")
+            raise refuse(
+                f"{inner.sql()} across data nodes is not supported (COUNT(DISTINCT) cannot be added up)"
+            )
         if isinstance(inner, exp.Avg):
             argument = inner.this
             if isinstance(argument, exp.Distinct):
@@ -747,12 +848,11 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
             n = sum(1 for a in aggregates if a.function == "AVG")
             count_ref = add_derived(exp.Count(this=argument.copy()), f"AVG_DERIVED_COUNT_{n}")
             sum_ref = add_derived(exp.Sum(this=argument.copy()), f"AVG_DERIVED_SUM_{n}")
-            aggregates.append(Aggregate(index, "AVG", ("d", count_ref), ("d", sum_ref)))  # type: ignore[arg-type]
+            aggregates.append(_Pending(index, "AVG", ("d", count_ref), ("d", sum_ref)))
             return
-        if isinstance(inner, exp.Sum | exp.Min | exp.Max) and isinstance(inner.this, exp.Distinct):
-            if isinstance(inner, exp.Sum):
-                raise refuse(f"{inner.sql()} across data nodes is not supported")
-        aggregates.append(Aggregate(index, type(inner).__name__.upper()))  # type: ignore[arg-type]
+        if isinstance(inner, exp.Sum) and isinstance(inner.this, exp.Distinct):
+            raise refuse(f"{inner.sql()} across data nodes is not supported")
+        aggregates.append(_Pending(index, type(inner).__name__.upper()))
 
     for position, projection in enumerate(projections):
         inner = _inner(projection)
@@ -765,7 +865,7 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
         elif any(True for _ in inner.find_all(exp.Subquery)):
             pass  # scalar subqueries over non-sharded tables run on every node
 
-    def locate(item: exp.Expression, kind: str, n: int) -> int | tuple[str, int]:
+    def locate(item: exp.Expression, kind: str, n: int) -> _Ref:
         """The row position of an ORDER BY / GROUP BY item, adding a derived column if needed."""
         if isinstance(item, exp.Literal) and not item.is_string:
             position = int(str(item.this)) - 1
@@ -783,9 +883,11 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
                     return position
             if isinstance(item, exp.Column):
                 matches = [
-                    p for p, projection in enumerate(projections)
-                    if isinstance(_inner(projection), exp.Column) and _inner(projection).name.lower() == item.name.lower()
-                ]  # fmt: skip
+                    p
+                    for p, projection in enumerate(projections)
+                    if isinstance(_inner(projection), exp.Column)
+                    and _inner(projection).name.lower() == item.name.lower()
+                ]
                 if len(matches) == 1:
                     return matches[0]
         ref = ("d", add_derived(item, f"{kind.replace(' ', '_').upper()}_DERIVED_{n}"))
@@ -800,7 +902,7 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
     group_refs = [locate(item, "group by", n) for n, item in enumerate(group_items)]
     order_node = tree.args.get("order")
     ordered = list(order_node.expressions) if order_node is not None else []
-    order_refs: list[tuple[int | tuple[str, int], bool, bool]] = []
+    order_refs: list[tuple[_Ref, bool, bool]] = []
     for n, item in enumerate(ordered):
         target = item.this if isinstance(item, exp.Ordered) else item
         desc = bool(item.args.get("desc")) if isinstance(item, exp.Ordered) else False
@@ -811,8 +913,12 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
     if group_items and not ordered:
         # Sort every node by the group keys so the groups stream past in the same order.
         family_nulls_first = plan.family == "mysql"
-        tree.set("order", exp.Order(expressions=[exp.Ordered(this=g.copy(), nulls_first=family_nulls_first)
-                                                 for g in group_items]))  # fmt: skip
+        tree.set(
+            "order",
+            exp.Order(
+                expressions=[exp.Ordered(this=g.copy(), nulls_first=family_nulls_first) for g in group_items]
+            ),
+        )
         order_refs = [(ref, False, family_nulls_first) for ref in group_refs]
         stream_group = True
     elif group_items:
@@ -823,7 +929,7 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
     n_derived = len(derived)
     tree.set("expressions", [*projections, *derived])
 
-    def resolve(ref: int | tuple[str, int]) -> int:
+    def resolve(ref: _Ref) -> int:
         if isinstance(ref, tuple):
             return ref[1] - n_derived  # derived k of n -> -(n - k)
         return ref
@@ -836,8 +942,8 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
             Aggregate(
                 resolve(a.index),
                 a.function,
-                resolve(a.count_index) if a.count_index is not None else None,  # type: ignore[arg-type]
-                resolve(a.sum_index) if a.sum_index is not None else None,  # type: ignore[arg-type]
+                resolve(a.count_index) if a.count_index is not None else None,
+                resolve(a.sum_index) if a.sum_index is not None else None,
             )
             for a in aggregates
         ),
@@ -870,7 +976,9 @@ def _prepare_merge(plan: _Routed, original: exp.Select) -> None:
             plan.limit_dynamic = True
     plan.merge_tree = tree
     plan.merge_spec = spec
-    plan.merge_renderer = _Renderer(tree, plan.family, plan.statement.escaped or plan.limit_dynamic, plan.renderer.unaliased)
+    plan.merge_renderer = _Renderer(
+        tree, plan.family, plan.statement.escaped or plan.limit_dynamic, plan.renderer.unaliased
+    )
 
 
 def _static(source: Callable[[Mapping[str, Any]], Any] | None) -> Any:

@@ -137,8 +137,8 @@ class ShardedTable:
     data_sources: tuple[str, ...] = ()
     tables_in: dict[str, tuple[str, ...]] = field(default_factory=dict)
     index: dict[tuple[str, str], int] = field(default_factory=dict)
-    database_info: DataNodeInfo = DataNodeInfo("", 0)
-    table_info: DataNodeInfo = DataNodeInfo("", 0)
+    database_info: DataNodeInfo = field(default_factory=lambda: DataNodeInfo("", 0))
+    table_info: DataNodeInfo = field(default_factory=lambda: DataNodeInfo("", 0))
 
     def __post_init__(self) -> None:
         grouped: dict[str, list[str]] = {}
@@ -182,7 +182,9 @@ def _strategy(
         kind, name = "standard", value.standard.shardingAlgorithmName
         column = value.standard.shardingColumn or default_column or ""
         if not column:
-            raise ConfigurationError(f"{where}: the standard strategy has no shardingColumn (and no defaultShardingColumn)")
+            raise ConfigurationError(
+                f"{where}: the standard strategy has no shardingColumn (and no defaultShardingColumn)"
+            )
         columns: tuple[str, ...] = (column,)
     elif value.complex is not None:
         kind, name = "complex", value.complex.shardingAlgorithmName
@@ -206,7 +208,8 @@ def _strategy(
     if kind == "standard" and variables and set(variables) - {columns[0]}:
         unknown = ", ".join(sorted(set(variables) - {columns[0]}))
         raise ConfigurationError(
-            f"{where}: algorithm {name!r} reads {unknown}, but the strategy's sharding column is {columns[0]!r}"
+            f"{where}: algorithm {name!r} reads {unknown}, but the strategy's sharding column "
+            f"is {columns[0]!r}"
         )
     return Strategy(kind, columns, algorithm, name)
 
@@ -235,13 +238,17 @@ class ShardingRule:
         cache: dict[tuple[str, str], Any] = {}
         generators: dict[str, KeyGenerator] = {}
 
-        def generator(strategy: spec.KeyGenerateStrategy | None) -> tuple[str | None, KeyGenerator | None, str | None]:
+        def generator(
+            strategy: spec.KeyGenerateStrategy | None,
+        ) -> tuple[str | None, KeyGenerator | None, str | None]:
             chosen = strategy or s.defaultKeyGenerateStrategy
             if chosen is None:
                 return None, None, None
             config = s.keyGenerators.get(chosen.keyGeneratorName)
             if config is None:
-                raise ConfigurationError(f"Sharding {obj.name!r}: unknown key generator {chosen.keyGeneratorName!r}")
+                raise ConfigurationError(
+                    f"Sharding {obj.name!r}: unknown key generator {chosen.keyGeneratorName!r}"
+                )
             gen = generators.get(chosen.keyGeneratorName)
             if gen is None:
                 gen = build_key_generator(chosen.keyGeneratorName, config.type, config.props)
@@ -250,7 +257,9 @@ class ShardingRule:
 
         explicit: dict[str, list[DataNode]] = {}
         for logic, table in s.tables.items():
-            explicit[logic] = _parse_nodes(table.actualDataNodes, f"Sharding {obj.name!r} tables.{logic}.actualDataNodes")
+            explicit[logic] = _parse_nodes(
+                table.actualDataNodes, f"Sharding {obj.name!r} tables.{logic}.actualDataNodes"
+            )
         auto_sources: dict[str, list[str]] = {}
         for logic, auto in s.autoTables.items():
             where = f"Sharding {obj.name!r} autoTables.{logic}"
@@ -262,10 +271,12 @@ class ShardingRule:
             except ExpressionError as e:
                 raise ConfigurationError(f"{where}: {e}") from None
             auto_sources[logic] = sources
-        everywhere = list(dict.fromkeys(
-            [n.data_source for nodes in explicit.values() for n in nodes]
-            + [ds for sources in auto_sources.values() for ds in sources]
-        ))  # fmt: skip
+        everywhere = list(
+            dict.fromkeys(
+                [n.data_source for nodes in explicit.values() for n in nodes]
+                + [ds for sources in auto_sources.values() for ds in sources]
+            )
+        )
         self.tables: dict[str, ShardedTable] = {}
         for logic, table in s.tables.items():
             where = f"Sharding {obj.name!r} tables.{logic}"
@@ -276,17 +287,37 @@ class ShardingRule:
             self.tables[logic.lower()] = ShardedTable(
                 logic,
                 tuple(nodes),
-                _strategy(table.databaseStrategy or s.defaultDatabaseStrategy, s.shardingAlgorithms,
-                          s.defaultShardingColumn, f"{where}.databaseStrategy", cache),
-                _strategy(table.tableStrategy or s.defaultTableStrategy, s.shardingAlgorithms,
-                          s.defaultShardingColumn, f"{where}.tableStrategy", cache),
-                column, gen, gen_name,
-            )  # fmt: skip
+                _strategy(
+                    table.databaseStrategy or s.defaultDatabaseStrategy,
+                    s.shardingAlgorithms,
+                    s.defaultShardingColumn,
+                    f"{where}.databaseStrategy",
+                    cache,
+                ),
+                _strategy(
+                    table.tableStrategy or s.defaultTableStrategy,
+                    s.shardingAlgorithms,
+                    s.defaultShardingColumn,
+                    f"{where}.tableStrategy",
+                    cache,
+                ),
+                column,
+                gen,
+                gen_name,
+            )
         for logic, auto in s.autoTables.items():
             where = f"Sharding {obj.name!r} autoTables.{logic}"
-            strategy = _strategy(auto.shardingStrategy, s.shardingAlgorithms, s.defaultShardingColumn,
-                                 f"{where}.shardingStrategy", cache)  # fmt: skip
-            if strategy.kind != "standard" or s.shardingAlgorithms[strategy.algorithm_name or ""].type.upper() not in AUTO_TABLE_TYPES:
+            strategy = _strategy(
+                auto.shardingStrategy,
+                s.shardingAlgorithms,
+                s.defaultShardingColumn,
+                f"{where}.shardingStrategy",
+                cache,
+            )
+            if (
+                strategy.kind != "standard"
+                or s.shardingAlgorithms[strategy.algorithm_name or ""].type.upper() not in AUTO_TABLE_TYPES
+            ):
                 raise ConfigurationError(
                     f"{where}: shardingStrategy needs a standard strategy with an auto-table algorithm "
                     f"({', '.join(sorted(AUTO_TABLE_TYPES))})"
@@ -297,17 +328,23 @@ class ShardingRule:
             amount = strategy.algorithm.auto_tables_amount
             nodes = [DataNode(sources[i % len(sources)], f"{logic}_{i}") for i in range(amount)]
             column, gen, gen_name = generator(auto.keyGenerateStrategy)
-            self.tables[logic.lower()] = ShardedTable(logic, tuple(nodes), _NONE, strategy, column, gen, gen_name, auto=True)
+            self.tables[logic.lower()] = ShardedTable(
+                logic, tuple(nodes), _NONE, strategy, column, gen, gen_name, auto=True
+            )
         self.broadcast = frozenset(t.strip().lower() for t in s.broadcastTables if t.strip())
         both = self.broadcast & set(self.tables)
         if both:
-            raise ConfigurationError(f"Sharding {obj.name!r}: {', '.join(sorted(both))} both sharded and broadcast")
+            raise ConfigurationError(
+                f"Sharding {obj.name!r}: {', '.join(sorted(both))} both sharded and broadcast"
+            )
         self.binding: dict[str, frozenset[str]] = {}
         for index, group in enumerate(s.bindingTables):
             members = [t.strip().lower() for t in group.split(",") if t.strip()]
             for member in members:
                 if member not in self.tables:
-                    raise ConfigurationError(f"Sharding {obj.name!r} bindingTables[{index}]: {member!r} is not a sharded table")
+                    raise ConfigurationError(
+                        f"Sharding {obj.name!r} bindingTables[{index}]: {member!r} is not a sharded table"
+                    )
             self._check_binding(members, index)
             group_set = frozenset(members)
             for member in members:
@@ -316,7 +353,9 @@ class ShardingRule:
             dict.fromkeys(n.data_source for t in self.tables.values() for n in t.nodes)
         )
         if not self.data_sources:
-            raise ConfigurationError(f"Sharding {obj.name!r}: no data source (give tables or autoTables data nodes)")
+            raise ConfigurationError(
+                f"Sharding {obj.name!r}: no data source (give tables or autoTables data nodes)"
+            )
 
     def _check_binding(self, members: list[str], index: int) -> None:
         first = self.tables[members[0]]
@@ -325,8 +364,8 @@ class ShardingRule:
             other = self.tables[member]
             if {ds: len(t) for ds, t in other.tables_in.items()} != layout:
                 raise ConfigurationError(
-                    f"Sharding {self.name!r} bindingTables[{index}]: {first.logic} and {other.logic} must have "
-                    "the same data sources and the same number of tables in each (error 20005)"
+                    f"Sharding {self.name!r} bindingTables[{index}]: {first.logic} and {other.logic} must "
+                    "have the same data sources and the same number of tables in each (error 20005)"
                 )
 
     @property
@@ -348,7 +387,9 @@ class ShardingRule:
         def strategy(value: Strategy) -> str:
             if value.kind == "none":
                 return "none"
-            return f"{value.kind}({', '.join(value.columns)}) -> {value.algorithm_name} ({value.algorithm.type})"
+            return (
+                f"{value.kind}({', '.join(value.columns)}) -> {value.algorithm_name} ({value.algorithm.type})"
+            )
 
         return {
             "name": self.name,
