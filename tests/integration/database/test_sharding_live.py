@@ -4,6 +4,7 @@ new ranges only cover keys that were not written yet), and no statement fails.""
 
 from __future__ import annotations
 
+import json
 import threading
 from pathlib import Path
 
@@ -106,6 +107,9 @@ def test_adding_a_data_source_for_new_keys_live(
             "ds_1.t_ledger",
             "ds_2.t_ledger",
         ]
+        shown = run_cli("describe", "sharding", "ledger_rule", "-o", "json", *server)
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["tables"]["t_ledger"]["data_nodes"][-1] == "ds_2.t_ledger"
         with engine.begin() as conn:
             conn.execute(
                 sa.text("CREATE TABLE IF NOT EXISTS t_ledger (id INT PRIMARY KEY, note VARCHAR(16))")
