@@ -478,6 +478,17 @@ class VirtualCursor:
                 for execution in executions:
                     for unit in execution.units:
                         unit.data_source = shadow.target(unit.data_source, None) or unit.data_source
+        first = executions[0]
+        if len(executions) == 1 and len(first.units) == 1 and first.merge is None:
+            # One data node (a point read or write): the plain single-source path.
+            unit = first.units[0]
+            if transactional:
+                self._run_held(runtime, unit.data_source, plan, unit.sql, unit.params, many=False)
+            else:
+                self._run_read(runtime, unit.data_source, plan, unit.sql, unit.params)
+            if first.generated:
+                self.lastrowid = first.generated[0]
+            return
         # Units of one data source run in turn on one connection, data sources concurrently.
         batches: dict[str, list[tuple[str, list[Any], list[tuple[int, int]]]]] = {}
         for number, execution in enumerate(executions):
@@ -489,7 +500,6 @@ class VirtualCursor:
                 else:
                     work.append((unit.sql, [unit.params], [(number, index)]))
         many = len(executions) > 1
-        first = executions[0]
         if not batches:
             self.rowcount = 0
             self.description = None

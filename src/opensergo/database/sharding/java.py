@@ -196,7 +196,7 @@ def is_number(value: Any) -> bool:
 def _kind(value: Number) -> int:
     # Widening order: Integer < Long < BigInteger < BigDecimal < Double
     if isinstance(value, JavaInt):
-        return {INT: 0, LONG: 1, BIG: 2}[value.bits]
+        return _INTEGRAL_KIND[value.bits]
     if isinstance(value, Decimal):
         return 3
     return 4
@@ -224,8 +224,21 @@ def _int_result(value: int, kind: int) -> JavaInt:
 _BIG_CONTEXT = Context(prec=100000, rounding=ROUND_HALF_UP)
 
 
+_INTEGRAL_KIND = {INT: 0, LONG: 1, BIG: 2}
+
+
 def arithmetic(op: str, left: Number, right: Number) -> Number:
     """``left op right`` with Groovy's number rules for ``+ - * / %``."""
+    if type(left) is JavaInt and type(right) is JavaInt and op != "/":  # the common case, fast
+        bits = BIG if BIG in (left.bits, right.bits) else max(left.bits, right.bits)
+        a, b = left.value, right.value
+        if op == "%":
+            if b == 0:
+                raise JavaError("Division by zero")
+            result = abs(a) % abs(b)
+            return JavaInt(-result if a < 0 else result, bits)  # |result| < |b|: no wrap needed
+        value = a + b if op == "+" else a - b if op == "-" else a * b
+        return JavaInt(wrap(value, bits), bits)
     kind = max(_kind(left), _kind(right))
     if kind == 4:
         a, b = _to_float(left), _to_float(right)

@@ -189,9 +189,12 @@ class ShardedStatement:
         self.comment_hints: HintValues = planner.hints
 
     def bind(self, parameters: Any) -> dict[str, Any]:
+        """The parameters by name (positional ones as ``__os_p<n>``); never modified."""
         if self.positional or isinstance(parameters, list | tuple):
             values = list(parameters or ())
             return {_POSITIONAL.format(i): v for i, v in enumerate(values)}
+        if isinstance(parameters, dict):
+            return parameters
         return dict(parameters) if parameters else {}
 
     def hint_sources(self) -> tuple[HintValues, ...]:
@@ -420,7 +423,7 @@ class _Insert(ShardedStatement):
         return copy
 
     def route(self, parameters: Any) -> Execution:
-        params = self.bind(parameters)
+        params = dict(self.bind(parameters))  # generated keys are added: never the caller's dict
         table = self.table
         keys: list[Any] = []
         if self.generate:
