@@ -193,6 +193,9 @@ def is_number(value: Any) -> bool:
     return isinstance(value, JavaInt | Decimal | float) and not isinstance(value, bool)
 
 
+_INTEGRAL_KIND = {INT: 0, LONG: 1, BIG: 2}
+
+
 def _kind(value: Number) -> int:
     # Widening order: Integer < Long < BigInteger < BigDecimal < Double
     if isinstance(value, JavaInt):
@@ -224,20 +227,17 @@ def _int_result(value: int, kind: int) -> JavaInt:
 _BIG_CONTEXT = Context(prec=100000, rounding=ROUND_HALF_UP)
 
 
-_INTEGRAL_KIND = {INT: 0, LONG: 1, BIG: 2}
-
-
 def arithmetic(op: str, left: Number, right: Number) -> Number:
     """``left op right`` with Groovy's number rules for ``+ - * / %``."""
     if type(left) is JavaInt and type(right) is JavaInt and op != "/":  # the common case, fast
         bits = BIG if BIG in (left.bits, right.bits) else max(left.bits, right.bits)
-        a, b = left.value, right.value
+        x, y = left.value, right.value
         if op == "%":
-            if b == 0:
+            if y == 0:
                 raise JavaError("Division by zero")
-            result = abs(a) % abs(b)
-            return JavaInt(-result if a < 0 else result, bits)  # |result| < |b|: no wrap needed
-        value = a + b if op == "+" else a - b if op == "-" else a * b
+            result = abs(x) % abs(y)
+            return JavaInt(-result if x < 0 else result, bits)  # |result| < |y|: no wrap needed
+        value = x + y if op == "+" else x - y if op == "-" else x * y
         return JavaInt(wrap(value, bits), bits)
     kind = max(_kind(left), _kind(right))
     if kind == 4:
