@@ -256,17 +256,17 @@ def arithmetic(op: str, left: Number, right: Number) -> Number:
     if op == "/":
         return groovy_divide(_to_decimal(left), _to_decimal(right))
     if kind == 3:
-        x, y = _to_decimal(left), _to_decimal(right)
+        dx, dy = _to_decimal(left), _to_decimal(right)
         with localcontext(_BIG_CONTEXT):
             if op == "+":
-                return x + y
+                return dx + dy
             if op == "-":
-                return x - y
+                return dx - dy
             if op == "*":
-                return x * y
-            if y == 0:
+                return dx * dy
+            if dy == 0:
                 raise JavaError("Division by zero")
-            return x % y  # Decimal's % keeps the dividend's sign, as BigDecimal.remainder
+            return dx % dy  # Decimal's % keeps the dividend's sign, as BigDecimal.remainder
     assert isinstance(left, JavaInt) and isinstance(right, JavaInt)
     a, b = left.value, right.value
     if op == "+":
