@@ -14,9 +14,14 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
-from opensergo.database import UnsupportedStatementError, create_async_engine, create_engine, describe
+from opensergo.database import (
+    UnsupportedStatementError,
+    create_async_engine,
+    create_engine,
+    describe,
+    sharding_hint,
+)
 from opensergo.database.rules import DatabaseRules
-from opensergo.database.sharding.hints import sharding_hint
 from opensergo.spec.loader import parse_documents
 from tests.integration.database import yamls
 from tests.integration.database.servers import PASSWORD, USER, MariaDB

@@ -14,8 +14,8 @@ import pytest
 import sqlglot
 from sqlglot import exp
 
+from opensergo.database import sharding_hint
 from opensergo.database.errors import ConfigurationError, UnsupportedStatementError
-from opensergo.database.sharding.hints import sharding_hint
 from opensergo.database.sharding.merge import Aggregate, MergeSpec, OrderItem, merge
 from opensergo.database.sharding.planner import plan_statement
 from opensergo.database.sharding.rule import ShardingRule
