@@ -497,3 +497,123 @@ def test_base_transactions_are_refused_when_a_transaction_starts(
             conn.execute(sa.text("INSERT INTO t_config (name, value) VALUES ('a', 'b')"))
     finally:
         engine.dispose()
+
+
+COMBINED = """
+apiVersion: database.opensergo.io/v1alpha1
+kind: Sharding
+metadata: {name: user_rule, labels: {app: db-app}}
+spec:
+  tables:
+    t_member:
+      actualDataNodes: "ds_${0..1}.t_member"
+      databaseStrategy: {standard: {shardingColumn: user_id, shardingAlgorithmName: by_user}}
+  shardingAlgorithms:
+    by_user: {type: INLINE, props: {algorithm-expression: "ds_${user_id % 2}"}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: Encryption
+metadata: {name: member_enc, labels: {app: db-app}}
+spec:
+  encryptors:
+    aes: {type: AES, props: {aes-key-value: 123456abc}}
+  tables:
+    t_member:
+      columns:
+        phone: {cipherColumn: phone_cipher, assistedQueryColumn: phone_assist, encryptorName: aes}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: Shadow
+metadata: {name: member_shadow, labels: {app: db-app}}
+spec:
+  dataSources:
+    shadow_0: {sourceDataSourceName: ds_0, shadowDataSourceName: ds_0_shadow}
+    shadow_1: {sourceDataSourceName: ds_1, shadowDataSourceName: ds_1_shadow}
+  tables:
+    t_member: {dataSourceNames: [shadow_0, shadow_1], shadowAlgorithmNames: [hint]}
+  shadowAlgorithms:
+    hint: {type: SIMPLE_HINT, props: {shadow: "true"}}
+---"""
+
+
+def test_sharding_with_encryption_and_shadow(shard_logs: list[MariaDB], rules: DatabaseRules) -> None:
+    servers = shard_logs
+    for server in servers:
+        server.sql("CREATE DATABASE IF NOT EXISTS shop_shadow")
+    shadows = [yamls.endpoint(f"ds_{i}_shadow", s.jdbc("shop_shadow")) for i, s in enumerate(servers)]
+    service = yamls.sharding_service(
+        "member_db", "user_rule", extra="\n      encryption: member_enc\n      shadow: member_shadow"
+    )
+    load(rules, *endpoints(servers), *shadows, COMBINED, service)
+    engine = create_engine("member_db", rules=rules)
+    ddl = "CREATE TABLE t_member (user_id INT PRIMARY KEY, phone_cipher VARCHAR(128), phone_assist VARCHAR(128))"
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(ddl))
+            conn.execute(sa.text(f"/*shadow:true*/ {ddl}"))  # DDL follows hints: the shadow databases
+        insert = sa.text("INSERT INTO t_member (user_id, phone) VALUES (:u, :p)")
+        with engine.begin() as conn:
+            conn.execute(insert, [{"u": u, "p": f"1380000{u:04d}"} for u in range(6)])
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("/*shadow:true*/ INSERT INTO t_member (user_id, phone) VALUES (7, 'test-only')")
+            )
+        for ds, server in enumerate(servers):
+            stored = physical(server, "SELECT user_id, phone_cipher FROM t_member")
+            assert sorted(r["user_id"] for r in stored) == [u for u in range(6) if u % 2 == ds]
+            assert all(
+                r["phone_cipher"] and not r["phone_cipher"].startswith("138") for r in stored
+            )  # encrypted
+        assert [
+            r["user_id"] for r in physical(servers[1], "SELECT user_id FROM t_member", "shop_shadow")
+        ] == [7]
+        assert physical(servers[0], "SELECT user_id FROM t_member", "shop_shadow") == []
+        with engine.connect() as conn:
+            # the encrypted predicate goes to every node (no sharding key), decrypted after the merge
+            found = conn.execute(
+                sa.text("SELECT user_id, phone FROM t_member WHERE phone = :p"), {"p": "13800000003"}
+            )
+            assert found.all() == [(3, "13800000003")]
+            ordered = conn.execute(
+                sa.text("SELECT user_id, phone FROM t_member ORDER BY user_id DESC LIMIT 2")
+            )
+            assert ordered.all() == [(5, "13800000005"), (4, "13800000004")]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS t_member"))
+            conn.execute(sa.text("/*shadow:true*/ DROP TABLE IF EXISTS t_member"))
+        engine.dispose()
+
+
+def test_async_engine_xa(shard_logs: list[MariaDB], rules: DatabaseRules, tmp_path: Path) -> None:
+    servers = shard_logs
+    load(rules, *endpoints(servers), yamls.SHARDING_DB, yamls.transaction("xa_tx", "xa"),
+         yamls.sharding_service("sharding_db", "sharding_db", transaction="xa_tx"))  # fmt: skip
+
+    async def scenario() -> None:
+        engine = create_async_engine("sharding_db", rules=rules, transaction_log_dir=str(tmp_path / "xa"))
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    sa.text(
+                        "CREATE TABLE t_order (order_id BIGINT PRIMARY KEY, user_id INT, status VARCHAR(32))"
+                    )
+                )
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("INSERT INTO t_order (user_id, status) VALUES (0, 'a'), (1, 'b')"))
+            with pytest.raises(RuntimeError):
+                async with engine.begin() as conn:
+                    await conn.execute(
+                        sa.text("INSERT INTO t_order (user_id, status) VALUES (0, 'x'), (1, 'y')")
+                    )
+                    raise RuntimeError("rolled back")
+            async with engine.connect() as conn:
+                assert (await conn.execute(sa.text("SELECT COUNT(*) FROM t_order"))).scalar() == 2
+            async with engine.begin() as conn:
+                await conn.execute(sa.text("DROP TABLE t_order"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
+    for server in servers:
+        assert server.sql("XA RECOVER") == []

@@ -491,3 +491,39 @@ def test_aggregates_without_group_and_distinct() -> None:
         (None,),
         (None,),
     ]
+
+
+DEFAULTS = """
+apiVersion: database.opensergo.io/v1alpha1
+kind: Sharding
+metadata: {name: defaults}
+spec:
+  tables:
+    t_a: {actualDataNodes: "ds_${0..1}.t_a_${0..1}"}
+    t_b:
+      actualDataNodes: "ds_${0..1}.t_b"
+      tableStrategy: {none: {}}
+      keyGenerateStrategy: {column: b_id, keyGeneratorName: uuid}
+  defaultDatabaseStrategy: {standard: {shardingColumn: "", shardingAlgorithmName: by_tenant}}
+  defaultTableStrategy: {standard: {shardingColumn: "", shardingAlgorithmName: by_tenant_table}}
+  defaultShardingColumn: tenant
+  defaultKeyGenerateStrategy: {column: id, keyGeneratorName: snowflake}
+  shardingAlgorithms:
+    by_tenant: {type: INLINE, props: {algorithm-expression: "ds_${tenant % 2}"}}
+    by_tenant_table: {type: INLINE, props: {algorithm-expression: "t_a_${tenant.intdiv(2) % 2}"}}
+  keyGenerators:
+    snowflake: {type: SNOWFLAKE}
+    uuid: {type: UUID}
+"""
+
+
+def test_default_strategies_column_and_key_generator() -> None:
+    rule = compile_rule(DEFAULTS)
+    assert nodes(rule, "SELECT * FROM t_a WHERE tenant = 3") == ["ds_1.t_a_1"]
+    assert nodes(rule, "SELECT * FROM t_b WHERE tenant = 3") == ["ds_1.t_b"]  # table strategy none
+    plan = plan_statement(rule, "mysql", analyze("INSERT INTO t_a (tenant) VALUES (2)", "mysql"))
+    [key] = plan.route(None).generated
+    assert isinstance(key, int)  # the default SNOWFLAKE generator on the default column
+    plan = plan_statement(rule, "mysql", analyze("INSERT INTO t_b (tenant, note) VALUES (2, 'x')", "mysql"))
+    execution = plan.route(None)
+    assert len(execution.generated[0]) == 32 and "b_id" in execution.units[0].sql  # its own UUID generator
