@@ -546,7 +546,7 @@ def test_sharding_with_encryption_and_shadow(shard_logs: list[MariaDB], rules: D
     )
     load(rules, *endpoints(servers), *shadows, COMBINED, service)
     engine = create_engine("member_db", rules=rules)
-    ddl = "CREATE TABLE t_member (user_id INT PRIMARY KEY, phone_cipher VARCHAR(128), phone_assist VARCHAR(99))"
+    ddl = "CREATE TABLE t_member (user_id INT PRIMARY KEY, phone_cipher TEXT, phone_assist TEXT)"
     try:
         with engine.begin() as conn:
             conn.execute(sa.text(ddl))
