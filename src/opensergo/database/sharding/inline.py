@@ -362,6 +362,8 @@ def _binary(op: str, left: Compiled, right: Compiled) -> Compiled:
 
 
 def _apply(op: str, a: Any, b: Any) -> Any:
+    if type(a) is JavaInt and type(b) is JavaInt:  # the common case (``user_id % 2``), first
+        return java.arithmetic(op, a, b)
     if op == "+":
         if isinstance(a, str) or isinstance(b, str):
             if isinstance(a, list):

@@ -127,7 +127,8 @@ class _Renderer:
         self._lock = threading.Lock()
 
     def sql(self, mapping: Mapping[str, str], key: Any = None, tree: exp.Expression | None = None) -> str:
-        cache_key = key if key is not None else tuple(sorted(mapping.items()))
+        # A plan builds its mappings in one fixed table order: the values identify them.
+        cache_key = key if key is not None else tuple(mapping.values())
         found = self._cache.get(cache_key)
         if found is not None:
             return found
@@ -277,10 +278,18 @@ class _Routed(ShardedStatement):
     def _nodes(self, table: ShardedTable, params: Mapping[str, Any]) -> list[DataNode]:
         if self.ddl:
             return list(table.nodes)
-        hints = self.hint_sources()
         key = table.logic.lower()
-        db_hint = values_for(hints, key, "database")
-        table_hint = values_for(hints, key, "table")
+        db_hint = table_hint = None
+        if table.hinted:
+            hints = self.hint_sources()
+            db_hint = values_for(hints, key, "database")
+            table_hint = values_for(hints, key, "table")
+        if len(self.groups) == 1:  # one AND-group: the common case
+            conditions = bind_group(self.groups[0], params, self.condition_tables[key])
+            if conditions is EMPTY:
+                return []
+            assert isinstance(conditions, dict)
+            return table.route(conditions, db_hint, table_hint)
         found: dict[DataNode, None] = {}
         for group in self.groups:
             conditions = bind_group(group, params, self.condition_tables[key])

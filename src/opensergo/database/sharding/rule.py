@@ -76,9 +76,9 @@ class Strategy:
         conditions: Conditions,
         hint_values: Sequence[Any] | None,
         info: DataNodeInfo,
-    ) -> list[str]:
+    ) -> Sequence[str]:
         if self.kind == "none" or not available:
-            return list(available)
+            return available
         if self.kind == "hint":
             return self._checked(self.algorithm.shard(available, list(hint_values or ())), available)
         if self.kind == "standard":
@@ -149,6 +149,11 @@ class ShardedTable:
         self.data_sources = tuple(grouped)
         self.database_info = DataNodeInfo.of(self.data_sources)
         self.table_info = DataNodeInfo.of([n.table for n in self.nodes], self.logic)
+
+    @property
+    def hinted(self) -> bool:
+        """A strategy of this table reads hint values."""
+        return self.database.kind == "hint" or self.table.kind == "hint"
 
     @property
     def sharding_columns(self) -> frozenset[str]:
