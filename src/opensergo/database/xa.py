@@ -343,6 +343,9 @@ class XATransactions:
     def begin(self) -> XATransaction:
         if not self.recovered and self._pools:  # the async engine recovers at its first transaction
             self.recover(self._pools)
+        elif self._retry:
+            with self._recover_lock:
+                self._retry_pending()
         return XATransaction(self, f"{self.prefix}{next(self._counter)}")
 
     # Seams a test (or a crash) can act at.
@@ -356,34 +359,39 @@ class XATransactions:
         return None
 
     def retry_later(self, gtrid: str, pools: Iterable[EndpointPool]) -> None:
-        self._retry[gtrid] = list(pools)
-        self._retry_pending()
+        with self._recover_lock:
+            self._retry[gtrid] = list(pools)
+            self._retry_pending()
 
     def _retry_pending(self) -> None:
+        """Commit the branches whose phase two failed, from new connections (a pooled one may be
+        as dead as the one that failed: each pool gets a few tries)."""
         for gtrid, pools in list(self._retry.items()):
-            left = []
-            for pool in pools:
-                try:
-                    conn = pool.acquire()
-                except Exception:
-                    left.append(pool)
-                    continue
-                broken = False
-                try:
-                    server = _server(conn)
-                    for found_gtrid, bqual in server.prepared(conn, gtrid):
-                        if found_gtrid == gtrid:
-                            server.finish(conn, gtrid, bqual, commit=True)
-                except Exception:
-                    broken = True
-                    left.append(pool)
-                finally:
-                    pool.release(conn, broken=broken)
+            left = [pool for pool in pools if not self._commit_prepared(pool, gtrid)]
             if left:
                 self._retry[gtrid] = left
             else:
                 del self._retry[gtrid]
                 self.log.done(gtrid)
+
+    @staticmethod
+    def _commit_prepared(pool: EndpointPool, gtrid: str, attempts: int = 3) -> bool:
+        for _ in range(attempts):
+            try:
+                conn = pool.acquire()
+            except Exception:
+                return False
+            try:
+                server = _server(conn)
+                for found, bqual in server.prepared(conn, gtrid):
+                    if found == gtrid:
+                        server.finish(conn, gtrid, bqual, commit=True)
+            except Exception:
+                pool.release(conn, broken=True)
+                continue
+            pool.release(conn)
+            return True
+        return False
 
     def recover(self, pools: Mapping[str, EndpointPool]) -> dict[str, int]:
         """Resolve the prepared branches of dead owners (their logs) on every pool; returns counts."""

@@ -151,3 +151,49 @@ def test_postgresql_xa_branches_are_resolved_after_kill_9(tmp_path: Path, rules:
     finally:
         cluster.stop()
         cluster.cleanup()
+
+
+def test_a_lost_connection_in_phase_two_is_committed_from_a_new_one(
+    shard_logs: list[MariaDB], tmp_path: Path, rules: DatabaseRules
+) -> None:
+    from opensergo.database.engine import state_of
+
+    servers = shard_logs
+    text = "\n".join(
+        [
+            *(yamls.endpoint(f"ds_{i}", s.jdbc("shop")) for i, s in enumerate(servers)),
+            yamls.SHARDING_DB,
+            yamls.transaction("xa_tx", "xa"),
+            yamls.sharding_service("sharding_db", "sharding_db", transaction="xa_tx"),
+        ]
+    )
+    rules.replace(parse_documents(text, source="<test>"), namespace="default")
+    engine = create_engine("sharding_db", rules=rules, transaction_log_dir=str(tmp_path / "xa"))
+    coordinator = state_of(engine).current().coordinator
+
+    def kill_the_branch_connection(gtrid: str) -> None:
+        # After the decision, before phase two: the server drops the connection of ds_0's branch
+        # (its prepared branch survives the disconnect).
+        rows = servers[0].sql("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = 'app'")
+        for row in rows:
+            servers[0].sql(f"KILL CONNECTION {row['ID']}")
+
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(DDL))
+        coordinator.after_decision = kill_the_branch_connection  # type: ignore[attr-defined]
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO t_order (user_id, status) VALUES (0, 'decided'), (1, 'decided')")
+            )
+        coordinator.after_decision = lambda gtrid: None  # type: ignore[attr-defined]
+        assert servers[0].sql("XA RECOVER") == [] and servers[1].sql("XA RECOVER") == []
+        with engine.connect() as conn:
+            assert (
+                conn.execute(sa.text("SELECT COUNT(*) FROM t_order WHERE status = 'decided'")).scalar() == 2
+            )
+        assert coordinator.log.pending == {}  # type: ignore[attr-defined]
+    finally:
+        with engine.begin() as conn:
+            conn.execute(sa.text("DROP TABLE IF EXISTS t_order"))
+        engine.dispose()
