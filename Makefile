@@ -84,6 +84,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/routing.py
 	$(PY) benchmarks/ack_latency.py 100 50
 	$(PY) benchmarks/cluster.py
+	$(PY) benchmarks/database.py
 
 ## One control-plane replica with 1,000 / 5,000 / 10,000 subscriber streams.
 bench-scale: $(STAMP)

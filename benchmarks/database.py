@@ -13,8 +13,15 @@ Each figure is the median of ROUNDS rounds (best-of not used: the machine is sha
 timing. Then the plan-cache hit rate under a realistic ORM mix (a few dozen statement shapes
 with varying parameters, IN lists of varying length).
 
+Sharding (a second MariaDB server; ``t_bench`` sharded by ``id % 2`` over both, plain
+SQLAlchemy on an unsharded copy on the first server):
+
+* a point ``SELECT`` by the sharding key (one data node);
+* ``ORDER BY … LIMIT 100`` over both shards (the k-way merge, nodes queried concurrently);
+* a transaction inserting one row on each shard, committed locally and with XA (two-phase).
+
 Usage: python benchmarks/database.py [STATEMENTS_PER_ROUND] [ROUNDS]
-Targets: routing <= 5 %, with encryption <= 15 % over plain SQLAlchemy.
+Targets: routing <= 5 %, with encryption <= 15 %, sharded point select <= 10 % over plain SQLAlchemy.
 """
 
 from __future__ import annotations
@@ -86,13 +93,19 @@ SELECT_ENC = sa.text("SELECT id, phone FROM t_enc WHERE id = :id")
 
 
 def timed(fn: Callable[[int], None], n: int) -> float:
+    return timed_both(fn, n)[0]
+
+
+def timed_both(fn: Callable[[int], None], n: int) -> tuple[float, float]:
+    """(wall, CPU of this process) microseconds per call; the CPU figure is what the routing
+    layer adds on the client, unaffected by other load on a shared machine."""
     gc.collect()
     gc.disable()
     try:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for i in range(n):
             fn(i)
-        return (time.perf_counter() - start) / n * 1e6
+        return (time.perf_counter() - start) / n * 1e6, (time.process_time() - cpu) / n * 1e6
     finally:
         gc.enable()
 
@@ -101,8 +114,10 @@ def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 2000
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 7
     base = Path(tempfile.mkdtemp(prefix="opensergo-bench-db-"))
-    cluster = MariaDBCluster(base, replicas=0)
+    cluster = MariaDBCluster(base / "a", replicas=0)
+    second = MariaDBCluster(base / "b", replicas=0)
     cluster.start()
+    second.start()
     try:
         cluster.primary.sql(
             "CREATE DATABASE bench",
@@ -113,8 +128,10 @@ def main() -> None:
             "CREATE TABLE t_ins_enc (id INT AUTO_INCREMENT PRIMARY KEY, phone_cipher VARCHAR(128))",
         )
         run(cluster, n, rounds)
+        run_sharding(cluster, second, n, rounds, base / "xa-log")
     finally:
         cluster.stop()
+        second.stop()
 
 
 def run(cluster: MariaDBCluster, n: int, rounds: int) -> None:
@@ -206,6 +223,144 @@ def mix(engine: sa.Engine) -> None:
     rate = 100 * hits / (hits + misses)
     print(f"plan cache, {len(shapes)} ORM statement shapes, {ops} statements: hit rate {rate:.2f} % "
           f"({misses} parses, {state['size']} plans cached)")  # fmt: skip
+
+
+SHARDING_RULES = """
+apiVersion: database.opensergo.io/v1alpha1
+kind: DatabaseEndpoint
+metadata: {{name: ds_0}}
+spec:
+  database:
+    MySQL: {{url: "{jdbc_0}", username: {user}, password: {password}, maxPoolSize: 8}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: DatabaseEndpoint
+metadata: {{name: ds_1}}
+spec:
+  database:
+    MySQL: {{url: "{jdbc_1}", username: {user}, password: {password}, maxPoolSize: 8}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: Sharding
+metadata: {{name: bench_shards}}
+spec:
+  tables:
+    t_bench:
+      actualDataNodes: "ds_${{0..1}}.t_bench"
+      databaseStrategy:
+        standard: {{shardingColumn: id, shardingAlgorithmName: by_id}}
+  shardingAlgorithms:
+    by_id: {{type: INLINE, props: {{algorithm-expression: "ds_${{id % 2}}"}}}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: DistributedTransaction
+metadata: {{name: two_phase}}
+spec:
+  transaction: {{defaultType: xa}}
+---
+apiVersion: database.opensergo.io/v1alpha1
+kind: VirtualDatabase
+metadata: {{name: shards}}
+spec:
+  services:
+    - name: shard_local
+      databaseMySQL: {{db: shard, host: 127.0.0.1, port: 3306}}
+      sharding: bench_shards
+    - name: shard_xa
+      databaseMySQL: {{db: shard, host: 127.0.0.1, port: 3306}}
+      sharding: bench_shards
+      distributedTransaction: two_phase
+"""
+
+BENCH_TABLE = "CREATE TABLE {name} (id BIGINT PRIMARY KEY, v INT, note VARCHAR(32))"
+
+
+def run_sharding(first: MariaDBCluster, second: MariaDBCluster, n: int, rounds: int, log_dir: Path) -> None:
+    for cluster in (first, second):
+        cluster.primary.sql("CREATE DATABASE shard", "USE shard", BENCH_TABLE.format(name="t_bench"))
+    first.primary.sql("USE bench", BENCH_TABLE.format(name="t_bench"))
+    rules = DatabaseRules()
+    text = SHARDING_RULES.format(
+        jdbc_0=first.primary.jdbc("shard"), jdbc_1=second.primary.jdbc("shard"), user=USER, password=PASSWORD
+    )
+    rules.replace(parse_documents(text, source="<bench>"), namespace="default")
+    port = first.primary.port
+    plain = sa.create_engine(f"mysql+pymysql://{USER}:{PASSWORD}@127.0.0.1:{port}/bench?charset=utf8mb4")
+    local = create_engine("shard_local", rules=rules)
+    xa = create_engine("shard_xa", rules=rules, transaction_log_dir=str(log_dir))
+    rng = random.Random(3)
+    rows = [{"id": i, "v": rng.randrange(1_000_000), "note": f"row {i}"} for i in range(20_000)]
+    insert = sa.text("INSERT INTO t_bench (id, v, note) VALUES (:id, :v, :note)")
+    for engine in (plain, local):
+        with engine.begin() as conn:
+            conn.execute(insert, rows)
+    point = sa.text("SELECT id, v, note FROM t_bench WHERE id = :id")
+    top = sa.text("SELECT id, v FROM t_bench ORDER BY v DESC LIMIT 100")
+    counter = iter(range(1_000_000, 100_000_000, 2))
+
+    def select(engine: sa.Engine) -> Callable[[int], None]:
+        def go(i: int) -> None:
+            with engine.connect() as conn:
+                conn.execute(point, {"id": (i * 7919) % 20_000}).all()
+
+        return go
+
+    def merge(engine: sa.Engine) -> Callable[[int], None]:
+        def go(i: int) -> None:
+            with engine.connect() as conn:
+                conn.execute(top).all()
+
+        return go
+
+    def commit(engine: sa.Engine) -> Callable[[int], None]:
+        def go(i: int) -> None:
+            key = next(counter)  # an even and an odd key: one row on each shard
+            with engine.begin() as conn:
+                conn.execute(insert, [{"id": key, "v": 1, "note": "t"}, {"id": key + 1, "v": 1, "note": "t"}])
+
+        return go
+
+    small = max(50, n // 10)  # the merge and commit cases are slower per operation
+    cases: dict[str, tuple[Callable[[int], None], int]] = {
+        "point plain": (select(plain), n),
+        "point sharded": (select(local), n),
+        "merge plain": (merge(plain), small),
+        "merge sharded": (merge(local), small),
+        "commit plain": (commit(plain), small),
+        "commit local": (commit(local), small),
+        "commit xa": (commit(xa), small),
+    }
+    for fn, count in cases.values():  # warm up pools, compiled caches, plan caches
+        timed(fn, min(count, 100))
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        for name, (fn, count) in cases.items():
+            samples[name].append(timed_both(fn, count))
+    med = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
+    cpu = {k: statistics.median(c for _, c in v) for k, v in samples.items()}
+
+    def versus(name: str, base: str) -> str:
+        return (
+            f"{med[name]:>9.1f} us ({100 * (med[name] / med[base] - 1):+.1f} %)"
+            f"  cpu {cpu[name]:>7.1f} us ({100 * (cpu[name] / cpu[base] - 1):+.1f} %)"
+        )
+
+    def alone(name: str) -> str:
+        return f"{med[name]:>15.1f} us  cpu {cpu[name]:>7.1f} us"
+
+    print(f"\nsharding over 2 MariaDB servers, {rounds} rounds (median)")
+    print("plain SQLAlchemy on one unsharded server; cpu = this process's CPU per operation")
+    rows_out = [
+        ("point SELECT by sharding key", "point plain", "point sharded"),
+        ("ORDER BY v LIMIT 100, 2 shards", "merge plain", "merge sharded"),
+        ("commit 2 rows, local, 2 shards", "commit plain", "commit local"),
+    ]
+    for label, base, ours in rows_out:
+        print(f"{label:<31} plain {alone(base)}   opensergo {versus(ours, base)}")
+    label = "commit 2 rows, XA vs local"
+    print(f"{label:<31} {'':>35}   opensergo {versus('commit xa', 'commit local')}")
+    for engine in (plain, local, xa):
+        engine.dispose()
 
 
 if __name__ == "__main__":

@@ -326,6 +326,66 @@ def delete(
 
 
 @app.command()
+def describe(
+    kind: Annotated[str, typer.Argument(help="What to describe: sharding.")],
+    name: Annotated[str, typer.Argument(help="Object name.")],
+    filename: FilesOpt = [],  # noqa: B006
+    namespace: NamespaceOpt = "default",
+    output: Annotated[str, typer.Option("--output", "-o", help="table, yaml or json.")] = "table",
+    server: ServerOpt = DEFAULT_SERVER,
+    cacert: CacertOpt = None,
+) -> None:
+    """Show what a rule expands to: the data nodes and strategies of a Sharding object (from the
+    control plane, or from FILE with -f)."""
+    from opensergo.database.errors import ConfigurationError
+    from opensergo.database.sharding.rule import ShardingRule
+    from opensergo.spec.database import Sharding
+
+    if kind.lower() not in ("sharding", "shardings", "sharding.database.opensergo.io"):
+        fail(f"cannot describe {kind!r} (supported: sharding)")
+    if filename:
+        found = [r for r in _load(filename) if isinstance(r, Sharding) and r.name == name]
+        if not found:
+            fail(f"no Sharding named {name!r} in {', '.join(filename)}")
+        obj = found[0]
+    else:
+        response = Client(server, cacert).request(
+            "GET", resource_path(kinds.lookup("sharding"), namespace, name)
+        )
+        if response.status_code >= 400:
+            fail(Client.message(response))
+        try:
+            obj = Sharding.model_validate(response.json())
+        except ValueError as e:
+            fail(f"Sharding {name!r}: {e}")
+    try:
+        described = ShardingRule(obj).describe()
+    except ConfigurationError as e:
+        fail(str(e))
+    if output == "json":
+        out.print_json(json.dumps(described))
+        return
+    if output == "yaml":
+        sys.stdout.write(yaml.safe_dump(described, sort_keys=False))
+        return
+    table = Table(box=None, header_style="bold")
+    for col in ("LOGIC TABLE", "DATA NODES", "DATABASE STRATEGY", "TABLE STRATEGY", "KEY"):
+        table.add_column(col)
+    for logic, info in described["tables"].items():
+        table.add_row(logic, "\n".join(info["data_nodes"]), info["database_strategy"], info["table_strategy"],
+                      info["key"] or "")  # fmt: skip
+    out.print(table)
+    extras = [
+        ("binding tables", described["binding_tables"]),
+        ("broadcast tables", described["broadcast_tables"]),
+    ]
+    for label, values in extras:
+        if values:
+            out.print(f"{label}: {'; '.join(values)}", highlight=False)
+    out.print(f"other tables: {described['default_data_source']}", highlight=False)
+
+
+@app.command()
 def validate(filename: FilesOpt = []) -> None:  # noqa: B006
     """Validate FILE/DIR offline; no control plane needed."""
     resources = _load(filename)

@@ -9,6 +9,8 @@
         conn.execute(text("SELECT 1"))            # a read: a replica
     with primary():
         ...                                       # everything here: the write source
+    with sharding_hint("t_order", database=1):    # values for hint sharding strategies
+        ...
 
 Rules come from ``opensergo.load_rules(...)`` or live from the control plane
 (``enable_from_env()``); see docs/database.md. Importing this package does not import
@@ -30,6 +32,7 @@ from opensergo.database.errors import (
 if TYPE_CHECKING:
     from opensergo.database.dbapi import primary
     from opensergo.database.engine import create_async_engine, create_engine, state_of
+    from opensergo.database.sharding.hints import sharding_hint
 
 __all__ = [
     "ConfigurationError",
@@ -41,6 +44,7 @@ __all__ = [
     "create_engine",
     "describe",
     "primary",
+    "sharding_hint",
     "state_of",
 ]
 
@@ -49,6 +53,7 @@ _LAZY = {
     "create_async_engine": "opensergo.database.engine",
     "state_of": "opensergo.database.engine",
     "primary": "opensergo.database.dbapi",
+    "sharding_hint": "opensergo.database.sharding.hints",
 }
 
 

@@ -13,17 +13,27 @@ encryption rule applies, and run on a physical connection of that source's pool.
   that cannot reach its source is retried on the next one; such reads have no side effects.
 * A transaction keeps the rules it started with: a rule change mid-transaction applies from the
   next transaction on (:meth:`VirtualConnection.runtime`).
+* Under a Sharding rule a statement becomes one unit per data node (:mod:`.sharding.planner`).
+  The units of one data source run in turn on one connection of it, different data sources run
+  concurrently (threads for the sync engine, tasks for the async engine, at most
+  ``shard_concurrency`` at once), and the results are merged (:mod:`.sharding.merge`). Every held
+  connection is enlisted in the transaction of the VirtualDatabase's coordinator (local or XA).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from opensergo.database.errors import NoDataSourceError, PoolTimeoutError
 from opensergo.database.pool import PhysicalConnection
+from opensergo.database.sharding.merge import merge
+from opensergo.database.sharding.planner import Execution
+from opensergo.database.transactions import LocalTransaction, Transaction
 from opensergo.database.virtual import DatabaseRuntime, Plan
 from opensergo.governance.routing import lanes as _lanes
 
@@ -61,6 +71,8 @@ class VirtualConnection:
         self.wrote = False  # a write ran since this connection was checked out
         self.session_info: dict[Any, Any] | None = None
         self.autocommit_mode = False
+        self.transaction: Transaction | None = None  # of the coordinator, while connections are held
+        self._enlisted: set[int] = set()  # held connections that joined ``transaction``
         self.closed = 0  # psycopg2's attribute, read by SQLAlchemy's disconnect check
 
     # -- routing state
@@ -72,6 +84,14 @@ class VirtualConnection:
 
     def needs_primary(self) -> bool:
         if self.held or self.explicit or self.wrote:
+            return True
+        info = self.session_info
+        return info is not None and bool(info.get(SESSION_WROTE))
+
+    def in_transaction(self) -> bool:
+        """Statements must join the transaction (sharding): an explicit transaction, a write
+        before, or a connection already enlisted — not merely one held for a driver call."""
+        if self.explicit or self.wrote or self._enlisted:
             return True
         info = self.session_info
         return info is not None and bool(info.get(SESSION_WROTE))
@@ -98,26 +118,44 @@ class VirtualConnection:
         self.held[conn.pool.name] = conn
         return conn, True
 
+    def enlist(self, conn: PhysicalConnection) -> None:
+        """Join ``conn`` to the transaction before its first statement (XA START); connections
+        held only for a driver call (``__getattr__``) never join."""
+        if self.autocommit_mode or id(conn) in self._enlisted:
+            return
+        transaction = self.transaction
+        if transaction is None:
+            transaction = self.transaction = self.runtime().coordinator.begin()
+        transaction.enlist(conn)
+        self._enlisted.add(id(conn))
+
     def drop(self, conn: PhysicalConnection) -> None:
         """Forget a held connection that broke."""
         self.held.pop(conn.pool.name, None)
+        self._enlisted.discard(id(conn))
         conn.pool.release(conn, broken=True)
 
     def _end(self, commit: bool) -> None:
         held = list(self.held.values())
         self.held = {}
-        runtime = self._pinned
+        transaction, self.transaction = self.transaction, None
+        enlisted, self._enlisted = self._enlisted, set()
         self._pinned = None
         self.explicit = False
         if not held:
             return
-        coordinator = (runtime or self._state.current()).coordinator
+        joined = [c for c in held if id(c) in enlisted]
+        local = [c for c in held if id(c) not in enlisted]  # autocommit mode, or only a driver call
         broken: set[int] = set()
         try:
-            if commit:
-                coordinator.commit(held)
-            else:
-                coordinator.rollback(held)
+            if transaction is not None and joined:
+                if commit:
+                    broken = {id(c) for c in transaction.commit(joined)}
+                else:
+                    transaction.rollback(joined)
+            if local:
+                ending = LocalTransaction()
+                ending.commit(local) if commit else ending.rollback(local)
         except BaseException:
             broken = {id(c) for c in held}
             raise
@@ -163,6 +201,37 @@ class VirtualConnection:
         return getattr(conn.dbapi, name)
 
 
+# (description, rows or None, rowcount, lastrowid) of one unit
+_UnitResult = tuple[Any, list[Any] | None, int, Any]
+
+
+def _run_batch(
+    phys: PhysicalConnection, work: list[tuple[str, list[Any], list[tuple[int, int]]]], many: bool
+) -> list[tuple[tuple[int, int], _UnitResult]]:
+    """Run the units of one data source in turn on ``phys``."""
+    out: list[tuple[tuple[int, int], _UnitResult]] = []
+    for sql, params_list, keys in work:
+        cursor = phys.dbapi.cursor()
+        try:
+            if len(params_list) > 1:
+                cursor.executemany(sql, params_list)
+            elif params_list[0] is None:
+                cursor.execute(sql)
+            else:
+                cursor.execute(sql, params_list[0])
+            description = cursor.description
+            rows = list(cursor.fetchall()) if description is not None else None
+            result: _UnitResult = (description, rows, cursor.rowcount, getattr(cursor, "lastrowid", None))
+        finally:
+            cursor.close()
+        if len(keys) == 1:
+            out.append((keys[0], result))
+        else:  # an executemany batch: the count belongs to the batch, reported once
+            out.append((keys[0], result))
+            out.extend((key, (description, None, 0, None)) for key in keys[1:])
+    return out
+
+
 class MySQLVirtualConnection(VirtualConnection):
     def autocommit(self, value: bool) -> None:  # PyMySQL / aiomysql style
         self._set_autocommit(value)
@@ -196,6 +265,7 @@ class VirtualCursor:
         self._cursor: Any = None  # a physical cursor still open
         self._cursor_conn: PhysicalConnection | None = None  # released when the cursor closes
         self._rows: list[Any] | None = None
+        self._merged: Iterator[Any] | None = None  # rows merged from several data nodes
         self._pos = 0
         self._decrypt: Plan | None = None
         self.description: Any = None
@@ -222,7 +292,12 @@ class VirtualCursor:
             sql, params = rewrite.sql, rewrite.bind(parameters)
             if rewrite.decrypt:
                 self._decrypt = plan
+        if plan.sharding is not None:
+            self._run_sharded(runtime, plan, [plan.sharding.route(params)], parameters)
+            return
         name, on_primary = self._route(runtime, plan, parameters)
+        if plan.statement.kind == "ddl" and runtime.coordinator.name == "xa" and name not in conn.held:
+            on_primary = False  # XA branches cannot run DDL (MySQL: XAER_RMFAIL); it runs on its own
         if on_primary:
             self._run_held(runtime, name, plan, sql, params, many=False)
         else:
@@ -240,6 +315,10 @@ class VirtualCursor:
         params: Any = items
         if plan.rewrite is not None:
             sql, params = plan.rewrite.sql, [plan.rewrite.bind(p) for p in items]
+        if plan.sharding is not None:
+            sharding = plan.sharding
+            self._run_sharded(runtime, plan, [sharding.route(p) for p in params], items[0] if items else None)
+            return
         name, _ = self._route(runtime, plan, items[0] if items else None, force_primary=True)
         self._run_held(runtime, name, plan, sql, params, many=True)
 
@@ -304,6 +383,7 @@ class VirtualCursor:
         attempts = 3 if dynamic else 1
         while True:
             phys, fresh = conn.hold(runtime, name, failover=dynamic)
+            conn.enlist(phys)
             cursor = phys.dbapi.cursor(*self._args, **self._kwargs)
             try:
                 if many:
@@ -381,6 +461,132 @@ class VirtualCursor:
         self.description = description
         self._rows = rows
 
+    # -- sharding
+    def _run_sharded(
+        self, runtime: DatabaseRuntime, plan: Plan, executions: list[Execution], parameters: Any
+    ) -> None:
+        """Run the units of one statement (several executions for ``executemany``) and merge."""
+        conn = self._conn
+        statement = plan.statement
+        transactional = statement.is_write or statement.locks or conn.in_transaction()
+        if statement.kind == "ddl" and runtime.coordinator.name == "xa":
+            transactional = False  # XA branches cannot run DDL (MySQL: XAER_RMFAIL); it runs on its own
+        shadow = runtime.shadow
+        if shadow is not None and plan.shadow is not None:
+            lane = _lane_manager.current() if shadow.uses_lane else None
+            if shadow.decide(plan.shadow, parameters, lane):
+                for execution in executions:
+                    for unit in execution.units:
+                        unit.data_source = shadow.target(unit.data_source, None) or unit.data_source
+        first = executions[0]
+        if len(executions) == 1 and len(first.units) == 1 and first.merge is None:
+            # One data node (a point read or write): the plain single-source path.
+            unit = first.units[0]
+            if transactional:
+                self._run_held(runtime, unit.data_source, plan, unit.sql, unit.params, many=False)
+            else:
+                self._run_read(runtime, unit.data_source, plan, unit.sql, unit.params)
+            if first.generated:
+                self.lastrowid = first.generated[0]
+            return
+        # Units of one data source run in turn on one connection, data sources concurrently.
+        batches: dict[str, list[tuple[str, list[Any], list[tuple[int, int]]]]] = {}
+        for number, execution in enumerate(executions):
+            for index, unit in enumerate(execution.units):
+                work = batches.setdefault(unit.data_source, [])
+                if len(executions) > 1 and work and work[-1][0] == unit.sql:
+                    work[-1][1].append(unit.params)
+                    work[-1][2].append((number, index))
+                else:
+                    work.append((unit.sql, [unit.params], [(number, index)]))
+        many = len(executions) > 1
+        if not batches:
+            self.rowcount = 0
+            self.description = None
+            return
+        results = self._state_run(runtime, batches, transactional, many)
+        if statement.is_write:
+            conn.wrote = True
+            info = conn.session_info
+            if info is not None:
+                info[SESSION_WROTE] = True
+        self.data_source = next(iter(batches))
+        by_unit = {key: result for ds_results in results.values() for key, result in ds_results}
+        ordered = [by_unit[(0, i)] for i in range(len(first.units))] if not many else list(by_unit.values())
+        description = ordered[0][0] if ordered else None
+        if first.merge is not None and not many:
+            spec = first.merge
+            if description is not None and spec.derived:
+                description = description[: len(description) - spec.derived]
+            self.description = description
+            self._merged = merge(spec, runtime.family, [r[1] or () for r in ordered], first.bound)
+            self.rowcount = -1
+            return
+        self.description = description
+        if first.first_rowcount:
+            self.rowcount = ordered[0][2]
+        else:
+            counts = [r[2] for r in ordered if r[2] is not None and r[2] >= 0]
+            self.rowcount = sum(counts) if counts else -1
+        if first.generated and not many:
+            self.lastrowid = first.generated[0]
+        else:
+            self.lastrowid = ordered[0][3] if ordered else None
+        if description is not None:
+            if first.returning_rows and not many:
+                slots: list[Any] = [None] * first.returning_rows
+                for i, unit in enumerate(first.units):
+                    for position, row in zip(unit.rows, by_unit[(0, i)][1] or (), strict=False):
+                        slots[position] = row
+                self._rows = slots
+            else:
+                self._rows = [row for r in ordered for row in (r[1] or ())]
+
+    def _state_run(
+        self,
+        runtime: DatabaseRuntime,
+        batches: dict[str, list[tuple[str, list[Any], list[tuple[int, int]]]]],
+        transactional: bool,
+        many: bool,
+    ) -> dict[str, list[tuple[tuple[int, int], _UnitResult]]]:
+        conn = self._conn
+        state = conn._state
+        connections: dict[str, PhysicalConnection] = {}
+        try:
+            for name in batches:  # acquire in the calling thread (XA START happens here)
+                if transactional:
+                    connections[name], _ = conn.hold(runtime, name, failover=False)
+                    conn.enlist(connections[name])
+                else:
+                    phys = state.acquire(runtime, runtime.pools[name], failover=False)
+                    connections[name] = phys
+                    phys.set_autocommit(True)
+        except BaseException:
+            if not transactional:
+                for phys in connections.values():
+                    phys.pool.release(phys)
+            raise
+        tasks = [(name, connections[name], work) for name, work in batches.items()]
+        outcomes = state.run_concurrently(
+            [functools.partial(_run_batch, phys, work, many) for _, phys, work in tasks]
+        )
+        error: BaseException | None = None
+        results: dict[str, list[tuple[tuple[int, int], _UnitResult]]] = {}
+        for (name, phys, _), outcome in zip(tasks, outcomes, strict=True):
+            if isinstance(outcome, BaseException):
+                broken = state.is_disconnect(phys.pool, outcome, phys.dbapi, None)
+                error = error or outcome
+            else:
+                broken = False
+                results[name] = outcome
+            if not transactional:
+                phys.pool.release(phys, broken=broken)
+            elif broken:
+                conn.drop(phys)
+        if error is not None:
+            raise error
+        return results
+
     def _adopt(self, cursor: Any) -> None:
         self._cursor = cursor
         self.description = cursor.description
@@ -392,6 +598,7 @@ class VirtualCursor:
         if self._cursor is not None:
             self._close_cursor()
         self._rows = None
+        self._merged = None
         self._pos = 0
         self._decrypt = None
         self.description = None
@@ -415,6 +622,8 @@ class VirtualCursor:
         return plan.rewrite.decrypt_row(row)
 
     def fetchone(self) -> Any:
+        if self._merged is not None:
+            return self._out(next(self._merged, None))
         if self._rows is not None:
             if self._pos >= len(self._rows):
                 return None
@@ -427,6 +636,9 @@ class VirtualCursor:
 
     def fetchmany(self, size: int | None = None) -> list[Any]:
         count = size if size is not None else self.arraysize
+        if self._merged is not None:
+            chunk = list(itertools.islice(self._merged, count))
+            return [self._out(r) for r in chunk] if self._decrypt else chunk
         if self._rows is not None:
             chunk = self._rows[self._pos : self._pos + count]
             self._pos += len(chunk)
@@ -437,6 +649,9 @@ class VirtualCursor:
         return [self._out(r) for r in chunk] if self._decrypt else chunk
 
     def fetchall(self) -> list[Any]:
+        if self._merged is not None:
+            chunk = list(self._merged)
+            return [self._out(r) for r in chunk] if self._decrypt else chunk
         if self._rows is not None:
             chunk = self._rows[self._pos :]
             self._pos = len(self._rows)
@@ -457,6 +672,7 @@ class VirtualCursor:
         if self._cursor is not None:
             self._close_cursor()
         self._rows = None
+        self._merged = None
 
     async def _async_soft_close(self) -> None:
         # SQLAlchemy's asyncio result layer calls this on adapted cursors.

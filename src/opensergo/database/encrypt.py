@@ -367,7 +367,7 @@ class _Rewriter:
         if isinstance(tree, exp.Insert | exp.Update) and tree.args.get("returning"):
             self.fail("RETURNING with encrypted tables is not supported", table=self.first_table())
         self.rewrite_remaining(tree)
-        sql = render(tree, self.family, positional)
+        sql = render(tree, self.family, positional, self.statement.escaped)
         return RewritePlan(sql, positional, count, self.params, decrypt)
 
     def first_table(self) -> str | None:

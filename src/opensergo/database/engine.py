@@ -17,10 +17,13 @@ Two SQLAlchemy hooks tell the routing what the application means by a transactio
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import sqlalchemy
@@ -67,6 +70,7 @@ class EngineState:
         self.updated_at: float | None = None
         self._connection_cls: type[VirtualConnection] = VirtualConnection
         self._disposed = False
+        self._executor: ThreadPoolExecutor | None = None
 
     # -- runtime
     def current(self) -> DatabaseRuntime:
@@ -91,6 +95,13 @@ class EngineState:
                 return old
             for monitor in runtime.monitors:
                 monitor.start()
+            try:
+                # XA: resolve branches a crashed process left prepared (async: at the first transaction).
+                runtime.coordinator.attach(runtime.pools, recover_now=not self.options.asynchronous)
+            except Exception:
+                log.warning(
+                    "VirtualDatabase %s: transaction recovery failed; will retry", self.name, exc_info=True
+                )
             self._runtime = runtime
             self.problem = None
             self.updates += 1
@@ -123,6 +134,60 @@ class EngineState:
         self.rules.remove_listener(self)
         self._runtime = None
         self.resources.retire_unused(None)
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
+
+    # -- running the units of a sharded statement
+    def run_concurrently(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+        """Each call's result, or the exception it raised; at most ``shard_concurrency`` at once
+        (threads for the sync engine, asyncio tasks in SQLAlchemy's greenlets for the async one)."""
+        if len(calls) == 1 or self.options.shard_concurrency <= 1:
+            out: list[Any] = []
+            for call in calls:
+                try:
+                    out.append(call())
+                except BaseException as e:
+                    out.append(e)
+            return out
+        if self.options.asynchronous:
+            return self._run_async(calls)
+        executor = self._executor
+        if executor is None:
+            with self._lock:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(  # the calling thread runs one call itself
+                        max_workers=self.options.shard_concurrency - 1,
+                        thread_name_prefix=f"opensergo-db-{self.name}",
+                    )
+                executor = self._executor
+        futures = [executor.submit(call) for call in calls[1:]]
+        out = []
+        try:
+            out.append(calls[0]())
+        except BaseException as e:
+            out.append(e)
+        for future in futures:
+            try:
+                out.append(future.result())
+            except BaseException as e:
+                out.append(e)
+        return out
+
+    def _run_async(self, calls: Sequence[Callable[[], Any]]) -> list[Any]:
+        from sqlalchemy.util import await_only, greenlet_spawn
+
+        limit = asyncio.Semaphore(max(1, self.options.shard_concurrency))
+
+        async def one(call: Callable[[], Any]) -> Any:
+            async with limit:
+                return await greenlet_spawn(call)
+
+        async def everything() -> list[Any]:
+            return list(await asyncio.gather(*(one(c) for c in calls), return_exceptions=True))
+
+        result: list[Any] = await_only(everything())
+        return result
 
     # -- connections
     def new_connection(self, *args: Any) -> VirtualConnection:
@@ -277,6 +342,10 @@ def _prepare(
     driver = options.driver or (ASYNC_DRIVERS if asynchronous else SYNC_DRIVERS)[family]
     state._connection_cls = MySQLVirtualConnection if family == "mysql" else PostgreSQLVirtualConnection
     url = dialects.routing_url(family, driver, name)
+    if runtime.sharding is not None:
+        # SQLAlchemy's "insertmanyvalues" (INSERT … SELECT FROM (VALUES …) ORDER BY sen_counter
+        # RETURNING …) cannot be split per data node; the ORM then inserts row by row.
+        engine_options.setdefault("use_insertmanyvalues", False)
     engine_options.setdefault("pool_size", 64)
     engine_options.setdefault("max_overflow", -1)
     engine_options["creator"] = state.new_connection
@@ -302,6 +371,8 @@ def create_engine(
     failover_timeout: float = 10.0,
     retry_after: float = 2.0,
     plan_cache_size: int = 2048,
+    shard_concurrency: int = 8,
+    transaction_log_dir: str | None = None,
     **engine_options: Any,
 ) -> Engine:
     """A SQLAlchemy :class:`~sqlalchemy.engine.Engine` for VirtualDatabase service ``name``.
@@ -313,9 +384,13 @@ def create_engine(
     write waits for discovery to find a new primary; ``retry_after``: how long a read source that
     failed is skipped. ``connect_args`` and ``isolation_level`` apply to the endpoints'
     connections; other ``engine_options`` (``echo``, ``execution_options`` …) to the engine.
+    ``shard_concurrency``: how many data sources one sharded statement queries at once.
+    ``transaction_log_dir``: where XA transactions log their decisions (default
+    ``$OPENSERGO_TRANSACTION_LOG_DIR`` or ``~/.local/state/opensergo/transactions``).
     """
     settings = {"driver": driver, "failover_timeout": failover_timeout, "retry_after": retry_after,
-                "plan_cache_size": plan_cache_size}  # fmt: skip
+                "plan_cache_size": plan_cache_size, "shard_concurrency": shard_concurrency,
+                "transaction_log_dir": transaction_log_dir}  # fmt: skip
     state, url, options = _prepare(name, namespace, rules, wait, False, dict(engine_options), settings)
     try:
         engine = sqlalchemy.create_engine(url, **options)
@@ -336,11 +411,14 @@ def create_async_engine(
     failover_timeout: float = 10.0,
     retry_after: float = 2.0,
     plan_cache_size: int = 2048,
+    shard_concurrency: int = 8,
+    transaction_log_dir: str | None = None,
     **engine_options: Any,
 ) -> AsyncEngine:
     """The asyncio form of :func:`create_engine` (drivers ``aiomysql`` / ``asyncpg``)."""
     settings = {"driver": driver, "failover_timeout": failover_timeout, "retry_after": retry_after,
-                "plan_cache_size": plan_cache_size}  # fmt: skip
+                "plan_cache_size": plan_cache_size, "shard_concurrency": shard_concurrency,
+                "transaction_log_dir": transaction_log_dir}  # fmt: skip
     state, url, options = _prepare(name, namespace, rules, wait, True, dict(engine_options), settings)
     try:
         engine = _sa_create_async_engine(url, **options)

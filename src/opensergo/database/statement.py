@@ -9,7 +9,9 @@ once.
 
 Placeholders: the drivers used here take ``%(name)s`` (and ``%s``) parameters, which sqlglot's
 MySQL reader rejects. They are turned into ``:name`` / ``?`` before parsing and restored by
-:func:`render` after a rewrite; ``%%`` (a literal percent sign) is kept as is.
+:func:`render` after a rewrite. In SQL that has parameters (or ``%%``), a literal percent sign is
+written ``%%`` (the drivers format the string); it is parsed as ``%`` (so ``a %% 2`` is a modulo)
+and doubled again by :func:`render` (``Statement.escaped``).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlglot.errors import ParseError, TokenError
 
 from opensergo.database.urls import Family
 
-__all__ = ["PlanCache", "Statement", "analyze", "hint_pairs", "render", "ss_hints"]
+__all__ = ["PlanCache", "Statement", "analyze", "hint_pairs", "parse_sql", "render", "ss_hints"]
 
 _SQLGLOT_DIALECT: dict[Family, str] = {"mysql": "mysql", "postgresql": "postgres"}
 
@@ -65,6 +67,7 @@ class Statement:
     comments: tuple[str, ...] = ()
     positional: bool = False  # %s placeholders (numbered ``?`` in the tree, in order)
     parse_error: str | None = None
+    escaped: bool = False  # literal '%' are written '%%' (the driver formats the string)
     extra: dict[str, object] = field(default_factory=dict)
 
     @property
@@ -72,20 +75,23 @@ class Statement:
         return self.kind == "select"
 
 
-def _to_parseable(sql: str) -> tuple[str, bool]:
+def _to_parseable(sql: str) -> tuple[str, bool, bool]:
+    """``(parseable SQL, positional placeholders?, escaped percent signs?)``."""
     positional = False
+    escaped = False
 
     def sub(match: re.Match[str]) -> str:
-        nonlocal positional
+        nonlocal positional, escaped
+        escaped = True
         text = match.group(0)
         if text == "%%":
-            return "%%"
+            return "%"
         if match.group(1) is not None:
             return f":{match.group(1)}"
         positional = True
         return "?"
 
-    return _PLACEHOLDER.sub(sub, sql), positional
+    return _PLACEHOLDER.sub(sub, sql), positional, escaped
 
 
 def _first_word(sql: str) -> str:
@@ -101,7 +107,7 @@ def analyze(sql: str, family: Family) -> Statement:
         return Statement(sql, "other", True, comments=comments)
     if word in _READ_WORDS:
         return Statement(sql, "select", False, comments=comments)
-    parseable, positional = _to_parseable(sql)
+    parseable, positional, escaped = _to_parseable(sql)
     try:
         trees = sqlglot.parse(parseable, read=_SQLGLOT_DIALECT[family])
     except (ParseError, TokenError) as e:
@@ -112,7 +118,20 @@ def analyze(sql: str, family: Family) -> Statement:
     tree: exp.Expression = trees[0]  # type: ignore[assignment]
     kind, is_write, locks = _classify(tree)
     tables = tuple(dict.fromkeys(t.name.lower() for t in tree.find_all(exp.Table) if t.name))
-    return Statement(sql, kind, is_write, locks, tables, tree, comments, positional)
+    return Statement(sql, kind, is_write, locks, tables, tree, comments, positional, escaped=escaped)
+
+
+def parse_sql(sql: str, family: Family) -> tuple[exp.Expression, bool, bool] | None:
+    """``(tree, positional, escaped)`` of one statement, or None when it does not parse (used for
+    statements :func:`analyze` does not parse, e.g. TRUNCATE on a sharded table)."""
+    parseable, positional, escaped = _to_parseable(sql)
+    try:
+        trees = sqlglot.parse(parseable, read=_SQLGLOT_DIALECT[family])
+    except (ParseError, TokenError):
+        return None
+    if len(trees) != 1 or not isinstance(trees[0], exp.Expression):
+        return None
+    return trees[0], positional, escaped
 
 
 def _classify(tree: exp.Expression) -> tuple[str, bool, bool]:
@@ -136,16 +155,27 @@ def _classify(tree: exp.Expression) -> tuple[str, bool, bool]:
     return "other", True, False
 
 
-def render(tree: exp.Expression, family: Family, positional: bool) -> str:
-    """SQL for a rewritten tree, with the driver's placeholders back in place."""
+def render(tree: exp.Expression, family: Family, positional: bool, escaped: bool = False) -> str:
+    """SQL for a rewritten tree, with the driver's placeholders back in place (and literal
+    percent signs doubled again when the statement was ``escaped``)."""
+    names: list[str] = []
 
     def restore(node: exp.Expression) -> exp.Expression:
         if isinstance(node, exp.Placeholder):
             named = node.name and node.name != "?"
-            return exp.Var(this=f"%({node.name})s" if named else "%s")
+            names.append(f"%({node.name})s" if named else "%s")
+            return exp.Var(this=f"\x00{len(names) - 1}\x00")
         return node
 
-    return tree.transform(restore, copy=True).sql(dialect=_SQLGLOT_DIALECT[family])
+    sql = tree.transform(restore, copy=True).sql(dialect=_SQLGLOT_DIALECT[family])
+    if escaped:
+        sql = sql.replace("%", "%%")
+    if names:
+        sql = _SENTINEL.sub(lambda m: names[int(m.group(1))], sql)
+    return sql
+
+
+_SENTINEL = re.compile("\x00(\\d+)\x00")
 
 
 def ss_hints(statement: Statement) -> dict[str, str]:

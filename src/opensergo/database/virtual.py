@@ -6,9 +6,8 @@ Pools and discovery monitors whose configuration did not change are taken over f
 runtime (:class:`Resources`), so a rule update keeps their connections and probe state; the ones
 no longer used are drained and stopped once the new runtime is in place.
 
-Extension point for sharding (next issue): a Sharding rule will turn one statement into several
-route units (data source, SQL, parameters) and merge their results; the runtime keeps one
-:class:`Plan` per SQL string for that too.
+With a Sharding rule, the plan of a statement also holds its sharding plan
+(:mod:`.sharding.planner`): the routing to data nodes, the per-node SQL and how results merge.
 """
 
 from __future__ import annotations
@@ -24,6 +23,8 @@ from opensergo.database.errors import ConfigurationError, DatabaseGovernanceErro
 from opensergo.database.pool import EndpointPool, PoolSettings
 from opensergo.database.readwrite import HealthBoard, ReadWriteRule
 from opensergo.database.shadow import ShadowPlan, ShadowRule
+from opensergo.database.sharding.planner import ShardedStatement, plan_statement
+from opensergo.database.sharding.rule import ShardingRule
 from opensergo.database.statement import PlanCache, Statement, analyze, ss_hints
 from opensergo.database.transactions import Coordinator, coordinator_for
 from opensergo.database.urls import EndpointURL, Family, translate
@@ -47,6 +48,8 @@ class Options:
     retry_after: float = 2.0
     plan_cache_size: int = 2048
     probe_timeout: float = 2.0
+    shard_concurrency: int = 8  # data sources one statement queries at once
+    transaction_log_dir: str | None = None  # XA decisions (default: see transactions.py)
 
 
 @dataclass(slots=True)
@@ -58,6 +61,7 @@ class Plan:
     rewrite: RewritePlan | None = None
     shadow: ShadowPlan | None = None
     data_source: str | None = None  # DATA_SOURCE_NAME hint
+    sharding: ShardedStatement | None = None
     error: DatabaseGovernanceError | None = None
 
 
@@ -67,6 +71,19 @@ class Resources:
     def __init__(self) -> None:
         self.pools: dict[tuple[Any, ...], EndpointPool] = {}
         self.monitors: dict[tuple[Any, ...], DiscoveryMonitor] = {}
+        self.coordinators: dict[tuple[Any, ...], Coordinator] = {}
+
+    def coordinator(
+        self, obj: spec.DistributedTransaction | None, database: str, options: Options
+    ) -> Coordinator:
+        """The transaction coordinator; an XA coordinator (and its log) outlives rule updates."""
+        kind = obj.spec.transaction.defaultType.value if obj is not None else "local"
+        key = (kind, database, options.transaction_log_dir)
+        found = self.coordinators.get(key)
+        if found is None:
+            found = coordinator_for(obj, database, options.transaction_log_dir)
+            self.coordinators[key] = found
+        return found
 
     def pool(self, name: str, url: EndpointURL, settings: PoolSettings, options: Options) -> EndpointPool:
         key = (name, url.url.render_as_string(hide_password=False), settings)
@@ -120,6 +137,10 @@ class Resources:
             if id(monitor) not in used_monitors:
                 monitor.stop()
                 del self.monitors[key]
+        if runtime is None:  # the engine is disposed (in-flight transactions keep a coordinator otherwise)
+            for coordinator in self.coordinators.values():
+                coordinator.close()
+            self.coordinators.clear()
 
 
 class DatabaseRuntime:
@@ -135,6 +156,7 @@ class DatabaseRuntime:
         readwrite: ReadWriteRule | None,
         shadow: ShadowRule | None,
         encrypt: EncryptRule | None,
+        sharding: ShardingRule | None = None,
         coordinator: Coordinator,
         monitors: tuple[DiscoveryMonitor, ...],
         health: HealthBoard,
@@ -148,6 +170,7 @@ class DatabaseRuntime:
         self.readwrite = readwrite
         self.shadow = shadow
         self.encrypt = encrypt
+        self.sharding = sharding
         self.coordinator = coordinator
         self.monitors = monitors
         self.health = health
@@ -164,6 +187,10 @@ class DatabaseRuntime:
                 plan.rewrite = plan_rewrite(self.encrypt, statement, self.family)
             if self.shadow is not None:
                 plan.shadow = self.shadow.plan(statement)
+            if self.sharding is not None and plan.data_source is None:
+                # Encryption rewrites the logic statement first; sharding routes what it produced.
+                source = analyze(plan.rewrite.sql, self.family) if plan.rewrite is not None else statement
+                plan.sharding = plan_statement(self.sharding, self.family, source)
         except DatabaseGovernanceError as e:
             plan.error = e
         if plan.data_source is not None and plan.data_source not in self.pools:
@@ -194,6 +221,8 @@ class DatabaseRuntime:
             "read_sources": list(rw.read_candidates()) if rw else [],
             "shadow": self.shadow.name if self.shadow else None,
             "encryption": sorted(self.encrypt.tables) if self.encrypt else [],
+            "sharding": self.sharding.describe() if self.sharding else None,
+            "transactions": self.coordinator.name,
             "plan_cache": self.plans.stats(),
         }
 
@@ -237,8 +266,14 @@ def build_runtime(
     family: Family = "postgresql" if service.databasePostgreSQL is not None else "mysql"
     endpoints: dict[str, spec.DatabaseEndpoint] = _by_name(objects, spec.DatabaseEndpoint)
     what = f"VirtualDatabase service {name!r}"
+    sharding_obj: spec.Sharding | None = None
     if service.sharding:
-        raise ConfigurationError(f"{what}: Sharding is not supported yet (rule {service.sharding!r})")
+        if service.readWriteSplitting:
+            raise ConfigurationError(
+                f"{what}: Sharding together with ReadWriteSplitting is not supported (the data nodes of a "
+                "Sharding rule are DatabaseEndpoints)"
+            )
+        sharding_obj = _need(spec.Sharding, service.sharding, _by_name(objects, spec.Sharding), what)
     transaction = None
     if service.distributedTransaction:
         transaction = _need(
@@ -247,7 +282,7 @@ def build_runtime(
             _by_name(objects, spec.DistributedTransaction),
             what,
         )
-    coordinator = coordinator_for(transaction)
+    coordinator = resources.coordinator(transaction, name, options)
 
     used: dict[str, EndpointURL] = {}
     settings: dict[str, PoolSettings] = {}
@@ -329,8 +364,17 @@ def build_runtime(
         encrypt_rule = EncryptRule.compile(enc_obj)
         fingerprint.append(("encrypt", enc_obj.model_dump_json()))
 
+    sharding_rule: ShardingRule | None = None
+    if sharding_obj is not None:
+        sharding_rule = ShardingRule(sharding_obj)
+        for ds in sharding_rule.data_sources:
+            endpoint(ds, f"Sharding {sharding_obj.name!r}")
+        fingerprint.append(("sharding", sharding_obj.model_dump_json()))
+
     default_source: str | None = None
-    if readwrite_obj is None:
+    if sharding_rule is not None:
+        default_source = sharding_rule.default_source
+    elif readwrite_obj is None:
         sources = {m for m in shadow_rule.mappings} if shadow_rule else set()
         if len(sources) == 1:
             default_source = next(iter(sources))
@@ -382,6 +426,7 @@ def build_runtime(
         readwrite=readwrite,
         shadow=shadow_rule,
         encrypt=encrypt_rule,
+        sharding=sharding_rule,
         coordinator=coordinator,
         monitors=monitors,
         health=health,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from opensergo.database.rules import DatabaseRules
-from tests.integration.database.servers import MariaDBCluster, PostgreSQLCluster
+from tests.integration.database.servers import MariaDB, MariaDBCluster, PostgreSQLCluster
 
 SCHEMA = (
     "CREATE TABLE t_user (id INT PRIMARY KEY, name VARCHAR(64), phone_cipher VARCHAR(128), "
@@ -68,3 +68,25 @@ def postgres(request: pytest.FixtureRequest) -> Iterator[PostgreSQLCluster]:
 def rules() -> DatabaseRules:
     """A private rule set (tests never share the process-wide one)."""
     return DatabaseRules()
+
+
+@pytest.fixture(scope="module")
+def shard_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[MariaDB]]:
+    """Two independent MariaDB servers for data sources ds_0 and ds_1 (database ``shop``), and a
+    database ``plain`` on the first for unsharded copies of the data."""
+    clusters = [MariaDBCluster(tmp_path_factory.mktemp(f"shard{i}"), replicas=0) for i in range(2)]
+    try:
+        for cluster in clusters:
+            cluster.start()
+            cluster.primary.sql("CREATE DATABASE shop")
+        clusters[0].primary.sql("CREATE DATABASE plain")
+        yield [c.primary for c in clusters]
+    finally:
+        for cluster in clusters:
+            cluster.stop()
+
+
+@pytest.fixture
+def shard_logs(request: pytest.FixtureRequest, shard_servers: list[MariaDB]) -> Iterator[list[MariaDB]]:
+    yield shard_servers
+    _print_on_failure(request, "\n".join(s.logs() for s in shard_servers))

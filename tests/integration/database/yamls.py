@@ -140,3 +140,60 @@ spec:
     simple-hint: {{type: SIMPLE_HINT, props: {{shadow: "true", foo: bar}}}}
     lane: {{type: SIMPLE_HINT, props: {{x-opensergo-traffic: {lane}}}}}
 ---"""
+
+
+def sharding_service(name: str, sharding: str, *, transaction: str | None = None, kind: str = "MySQL",
+                     extra: str = "") -> str:  # fmt: skip
+    """A VirtualDatabase whose service is sharded by the Sharding object ``sharding``."""
+    tx = f"\n      distributedTransaction: {transaction}" if transaction else ""
+    return f"""
+apiVersion: database.opensergo.io/v1alpha1
+kind: VirtualDatabase
+metadata: {{name: {name}, labels: {{app: db-app}}}}
+spec:
+  services:
+    - name: {name}
+      database{kind}: {{db: {name}, host: 127.0.0.1, port: 3306}}
+      sharding: {sharding}{tx}{extra}
+---"""
+
+
+def transaction(name: str, kind: str) -> str:
+    return f"""
+apiVersion: database.opensergo.io/v1alpha1
+kind: DistributedTransaction
+metadata: {{name: {name}, labels: {{app: db-app}}}}
+spec:
+  transaction: {{defaultType: {kind}}}
+---"""
+
+
+# The spec's sharding_db example (database.md), with its table algorithms fixed to t_order_* (the
+# upstream text computes d_order_*, which names no data node) and a broadcast table.
+SHARDING_DB = """
+apiVersion: database.opensergo.io/v1alpha1
+kind: Sharding
+metadata: {name: sharding_db, labels: {app: db-app}}
+spec:
+  tables:
+    t_order:
+      actualDataNodes: "ds_${0..1}.t_order_${0..1}"
+      tableStrategy:
+        standard: {shardingColumn: order_id, shardingAlgorithmName: t_order_inline}
+      keyGenerateStrategy: {column: order_id, keyGeneratorName: snowflake}
+    t_order_item:
+      actualDataNodes: "ds_${0..1}.t_order_item_${0..1}"
+      tableStrategy:
+        standard: {shardingColumn: order_id, shardingAlgorithmName: t_order_item_inline}
+      keyGenerateStrategy: {column: order_item_id, keyGeneratorName: snowflake}
+  bindingTables: ["t_order,t_order_item"]
+  broadcastTables: [t_config]
+  defaultDatabaseStrategy:
+    standard: {shardingColumn: user_id, shardingAlgorithmName: database_inline}
+  shardingAlgorithms:
+    database_inline: {type: INLINE, props: {algorithm-expression: "ds_${user_id % 2}"}}
+    t_order_inline: {type: INLINE, props: {algorithm-expression: "t_order_${order_id % 2}"}}
+    t_order_item_inline: {type: INLINE, props: {algorithm-expression: "t_order_item_${order_id % 2}"}}
+  keyGenerators:
+    snowflake: {type: SNOWFLAKE}
+---"""
