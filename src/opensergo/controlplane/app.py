@@ -34,6 +34,7 @@ from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
 from opensergo.controlplane.tokens import GlobalLimits, TokenService, rendezvous_owner
 from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
@@ -202,6 +203,9 @@ class ControlPlane:
             MetadataService(self.registry), self._grpc
         )
         otlp.add_to_server(self.metric_store, self._grpc)
+        self.xds = add_xds_to_server(
+            self._grpc, self.snapshots, self.transport, self.global_limits, self.transport.identity
+        )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:
             self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())

@@ -192,6 +192,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
 
     def __init__(self, snapshots: SnapshotCache, identity: str) -> None:
         self._snapshots = snapshots
+        self.identity = identity
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
@@ -210,6 +211,22 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     def add_disconnect_listener(self, listener: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         """Called with a client identifier when its last open stream ends."""
         self._disconnect_listeners.append(listener)
+
+    # --- streams served by other services (xDS), listed and counted like ours ---
+
+    def attach(self, stream: ClientStream) -> None:
+        self._streams[stream.id] = stream
+
+    def detach(self, stream: ClientStream) -> None:
+        self._streams.pop(stream.id, None)
+        stream.disconnected_at = time.time()
+        self._closed[stream.id] = stream
+        while len(self._closed) > _CLOSED_CLIENTS_KEPT:
+            self._closed.popitem(last=False)
+
+    def notify_answer(self, stream: ClientStream, state: SubscriptionState, version: int) -> None:
+        for listener in self._answer_listeners:
+            listener(stream, state, version)
 
     # --- queries (REST, dashboard, tests) ---
 

@@ -1,0 +1,132 @@
+"""Everything one xDS node is sent, built from the snapshot cache.
+
+A sidecar (``opensergo sidecar``) gets two listeners:
+
+* ``inbound`` on its inbound port: the app's fault-tolerance rules (routes ``inbound``, clusters
+  ``inbound|<app>...`` pointing at the app's port);
+* ``outbound`` on 127.0.0.1:<outbound port>: one virtual host per service of the namespace
+  (routes ``outbound``), with an EDS cluster per service subset.
+
+A proxyless gRPC client names the services it dials (``xds:///<service>``): each gets an API
+listener of that name and a route configuration of that name.
+
+Built sets are memoized per (profile, requested listeners, cache revision): nodes with one
+profile (every Envoy of one app) share one build per change.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from typing import Any
+
+from opensergo.controlplane.snapshots import SnapshotCache
+from opensergo.controlplane.xds import inbound, outbound
+from opensergo.controlplane.xds.node import NodeProfile
+from opensergo.controlplane.xds.resources import CLUSTER, ENDPOINT, LISTENER, ROUTE, Built, typed
+from opensergo.controlplane.xds.view import RuleView
+
+log = logging.getLogger(__name__)
+
+INBOUND = "inbound"
+OUTBOUND = "outbound"
+CONTROL_PLANE_CLUSTER = "opensergo_control_plane"
+"""The bootstrap's cluster for the control plane (ADS, and the RateLimitService on one port)."""
+
+HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
+_MEMO_SIZE = 256
+
+
+def _hcm(stat_prefix: str, route_name: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
+    return typed(
+        HCM,
+        {
+            "stat_prefix": stat_prefix,
+            "rds": {"route_config_name": route_name, "config_source": outbound.ADS},
+            "http_filters": filters,
+        },
+    )
+
+
+def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "address": {"socket_address": {"address": host, "port_value": port}},
+        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+    }
+
+
+def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...] = ()) -> Built:
+    """The resources for ``profile``; ``listeners`` are the names a proxyless client asked for."""
+    view = RuleView(cache)
+    built = Built()
+    if profile.sidecar:
+        if profile.inbound_port is not None and profile.app_port is not None:
+            plan = inbound.plan(view, profile.namespace, profile.app)
+            filters = inbound.http_filters(plan, CONTROL_PLANE_CLUSTER)
+            built.add(
+                LISTENER,
+                INBOUND,
+                _listener(INBOUND, profile.inbound_host, profile.inbound_port, _hcm(INBOUND, INBOUND, filters)),
+            )
+            built.add(ROUTE, INBOUND, inbound.route_config(view, profile.namespace, profile.app, plan, INBOUND))
+            for cluster in inbound.clusters(profile.app, profile.app_host, profile.app_port, plan):
+                built.add(CLUSTER, cluster["name"], cluster)
+        if profile.outbound_port is not None:
+            out = outbound.Outbound(view, profile.namespace, grpc=False)
+            hosts = [
+                out.virtual_host(service, outbound.domains_of(service, profile.namespace))
+                for service in view.services(profile.namespace)
+            ]
+            built.add(
+                LISTENER,
+                OUTBOUND,
+                _listener(
+                    OUTBOUND, "127.0.0.1", profile.outbound_port, _hcm(OUTBOUND, OUTBOUND, outbound.hcm_filters(False))
+                ),
+            )
+            built.add(ROUTE, OUTBOUND, {"name": OUTBOUND, "virtual_hosts": hosts})
+            _add_clusters(built, out)
+    else:
+        out = outbound.Outbound(view, profile.namespace, grpc=True)
+        for name in listeners:
+            service = name.rsplit(":", 1)[0] if name.rsplit(":", 1)[-1].isdigit() else name
+            host = out.virtual_host(service, outbound.domains_of(service, profile.namespace))
+            built.add(
+                LISTENER,
+                name,
+                {"name": name, "api_listener": {"api_listener": _hcm(name, name, outbound.hcm_filters(True))}},
+            )
+            built.add(ROUTE, name, {"name": name, "virtual_hosts": [host]})
+        _add_clusters(built, out)
+    built.sources = dict(view.sources)
+    return built
+
+
+def _add_clusters(built: Built, out: outbound.Outbound) -> None:
+    for name in sorted(out.clusters):
+        built.add(CLUSTER, name, out.cluster(name))
+        built.add(ENDPOINT, name, out.load_assignment(name))
+
+
+class Builder:
+    """:func:`build`, memoized per (profile, listeners) at the cache's revision."""
+
+    def __init__(self, cache: SnapshotCache) -> None:
+        self.cache = cache
+        self._memo: OrderedDict[tuple[NodeProfile, tuple[str, ...]], tuple[int, Built]] = OrderedDict()
+        self.builds = 0
+
+    def get(self, profile: NodeProfile, listeners: tuple[str, ...] = ()) -> Built:
+        key = (profile, listeners)
+        found = self._memo.get(key)
+        revision = self.cache.revision
+        if found is not None and found[0] == revision:
+            self._memo.move_to_end(key)
+            return found[1]
+        built = build(self.cache, profile, listeners)
+        self.builds += 1
+        self._memo[key] = (revision, built)
+        while len(self._memo) > _MEMO_SIZE:
+            self._memo.popitem(last=False)
+        return built
