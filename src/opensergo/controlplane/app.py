@@ -323,6 +323,9 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await self.registry.stop()
+        # Streams ended by this shutdown are not departures: keep their instances registered
+        # (expiring them would push empty endpoint lists to the clients still connected).
+        self.registry.expire_on_disconnect = False
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         if self._http is not None:

@@ -159,6 +159,12 @@ class Outbound:
 
     def virtual_host(self, service: str, domains: list[str]) -> dict[str, Any]:
         state = self.service(service)
+        # Every subset gets its cluster whether or not a route uses it now: if Envoy rejects
+        # a new route configuration, the routes it keeps still find their clusters.
+        subsets = [None, *(s.name for s in state.workload.spec.subsets)] if state.workload else [None]
+        for subset in subsets:
+            for lane in [*state.lanes, None]:
+                self._use(ClusterKey(state.name, subset, None, lane))
         hash_policy = _hash_policy(state.policy(None))
         routes: list[dict[str, Any]] = []
         for lane in [*state.lanes, None]:

@@ -1,0 +1,99 @@
+"""Inbound: two plain HTTP apps behind ``opensergo sidecar``; a rate limit applied with
+``opensergo apply`` answers the fallback action through Envoy within 1 s of Envoy's ACK, and is
+lifted on delete; ACK states show in the client list."""
+
+from __future__ import annotations
+
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.sidecar.conftest import Mesh
+from tests.helpers import run_cli, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+RULES = """
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: RateLimitStrategy
+metadata: {{name: rl-{app}, labels: {{app: {app}}}}}
+spec: {{metricType: RequestAmount, limitMode: Local, threshold: 3, statDuration: 60s}}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: HttpRequestFallbackAction
+metadata: {{name: fb-{app}, labels: {{app: {app}}}}}
+spec:
+  behavior: ReturnProvidedResponse
+  behaviorDesc:
+    responseStatusCode: 429
+    responseContentBody: '{{"blocked": "{app}"}}'
+    responseAdditionalHeaders: [{{key: X-Blocked-By, value: opensergo}}]
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {{name: rule-{app}, labels: {{app: {app}}}}}
+spec:
+  targets: [{{targetResourceName: "GET:/orders/{{id}}"}}]
+  strategies: [{{name: rl-{app}, kind: RateLimitStrategy}}]
+  fallbackAction: {{name: fb-{app}, kind: HttpRequestFallbackAction}}
+"""
+
+RATE_KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
+
+
+def _acked_at(mesh: Mesh, app: str, version: int) -> float | None:
+    for client in mesh.xds_clients():
+        for sub in client["subscriptions"]:
+            if sub["app"] == app and sub["kind"] == RATE_KIND and (sub["ackedVersion"] or 0) >= version:
+                return float(sub["ackedAt"])
+    return None
+
+
+def test_rate_limit_through_envoy_follows_apply_and_delete(mesh: Mesh) -> None:
+    sidecars = {}
+    for app in ("orders", "billing"):
+        port = mesh.app(app)
+        sidecars[app] = mesh.sidecar(app, app, port)
+    wait_until(lambda: len(mesh.xds_clients()) == 2, timeout=15, what="two Envoys subscribed")
+    with httpx.Client(timeout=5) as http:
+        url = f"http://127.0.0.1:{sidecars['orders'].inbound_port}/orders/42"
+        assert http.get(url).json()["name"] == "orders"  # through Envoy to the app
+
+        rules = RULES.format(app="orders")
+        mesh.apply(rules)
+        applied = time.time()
+        statuses = []
+
+        def blocked() -> httpx.Response | None:
+            response = http.get(url)
+            statuses.append(response.status_code)
+            return response if response.status_code == 429 else None
+
+        response = wait_until(blocked, timeout=5, interval=0.01, what="a blocked request")
+        first_block = time.time()
+        assert response.json() == {"blocked": "orders"}
+        assert response.headers["x-blocked-by"] == "opensergo"
+        # The bucket admits its 3 requests, then everything is blocked.
+        assert statuses.count(200) <= 3
+        assert [http.get(url).status_code for _ in range(5)] == [429] * 5
+        # Other paths of the app and the other app are not governed by this rule.
+        assert http.get(f"http://127.0.0.1:{sidecars['orders'].inbound_port}/health").status_code == 200
+        other = f"http://127.0.0.1:{sidecars['billing'].inbound_port}/orders/42"
+        assert [http.get(other).status_code for _ in range(6)] == [200] * 6
+
+        version = max(
+            s["pushedVersion"] or 0
+            for c in mesh.xds_clients()
+            for s in c["subscriptions"]
+            if s["app"] == "orders" and s["kind"] == RATE_KIND
+        )
+        acked = wait_until(lambda: _acked_at(mesh, "orders", version), timeout=5, what="Envoy's ACK")
+        assert first_block - acked <= 1.0, f"blocked {first_block - acked:.3f}s after the ACK"
+        assert first_block - applied <= 2.0
+        listing = run_cli("get", "clients", "-s", mesh.cp.http_url)
+        assert "RateLimitStrategy@orders" in listing.stdout and "(acked)" in listing.stdout
+
+        mesh.delete(rules)
+        wait_until(lambda: http.get(url).status_code == 200, timeout=2, interval=0.01, what="limit lifted")
+        assert [http.get(url).status_code for _ in range(10)] == [200] * 10
