@@ -227,11 +227,9 @@ class Outbound:
                     "load_balancing_weight": max(1, endpoint.weight),
                 }
             )
-        # gRPC clients NACK a LocalityLbEndpoints without a locality.
-        return {
-            "cluster_name": name,
-            "endpoints": [{"locality": {"zone": "default"}, "lb_endpoints": lb_endpoints}] if lb_endpoints else [],
-        }
+        # gRPC NACKs a LocalityLbEndpoints without a locality and ignores one without a weight.
+        locality = {"locality": {"zone": "default"}, "load_balancing_weight": 1, "lb_endpoints": lb_endpoints}
+        return {"cluster_name": name, "endpoints": [locality] if lb_endpoints else []}
 
 
 def _short(host: str, namespace: str) -> str:
