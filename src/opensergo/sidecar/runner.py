@@ -129,7 +129,9 @@ class Sidecar:
             namespace=o.namespace,
             labels=o.labels,
             persist_snapshot=False,
-            service_metadata=[ServiceInfo(protocols=["http"], listening_addresses=[f"{host}:{o.inbound_port}"])],
+            service_metadata=[
+                ServiceInfo(protocols=["http"], listening_addresses=[f"{host}:{o.inbound_port}"])
+            ],
         )
         # A subscription keeps the stream whose end expires this instance.
         self.client.subscribe(INSTANCE_KIND, app=o.app, namespace=o.namespace)
@@ -152,9 +154,11 @@ class Sidecar:
             "1",
             *o.extra_args,
         ]
-        self.out(f"opensergo sidecar: {o.app} inbound :{o.inbound_port} -> app :{o.app_port}"
-                 + (f", outbound 127.0.0.1:{o.outbound_port}" if o.outbound_port else "")
-                 + f", admin 127.0.0.1:{o.admin_port}, control plane {o.control_plane}")  # fmt: skip
+        self.out(
+            f"opensergo sidecar: {o.app} inbound :{o.inbound_port} -> app :{o.app_port}"
+            + (f", outbound 127.0.0.1:{o.outbound_port}" if o.outbound_port else "")
+            + f", admin 127.0.0.1:{o.admin_port}, control plane {o.control_plane}"
+        )
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=_pump, args=(self.process.stdout, self.out), daemon=True).start()
         if o.register:

@@ -49,10 +49,21 @@ _DURATION = re.compile(r"^(\d+(?:\.\d+)?)(ms|s|m|h)$")
 _UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Envoy's HTTP retry conditions the SDK understands (gRPC ones are matched on the status name).
 HTTP_RETRY_CONDITIONS = frozenset(
-    {"5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
-     "retriable-status-codes", "cancelled", "deadline-exceeded", "internal", "resource-exhausted",
-     "unavailable"}
-)  # fmt: skip
+    {
+        "5xx",
+        "gateway-error",
+        "reset",
+        "connect-failure",
+        "retriable-4xx",
+        "refused-stream",
+        "retriable-status-codes",
+        "cancelled",
+        "deadline-exceeded",
+        "internal",
+        "resource-exhausted",
+        "unavailable",
+    }
+)
 
 
 def parse_duration_seconds(value: Any, path: tuple[str | int, ...]) -> float:
@@ -228,7 +239,9 @@ def route_policy(http: HTTPRoute) -> RoutePolicy:
     if http.rewrite:
         uri = http.rewrite.get("uri")
         authority = http.rewrite.get("authority")
-        rewrite = Rewrite(uri if isinstance(uri, str) else None, authority if isinstance(authority, str) else None)
+        rewrite = Rewrite(
+            uri if isinstance(uri, str) else None, authority if isinstance(authority, str) else None
+        )
     redirect = None
     if http.redirect:
         value = http.redirect

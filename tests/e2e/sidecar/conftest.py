@@ -17,14 +17,28 @@ import httpx
 import pytest
 
 from opensergo.sidecar.runner import find_envoy
-from tests.helpers import ROOT, ControlPlaneProcess, free_port, run_cli, spawn_python, stop_processes, wait_until
+from tests.helpers import (
+    ROOT,
+    ControlPlaneProcess,
+    free_port,
+    run_cli,
+    spawn_python,
+    stop_processes,
+    wait_until,
+)
 
 ECHO = Path(__file__).parent / "apps" / "echo.py"
 
 
 class Sidecar:
-    def __init__(self, name: str, proc: subprocess.Popen[bytes], admin_port: int, inbound_port: int,
-                 outbound_port: int | None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        name: str,
+        proc: subprocess.Popen[bytes],
+        admin_port: int,
+        inbound_port: int,
+        outbound_port: int | None,
+    ) -> None:
         self.name = name
         self.proc = proc
         self.admin_port = admin_port
@@ -72,10 +86,25 @@ class Mesh:
         admin, inbound = free_port(), free_port()
         outbound_port = free_port() if outbound else None
         args = [
-            sys.executable, "-m", "opensergo.cli", "sidecar", "--app", app, "--app-port", str(app_port),
-            "--inbound-port", str(inbound), "--inbound-host", "127.0.0.1", "--admin-port", str(admin),
-            "--control-plane", self.cp.grpc_address, "--envoy", self.envoy,
-        ]  # fmt: skip
+            sys.executable,
+            "-m",
+            "opensergo.cli",
+            "sidecar",
+            "--app",
+            app,
+            "--app-port",
+            str(app_port),
+            "--inbound-port",
+            str(inbound),
+            "--inbound-host",
+            "127.0.0.1",
+            "--admin-port",
+            str(admin),
+            "--control-plane",
+            self.cp.grpc_address,
+            "--envoy",
+            self.envoy,
+        ]
         if outbound_port is not None:
             args += ["--outbound-port", str(outbound_port)]
         for label in labels:
@@ -122,7 +151,9 @@ class Mesh:
         assert result.returncode == 0, result.stdout + result.stderr
 
     def clients(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = httpx.get(self.cp.http_url + "/api/v1/clients", timeout=5).json()["items"]
+        items: list[dict[str, Any]] = httpx.get(self.cp.http_url + "/api/v1/clients", timeout=5).json()[
+            "items"
+        ]
         return items
 
     def xds_clients(self) -> list[dict[str, Any]]:

@@ -68,7 +68,9 @@ def _start(mesh: Mesh) -> tuple[Sidecar, dict[str, Sidecar]]:
     return consumer, providers
 
 
-def _names(http: httpx.Client, url: str, count: int, headers: dict[str, str] | None = None) -> collections.Counter[str]:
+def _names(
+    http: httpx.Client, url: str, count: int, headers: dict[str, str] | None = None
+) -> collections.Counter[str]:
     seen: collections.Counter[str] = collections.Counter()
     for _ in range(count):
         response = http.get(url, headers={"host": "provider", **(headers or {})})
@@ -85,10 +87,15 @@ def test_weights_headers_and_a_killed_instance(mesh: Mesh) -> None:
     url = f"http://127.0.0.1:{consumer.outbound_port}/hello"
     with httpx.Client(timeout=5) as http:
         # Without a router every instance of the service is used.
-        wait_until(lambda: set(_names(http, url, 10)) == {"provider-v1", "provider-v2"}, timeout=10,
-                   what="both providers reachable")  # fmt: skip
+        wait_until(
+            lambda: set(_names(http, url, 10)) == {"provider-v1", "provider-v2"},
+            timeout=10,
+            what="both providers reachable",
+        )
         mesh.apply(RULES)
-        wait_until(lambda: _routes_to(http, url, "provider-v2", {"x-user": "alice"}), timeout=5, what="header route")
+        wait_until(
+            lambda: _routes_to(http, url, "provider-v2", {"x-user": "alice"}), timeout=5, what="header route"
+        )
         seen = _names(http, url, 400)
         assert set(seen) == {"provider-v1", "provider-v2"}
         share = seen["provider-v2"] / 400
@@ -98,7 +105,9 @@ def test_weights_headers_and_a_killed_instance(mesh: Mesh) -> None:
         mesh.kill("sidecar-provider-v2")  # the instance's registration stream ends with it
         killed = time.monotonic()
         wait_until(lambda: len(mesh.instances("provider")) == 1, timeout=10, what="v2 expired")
-        wait_until(lambda: _routes_to(http, url, "provider-v1"), timeout=5, interval=0.05, what="v2 share moved")
+        wait_until(
+            lambda: _routes_to(http, url, "provider-v1"), timeout=5, interval=0.05, what="v2 share moved"
+        )
         moved = time.monotonic() - killed
         assert moved < 5.0
         # The weighted route now sends everything to v1 (v2's fallback); no error answers.
@@ -110,7 +119,9 @@ def test_nack_keeps_last_good_config_and_restart_keeps_serving(mesh: Mesh) -> No
     url = f"http://127.0.0.1:{consumer.outbound_port}/hello"
     with httpx.Client(timeout=5) as http:
         mesh.apply(RULES)
-        wait_until(lambda: _routes_to(http, url, "provider-v2", {"x-user": "alice"}), timeout=10, what="header route")
+        wait_until(
+            lambda: _routes_to(http, url, "provider-v2", {"x-user": "alice"}), timeout=10, what="header route"
+        )
 
         mesh.apply(REJECTED)
 
@@ -154,14 +165,21 @@ def test_nack_keeps_last_good_config_and_restart_keeps_serving(mesh: Mesh) -> No
             connected = consumer.stat("control_plane.connected_state")
             assert connected == 1
             mesh.cp.stop()
-            wait_until(lambda: consumer.stat("control_plane.connected_state") == 0, timeout=10, what="disconnected")
+            wait_until(
+                lambda: consumer.stat("control_plane.connected_state") == 0, timeout=10, what="disconnected"
+            )
             before = served[0]
             time.sleep(1.0)
             assert served[0] > before, "Envoy stopped serving without its control plane"
             mesh.cp.start()
-            wait_until(lambda: consumer.stat("control_plane.connected_state") == 1, timeout=30, what="resubscribed")
-            wait_until(lambda: any(c["identifier"].startswith("sidecar~consumer") for c in mesh.xds_clients()),
-                       timeout=10, what="consumer listed again")  # fmt: skip
+            wait_until(
+                lambda: consumer.stat("control_plane.connected_state") == 1, timeout=30, what="resubscribed"
+            )
+            wait_until(
+                lambda: any(c["identifier"].startswith("sidecar~consumer") for c in mesh.xds_clients()),
+                timeout=10,
+                what="consumer listed again",
+            )
         finally:
             stop.set()
             worker.join(timeout=10)

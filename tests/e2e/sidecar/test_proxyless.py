@@ -59,9 +59,13 @@ def _calls(bootstrap: Path, count: int, *headers: str) -> dict[str, Any]:
 def test_proxyless_grpc_weighted_and_header_routes(mesh: Mesh, tmp_path: Path) -> None:
     for version in ("v1", "v2"):
         mesh.procs[f"grpc-{version}"] = spawn_python(
-            APPS / "grpc_echo.py", mesh.cp.grpc_address, "provider", f"provider-{version}", f"version={version}",
+            APPS / "grpc_echo.py",
+            mesh.cp.grpc_address,
+            "provider",
+            f"provider-{version}",
+            f"version={version}",
             log=mesh.logs / f"grpc-{version}.log",
-        )  # fmt: skip
+        )
     wait_until(lambda: len(mesh.instances("provider")) == 2, timeout=20, what="two gRPC providers")
     mesh.apply(RULES)
     printed = run_cli("xds-bootstrap", "--app", "consumer", "--control-plane", mesh.cp.grpc_address)

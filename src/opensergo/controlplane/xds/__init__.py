@@ -5,9 +5,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from envoy.service.discovery.v3 import ads_pb2_grpc
-from envoy.service.ratelimit.v3 import rls_pb2_grpc
-
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.tokens import GlobalLimits
 from opensergo.controlplane.transport import TransportService
@@ -22,7 +19,5 @@ def add_to_server(
 ) -> AdsService:
     """Serve ADS and the RateLimitService on ``server`` (the control plane's gRPC server)."""
     ads = AdsService(snapshots, transport, identity)
-    # The generated registration functions are untyped.
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(ads, server)  # type: ignore[no-untyped-call]
-    rls_pb2_grpc.add_RateLimitServiceServicer_to_server(RateLimitService(limits), server)  # type: ignore[no-untyped-call]
+    server.add_generic_rpc_handlers((ads.rpc_handler(), RateLimitService(limits).rpc_handler()))
     return ads

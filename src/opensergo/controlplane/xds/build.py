@@ -52,7 +52,9 @@ def _listener(name: str, host: str, port: int, hcm: dict[str, Any]) -> dict[str,
     return {
         "name": name,
         "address": {"socket_address": {"address": host, "port_value": port}},
-        "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}],
+        "filter_chains": [
+            {"filters": [{"name": "envoy.filters.network.http_connection_manager", "typed_config": hcm}]}
+        ],
     }
 
 
@@ -67,9 +69,13 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
             built.add(
                 LISTENER,
                 INBOUND,
-                _listener(INBOUND, profile.inbound_host, profile.inbound_port, _hcm(INBOUND, INBOUND, filters)),
+                _listener(
+                    INBOUND, profile.inbound_host, profile.inbound_port, _hcm(INBOUND, INBOUND, filters)
+                ),
             )
-            built.add(ROUTE, INBOUND, inbound.route_config(view, profile.namespace, profile.app, plan, INBOUND))
+            built.add(
+                ROUTE, INBOUND, inbound.route_config(view, profile.namespace, profile.app, plan, INBOUND)
+            )
             for cluster in inbound.clusters(profile.app, profile.app_host, profile.app_port, plan):
                 built.add(CLUSTER, cluster["name"], cluster)
         if profile.outbound_port is not None:
@@ -82,7 +88,10 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
                 LISTENER,
                 OUTBOUND,
                 _listener(
-                    OUTBOUND, "127.0.0.1", profile.outbound_port, _hcm(OUTBOUND, OUTBOUND, outbound.hcm_filters(False))
+                    OUTBOUND,
+                    "127.0.0.1",
+                    profile.outbound_port,
+                    _hcm(OUTBOUND, OUTBOUND, outbound.hcm_filters(False)),
                 ),
             )
             built.add(ROUTE, OUTBOUND, {"name": OUTBOUND, "virtual_hosts": hosts})
@@ -95,7 +104,10 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
             built.add(
                 LISTENER,
                 name,
-                {"name": name, "api_listener": {"api_listener": _hcm(name, name, outbound.hcm_filters(True))}},
+                {
+                    "name": name,
+                    "api_listener": {"api_listener": _hcm(name, name, outbound.hcm_filters(True))},
+                },
             )
             built.add(ROUTE, name, {"name": name, "virtual_hosts": [host]})
         _add_clusters(built, out)

@@ -141,7 +141,9 @@ def plan(view: RuleView, namespace: str, app: str) -> InboundPlan:
                             breaker = strategy
                     elif isinstance(strategy, AdaptiveOverloadProtectionStrategy) and adaptive is None:
                         adaptive = strategy
-    governed_list = sorted(by_resource.values(), key=lambda g: ("safe_regex" in (route_match(g.resource) or {}), g.resource))
+    governed_list = sorted(
+        by_resource.values(), key=lambda g: ("safe_regex" in (route_match(g.resource) or {}), g.resource)
+    )
     return InboundPlan(governed_list, breaker, adaptive)
 
 
@@ -168,7 +170,8 @@ def _custom_response(fallback: HttpRequestFallbackAction | None) -> dict[str, An
     policy: dict[str, Any] = {"body": {"inline_string": body}, "status_code": status}
     if headers:
         policy["response_headers_to_add"] = [
-            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"} for k, v in headers
+            {"header": {"key": k, "value": v}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+            for k, v in headers
         ]
     blocked = [
         {
@@ -221,7 +224,9 @@ def _local_ratelimit(strategy: RateLimitStrategy) -> dict[str, Any]:
             "token_bucket": {
                 "max_tokens": max(1, threshold),
                 "tokens_per_fill": max(1, threshold) if threshold else 1,
-                "fill_interval": seconds(strategy.spec.stat_duration_millis / 1000 if threshold else 3600 * 24),
+                "fill_interval": seconds(
+                    strategy.spec.stat_duration_millis / 1000 if threshold else 3600 * 24
+                ),
             },
             "filter_enabled": always,
             "filter_enforced": always,
@@ -243,7 +248,9 @@ def route_config(
         if governed.concurrency is not None:
             cluster = concurrency_cluster(app, governed.resource)
         action: dict[str, Any] = {"cluster": cluster, "timeout": "0s"}
-        per_filter: dict[str, Any] = {"envoy.filters.http.custom_response": _custom_response(governed.fallback)}
+        per_filter: dict[str, Any] = {
+            "envoy.filters.http.custom_response": _custom_response(governed.fallback)
+        }
         if governed.rate is not None:
             per_filter["envoy.filters.http.local_ratelimit"] = _local_ratelimit(governed.rate)
         if governed.global_rates:
@@ -252,16 +259,28 @@ def route_config(
                     "actions": [
                         {"generic_key": {"descriptor_key": "namespace", "descriptor_value": namespace}},
                         {"generic_key": {"descriptor_key": "app", "descriptor_value": app}},
-                        {"generic_key": {"descriptor_key": "resource", "descriptor_value": governed.resource}},
+                        {
+                            "generic_key": {
+                                "descriptor_key": "resource",
+                                "descriptor_value": governed.resource,
+                            }
+                        },
                         {"generic_key": {"descriptor_key": "strategy", "descriptor_value": strategy.name}},
                     ]
                 }
                 for strategy in governed.global_rates
             ]
         routes.append(
-            {"name": governed.resource, "match": match, "route": action, "typed_per_filter_config": per_filter}
+            {
+                "name": governed.resource,
+                "match": match,
+                "route": action,
+                "typed_per_filter_config": per_filter,
+            }
         )
-    routes.append({"name": "app", "match": {"prefix": "/"}, "route": {"cluster": app_cluster(app), "timeout": "0s"}})
+    routes.append(
+        {"name": "app", "match": {"prefix": "/"}, "route": {"cluster": app_cluster(app), "timeout": "0s"}}
+    )
     return {"name": route_name, "virtual_hosts": [{"name": app, "domains": ["*"], "routes": routes}]}
 
 
@@ -273,7 +292,11 @@ def static_cluster(name: str, host: str, port: int, max_requests: int | None = N
         "load_assignment": {
             "cluster_name": name,
             "endpoints": [
-                {"lb_endpoints": [{"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}]}
+                {
+                    "lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {"address": host, "port_value": port}}}}
+                    ]
+                }
             ],
         },
     }
@@ -283,7 +306,12 @@ def static_cluster(name: str, host: str, port: int, max_requests: int | None = N
         limit = max(1, max_requests)
         cluster["circuit_breakers"] = {
             "thresholds": [
-                {"max_requests": limit, "max_connections": limit, "max_pending_requests": limit, "max_retries": 0}
+                {
+                    "max_requests": limit,
+                    "max_connections": limit,
+                    "max_pending_requests": limit,
+                    "max_retries": 0,
+                }
             ]
         }
     return cluster
@@ -294,7 +322,9 @@ def clusters(app: str, app_host: str, app_port: int, plan_: InboundPlan) -> list
     for governed in plan_.governed:
         if governed.concurrency is not None:
             out.append(
-                static_cluster(concurrency_cluster(app, governed.resource), app_host, app_port, governed.concurrency)
+                static_cluster(
+                    concurrency_cluster(app, governed.resource), app_host, app_port, governed.concurrency
+                )
             )
     return out
 

@@ -58,7 +58,9 @@ class NodeProfile:
 
     @classmethod
     def from_node(cls, node: Any) -> NodeProfile:
-        metadata: dict[str, Any] = json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+        metadata: dict[str, Any] = (
+            json_format.MessageToDict(node.metadata) if node.HasField("metadata") else {}
+        )
         app = str(metadata.get(APP) or node.cluster or "").strip()
         if not app:
             raise NodeError("the node names no app: set node.metadata.app (or node.cluster)")

@@ -100,14 +100,17 @@ class ServiceState:
         return {"version": subset}
 
     def policy(self, subset: str | None) -> TrafficPolicy | None:
+        """The subset's policy, each setting it leaves out taken from the host's (Istio)."""
         if self.workload is None:
             return None
         host_policy = self.workload.spec.trafficPolicy
-        if subset is not None:
-            found = self.workload.spec.subset(subset)
-            if found is not None and found.trafficPolicy is not None:
-                return found.trafficPolicy
-        return host_policy
+        found = self.workload.spec.subset(subset) if subset is not None else None
+        if found is None or found.trafficPolicy is None:
+            return host_policy
+        if host_policy is None:
+            return found.trafficPolicy
+        own = found.trafficPolicy.model_dump(exclude_none=True)
+        return host_policy.model_copy(update={k: getattr(found.trafficPolicy, k) for k in own})
 
     def members(self, key: ClusterKey) -> list[Endpoint]:
         selector = self.selector(key.subset)
@@ -152,7 +155,9 @@ class Outbound:
         port = dest.port.number if dest.port else None
         key = ClusterKey(_short(dest.host, self.namespace), dest.subset, port, lane)
         if not self.service(dest.host).members(key) and dest.fallback is not None:
-            fallback = ClusterKey(_short(dest.fallback.host, self.namespace), dest.fallback.subset, None, lane)
+            fallback = ClusterKey(
+                _short(dest.fallback.host, self.namespace), dest.fallback.subset, None, lane
+            )
             if self.service(dest.fallback.host).members(fallback):
                 return self._use(fallback)
         return self._use(key)
@@ -223,7 +228,9 @@ class Outbound:
             port = key.port or endpoint.port
             lb_endpoints.append(
                 {
-                    "endpoint": {"address": {"socket_address": {"address": endpoint.host, "port_value": port}}},
+                    "endpoint": {
+                        "address": {"socket_address": {"address": endpoint.host, "port_value": port}}
+                    },
                     "load_balancing_weight": max(1, endpoint.weight),
                 }
             )
@@ -320,7 +327,9 @@ def _apply_connection_pool(cluster: dict[str, Any], spec: Mapping[str, Any] | No
     if thresholds:
         cluster["circuit_breakers"] = {"thresholds": [thresholds]}
     if "connectTimeout" in tcp:
-        cluster["connect_timeout"] = _duration(tcp["connectTimeout"], ("connectionPool", "tcp", "connectTimeout"))
+        cluster["connect_timeout"] = _duration(
+            tcp["connectTimeout"], ("connectionPool", "tcp", "connectTimeout")
+        )
     common: dict[str, Any] = {}
     if "maxRequestsPerConnection" in http:
         common["max_requests_per_connection"] = int(http["maxRequestsPerConnection"])

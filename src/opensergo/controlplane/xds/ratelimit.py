@@ -12,9 +12,11 @@ connected to (the SDK's token client is redirected to the key's owner; Envoy can
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.ratelimit.v3 import rls_pb2, rls_pb2_grpc
+from envoy.service.ratelimit.v3 import rls_pb2
 
 from opensergo.controlplane.tokens import GlobalLimits
 from opensergo.controlplane.xds.inbound import BLOCKED_HEADER
@@ -24,7 +26,7 @@ _ENTRY_KEYS = ("namespace", "app", "resource", "strategy")
 Response = rls_pb2.RateLimitResponse
 
 
-class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
+class RateLimitService:
     def __init__(self, limits: GlobalLimits) -> None:
         self.limits = limits
 
@@ -49,6 +51,16 @@ class RateLimitService(rls_pb2_grpc.RateLimitServiceServicer):
                     base_pb2.HeaderValue(key=BLOCKED_HEADER, value=f"RateLimitStrategy/{key[3]}")
                 )
         return response
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        method = grpc.unary_unary_rpc_method_handler(
+            self.ShouldRateLimit,
+            request_deserializer=rls_pb2.RateLimitRequest.FromString,
+            response_serializer=rls_pb2.RateLimitResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(
+            "envoy.service.ratelimit.v3.RateLimitService", {"ShouldRateLimit": method}
+        )
 
     async def ShouldRateLimit(
         self,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import grpc
 from google.protobuf import json_format
 
 from opensergo.controlplane.xds.resources import seconds, typed
@@ -47,9 +48,7 @@ def route_matches(router: TrafficRouter, http: HTTPRoute) -> list[dict[str, Any]
     """The Envoy RouteMatch (JSON form) of each match block of ``http``, in order."""
     placeholder = HTTPRouteDestination(destination=Destination(host="placeholder"))
     single = HTTPRoute(match=http.match, route=[placeholder])
-    copy = router.model_copy(
-        update={"spec": TrafficRouterSpec(hosts=router.spec.hosts, http=[single])}
-    )
+    copy = router.model_copy(update={"spec": TrafficRouterSpec(hosts=router.spec.hosts, http=[single])})
     config: Any = copy.to_proto()
     return [
         json_format.MessageToDict(route.match, preserving_proto_field_name=True)
@@ -76,7 +75,9 @@ def _retry_policy(policy: RoutePolicy, grpc: bool) -> dict[str, Any] | None:
     return out
 
 
-_GRPC_CONDITIONS = frozenset({"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"})
+_GRPC_CONDITIONS = frozenset(
+    {"cancelled", "deadline-exceeded", "internal", "resource-exhausted", "unavailable"}
+)
 
 
 def fault_config(policy: RoutePolicy) -> dict[str, Any] | None:
@@ -99,18 +100,13 @@ def fault_config(policy: RoutePolicy) -> dict[str, Any] | None:
     return typed("envoy.extensions.filters.http.fault.v3.HTTPFault", out)
 
 
-_GRPC_CODES = (
-    "OK CANCELLED UNKNOWN INVALID_ARGUMENT DEADLINE_EXCEEDED NOT_FOUND ALREADY_EXISTS PERMISSION_DENIED "
-    "RESOURCE_EXHAUSTED FAILED_PRECONDITION ABORTED OUT_OF_RANGE UNIMPLEMENTED INTERNAL UNAVAILABLE "
-    "DATA_LOSS UNAUTHENTICATED"
-).split()
-
-
 def _grpc_code(name: str) -> int:
     name = name.strip().upper()
     if name.isdigit():
         return int(name)
-    return _GRPC_CODES.index(name) if name in _GRPC_CODES else 14
+    code = grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNAVAILABLE)
+    number: int = code.value[0]
+    return number
 
 
 def _redirect(policy: RoutePolicy) -> dict[str, Any]:
@@ -193,7 +189,11 @@ def _action(
     if policy.mirror is not None:
         mirror = policy.mirror
         target = Destination.model_validate(
-            {"host": mirror.host, "subset": mirror.subset, **({"port": {"number": mirror.port}} if mirror.port else {})}
+            {
+                "host": mirror.host,
+                "subset": mirror.subset,
+                **({"port": {"number": mirror.port}} if mirror.port else {}),
+            }
         )
         action["request_mirror_policies"] = [
             {"cluster": cluster_of(target), "runtime_fraction": {"default_value": fractional(mirror.percent)}}

@@ -35,7 +35,7 @@ from typing import Any
 
 import grpc
 from envoy.config.core.v3 import base_pb2
-from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from opensergo.common.protocol import Encoding, SubscriptionKey
@@ -77,7 +77,9 @@ class TypeState:
             "sentAt": self.sent_at,
             "ackedVersion": self.acked_version,
             "ackedAt": self.acked_at,
-            "state": "nacked" if self.parked is not None else ("acked" if self.acked_version == self.version else "pending"),
+            "state": "nacked"
+            if self.parked is not None
+            else ("acked" if self.acked_version == self.version else "pending"),
             "error": self.error,
         }
 
@@ -160,7 +162,7 @@ class XdsStream(ClientStream):
                 self._service.transport.notify_answer(self, state, version)
 
 
-class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
+class AdsService:
     def __init__(self, snapshots: SnapshotCache, transport: TransportService, identity: str) -> None:
         self.snapshots = snapshots
         self.transport = transport
@@ -168,6 +170,17 @@ class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
         self._identity = base_pb2.ControlPlane(identifier=identity)
         self._streams: set[XdsStream] = set()
         snapshots.add_listener(self._on_snapshot)
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler[Any, Any]:
+        """State of the world only: DeltaAggregatedResources answers UNIMPLEMENTED."""
+        method = grpc.stream_stream_rpc_method_handler(
+            self.StreamAggregatedResources,
+            request_deserializer=discovery_pb2.DiscoveryRequest.FromString,
+            response_serializer=discovery_pb2.DiscoveryResponse.SerializeToString,
+        )
+        return grpc.method_handlers_generic_handler(
+            "envoy.service.discovery.v3.AggregatedDiscoveryService", {"StreamAggregatedResources": method}
+        )
 
     @property
     def streams(self) -> list[XdsStream]:
@@ -221,7 +234,9 @@ class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
 
     # --- requests ---
 
-    async def _request(self, stream: XdsStream, request: discovery_pb2.DiscoveryRequest, context: Any) -> None:
+    async def _request(
+        self, stream: XdsStream, request: discovery_pb2.DiscoveryRequest, context: Any
+    ) -> None:
         if stream.profile is None:
             if not request.HasField("node"):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry the node")
@@ -290,7 +305,9 @@ class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer):
                 await self._send(stream, type_url, state, context, force=False)
         stream.settle(self._built(stream).sources)
 
-    async def _send(self, stream: XdsStream, type_url: str, state: TypeState, context: Any, *, force: bool) -> None:
+    async def _send(
+        self, stream: XdsStream, type_url: str, state: TypeState, context: Any, *, force: bool
+    ) -> None:
         try:
             built = self._built(stream)
         except Exception:

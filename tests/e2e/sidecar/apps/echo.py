@@ -40,7 +40,12 @@ def main() -> None:
             elif parts[0] == "sleep" and len(parts) > 1:
                 time.sleep(int(parts[1]) / 1000)
             body = json.dumps(
-                {"name": name, "path": self.path, "count": seen, "headers": {k.lower(): v for k, v in self.headers.items()}}
+                {
+                    "name": name,
+                    "path": self.path,
+                    "count": seen,
+                    "headers": {k.lower(): v for k, v in self.headers.items()},
+                }
             ).encode()
             self.send_response(status)
             self.send_header("content-type", "application/json")
