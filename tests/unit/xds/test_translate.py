@@ -257,7 +257,11 @@ apiVersion: fault-tolerance.opensergo.io/v1alpha1
 kind: CircuitBreakerStrategy
 metadata: {name: errors, labels: {app: provider}}
 spec:
-  {strategy: ErrorRequestRatio, triggerRatio: '40%', statDuration: 10s, recoveryTimeout: 5s, minRequestAmount: 20}
+  strategy: ErrorRequestRatio
+  triggerRatio: '40%'
+  statDuration: 10s
+  recoveryTimeout: 5s
+  minRequestAmount: 20
 ---
 apiVersion: fault-tolerance.opensergo.io/v1alpha1
 kind: HttpRequestFallbackAction
