@@ -51,7 +51,6 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 from opensergo.governance.routing import lanes as lanes_module
 from opensergo.governance.routing.lanes import LaneManager, LaneMark
 from opensergo.governance.routing.loadbalance import Balancer, build_balancer
-from opensergo.governance.routing.outlier import OutlierSettings, admitted, record_outcome
 from opensergo.governance.routing.model import (
     Instance,
     NoAvailableInstance,
@@ -60,6 +59,7 @@ from opensergo.governance.routing.model import (
     RoutingError,
     SimpleRequest,
 )
+from opensergo.governance.routing.outlier import OutlierSettings, admitted, record_outcome
 from opensergo.governance.routing.router import CompiledRouter, Rule, Target, short_host
 from opensergo.spec.base import Resource
 from opensergo.spec.discovery import ServiceInstance
@@ -208,7 +208,12 @@ class Route:
     __slots__ = ("instance", "lane", "pool", "rule", "service")
 
     def __init__(
-        self, service: str, instance: Instance | None, rule: Rule | None, pool: Pool | None, lane: LaneMark | None
+        self,
+        service: str,
+        instance: Instance | None,
+        rule: Rule | None,
+        pool: Pool | None,
+        lane: LaneMark | None,
     ) -> None:
         self.service = service
         self.instance = instance
@@ -230,9 +235,10 @@ class Route:
     def report(self, instance: Instance, *, status: int | None = None, failed: bool = False) -> None:
         """Count an answer (``status``) or a transport failure for outlier detection."""
         pool = self.pool
-        if pool is not None and pool.outlier is not None:
-            if record_outcome(instance, pool.instances, pool.outlier, status=status, failed=failed):
-                _log.info("outlier detection ejected %s of %s", instance.name, self.service)
+        if pool is None or pool.outlier is None:
+            return
+        if record_outcome(instance, pool.instances, pool.outlier, status=status, failed=failed):
+            _log.info("outlier detection ejected %s of %s", instance.name, self.service)
 
 
 @dataclass(frozen=True, slots=True)

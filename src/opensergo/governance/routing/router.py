@@ -52,6 +52,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("opensergo.routing")
+NO_POLICY = RoutePolicy()
 
 Condition = Callable[[RequestView], bool]
 ValueMatcher = Callable[[str | None], bool]
@@ -204,7 +205,7 @@ class Rule:
     index: int
     blocks: tuple[tuple[Condition, ...], ...] | None
     action: _Action
-    policy: RoutePolicy = RoutePolicy()
+    policy: RoutePolicy = NO_POLICY
     prefixes: tuple[str | None, ...] = ()
 
     def matches(self, request: RequestView) -> bool:
