@@ -280,7 +280,7 @@ class _Callable:
         channel = self._channel
         routed, lane = channel._lane_metadata(metadata)
         sub, instance, routed, route, view = channel._routed(self._method, routed, lane)
-        if route.policy.empty:
+        if route.plain:
             return self._invoke(sub, instance, attribute, first, routed, kwargs)
         call = CallPolicy(route.policy)
         delay, abort = call.fault()

@@ -256,7 +256,7 @@ class RoutingTransport(httpx.BaseTransport):
         answer = router.answer_without_call(request, route)
         if answer is not None:
             return answer
-        if route.policy.empty:
+        if route.plain:
             assert route.instance is not None
             return self._send(request, route.instance)
         return self._send_with_policy(request, view, route)
@@ -354,7 +354,7 @@ class AsyncRoutingTransport(httpx.AsyncBaseTransport):
         answer = router.answer_without_call(request, route)
         if answer is not None:
             return answer
-        if route.policy.empty:
+        if route.plain:
             assert route.instance is not None
             return await self._send(request, route.instance)
         return await self._send_with_policy(request, view, route)

@@ -116,7 +116,7 @@ class RoutingAdapter(HTTPAdapter):
             return answer
         kwargs = {"stream": stream, "verify": verify, "cert": cert, "proxies": proxies}
         policy = route.policy
-        if policy.empty:
+        if route.plain:
             assert route.instance is not None
             return self._send_to(request, parts, route.instance, timeout, kwargs)
         call = CallPolicy(policy)

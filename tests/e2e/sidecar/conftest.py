@@ -75,9 +75,10 @@ class Mesh:
         self.app_ports: dict[str, int] = {}
         self.envoy = find_envoy()
 
-    def app(self, name: str) -> int:
+    def app(self, name: str, fail_status: int | None = None) -> int:
         port = free_port()
-        self.procs[f"app-{name}"] = spawn_python(ECHO, str(port), name, log=self.logs / f"app-{name}.log")
+        extra = [str(fail_status)] if fail_status else []
+        self.procs[f"app-{name}"] = spawn_python(ECHO, str(port), name, *extra, log=self.logs / f"app-{name}.log")
         self.app_ports[name] = port
         wait_until(lambda: _listening(port), timeout=10, what=f"app {name} on {port}")
         return port

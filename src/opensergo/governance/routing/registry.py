@@ -225,6 +225,11 @@ class Route:
     def policy(self) -> RoutePolicy:
         return self.rule.policy if self.rule is not None else _NO_POLICY
 
+    @property
+    def plain(self) -> bool:
+        """Nothing to apply beyond sending to the instance: no policy, no outlier detection."""
+        return self.policy.empty and (self.pool is None or self.pool.outlier is None)
+
     def retry_instance(self, request: RequestView | None) -> Instance:
         """The instance for a retry: a new pick in the same pool (Envoy retries in the cluster
         it chose for the request)."""

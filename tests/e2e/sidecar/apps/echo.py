@@ -1,10 +1,11 @@
 """A plain HTTP app (no OpenSergo code) for the sidecar tests.
 
-Usage: echo.py PORT NAME
+Usage: echo.py PORT NAME [FAIL_STATUS]
 
 ``GET /<anything>`` answers 200 ``{"name": NAME, "path": ..., "headers": {...}}``;
 ``/status/<code>`` answers that status; ``/sleep/<ms>`` answers after that many milliseconds;
 ``/count`` answers how many requests arrived so far (retries and mirrors are counted too).
+With FAIL_STATUS every request is answered with that status.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def main() -> None:
     port, name = int(sys.argv[1]), sys.argv[2]
+    fail = int(sys.argv[3]) if len(sys.argv) > 3 else None
     counter = {"requests": 0}
     lock = threading.Lock()
 
@@ -33,7 +35,7 @@ def main() -> None:
             length = int(self.headers.get("content-length") or 0)
             if length:
                 self.rfile.read(length)
-            status = 200
+            status = fail or 200
             parts = self.path.split("?")[0].strip("/").split("/")
             if parts[0] == "status" and len(parts) > 1:
                 status = int(parts[1])
