@@ -78,7 +78,9 @@ class Mesh:
     def app(self, name: str, fail_status: int | None = None) -> int:
         port = free_port()
         extra = [str(fail_status)] if fail_status else []
-        self.procs[f"app-{name}"] = spawn_python(ECHO, str(port), name, *extra, log=self.logs / f"app-{name}.log")
+        self.procs[f"app-{name}"] = spawn_python(
+            ECHO, str(port), name, *extra, log=self.logs / f"app-{name}.log"
+        )
         self.app_ports[name] = port
         wait_until(lambda: _listening(port), timeout=10, what=f"app {name} on {port}")
         return port

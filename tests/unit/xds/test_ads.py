@@ -117,13 +117,17 @@ async def test_ack_nack_parking_and_pushes() -> None:
         client.send(ROUTE, nonce=routes.nonce, version=routes.version_info, names=("inbound", "outbound"))
         cache.put(PROVIDER_RULES)
         pushed = {}
-        for _ in range(2):
+        for _ in range(3):
             response = await client.receive()
             pushed[response.type_url] = response
-        # New subset clusters and new routes; endpoints only once the client names the new clusters.
-        assert list(pushed) == [CLUSTER, ROUTE]
+        # New subset clusters, the endpoints of the subscribed clusters again (an updated cluster
+        # warms until they arrive), new routes; new endpoints once the client names them.
+        assert list(pushed) == [CLUSTER, ENDPOINT, ROUTE]
+        assert len(pushed[ENDPOINT].resources) == 1
         names = tuple(sorted(c.name for c in _clusters(pushed[CLUSTER]) if c.type == 3))
-        client.send(ENDPOINT, nonce=endpoints.nonce, version=endpoints.version_info, names=names)
+        client.send(
+            ENDPOINT, nonce=pushed[ENDPOINT].nonce, version=pushed[ENDPOINT].version_info, names=names
+        )
         endpoints = await client.receive()
         assert len(endpoints.resources) == len(names) == 4
         # NACK the routes: the same content is not sent again (no resend loop)...

@@ -43,7 +43,15 @@ from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.controlplane.transport import ClientStream, SubscriptionState, TransportService
 from opensergo.controlplane.xds.build import Builder
 from opensergo.controlplane.xds.node import NodeError, NodeProfile
-from opensergo.controlplane.xds.resources import LISTENER, SEND_ORDER, SHORT_NAMES, WILDCARD_TYPES, Built
+from opensergo.controlplane.xds.resources import (
+    CLUSTER,
+    ENDPOINT,
+    LISTENER,
+    SEND_ORDER,
+    SHORT_NAMES,
+    WILDCARD_TYPES,
+    Built,
+)
 
 log = logging.getLogger(__name__)
 
@@ -299,23 +307,29 @@ class AdsService:
         return self.builder.get(stream.profile, listeners)
 
     async def _push_changes(self, stream: XdsStream, context: Any) -> None:
+        clusters_sent = False
         for type_url in SEND_ORDER:
             state = stream.types.get(type_url)
             if state is not None and state.requested:
-                await self._send(stream, type_url, state, context, force=False)
+                # An updated cluster warms until endpoints arrive for it, and Envoy does not ask
+                # again for names it already has: after CDS, EDS is always sent.
+                force = type_url == ENDPOINT and clusters_sent
+                sent = await self._send(stream, type_url, state, context, force=force)
+                clusters_sent = clusters_sent or (type_url == CLUSTER and sent)
         stream.settle(self._built(stream).sources)
 
     async def _send(
         self, stream: XdsStream, type_url: str, state: TypeState, context: Any, *, force: bool
-    ) -> None:
+    ) -> bool:
+        """Send ``type_url`` when its content changed (or ``force``); True when something was."""
         try:
             built = self._built(stream)
         except Exception:
             log.exception("xds: cannot build the configuration of %s", stream.identifier)
-            return
+            return False
         digest = built.digest(type_url, state.names)
         if not force and (digest == state.digest or digest == state.parked):
-            return
+            return False
         resources = built.select(type_url, state.names)
         version = f"{self.snapshots.revision}.{digest.hex()[:8]}"
         nonce = str(next(stream._nonces))
@@ -335,3 +349,4 @@ class AdsService:
             await context.write(response)
         except (grpc.aio.AioRpcError, grpc.aio.UsageError, RuntimeError) as err:
             log.debug("xds stream %s: write failed: %s", stream.id, err)
+        return True

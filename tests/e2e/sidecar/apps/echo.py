@@ -2,8 +2,8 @@
 
 Usage: echo.py PORT NAME [FAIL_STATUS]
 
-``GET /<anything>`` answers 200 ``{"name": NAME, "path": ..., "headers": {...}}``;
-``/status/<code>`` answers that status; ``/sleep/<ms>`` answers after that many milliseconds;
+``GET /<anything>`` answers 200 ``{"name": NAME, "path": ..., "headers": {...}}``; a path with
+``.../status/<code>`` answers that status, one with ``.../sleep/<ms>`` after that many ms;
 ``/count`` answers how many requests arrived so far (retries and mirrors are counted too).
 With FAIL_STATUS every request is answered with that status.
 """
@@ -37,10 +37,11 @@ def main() -> None:
                 self.rfile.read(length)
             status = fail or 200
             parts = self.path.split("?")[0].strip("/").split("/")
-            if parts[0] == "status" and len(parts) > 1:
-                status = int(parts[1])
-            elif parts[0] == "sleep" and len(parts) > 1:
-                time.sleep(int(parts[1]) / 1000)
+            for word, value in zip(parts, parts[1:], strict=False):
+                if word == "status" and value.isdigit():
+                    status = int(value)
+                elif word == "sleep" and value.isdigit():
+                    time.sleep(int(value) / 1000)
             body = json.dumps(
                 {
                     "name": name,
