@@ -10,6 +10,7 @@ With FAIL_STATUS every request is answered with that status.
 
 from __future__ import annotations
 
+import itertools
 import json
 import signal
 import sys
@@ -37,7 +38,7 @@ def main() -> None:
                 self.rfile.read(length)
             status = fail or 200
             parts = self.path.split("?")[0].strip("/").split("/")
-            for word, value in zip(parts, parts[1:], strict=False):
+            for word, value in itertools.pairwise(parts):
                 if word == "status" and value.isdigit():
                     status = int(value)
                 elif word == "sleep" and value.isdigit():
