@@ -4,6 +4,7 @@ lifted on delete; ACK states show in the client list."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -97,3 +98,62 @@ def test_rate_limit_through_envoy_follows_apply_and_delete(mesh: Mesh) -> None:
         mesh.delete(rules)
         wait_until(lambda: http.get(url).status_code == 200, timeout=2, interval=0.01, what="limit lifted")
         assert [http.get(url).status_code for _ in range(10)] == [200] * 10
+
+
+GLOBAL_AND_CONCURRENCY = """
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: RateLimitStrategy
+metadata: {name: cluster-wide, labels: {app: orders}}
+spec: {limitMode: Global, threshold: 4, statDuration: 60s}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: ConcurrencyLimitStrategy
+metadata: {name: one-at-a-time, labels: {app: orders}}
+spec: {maxConcurrency: 1}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: global, labels: {app: orders}}
+spec:
+  targets: [{targetResourceName: "GET:/global"}]
+  strategies: [{name: cluster-wide}]
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: concurrency, labels: {app: orders}}
+spec:
+  targets: [{targetResourceName: "GET:/slow/sleep/{ms}"}]
+  strategies: [{name: one-at-a-time}]
+"""
+
+
+def test_global_limit_across_envoys_and_concurrency_limit(mesh: Mesh) -> None:
+    """Two Envoys of one app share a Global threshold through the RateLimitService; a
+    concurrency limit of 1 blocks a second request while the first is in flight."""
+    first = mesh.sidecar("orders-1", "orders", mesh.app("orders-1"))
+    second = mesh.sidecar("orders-2", "orders", mesh.app("orders-2"))
+    mesh.apply(GLOBAL_AND_CONCURRENCY)
+    urls = [f"http://127.0.0.1:{s.inbound_port}" for s in (first, second)]
+    with httpx.Client(timeout=5) as http:
+        wait_until(
+            lambda: http.get(urls[0] + "/global").status_code == 429, timeout=10, what="the global limit"
+        )
+        statuses = [http.get(urls[i % 2] + "/global").status_code for i in range(10)]
+        assert statuses == [429] * 10  # the 4 tokens of the window are spent, on both Envoys
+        blocked = http.get(urls[1] + "/global")
+        assert blocked.text == "Blocked by OpenSergo (flow limiting)"  # the SDK's default answer
+
+        results: list[int] = []
+
+        def slow() -> None:
+            with httpx.Client(timeout=5) as client:
+                results.append(client.get(urls[0] + "/slow/sleep/800").status_code)
+
+        threads = [threading.Thread(target=slow) for _ in range(3)]
+        wait_until(lambda: http.get(urls[0] + "/slow/sleep/1").status_code == 200, timeout=10, what="route")
+        for thread in threads:
+            thread.start()
+            time.sleep(0.1)
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == [200, 429, 429], results

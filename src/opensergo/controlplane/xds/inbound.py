@@ -301,19 +301,10 @@ def static_cluster(name: str, host: str, port: int, max_requests: int | None = N
         },
     }
     if max_requests is not None:
-        # Envoy counts in-flight requests against max_requests for every protocol; HTTP/1.1 also
-        # needs one connection per request and must never queue (Sentinel rejects at once).
-        limit = max(1, max_requests)
-        cluster["circuit_breakers"] = {
-            "thresholds": [
-                {
-                    "max_requests": limit,
-                    "max_connections": limit,
-                    "max_pending_requests": limit,
-                    "max_retries": 0,
-                }
-            ]
-        }
+        # max_requests bounds the requests in flight for HTTP/1.1 too, and an excess one is
+        # refused at once (503, x-envoy-overloaded): Sentinel's semantics. The connection and
+        # pending limits stay at their defaults (a pending limit of 0 refuses every request).
+        cluster["circuit_breakers"] = {"thresholds": [{"max_requests": max_requests, "max_retries": 0}]}
     return cluster
 
 
