@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -345,6 +346,14 @@ def test_builder_shares_builds_per_profile_and_revision() -> None:
     assert builder.get(SIDECAR) is first and builder.builds == 1
     cache.instance("p2", "provider", 9002)
     assert builder.get(SIDECAR) is not first and builder.builds == 2
+    # Another sidecar of the app, on other ports: the same translation, its own listeners.
+    other = builder.get(replace(SIDECAR, inbound_port=16006, outbound_port=16001))
+    assert builder.builds == 2
+    mine = builder.get(SIDECAR)
+    assert other.resources[ROUTE] is mine.resources[ROUTE]
+    address = resource(other, LISTENER, INBOUND)["address"]["socket_address"]
+    assert (address["address"], address["port_value"]) == ("0.0.0.0", 16006)
+    assert resource(mine, LISTENER, OUTBOUND)["address"]["socket_address"]["port_value"] == 15001
 
 
 def test_proxyless_listener_is_named_as_the_target() -> None:

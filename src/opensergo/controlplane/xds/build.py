@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from opensergo.controlplane.snapshots import SnapshotCache
@@ -34,7 +35,7 @@ CONTROL_PLANE_CLUSTER = "opensergo_control_plane"
 """The bootstrap's cluster for the control plane (ADS, and the RateLimitService on one port)."""
 
 HCM = "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"
-_MEMO_SIZE = 256
+_MEMO_SIZE = 4096
 
 
 def _hcm(stat_prefix: str, route_name: str, filters: list[dict[str, Any]]) -> dict[str, Any]:
@@ -130,6 +131,27 @@ class Builder:
         self.builds = 0
 
     def get(self, profile: NodeProfile, listeners: tuple[str, ...] = ()) -> Built:
+        if not profile.sidecar:
+            return self._memoized(profile, listeners)
+        # Sidecars of one app differ only in their listeners' ports: the rules are translated
+        # once per app and change, and each node gets the listeners moved to its own ports.
+        shared = self._memoized(
+            replace(
+                profile,
+                inbound_port=1 if profile.inbound_port is not None else None,
+                inbound_host="0.0.0.0",
+                outbound_port=1 if profile.outbound_port is not None else None,
+            ),
+            (),
+        )
+        addresses: dict[str, tuple[str, int]] = {}
+        if profile.inbound_port is not None and INBOUND in shared.templates:
+            addresses[INBOUND] = (profile.inbound_host, profile.inbound_port)
+        if profile.outbound_port is not None:
+            addresses[OUTBOUND] = ("127.0.0.1", profile.outbound_port)
+        return self._memoized_relocation(profile, shared, addresses)
+
+    def _memoized(self, profile: NodeProfile, listeners: tuple[str, ...]) -> Built:
         key = (profile, listeners)
         found = self._memo.get(key)
         revision = self.cache.revision
@@ -138,7 +160,23 @@ class Builder:
             return found[1]
         built = build(self.cache, profile, listeners)
         self.builds += 1
+        self._remember(key, revision, built)
+        return built
+
+    def _memoized_relocation(
+        self, profile: NodeProfile, shared: Built, addresses: dict[str, tuple[str, int]]
+    ) -> Built:
+        key = (profile, ("@relocated",))
+        found = self._memo.get(key)
+        revision = self.cache.revision
+        if found is not None and found[0] == revision:
+            return found[1]
+        built = shared.relocated(addresses)
+        self._remember(key, revision, built)
+        return built
+
+    def _remember(self, key: tuple[NodeProfile, tuple[str, ...]], revision: int, built: Built) -> None:
         self._memo[key] = (revision, built)
+        self._memo.move_to_end(key)
         while len(self._memo) > _MEMO_SIZE:
             self._memo.popitem(last=False)
-        return built

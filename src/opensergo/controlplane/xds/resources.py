@@ -84,12 +84,31 @@ class Built:
     sources: dict[SubscriptionKey, int] = field(default_factory=dict)
     digests: dict[str, dict[str, bytes]] = field(default_factory=dict)
 
+    templates: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Listeners in JSON form, for :meth:`relocated`."""
+
     def add(self, type_url: str, name: str, config: dict[str, Any]) -> None:
+        if type_url == LISTENER:
+            self.templates[name] = config
         message = parse(type_url, config)
         packed = any_pb2.Any()
         packed.Pack(message, deterministic=True)
         self.resources.setdefault(type_url, {})[name] = packed
         self.digests.setdefault(type_url, {})[name] = hashlib.sha256(packed.value).digest()
+
+    def relocated(self, addresses: dict[str, tuple[str, int]]) -> Built:
+        """A copy whose listeners listen at ``addresses`` (name -> host, port); the other
+        resources are shared, not copied."""
+        out = Built(
+            resources={t: (dict(r) if t == LISTENER else r) for t, r in self.resources.items()},
+            sources=self.sources,
+            digests={t: (dict(d) if t == LISTENER else d) for t, d in self.digests.items()},
+        )
+        for name, (host, port) in addresses.items():
+            config = dict(self.templates[name])
+            config["address"] = {"socket_address": {"address": host, "port_value": port}}
+            out.add(LISTENER, name, config)
+        return out
 
     def names(self, type_url: str) -> list[str]:
         return sorted(self.resources.get(type_url, {}))
