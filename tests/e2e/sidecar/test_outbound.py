@@ -138,6 +138,13 @@ def test_nack_keeps_last_good_config_and_restart_keeps_serving(mesh: Mesh) -> No
         assert "regex" in message.lower() or "invalid" in message.lower(), message
         listing = run_cli("get", "clients", "-o", "yaml", "-s", mesh.cp.http_url)
         assert "nacked" in listing.stdout
+        # The rule's rollout view names the consumer's Envoy as NACKing it, with Envoy's message.
+        rollout = httpx.get(
+            f"{mesh.cp.http_url}/apis/traffic.opensergo.io/v1alpha1/namespaces/default/trafficrouters/provider/rollout",
+            timeout=5,
+        ).json()
+        envoy = [c for c in rollout["clients"] if c["identifier"].startswith("sidecar~consumer")]
+        assert envoy and envoy[0]["state"] == "nacked" and "(?=" in envoy[0]["message"], rollout
         # Envoy keeps the last configuration it accepted: alice still goes to v2.
         assert _routes_to(http, url, "provider-v2", {"x-user": "alice"})
         assert consumer.stat("http.outbound.rds.outbound.update_rejected") >= 1
