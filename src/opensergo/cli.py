@@ -258,7 +258,7 @@ def _print_status(view: str, items: list[dict[str, Any]], output: str) -> None:
         rows = [
             (
                 c["id"],
-                c["identifier"],
+                c["identifier"] + (" (xds)" if c.get("protocol") == "xds" else ""),
                 str(c["connected"]),
                 ", ".join(
                     f"{s['kind'].rsplit('/', 1)[-1]}@{s['app']}:v{s['pushedVersion']}({s['state']})"

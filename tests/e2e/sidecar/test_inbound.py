@@ -157,3 +157,48 @@ def test_global_limit_across_envoys_and_concurrency_limit(mesh: Mesh) -> None:
         for thread in threads:
             thread.join()
         assert sorted(results) == [200, 429, 429], results
+
+
+BREAKER_AND_ADAPTIVE = """
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: CircuitBreakerStrategy
+metadata: {name: errors, labels: {app: orders}}
+spec:
+  strategy: ErrorRequestRatio
+  triggerRatio: '50%'
+  statDuration: 10s
+  recoveryTimeout: 5s
+  minRequestAmount: 5
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: AdaptiveOverloadProtectionStrategy
+metadata: {name: adaptive, labels: {app: orders}}
+spec: {metricType: CpuPercentage, triggerThreshold: '90%', adaptiveStrategy: BBR}
+---
+apiVersion: fault-tolerance.opensergo.io/v1alpha1
+kind: FaultToleranceRule
+metadata: {name: protect, labels: {app: orders}}
+spec:
+  targets: [{targetResourceName: "GET:/status/{code}"}]
+  strategies: [{name: errors}, {name: adaptive}]
+"""
+
+
+def test_breaker_and_adaptive_filters_are_accepted_and_reject_failing_traffic(mesh: Mesh) -> None:
+    sidecar = mesh.sidecar("orders", "orders", mesh.app("orders"))
+    mesh.apply(BREAKER_AND_ADAPTIVE)
+
+    def listener_acked() -> bool:
+        [client] = mesh.xds_clients()
+        lds = client["xds"]["LDS"]
+        assert lds["state"] != "nacked", lds["error"]
+        return bool(lds["state"] == "acked" and sidecar.stat("listener_manager.lds.update_success") >= 2)
+
+    wait_until(listener_acked, timeout=10, what="the new inbound listener ACKed")
+    url = f"http://127.0.0.1:{sidecar.inbound_port}/status/500"
+    with httpx.Client(timeout=5) as http:
+        wait_until(lambda: "admission_control" in httpx.get(sidecar.admin + "/config_dump").text, timeout=10)
+        # Every answer fails: admission control starts rejecting locally (Envoy's own 503).
+        statuses = [http.get(url).status_code for _ in range(200)]
+    assert statuses.count(500) > 0 and statuses.count(503) > 20, statuses
+    assert sidecar.stat("http.inbound.admission_control.rq_rejected") > 20
