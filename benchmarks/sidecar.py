@@ -10,7 +10,8 @@ rule (a rate limit far above the load) enforced three ways:
 
   direct   the app without governance;
   sdk      the app with the SDK's in-process guard (OpenSergoMiddleware, rules from the control plane);
-  sidecar  the app without governance behind ``opensergo sidecar`` (Envoy's local_ratelimit).
+  sidecar  the app without governance behind ``opensergo sidecar`` (Envoy's local_ratelimit);
+  sidecar-ext_proc  the same with ``--engine ext_proc``: Envoy asks the SDK engine in the sidecar.
 
 Load: C keep-alive client threads for D seconds each, round-robin over the modes, best of R.
 Reported: requests/s and p50/p99 latency as the clients see them. The clients, the app, Envoy and
@@ -212,10 +213,19 @@ def per_request(duration: float, clients: int, repeats: int, tmp: Path) -> dict[
              "--admin-port", str(admin), "--control-plane", cp.grpc_address, "--no-register"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
+        extproc_inbound = free_port()
+        procs["sidecar-ext_proc"] = subprocess.Popen(
+            [sys.executable, "-m", "opensergo.cli", "sidecar", "--app", "bench-sidecar", "--app-port",
+             str(ports["direct"]), "--inbound-port", str(extproc_inbound), "--inbound-host", "127.0.0.1",
+             "--admin-port", str(free_port()), "--control-plane", cp.grpc_address, "--no-register",
+             "--engine", "ext_proc"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         urls = {
             "direct": f"http://127.0.0.1:{ports['direct']}/hello",
             "sdk": f"http://127.0.0.1:{ports['sdk']}/hello",
             "sidecar": f"http://127.0.0.1:{inbound}/hello",
+            "sidecar-ext_proc": f"http://127.0.0.1:{extproc_inbound}/hello",
         }
         for url in urls.values():
             wait_until(lambda u=url: _ok(u), timeout=60, interval=0.2, what=url)  # type: ignore[misc]

@@ -462,6 +462,13 @@ def sidecar(
     concurrency: Annotated[int, typer.Option(help="Envoy worker threads.")] = 1,
     envoy_log_level: Annotated[str, typer.Option("--envoy-log-level", help="Envoy's log level.")] = "warning",
     register: Annotated[bool, typer.Option(help="Register the app as a ServiceInstance.")] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="envoy: rules enforced by Envoy's filters; ext_proc: by the SDK engine (exact).",
+        ),
+    ] = "envoy",
 ) -> None:
     """Run Envoy in front of an app, configured by the control plane over xDS (docs/sidecar.md)."""
     from opensergo.sidecar.runner import SidecarOptions, run_sidecar
@@ -486,6 +493,7 @@ def sidecar(
         concurrency=concurrency,
         log_level=envoy_log_level,
         register=register,
+        engine=engine,
     )
     raise typer.Exit(run_sidecar(options))
 

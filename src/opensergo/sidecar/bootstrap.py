@@ -42,6 +42,7 @@ class SidecarNode:
     inbound_port: int | None = None
     inbound_host: str = "0.0.0.0"
     outbound_port: int | None = None
+    engine_port: int | None = None
     node_id: str = ""
     labels: dict[str, str] = field(default_factory=dict)
 
@@ -53,6 +54,7 @@ class SidecarNode:
             (keys.INBOUND_PORT, self.inbound_port),
             (keys.INBOUND_HOST, self.inbound_host if self.inbound_port else None),
             (keys.OUTBOUND_PORT, self.outbound_port),
+            (keys.ENGINE_PORT, self.engine_port),
         ):
             if value is not None:
                 data[key] = str(value)

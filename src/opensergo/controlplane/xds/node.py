@@ -20,6 +20,7 @@ APP_HOST = "opensergo.io/app-host"
 INBOUND_PORT = "opensergo.io/inbound-port"
 INBOUND_HOST = "opensergo.io/inbound-host"
 OUTBOUND_PORT = "opensergo.io/outbound-port"
+ENGINE_PORT = "opensergo.io/engine-port"  # the sidecar's ext_proc service running the SDK engine
 
 
 class NodeError(ValueError):
@@ -50,6 +51,7 @@ class NodeProfile:
     inbound_port: int | None = None
     inbound_host: str = "0.0.0.0"
     outbound_port: int | None = None
+    engine_port: int | None = None
 
     @property
     def sidecar(self) -> bool:
@@ -77,4 +79,5 @@ class NodeProfile:
             inbound_port=inbound,
             inbound_host=str(metadata.get(INBOUND_HOST) or "0.0.0.0"),
             outbound_port=_port(metadata, OUTBOUND_PORT),
+            engine_port=_port(metadata, ENGINE_PORT),
         )

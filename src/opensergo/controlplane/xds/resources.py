@@ -23,6 +23,7 @@ from envoy.extensions.filters.http.admission_control.v3 import (
     admission_control_pb2 as _admission,  # noqa: F401
 )
 from envoy.extensions.filters.http.custom_response.v3 import custom_response_pb2 as _custom  # noqa: F401
+from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2 as _ext_proc  # noqa: F401
 from envoy.extensions.filters.http.fault.v3 import fault_pb2 as _fault  # noqa: F401
 from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb2 as _local  # noqa: F401
 from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2 as _ratelimit  # noqa: F401
