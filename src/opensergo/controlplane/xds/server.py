@@ -56,6 +56,16 @@ from opensergo.controlplane.xds.resources import (
 log = logging.getLogger(__name__)
 
 _CHANGED = object()
+NACK_MESSAGE_CHARS = 2048
+
+
+def _cut(message: str) -> str:
+    """A NACK message bounded in size: its end (Envoy puts the reason last) with a marker."""
+    if len(message) <= NACK_MESSAGE_CHARS:
+        return message
+    return "..." + message[-(NACK_MESSAGE_CHARS - 3) :]
+
+
 _CLOSED = object()
 
 
@@ -282,7 +292,8 @@ class AdsService:
     ) -> None:
         short = SHORT_NAMES[type_url]
         if request.HasField("error_detail"):
-            message = request.error_detail.message
+            # Envoy's message dumps the rejected resource before its reason: keep the reason.
+            message = _cut(request.error_detail.message)
             state.parked = state.digest
             state.error = message
             log.warning(
