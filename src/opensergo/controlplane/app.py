@@ -40,6 +40,7 @@ from opensergo.controlplane.traces import otlp as otlp_traces
 from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
@@ -232,6 +233,9 @@ class ControlPlane:
         otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder)
         if self.otlp_forwarder is not None:
             await self.otlp_forwarder.start()
+        self.xds = add_xds_to_server(
+            self._grpc, self.snapshots, self.transport, self.global_limits, self.transport.identity
+        )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:
             self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
@@ -291,6 +295,9 @@ class ControlPlane:
 
     async def stop(self) -> None:
         await self.registry.stop()
+        # Streams ended by this shutdown are not departures: keep their instances registered
+        # (expiring them would push empty endpoint lists to the clients still connected).
+        self.registry.expire_on_disconnect = False
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
         if self._http is not None:

@@ -233,6 +233,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         peer_identity: PeerIdentity = peer_host,
     ) -> None:
         self._snapshots = snapshots
+        self.identity = identity
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
         self.limits = limits or Limits()
         self._peer_identity = peer_identity
@@ -256,6 +257,23 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     def add_disconnect_listener(self, listener: Callable[[str], Coroutine[Any, Any, None]]) -> None:
         """Called with a client identifier when its last open stream ends."""
         self._disconnect_listeners.append(listener)
+
+    # --- streams served by other services (xDS), listed and counted like ours ---
+
+    def attach(self, stream: ClientStream) -> None:
+        self._streams[stream.id] = stream
+
+    def detach(self, stream: ClientStream) -> None:
+        self._streams.pop(stream.id, None)
+        stream.disconnected_at = time.time()
+        if self.limits.closed_streams_kept > 0:
+            self._closed[stream.id] = stream
+        while len(self._closed) > self.limits.closed_streams_kept:
+            self._closed.popitem(last=False)
+
+    def notify_answer(self, stream: ClientStream, state: SubscriptionState, version: int) -> None:
+        for listener in self._answer_listeners:
+            listener(stream, state, version)
 
     # --- queries (REST, dashboard, tests) ---
 

@@ -22,6 +22,7 @@ HTTP 404), and whose ``__cause__`` is the RoutingError.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -29,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from opensergo.governance.routing.lanes import LANE_HEADER, LaneMark
-from opensergo.governance.routing.model import Instance, NoRouteMatched, RoutingError
-from opensergo.governance.routing.registry import ServiceDirectory
+from opensergo.governance.routing.model import Instance, NoAvailableInstance, NoRouteMatched, RoutingError
+from opensergo.governance.routing.registry import Route, ServiceDirectory
+from opensergo.governance.routing.resilience import CallPolicy
 from opensergo.integrations import tracing
+from opensergo.spec.resilience import Abort
 
 __all__ = ["GrpcCallView", "RoutingChannel", "RoutingRpcError", "routing_channel"]
 
@@ -120,26 +123,34 @@ class RoutingChannel(grpc.Channel):
     def _route(
         self, method: str, metadata: Metadata | None
     ) -> tuple[grpc.Channel, Instance, Metadata | None]:
-        lanes = self.directory.lanes
-        lane: LaneMark | None
-        if self._propagate:
-            outbound, lane = lanes.outbound_metadata(metadata)
-            metadata = tuple(outbound)
-        else:
-            present = next((v for k, v in metadata or () if k.lower() == LANE_HEADER), None)
-            lane = (
-                LaneMark(present.decode() if isinstance(present, bytes) else present)
-                if present
-                else lanes.current()
-            )
+        metadata, lane = self._lane_metadata(metadata)
+        channel, instance, metadata, _, _ = self._routed(method, metadata, lane)
+        return channel, instance, metadata
+
+    def _routed(
+        self, method: str, metadata: Metadata | None, lane: LaneMark | None
+    ) -> tuple[grpc.Channel, Instance, Metadata | None, Route, GrpcCallView]:
+        view = GrpcCallView(method, metadata, self.service)
         try:
-            instance = self.directory.choose(
-                self.service, GrpcCallView(method, metadata, self.service), lane=lane
-            )
+            route = self.directory.route(self.service, view, lane=lane)
         except RoutingError as error:
             raise RoutingRpcError(error) from error
-        tracing.routed(instance, method)
-        return self._channel_for(instance), instance, metadata
+        if route.instance is None:  # a redirect or direct response: an HTTP-only answer
+            raise RoutingRpcError(
+                NoAvailableInstance(self.service, "the matched rule answers without a call")
+            )
+        tracing.routed(route.instance, method)
+        return self._channel_for(route.instance), route.instance, metadata, route, view
+
+    def _lane_metadata(self, metadata: Metadata | None) -> tuple[Metadata | None, LaneMark | None]:
+        lanes = self.directory.lanes
+        if self._propagate:
+            outbound, lane = lanes.outbound_metadata(metadata)
+            return tuple(outbound), lane
+        present = next((v for k, v in metadata or () if k.lower() == LANE_HEADER), None)
+        if present:
+            return metadata, LaneMark(present.decode() if isinstance(present, bytes) else present)
+        return metadata, lanes.current()
 
     def _channel_for(self, instance: Instance) -> grpc.Channel:
         address = instance.address(self._protocol)
@@ -266,11 +277,57 @@ class _Callable:
         self._deserializer = deserializer
 
     def _blocking(self, attribute: str, first: Any, metadata: Metadata | None, kwargs: dict[str, Any]) -> Any:
-        """A call that completes before returning (``__call__`` / ``with_call`` of unary responses)."""
-        target, instance, routed = self._target(metadata)
+        """A call that completes before returning (``__call__`` / ``with_call`` of unary responses),
+        under the matched rule's timeout, retries (unary requests only) and fault injection."""
+        channel = self._channel
+        routed, lane = channel._lane_metadata(metadata)
+        sub, instance, routed, route, view = channel._routed(self._method, routed, lane)
+        if route.plain:
+            return self._invoke(sub, instance, attribute, first, routed, kwargs)
+        call = CallPolicy(route.policy)
+        delay, abort = call.fault()
+        if delay:
+            time.sleep(delay)
+        if abort is not None:
+            raise _FaultRpcError(abort)
+        retriable = self.kind == "unary_unary"
+        user_timeout = kwargs.get("timeout")
+        while True:
+            budget = call.try_timeout()
+            if budget is not None:
+                kwargs["timeout"] = budget if user_timeout is None else min(user_timeout, budget)
+            try:
+                result = self._invoke(sub, instance, attribute, first, routed, kwargs)
+            except grpc.RpcError as error:
+                code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
+                route.report(instance, failed=code in _TRANSPORT_CODES)
+                backoff = call.retry_after_grpc(code.name) if retriable else None
+                if backoff is None:
+                    raise
+            else:
+                route.report(instance, status=200)
+                return result
+            if backoff:
+                time.sleep(backoff)
+            try:
+                instance = route.retry_instance(view)
+            except RoutingError as error:
+                raise RoutingRpcError(error) from error
+            sub = channel._channel_for(instance)
+
+    def _invoke(
+        self,
+        sub: grpc.Channel,
+        instance: Instance,
+        attribute: str,
+        first: Any,
+        metadata: Metadata | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
+        target = getattr(sub, self.kind)(self._method, self._serializer, self._deserializer)
         instance.acquire()
         try:
-            return getattr(target, attribute)(first, metadata=routed, **kwargs)
+            return getattr(target, attribute)(first, metadata=metadata, **kwargs)
         finally:
             instance.release()
 
@@ -290,6 +347,40 @@ class _Callable:
         channel, instance, routed = self._channel._route(self._method, metadata)
         factory: Any = getattr(channel, self.kind)
         return factory(self._method, self._serializer, self._deserializer), instance, routed
+
+
+_TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+
+
+class _FaultRpcError(grpc.RpcError):
+    """An abort injected by the rule's ``fault`` (no call is made)."""
+
+    def __init__(self, abort: Abort) -> None:
+        super().__init__("fault filter abort")
+        if abort.grpc_status is not None:
+            name = abort.grpc_status.strip().upper()
+            self._code = grpc.StatusCode.__members__.get(name, grpc.StatusCode.UNAVAILABLE)
+        else:
+            self._code = _HTTP_TO_GRPC.get(abort.http_status or 503, grpc.StatusCode.UNKNOWN)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return "fault filter abort"
+
+
+# gRPC's mapping of HTTP statuses (doc/http-grpc-status-mapping.md), as Envoy applies it.
+_HTTP_TO_GRPC = {
+    400: grpc.StatusCode.INTERNAL,
+    401: grpc.StatusCode.UNAUTHENTICATED,
+    403: grpc.StatusCode.PERMISSION_DENIED,
+    404: grpc.StatusCode.UNIMPLEMENTED,
+    429: grpc.StatusCode.UNAVAILABLE,
+    502: grpc.StatusCode.UNAVAILABLE,
+    503: grpc.StatusCode.UNAVAILABLE,
+    504: grpc.StatusCode.UNAVAILABLE,
+}
 
 
 def _kwargs(

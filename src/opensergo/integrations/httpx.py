@@ -20,7 +20,12 @@ ending in ``.svc.cluster.local`` is routed, anything else is passed through unto
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterator
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Coroutine, Iterator
 from typing import Any
 
 import httpx
@@ -33,8 +38,12 @@ from opensergo.governance.routing.outbound import (
     default_should_route,
     should_route_predicate,
 )
-from opensergo.governance.routing.registry import ServiceDirectory
+from opensergo.governance.routing.registry import Route, ServiceDirectory
+from opensergo.governance.routing.resilience import FAULT_ABORT_BODY, TIMEOUT_BODY, CallPolicy, Failure
 from opensergo.integrations import tracing
+from opensergo.spec.resilience import Abort, Redirect
+
+_log = logging.getLogger("opensergo.routing")
 
 __all__ = [
     "AsyncRoutingTransport",
@@ -99,6 +108,49 @@ class _Router:
             return None, None
         present = request.headers.get(LANE_HEADER)
         return service, LaneMark(present) if present else lanes.current()
+
+    def answer_without_call(self, request: httpx.Request, route: Route) -> httpx.Response | None:
+        """The response of a rule that redirects or answers directly (no instance called)."""
+        policy = route.policy
+        if policy.redirect is not None:
+            return httpx.Response(
+                policy.redirect.code,
+                headers={"location": redirect_location(policy.redirect, request.url, request.headers)},
+                request=request,
+            )
+        if policy.direct_response is not None:
+            answer = policy.direct_response
+            return httpx.Response(answer.status, content=answer.body.encode(), request=request)
+        return None
+
+    def apply_rewrite(self, request: httpx.Request, view: HttpxRequestView, route: Route) -> None:
+        rewrite = route.policy.rewrite
+        if rewrite is None or route.rule is None:
+            return
+        path = route.rule.rewritten_path(view)
+        if path is not None:
+            request.url = request.url.copy_with(path=path)
+        if rewrite.authority is not None:
+            request.headers["host"] = rewrite.authority
+
+    def mirror(self, request: httpx.Request, route: Route, send: Callable[[httpx.Request], Any]) -> None:
+        """Send a copy to the mirror's instance, its answer ignored (Envoy: Host + ``-shadow``)."""
+        mirror = route.policy.mirror
+        assert mirror is not None
+        if random.random() * 100 >= mirror.percent:
+            return
+        try:
+            instance = self.directory.choose(mirror.host, HttpxRequestView(request), lane=route.lane)
+        except RoutingError:
+            return  # Envoy drops a mirror it cannot send
+        host, port = instance.address(request.url.scheme)
+        headers = httpx.Headers(request.headers)
+        headers["host"] = f"{request.headers.get('host', mirror.host)}-shadow"
+        copy = httpx.Request(
+            request.method, request.url.copy_with(host=host, port=mirror.port or port), headers=headers,
+            content=request.content if request.stream is not None and _is_read(request) else None,
+        )  # fmt: skip
+        _fire(send, copy)
 
     def rewrite(self, request: httpx.Request, instance: Instance) -> None:
         scheme = request.url.scheme
@@ -198,11 +250,21 @@ class RoutingTransport(httpx.BaseTransport):
         service, lane = router.prepare(request)
         if service is None:
             return self._transport.handle_request(request)
+        view = HttpxRequestView(request)
         try:
-            instance = router.directory.choose(service, HttpxRequestView(request), lane=lane)
+            route = router.directory.route(service, view, lane=lane)
         except RoutingError as error:
             raise _connect_error(request, error) from error
-        router.rewrite(request, instance)
+        answer = router.answer_without_call(request, route)
+        if answer is not None:
+            return answer
+        if route.plain:
+            assert route.instance is not None
+            return self._send(request, route.instance)
+        return self._send_with_policy(request, view, route)
+
+    def _send(self, request: httpx.Request, instance: Instance) -> httpx.Response:
+        self._router.rewrite(request, instance)
         instance.acquire()
         try:
             response = self._transport.handle_request(request)
@@ -214,6 +276,48 @@ class RoutingTransport(httpx.BaseTransport):
         else:
             response.stream = _TrackedStream(response.stream, instance)
         return response
+
+    def _send_with_policy(
+        self, request: httpx.Request, view: HttpxRequestView, route: Route
+    ) -> httpx.Response:
+        router = self._router
+        call = CallPolicy(route.policy)
+        delay, abort = call.fault()
+        if delay:
+            time.sleep(delay)
+        if abort is not None:
+            return _abort_response(request, abort)
+        router.apply_rewrite(request, view, route)
+        if route.policy.mirror is not None:
+            router.mirror(request, route, lambda copy: _close(self._transport.handle_request(copy)))
+        if call.left:
+            request.read()  # a retry sends the body again
+        instance = route.instance
+        assert instance is not None
+        while True:
+            _set_timeout(request, call.try_timeout())
+            try:
+                response = self._send(request, instance)
+            except httpx.TransportError as error:
+                failure = _failure(error)
+                route.report(instance, failed=True)
+                backoff = call.retry_after_failure(failure) if failure else None
+                if backoff is None:
+                    if failure == "timeout" and call.timed:
+                        return _timeout_response(request)
+                    raise
+            else:
+                route.report(instance, status=response.status_code)
+                backoff = call.retry_after_status(response.status_code)
+                if backoff is None:
+                    return response
+                response.close()
+            if backoff:
+                time.sleep(backoff)
+            try:
+                instance = route.retry_instance(view)
+            except RoutingError as error:
+                raise _connect_error(request, error) from error
 
     def close(self) -> None:
         self._transport.close()
@@ -244,11 +348,21 @@ class AsyncRoutingTransport(httpx.AsyncBaseTransport):
         service, lane = router.prepare(request)
         if service is None:
             return await self._transport.handle_async_request(request)
+        view = HttpxRequestView(request)
         try:
-            instance = await router.directory.achoose(service, HttpxRequestView(request), lane=lane)
+            route = await router.directory.aroute(service, view, lane=lane)
         except RoutingError as error:
             raise _connect_error(request, error) from error
-        router.rewrite(request, instance)
+        answer = router.answer_without_call(request, route)
+        if answer is not None:
+            return answer
+        if route.plain:
+            assert route.instance is not None
+            return await self._send(request, route.instance)
+        return await self._send_with_policy(request, view, route)
+
+    async def _send(self, request: httpx.Request, instance: Instance) -> httpx.Response:
+        self._router.rewrite(request, instance)
         instance.acquire()
         try:
             response = await self._transport.handle_async_request(request)
@@ -260,6 +374,54 @@ class AsyncRoutingTransport(httpx.AsyncBaseTransport):
         else:
             response.stream = _AsyncTrackedStream(response.stream, instance)
         return response
+
+    async def _send_with_policy(
+        self, request: httpx.Request, view: HttpxRequestView, route: Route
+    ) -> httpx.Response:
+        router = self._router
+        call = CallPolicy(route.policy)
+        delay, abort = call.fault()
+        if delay:
+            await asyncio.sleep(delay)
+        if abort is not None:
+            return _abort_response(request, abort)
+        router.apply_rewrite(request, view, route)
+        if route.policy.mirror is not None:
+            transport = self._transport
+
+            async def shadow(copy: httpx.Request) -> None:
+                response = await transport.handle_async_request(copy)
+                await response.aclose()
+
+            router.mirror(request, route, lambda copy: _spawn(shadow(copy)))
+        if call.left:
+            await request.aread()
+        instance = route.instance
+        assert instance is not None
+        while True:
+            _set_timeout(request, call.try_timeout())
+            try:
+                response = await self._send(request, instance)
+            except httpx.TransportError as error:
+                failure = _failure(error)
+                route.report(instance, failed=True)
+                backoff = call.retry_after_failure(failure) if failure else None
+                if backoff is None:
+                    if failure == "timeout" and call.timed:
+                        return _timeout_response(request)
+                    raise
+            else:
+                route.report(instance, status=response.status_code)
+                backoff = call.retry_after_status(response.status_code)
+                if backoff is None:
+                    return response
+                await response.aclose()
+            if backoff:
+                await asyncio.sleep(backoff)
+            try:
+                instance = route.retry_instance(view)
+            except RoutingError as error:
+                raise _connect_error(request, error) from error
 
     async def aclose(self) -> None:
         await self._transport.aclose()
@@ -280,3 +442,81 @@ def async_routing_client(directory: ServiceDirectory, **kwargs: Any) -> httpx.As
     options = {k: kwargs.pop(k) for k in ("services", "rewrite_host", "propagate_lane") if k in kwargs}
     inner = kwargs.pop("transport", None)
     return httpx.AsyncClient(transport=AsyncRoutingTransport(directory, inner, **options), **kwargs)
+
+
+def redirect_location(redirect: Redirect, url: httpx.URL, headers: httpx.Headers) -> str:
+    """The Location of a redirect rule, as Envoy builds it (unset parts kept from the request)."""
+    scheme = redirect.scheme or url.scheme
+    authority = redirect.authority or headers.get("host") or url.netloc.decode()
+    if redirect.port:
+        authority = f"{authority.rsplit(':', 1)[0]}:{redirect.port}"
+    path = redirect.uri or url.path
+    query = f"?{url.query.decode()}" if url.query else ""
+    return f"{scheme}://{authority}{path}{query}"
+
+
+def _abort_response(request: httpx.Request, abort: Abort) -> httpx.Response:
+    return httpx.Response(abort.http_status or 503, content=FAULT_ABORT_BODY, request=request)
+
+
+def _timeout_response(request: httpx.Request) -> httpx.Response:
+    return httpx.Response(504, content=TIMEOUT_BODY, request=request)
+
+
+def _set_timeout(request: httpx.Request, seconds: float | None) -> None:
+    if seconds is None:
+        return
+    current = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {
+        key: seconds if current.get(key) is None else min(seconds, current[key])
+        for key in ("connect", "read", "write", "pool")
+    }
+
+
+def _failure(error: httpx.TransportError) -> Failure | None:
+    if isinstance(error, httpx.TimeoutException):
+        return "timeout"
+    if isinstance(error, httpx.ConnectError):
+        return "connect"
+    if isinstance(error, httpx.ReadError | httpx.WriteError | httpx.RemoteProtocolError):
+        return "reset"
+    return None
+
+
+def _is_read(request: httpx.Request) -> bool:
+    try:
+        request.content  # noqa: B018 - raises RequestNotRead for an unread stream
+    except httpx.RequestNotRead:
+        return False
+    return True
+
+
+def _close(response: httpx.Response) -> None:
+    response.close()
+
+
+def _fire(send: Callable[[httpx.Request], Any], request: httpx.Request) -> None:
+    """Run ``send(request)`` without waiting for it; a failure is logged, never raised."""
+
+    def run() -> None:
+        try:
+            send(request)
+        except Exception as error:  # a mirror's failure never reaches the caller
+            _log.debug("mirror to %s failed: %s", request.url, error)
+
+    threading.Thread(target=run, name="opensergo-mirror", daemon=True).start()
+
+
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _spawn(coroutine: Coroutine[Any, Any, None]) -> None:
+    async def run() -> None:
+        try:
+            await coroutine
+        except Exception as error:
+            _log.debug("mirror failed: %s", error)
+
+    task = asyncio.get_running_loop().create_task(run())
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)

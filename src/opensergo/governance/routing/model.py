@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
 from opensergo.spec.discovery import ServiceInstance
@@ -111,7 +111,9 @@ class Instance:
     the GIL the count may drift by a request under contention, which does not matter for P2C.
     """
 
-    __slots__ = ("_by_protocol", "active", "addresses", "app", "labels", "name", "node_id", "tag", "weight")
+    __slots__ = (
+        "_by_protocol", "active", "addresses", "app", "labels", "name", "node_id", "outlier", "tag", "weight",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -132,6 +134,7 @@ class Instance:
         tag = self.labels.get(tag_label, "")
         self.tag = tag.lower()
         self.active = 0
+        self.outlier: Any = None  # outlier.OutlierState, created on the first counted error
         by_protocol: dict[str, tuple[str, int]] = {}
         for host, port, protocol in self.addresses:
             by_protocol.setdefault(protocol.lower(), (host, port))

@@ -43,6 +43,7 @@ import logging
 import random
 import socket
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -56,11 +57,15 @@ from opensergo.governance.routing.model import (
     NoAvailableInstance,
     NoRouteMatched,
     RequestView,
+    RoutingError,
     SimpleRequest,
 )
+from opensergo.governance.routing.outlier import OutlierSettings, admitted, record_outcome
 from opensergo.governance.routing.router import CompiledRouter, Rule, Target, short_host
 from opensergo.spec.base import Resource
 from opensergo.spec.discovery import ServiceInstance
+from opensergo.spec.errors import SpecError
+from opensergo.spec.resilience import RoutePolicy
 from opensergo.spec.traffic import LoadBalancerSettings, TrafficLane, TrafficRouter, VirtualWorkload
 
 if TYPE_CHECKING:
@@ -73,8 +78,10 @@ __all__ = [
     "ROUTER_KIND",
     "WORKLOAD_KIND",
     "Decision",
+    "DirectAnswer",
     "NoMatchPolicy",
     "Pool",
+    "Route",
     "ServiceDirectory",
 ]
 
@@ -86,16 +93,17 @@ WORKLOAD_KIND = "traffic.opensergo.io/v1alpha1/VirtualWorkload"
 LANE_KIND = "traffic.opensergo.io/v1alpha1/TrafficLane"
 _SERVICE_KINDS: Final = (INSTANCE_KIND, ROUTER_KIND, WORKLOAD_KIND)
 
-NoMatchPolicy = Literal["error", "all", "last"]
-
 RouteTaken = tuple[str | None, str, str | None, bool]
 """(rule name, destination host, subset, fallback used) of a routing decision."""
 _last_route: ContextVar[RouteTaken | None] = ContextVar("opensergo_last_route", default=None)
 
 
 def last_route() -> RouteTaken | None:
-    """The decision of the last :meth:`ServiceDirectory.choose` in this context (for tracing)."""
+    """The decision of the last routing choice in this context (read by the tracing hooks)."""
     return _last_route.get()
+
+
+NoMatchPolicy = Literal["error", "all", "last"]
 
 
 class _CurrentLane:
@@ -112,7 +120,7 @@ _EMPTY_REQUEST = SimpleRequest()
 class Pool:
     """The healthy instances of one (host, subset), split by lane, each part with its balancer."""
 
-    __slots__ = ("base", "instances", "lanes")
+    __slots__ = ("_rng", "base", "instances", "lanes", "outlier")
 
     def __init__(
         self,
@@ -123,8 +131,11 @@ class Pool:
         service: str,
         lane_routing: bool,
         source_key: str,
+        outlier: OutlierSettings | None = None,
     ) -> None:
         self.instances = tuple(instances)
+        self.outlier = outlier
+        self._rng = rng.random
 
         def balancer(items: Sequence[Instance]) -> Balancer:
             return build_balancer(settings, items, rng, service=service, source_key=source_key)
@@ -149,24 +160,101 @@ class Pool:
                 return found
         return self.base
 
+    def pick(self, lane: LaneMark | None, request: RequestView | None) -> Instance:
+        """The balancer's pick, skipping instances that outlier detection ejected."""
+        balancer = self.balancer(lane)
+        instance = balancer.pick(request)
+        if self.outlier is None:
+            return instance
+        now = time.monotonic()
+        if instance.outlier is None or not instance.outlier.ejected(now):
+            return instance
+        for _ in range(len(balancer.instances)):  # keep the policy's choice among the others
+            instance = balancer.pick(request)
+            if instance.outlier is None or not instance.outlier.ejected(now):
+                return instance
+        candidates = admitted(balancer.instances, now)
+        return candidates[int(self._rng() * len(candidates))]
+
 
 class _Snapshot:
     """Instances + VirtualWorkload of one service; pools are built lazily per subset."""
 
-    __slots__ = ("default_settings", "instances", "pools", "subsets")
+    __slots__ = ("default_outlier", "default_settings", "instances", "pools", "subsets")
 
     def __init__(self, instances: tuple[Instance, ...], workload: VirtualWorkload | None) -> None:
         self.instances = instances
         self.pools: dict[str | None, Pool] = {}
-        self.subsets: dict[str, tuple[Mapping[str, str], LoadBalancerSettings | None]] = {}
+        self.subsets: dict[
+            str, tuple[Mapping[str, str], LoadBalancerSettings | None, OutlierSettings | None]
+        ] = {}
         self.default_settings: LoadBalancerSettings | None = None
+        self.default_outlier: OutlierSettings | None = None
         if workload is not None:
             spec = workload.spec
             host_policy = spec.trafficPolicy.loadBalancer if spec.trafficPolicy else None
+            host_outlier = _outlier(spec.trafficPolicy.outlierDetection if spec.trafficPolicy else None)
             self.default_settings = host_policy
+            self.default_outlier = host_outlier
             for subset in spec.subsets:
                 policy = subset.trafficPolicy.loadBalancer if subset.trafficPolicy else None
-                self.subsets[subset.name] = (subset.labels, policy or host_policy)
+                outlier = _outlier(subset.trafficPolicy.outlierDetection if subset.trafficPolicy else None)
+                self.subsets[subset.name] = (subset.labels, policy or host_policy, outlier or host_outlier)
+
+
+class DirectAnswer(RoutingError):
+    """The matched rule redirects or answers directly: no instance is called."""
+
+    def __init__(self, service: str, rule: Rule) -> None:
+        super().__init__(service, f"rule {rule.name} of {service} answers without an instance")
+        self.rule = rule
+
+
+_NO_POLICY = RoutePolicy()
+
+
+class Route:
+    """One routed call: the instance, the matched rule's policy, and outcome bookkeeping."""
+
+    __slots__ = ("instance", "lane", "pool", "rule", "service")
+
+    def __init__(
+        self,
+        service: str,
+        instance: Instance | None,
+        rule: Rule | None,
+        pool: Pool | None,
+        lane: LaneMark | None,
+    ) -> None:
+        self.service = service
+        self.instance = instance
+        self.rule = rule
+        self.pool = pool
+        self.lane = lane
+
+    @property
+    def policy(self) -> RoutePolicy:
+        return self.rule.policy if self.rule is not None else _NO_POLICY
+
+    @property
+    def plain(self) -> bool:
+        """Nothing to apply beyond sending to the instance: no policy, no outlier detection."""
+        return self.policy.empty and (self.pool is None or self.pool.outlier is None)
+
+    def retry_instance(self, request: RequestView | None) -> Instance:
+        """The instance for a retry: a new pick in the same pool (Envoy retries in the cluster
+        it chose for the request)."""
+        if self.pool is None:
+            raise NoAvailableInstance(self.service, f"no instance for a retry to {self.service}")
+        return self.pool.pick(self.lane, request)
+
+    def report(self, instance: Instance, *, status: int | None = None, failed: bool = False) -> None:
+        """Count an answer (``status``) or a transport failure for outlier detection."""
+        pool = self.pool
+        if pool is None or pool.outlier is None:
+            return
+        if record_outcome(instance, pool.instances, pool.outlier, status=status, failed=failed):
+            _log.info("outlier detection ejected %s of %s", instance.name, self.service)
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,12 +404,47 @@ class ServiceDirectory:
         state = self._services.get(service)
         if state is None or not (state.waited or state.ready.is_set()):
             state = self._state(self._service_name(service), wait=True)
-        pool, rule, _, fallback, host, subset = self._select(state, request or _EMPTY_REQUEST)
-        _last_route.set((rule.name if rule is not None else None, host, subset, fallback))
-        mark = self._lanes.current() if isinstance(lane, _CurrentLane) else lane
+        pool = self._select(state, request or _EMPTY_REQUEST)[0]
+        return pool.pick(self._mark(lane), request)
+
+    def _mark(self, lane: LaneMark | _CurrentLane | None) -> LaneMark | None:
         if not self._lane_routing:
-            mark = None
-        return pool.balancer(mark).pick(request)
+            return None
+        return self._lanes.current() if isinstance(lane, _CurrentLane) else lane
+
+    def route(
+        self,
+        service: str,
+        request: RequestView | None = None,
+        *,
+        lane: LaneMark | _CurrentLane | None = CURRENT_LANE,
+    ) -> Route:
+        """:meth:`choose` plus what the matched rule asks of the call (timeout, retries, fault
+        injection, mirror, rewrite) and the instance's outlier bookkeeping. A rule that
+        redirects or answers directly gives a Route without instance."""
+        state = self._services.get(service)
+        if state is None or not (state.waited or state.ready.is_set()):
+            state = self._state(self._service_name(service), wait=True)
+        view = request or _EMPTY_REQUEST
+        mark = self._mark(lane)
+        try:
+            pool, rule = self._select(state, view)[:2]
+        except DirectAnswer as answer:
+            return Route(state.name, None, answer.rule, None, mark)
+        return Route(state.name, pool.pick(mark, request), rule, pool, mark)
+
+    async def aroute(
+        self,
+        service: str,
+        request: RequestView | None = None,
+        *,
+        lane: LaneMark | _CurrentLane | None = CURRENT_LANE,
+    ) -> Route:
+        """:meth:`route` for asyncio code (the first wait for a service runs in a worker thread)."""
+        state = self._services.get(service)
+        if state is None or not (state.waited or state.ready.is_set()):
+            await asyncio.to_thread(self.prepare, service)
+        return self.route(service, request, lane=lane)
 
     async def achoose(
         self,
@@ -347,10 +470,8 @@ class ServiceDirectory:
         name = self._service_name(service)
         state = self._state(name, wait=not _in_event_loop())
         pool, rule, target, fallback, host, subset = self._select(state, request or _EMPTY_REQUEST)
-        mark = self._lanes.current() if isinstance(lane, _CurrentLane) else lane
-        if not self._lane_routing:
-            mark = None
-        instance = pool.balancer(mark).pick(request)
+        mark = self._mark(lane)
+        instance = pool.pick(mark, request)
         return Decision(
             name,
             instance,
@@ -365,6 +486,14 @@ class ServiceDirectory:
     def _select(
         self, state: _Service, request: RequestView
     ) -> tuple[Pool, Rule | None, Target | None, bool, str, str | None]:
+        selected = self._match(state, request)
+        rule, fallback, host, subset = selected[1], selected[3], selected[4], selected[5]
+        _last_route.set((rule.name if rule is not None else None, host, subset, fallback))
+        return selected
+
+    def _match(
+        self, state: _Service, request: RequestView
+    ) -> tuple[Pool, Rule | None, Target | None, bool, str, str | None]:
         router = state.router
         if router is None:
             return self._pool(state, None), None, None, False, state.name, None
@@ -376,6 +505,8 @@ class ServiceDirectory:
                 rule = router.last_rule
             else:
                 raise NoRouteMatched(state.name, f"no TrafficRouter rule of {state.name} matched the request")
+        if not rule.action.targets:
+            raise DirectAnswer(state.name, rule)
         target = router.pick(rule)
         if target is None:
             raise NoAvailableInstance(state.name, f"rule {rule.name} of {state.name} has only zero weights")
@@ -411,12 +542,13 @@ class ServiceDirectory:
 
     def _build_pool(self, service: str, snapshot: _Snapshot, subset: str | None) -> Pool:
         settings = snapshot.default_settings
+        outlier = snapshot.default_outlier
         members: Sequence[Instance] = snapshot.instances
         if subset is not None:
             selector: Mapping[str, str]
             found = snapshot.subsets.get(subset)
             if found is not None:
-                selector, settings = found
+                selector, settings, outlier = found
             else:
                 selector = {"version": subset}
             members = [
@@ -429,6 +561,7 @@ class ServiceDirectory:
             service=service,
             lane_routing=self._lane_routing,
             source_key=self._source_key,
+            outlier=outlier,
         )
 
     # -- subscriptions -----------------------------------------------------------------------------
@@ -604,6 +737,14 @@ class ServiceDirectory:
             state.referenced = referenced
             for host in referenced:
                 self._state(host, wait=False)  # subscribe now; the first call will not wait long
+
+
+def _outlier(spec: Mapping[str, Any] | None) -> OutlierSettings | None:
+    try:
+        return OutlierSettings.from_spec(spec)
+    except (SpecError, TypeError, ValueError) as err:
+        _log.warning("outlierDetection ignored: %s", err)
+        return None
 
 
 def _describe(host: str, subset: str | None) -> str:

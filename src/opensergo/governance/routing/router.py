@@ -22,12 +22,15 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import logging
 import random
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from opensergo.governance.routing.model import RequestView
+from opensergo.spec.errors import SpecError
+from opensergo.spec.resilience import RoutePolicy, route_policy
 from opensergo.spec.traffic import (
     CLUSTER_DOMAIN,
     HTTPMatchRequest,
@@ -47,6 +50,9 @@ __all__ = [
     "router_applies",
     "short_host",
 ]
+
+_log = logging.getLogger("opensergo.routing")
+NO_POLICY = RoutePolicy()
 
 Condition = Callable[[RequestView], bool]
 ValueMatcher = Callable[[str | None], bool]
@@ -171,10 +177,12 @@ class _Action:
             )
         self.targets = tuple(targets)
         weights = [1] if len(route) == 1 else [item.weight or 0 for item in route]
-        self._cumulative = tuple(itertools.accumulate(weights))
+        self._cumulative = tuple(itertools.accumulate(weights)) if targets else ()
         self._total = self._cumulative[-1] if self._cumulative else 0
 
     def pick(self, rng: Callable[[], float]) -> Target | None:
+        if not self.targets:
+            return None
         if len(self.targets) == 1:
             return self.targets[0]
         if self._total <= 0:
@@ -184,42 +192,86 @@ class _Action:
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A compiled HTTP route. ``blocks`` None = catch-all; an empty tuple = can never match."""
+    """A compiled HTTP route. ``blocks`` None = catch-all; an empty tuple = can never match.
+
+    ``policy`` holds the route's timeout, retries, fault injection, mirror, rewrite, redirect and
+    direct response; a rule that redirects or answers directly has no targets. ``prefixes`` is,
+    per block, the part of the path a ``rewrite.uri`` replaces (Envoy's ``prefix_rewrite``: the
+    matched prefix, the whole path for an exact match, ``/`` without a uri match).
+    """
 
     name: str
     router: str
     index: int
     blocks: tuple[tuple[Condition, ...], ...] | None
     action: _Action
+    policy: RoutePolicy = NO_POLICY
+    prefixes: tuple[str | None, ...] = ()
 
     def matches(self, request: RequestView) -> bool:
+        return self.matched(request) is not None
+
+    def matched(self, request: RequestView) -> int | None:
+        """The index of the first block that matches (0 for a catch-all), None if none does."""
         blocks = self.blocks
         if blocks is None:
-            return True
-        for conditions in blocks:
+            return 0
+        for index, conditions in enumerate(blocks):
             for condition in conditions:
                 if not condition(request):
                     break
             else:
-                return True
-        return False
+                return index
+        return None
+
+    def rewritten_path(self, request: RequestView) -> str | None:
+        """The path after ``rewrite.uri`` (None: no rewrite)."""
+        rewrite = self.policy.rewrite
+        if rewrite is None or rewrite.uri is None:
+            return None
+        block = self.matched(request) or 0
+        prefix = self.prefixes[block] if block < len(self.prefixes) else "/"
+        path = request.path
+        if prefix is None:  # a regex match: Envoy replaces the whole path
+            return rewrite.uri
+        return rewrite.uri + path[len(prefix) :] if path.startswith(prefix) else path
+
+
+def _prefix(match: HTTPMatchRequest) -> str | None:
+    uri = match.uri
+    if uri is None or uri.is_empty:
+        return "/"
+    if uri.exact is not None:
+        return uri.exact
+    if uri.prefix is not None:
+        return uri.prefix
+    return None
 
 
 def _compile_rule(
     http: HTTPRoute, index: int, router: TrafficRouter, local_labels: Mapping[str, str]
 ) -> Rule | None:
-    if not http.route:
-        return None  # redirect / directResponse only: a proxy feature
+    try:
+        policy = route_policy(http)
+    except SpecError as err:
+        _log.warning("TrafficRouter %s http[%d] ignored: %s", router.metadata.name, index, err)
+        return None
+    if not http.route and policy.redirect is None and policy.direct_response is None:
+        return None  # delegate only: a proxy feature
     blocks: tuple[tuple[Condition, ...], ...] | None = None
+    prefixes: tuple[str | None, ...] = ("/",)
     if http.match:
-        compiled = (compile_match(m, local_labels) for m in http.match)
-        blocks = tuple(b for b in compiled if b is not None)
+        pairs = [(compile_match(m, local_labels), _prefix(m)) for m in http.match]
+        blocks = tuple(b for b, _ in pairs if b is not None)
+        prefixes = tuple(p for b, p in pairs if b is not None)
     return Rule(
         name=http.name or f"{router.metadata.name}[{index}]",
         router=router.metadata.name,
         index=index,
         blocks=blocks,
         action=_Action(http.route, router.metadata.namespace),
+        policy=policy,
+        prefixes=prefixes,
     )
 
 

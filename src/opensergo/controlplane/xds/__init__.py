@@ -1,0 +1,23 @@
+"""xDS for Envoy sidecars and proxyless gRPC: the ADS server, the translation of OpenSergo rules
+into Envoy resources beside it, and the RateLimitService behind Global limits on Envoy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from opensergo.controlplane.snapshots import SnapshotCache
+from opensergo.controlplane.tokens import GlobalLimits
+from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.xds.ratelimit import RateLimitService
+from opensergo.controlplane.xds.server import AdsService
+
+__all__ = ["AdsService", "RateLimitService", "add_to_server"]
+
+
+def add_to_server(
+    server: Any, snapshots: SnapshotCache, transport: TransportService, limits: GlobalLimits, identity: str
+) -> AdsService:
+    """Serve ADS and the RateLimitService on ``server`` (the control plane's gRPC server)."""
+    ads = AdsService(snapshots, transport, identity)
+    server.add_generic_rpc_handlers((ads.rpc_handler(), RateLimitService(limits).rpc_handler()))
+    return ads
