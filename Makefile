@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
 # Every extra: the venv runs the control plane on each store, the SDK's OTLP export and the tests.
-EXTRAS := controlplane,etcd,kubernetes,otel,database,dev,bench
+EXTRAS := controlplane,etcd,kubernetes,otel,database,sidecar,dev,bench
 
 .PHONY: install lock system-deps kube-apiserver interop-warm run test test-fast lint proto bench bench-scale clean
 
