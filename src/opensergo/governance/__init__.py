@@ -16,7 +16,8 @@ from opensergo.governance.errors import (
 )
 from opensergo.governance.faulttolerance.adaptive import SystemSampler
 from opensergo.governance.faulttolerance.breaker import BreakerState, CircuitBreaker, StateListener
-from opensergo.governance.faulttolerance.engine import KINDS, ApplyResult, Engine, Entry, ResourceChecks
+from opensergo.governance.faulttolerance.checks import ResourceChecks
+from opensergo.governance.faulttolerance.engine import KINDS, ApplyResult, Engine, Entry
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.faulttolerance.ref import RuleRef
 

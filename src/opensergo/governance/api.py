@@ -20,18 +20,21 @@ choose which (per guard, or engine-wide through the :class:`Engine` constructor)
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
+import threading
 from _thread import allocate_lock as _allocate_lock
-from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
+from asyncio import _get_running_loop
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.engine import ApplyResult, Engine, ResourceChecks
+from opensergo.governance.faulttolerance.checks import ResourceChecks
+from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.spec.base import Resource
 from opensergo.spec.loader import load_paths, parse_documents
 
@@ -46,22 +49,41 @@ def default_engine() -> Engine:
     return _default_engine
 
 
-# Entries of guard objects entered again while already in use (nested, or concurrently from
-# other threads / tasks): an immutable stack per context, so asyncio tasks never share one.
-_OVERFLOW: ContextVar[tuple[tuple[Guard, ResourceChecks | None, int], ...]] = ContextVar(
-    "opensergo_guard_overflow", default=()
-)
+MAX_CACHED_GUARDS = 4096
+"""Guard objects kept per engine for reuse (see :func:`guard`); beyond that, a fresh one each time."""
+
+
+def _caller() -> object:
+    """Who is entering or exiting a guard: the asyncio task running on this thread, else the thread."""
+    loop = _get_running_loop()
+    if loop is not None:
+        task = asyncio.current_task(loop)
+        if task is not None:
+            return task
+    return threading.get_ident()
 
 
 class Guard:
-    """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`)."""
+    """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`).
+
+    One guard object may be shared and entered by any number of threads and tasks at once, nested
+    too. Each entry keeps its own start time and compiled checks (the rule-set version it was
+    admitted by, which its exit reports to): the first use keeps them in the object's own slots,
+    claimed by a lock taken without blocking, so the common case (one use at a time) allocates
+    nothing. A use that finds the slots taken, or another entry parked, parks its entry in a
+    list under the caller's identity (the asyncio task, else the thread) and its exit takes the
+    caller's latest entry back. A caller that has an entry parked never takes the slots, so each
+    caller's entries leave in the order they came (nested ``with``). Generators that interleave
+    uses of one guard object on one thread may swap their start times; give them their own guard.
+    """
 
     __slots__ = (
         "_busy",
         "_checks",
         "_errors",
         "_ignore",
-        "_overflow",
+        "_parked",
+        "_parking",
         "_start",
         "engine",
         "inbound",
@@ -83,9 +105,10 @@ class Guard:
         self._ignore = ignore
         self._checks: ResourceChecks | None = None
         self._start = 0
-        self._overflow = 0
-        # Taken (without blocking) by the use that keeps its entry in the slots above.
+        # Held (taken without blocking) by the entry whose state is in _checks / _start.
         self._busy = _allocate_lock()
+        self._parked: list[tuple[object, ResourceChecks | None, int]] = []
+        self._parking = _allocate_lock()
 
     def counts_as_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as an error for circuit breakers under this guard."""
@@ -97,32 +120,23 @@ class Guard:
         return isinstance(exc, errors) and not isinstance(exc, ignore)
 
     # -- context manager ----------------------------------------------------------------------
-    #
-    # The first user of a guard object keeps its entry in slots; a lock acquired without blocking
-    # decides who that is. Any other use at the same time (nested, or concurrent from another
-    # thread or task) keeps its entry on a per-context stack instead, so one guard object may be
-    # shared freely.
 
-    def _push(self, checks: ResourceChecks | None, start: int) -> None:
-        self._overflow += 1
-        _OVERFLOW.set((*_OVERFLOW.get(), (self, checks, start)))
+    def _park(self, checks: ResourceChecks | None, start: int) -> None:
+        with self._parking:
+            self._parked.append((_caller(), checks, start))
 
-    def _pop(self) -> tuple[ResourceChecks | None, int] | None:
-        stack = _OVERFLOW.get()
-        for i in range(len(stack) - 1, -1, -1):
-            item = stack[i]
-            if item[0] is self:
-                _OVERFLOW.set(stack[:i] + stack[i + 1 :])
-                self._overflow -= 1
-                return item[1], item[2]
-        return None
-
-    def _release(self) -> tuple[ResourceChecks | None, int]:
-        found = self._pop() if self._overflow else None
-        if found is not None:
-            return found
+    def _leave(self) -> tuple[ResourceChecks | None, int]:
+        """The state of the entry the caller is leaving (see the class docstring)."""
+        if self._parked:
+            me = _caller()
+            with self._parking:
+                parked = self._parked
+                for i in range(len(parked) - 1, -1, -1):
+                    owner, checks, start = parked[i]
+                    if owner is me or owner == me:
+                        del parked[i]
+                        return checks, start
         checks, start = self._checks, self._start
-        self._checks = None
         try:
             self._busy.release()
         except RuntimeError:
@@ -130,43 +144,35 @@ class Guard:
         return checks, start
 
     def __enter__(self) -> Guard:
-        checks = self.engine._table.get(self.resource)
+        checks = self.engine.checks(self.resource)
         start = checks.enter(self.inbound) if checks is not None else 0
-        if self._busy.acquire(False):
+        if not self._parked and self._busy.acquire(False):
             self._checks = checks
             self._start = start
         else:
-            self._push(checks, start)
+            self._park(checks, start)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._overflow:
-            checks, start = self._release()
-        else:  # the common case, inlined
-            checks, start = self._checks, self._start
-            self._checks = None
-            try:
-                self._busy.release()
-            except RuntimeError:
-                raise RuntimeError(f"guard({self.resource!r}) exited without being entered") from None
+        checks, start = self._leave()
         if checks is not None and checks.exits:
             checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
-        checks = self.engine._table.get(self.resource)
+        checks = self.engine.checks(self.resource)
         if checks is None:
             start = 0
         elif checks.throttles:
             start = await checks.aenter(self.inbound)
         else:
             start = checks.enter(self.inbound)
-        if self._busy.acquire(False):
+        if not self._parked and self._busy.acquire(False):
             self._checks = checks
             self._start = start
         else:
-            self._push(checks, start)
+            self._park(checks, start)
         return self
 
     async def __aexit__(
@@ -191,7 +197,7 @@ class Guard:
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine._table.get(resource)
+            checks = engine.checks(resource)
             if checks is None:
                 return fn(*args, **kwargs)
             start = checks.enter(inbound)
@@ -215,7 +221,7 @@ class Guard:
 
         @functools.wraps(fn)
         async def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine._table.get(resource)
+            checks = engine.checks(resource)
             if checks is None:
                 return await fn(*args, **kwargs)
             start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
@@ -248,12 +254,24 @@ def guard(
     Use as ``with guard(...)``, ``async with guard(...)``, or to decorate a sync or async
     function. ``inbound=False`` marks outbound calls (adaptive protection skips them).
     ``errors`` (default: the engine's, ``(Exception,)``) and ``ignore`` choose which exceptions
-    raised inside count as errors for circuit breakers. A guard object may be shared and entered
-    concurrently; the decorator is the fastest form. A caller queued by a ThrottlingStrategy
+    raised inside count as errors for circuit breakers. A caller queued by a ThrottlingStrategy
     sleeps in the sync forms and awaits in the async ones, so asyncio code should use the async
     forms.
+
+    The guard object is kept per engine, resource and options (up to
+    :data:`MAX_CACHED_GUARDS` per engine) and returned again, so ``with guard("name"):``
+    allocates nothing per call; it may be shared and entered concurrently (see :class:`Guard`).
     """
-    return Guard(resource, engine, inbound, errors, ignore)
+    target = _default_engine if engine is None else engine
+    key: Hashable = (
+        resource if inbound and errors is None and ignore is None else (resource, inbound, errors, ignore)
+    )
+    found: Guard | None = target.guards.get(key)
+    if found is None:
+        found = Guard(resource, target, inbound, errors, ignore)
+        if len(target.guards) < MAX_CACHED_GUARDS:
+            target.guards[key] = found
+    return found
 
 
 RuleSource = str | os.PathLike[str] | Iterable[Resource]

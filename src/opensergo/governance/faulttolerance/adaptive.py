@@ -24,16 +24,23 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opensergo.common.stats import ConcurrencyGauge, Window
+from opensergo.common.stats import Window
+from opensergo.governance.errors import BlockedError, OverloadedError
+from opensergo.governance.faulttolerance.node import InFlight
 from opensergo.governance.faulttolerance.ref import RuleRef
 from opensergo.spec.faulttolerance import (
     AdaptiveMetricType,
     AdaptiveOverloadProtectionStrategy,
     AdaptiveStrategy,
 )
+
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.governance.faulttolerance.node import ResourceNode
 
 log = logging.getLogger("opensergo.governance")
 
@@ -236,7 +243,7 @@ class AdaptiveCheck:
         "cpu_bbr",
         "cpu_ref",
         "cpu_threshold",
-        "gauge",
+        "in_flight",
         "load_bbr",
         "load_ref",
         "load_threshold",
@@ -244,9 +251,9 @@ class AdaptiveCheck:
         "window",
     )
 
-    def __init__(self, sampler: SystemSampler, gauge: ConcurrencyGauge, window: Window) -> None:
+    def __init__(self, sampler: SystemSampler, in_flight: InFlight, window: Window) -> None:
         self.sampler = sampler
-        self.gauge = gauge
+        self.in_flight = in_flight
         self.window = window
         self.cpu_ref: RuleRef | None = None
         self.cpu_threshold = 0.0
@@ -278,23 +285,37 @@ class AdaptiveCheck:
         return (self.cpu_ref is not None and self.cpu_bbr) or (self.load_ref is not None and self.load_bbr)
 
     def bbr_ok(self, now: int) -> bool:
-        threads = len(self.gauge.slots)
+        threads = self.in_flight.count
         if threads <= 1:
             return True
         w = self.window
         return threads <= w.max_success_per_second(now) * w.min_rt_ms(now) / 1000
 
-    def check(self, now: int) -> tuple[RuleRef, str] | None:
-        """None to pass, else (rule, reason) of the first refusing metric (load, then CPU)."""
+    def refusal(self, now: int) -> BlockedError | None:
+        """None to pass, else the refusal by the first refusing metric (load, then CPU)."""
         sampler = self.sampler
         ref = self.load_ref
         if ref is not None:
             load = sampler.load
             if load > self.load_threshold and not (self.load_bbr and self.bbr_ok(now)):
-                return ref, f"load {load:.2f} > {self.load_threshold:g}"
+                return OverloadedError.from_ref(ref, f"load {load:.2f} > {self.load_threshold:g}")
         ref = self.cpu_ref
         if ref is not None:
             cpu = sampler.cpu
             if cpu > self.cpu_threshold and not (self.cpu_bbr and self.bbr_ok(now)):
-                return ref, f"cpu {cpu:.2f} > {self.cpu_threshold:g}"
+                return OverloadedError.from_ref(ref, f"cpu {cpu:.2f} > {self.cpu_threshold:g}")
         return None
+
+
+def compile_check(
+    strategies: Sequence[tuple[AdaptiveOverloadProtectionStrategy, RuleRef]],
+    node: ResourceNode,
+    build: Compilation,
+) -> AdaptiveCheck | None:
+    """The merged adaptive rules of one resource (None: none applies)."""
+    if not strategies:
+        return None
+    check = AdaptiveCheck(build.system_sampler(), node.in_flight, node.metrics_window())
+    for strategy, ref in strategies:
+        check.add(strategy, ref)
+    return check
