@@ -27,10 +27,10 @@ import os
 import threading
 from _thread import allocate_lock as _allocate_lock
 from asyncio import _get_running_loop
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.checks import ResourceChecks
@@ -50,7 +50,7 @@ def default_engine() -> Engine:
 
 
 MAX_CACHED_GUARDS = 4096
-"""Guard objects kept per engine for reuse (see :func:`guard`); beyond that, a fresh one each time."""
+"""How many guard objects :func:`guard` keeps for reuse (least recently used ones go first)."""
 
 
 def _caller() -> object:
@@ -69,7 +69,7 @@ class Guard:
     One guard object may be shared and entered by any number of threads and tasks at once, nested
     too. Each entry keeps its own start time and compiled checks (the rule-set version it was
     admitted by, which its exit reports to): the first use keeps them in the object's own slots,
-    claimed by a lock taken without blocking, so the common case (one use at a time) allocates
+    claimed by an atomic token, so the common case (one use at a time) allocates
     nothing. A use that finds the slots taken, or another entry parked, parks its entry in a
     list under the caller's identity (the asyncio task, else the thread) and its exit takes the
     caller's latest entry back. A caller that has an entry parked never takes the slots, so each
@@ -78,13 +78,13 @@ class Guard:
     """
 
     __slots__ = (
-        "_busy",
         "_checks",
         "_errors",
         "_ignore",
         "_parked",
         "_parking",
         "_start",
+        "_token",
         "engine",
         "inbound",
         "resource",
@@ -105,8 +105,9 @@ class Guard:
         self._ignore = ignore
         self._checks: ResourceChecks | None = None
         self._start = 0
-        # Held (taken without blocking) by the entry whose state is in _checks / _start.
-        self._busy = _allocate_lock()
+        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _checks and
+        # _start, put back (list.append) when it exits. Cheaper than a lock, and as safe here.
+        self._token: list[bool] = [True]
         self._parked: list[tuple[object, ResourceChecks | None, int]] = []
         self._parking = _allocate_lock()
 
@@ -125,54 +126,53 @@ class Guard:
         with self._parking:
             self._parked.append((_caller(), checks, start))
 
-    def _leave(self) -> tuple[ResourceChecks | None, int]:
-        """The state of the entry the caller is leaving (see the class docstring)."""
-        if self._parked:
-            me = _caller()
-            with self._parking:
-                parked = self._parked
-                for i in range(len(parked) - 1, -1, -1):
-                    owner, checks, start = parked[i]
-                    if owner is me or owner == me:
-                        del parked[i]
-                        return checks, start
-        checks, start = self._checks, self._start
-        try:
-            self._busy.release()
-        except RuntimeError:
-            raise RuntimeError(f"guard({self.resource!r}) exited without being entered") from None
-        return checks, start
+    def _unpark(self) -> tuple[ResourceChecks | None, int] | None:
+        """The caller's latest parked entry, taken out; None when the caller has none parked."""
+        me = _caller()
+        with self._parking:
+            parked = self._parked
+            for i in range(len(parked) - 1, -1, -1):
+                owner, checks, start = parked[i]
+                if owner is me or owner == me:
+                    del parked[i]
+                    return checks, start
+        return None
 
     def __enter__(self) -> Guard:
         checks = self.engine.checks(self.resource)
         start = checks.enter(self.inbound) if checks is not None else 0
-        if not self._parked and self._busy.acquire(False):
-            self._checks = checks
-            self._start = start
-        else:
-            self._park(checks, start)
+        if not self._parked:
+            try:
+                self._token.pop()
+            except IndexError:  # the slots are in use
+                pass
+            else:
+                self._checks = checks
+                self._start = start
+                return self
+        self._park(checks, start)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        checks, start = self._leave()
+        found = self._unpark() if self._parked else None
+        if found is None:  # the entry in the slots
+            if self._token:
+                raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
+            checks, start = self._checks, self._start
+            self._token.append(True)
+        else:
+            checks, start = found
         if checks is not None and checks.exits:
             checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
         checks = self.engine.checks(self.resource)
-        if checks is None:
-            start = 0
-        elif checks.throttles:
-            start = await checks.aenter(self.inbound)
-        else:
-            start = checks.enter(self.inbound)
-        if not self._parked and self._busy.acquire(False):
-            self._checks = checks
-            self._start = start
-        else:
-            self._park(checks, start)
+        if checks is None or not checks.throttles:
+            return self.__enter__()
+        # Queued by throttling: the entry is parked (other uses may take the slots meanwhile).
+        self._park(checks, await checks.aenter(self.inbound))
         return self
 
     async def __aexit__(
@@ -241,7 +241,21 @@ class Guard:
         return f"guard({self.resource!r}, inbound={self.inbound})"
 
 
-def guard(
+class GuardFactory(Protocol):
+    """The signature of :func:`guard`."""
+
+    def __call__(
+        self,
+        resource: str,
+        *,
+        engine: Engine | None = None,
+        inbound: bool = True,
+        errors: tuple[type[BaseException], ...] | None = None,
+        ignore: tuple[type[BaseException], ...] | None = None,
+    ) -> Guard: ...
+
+
+def _guard(
     resource: str,
     *,
     engine: Engine | None = None,
@@ -258,20 +272,15 @@ def guard(
     sleeps in the sync forms and awaits in the async ones, so asyncio code should use the async
     forms.
 
-    The guard object is kept per engine, resource and options (up to
-    :data:`MAX_CACHED_GUARDS` per engine) and returned again, so ``with guard("name"):``
-    allocates nothing per call; it may be shared and entered concurrently (see :class:`Guard`).
+    The same arguments give back the same guard object (the last :data:`MAX_CACHED_GUARDS`
+    argument sets are kept), so ``with guard("name"):`` allocates nothing per call. A guard
+    object may be shared and entered concurrently (see :class:`Guard`).
     """
-    target = _default_engine if engine is None else engine
-    key: Hashable = (
-        resource if inbound and errors is None and ignore is None else (resource, inbound, errors, ignore)
-    )
-    found: Guard | None = target.guards.get(key)
-    if found is None:
-        found = Guard(resource, target, inbound, errors, ignore)
-        if len(target.guards) < MAX_CACHED_GUARDS:
-            target.guards[key] = found
-    return found
+    return Guard(resource, engine, inbound, errors, ignore)
+
+
+# A C-level cache: looking a guard up costs no Python call (the name alone is the key).
+guard: GuardFactory = functools.lru_cache(maxsize=MAX_CACHED_GUARDS)(_guard)
 
 
 RuleSource = str | os.PathLike[str] | Iterable[Resource]

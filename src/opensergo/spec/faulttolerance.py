@@ -18,9 +18,7 @@ in protocol.md §3.4:
   the threshold in such a strategy is a cluster-wide total. MODE_GLOBAL keeps that meaning: a
   consumer with cluster flow control enforces the total, and one without it (Sentinel's data
   source today ignores limit_mode) behaves as it would for any mode. MODE_LOCAL would tell every
-  instance it may admit the whole total, N times too much, and MODE_UNKNOWN says nothing. A
-  control plane that knows the instance count can send the exact per-instance form instead via
-  :meth:`RateLimitStrategy.localized`.
+  instance it may admit the whole total, N times too much, and MODE_UNKNOWN says nothing.
 * CircuitBreakerStrategy sets ``slow_condition`` only when ``slowConditions`` is given, and
   ``error_condition`` for ErrorRequestRatio. Upstream always sends a slow condition (-1 when
   absent) and never an error condition.
@@ -34,7 +32,6 @@ UNKNOWN unit elsewhere means milliseconds, and an UNKNOWN limit mode means Local
 
 from __future__ import annotations
 
-import math
 import re
 from enum import StrEnum
 from typing import Any, ClassVar, Self, TypeVar
@@ -202,15 +199,6 @@ class RateLimitStrategy(_FaultToleranceResource):
     PLURAL: ClassVar[str] = "ratelimitstrategies"
 
     spec: RateLimitStrategySpec
-
-    def localized(self, instances: int) -> RateLimitStrategy:
-        """For GlobalToLocal: the per-instance Local strategy (threshold / instances, rounded up)."""
-        if self.spec.limitMode is not LimitMode.GLOBAL_TO_LOCAL or instances < 1:
-            return self
-        spec = self.spec.model_copy(
-            update={"limitMode": LimitMode.LOCAL, "threshold": math.ceil(self.spec.threshold / instances)}
-        )
-        return self.model_copy(update={"spec": spec})
 
     def to_proto(self) -> ft_pb2.RateLimitStrategy:
         millis = self.spec.stat_duration_millis

@@ -32,7 +32,7 @@ from opensergo.common.stats import Window
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance import breaker
 from opensergo.governance.faulttolerance.adaptive import AdaptiveCheck
-from opensergo.governance.faulttolerance.breaker import CLOSED, Breakers
+from opensergo.governance.faulttolerance.breaker import Breakers
 from opensergo.governance.faulttolerance.concurrency import NO_LIMIT, ConcurrencyLimits
 from opensergo.governance.faulttolerance.node import InFlight
 from opensergo.governance.faulttolerance.ratelimit import RateLimits
@@ -69,22 +69,31 @@ class _Queued(Exception):
 
 
 class ResourceChecks:
-    """The compiled checks of one resource for one rule-set version (immutable once built)."""
+    """The compiled checks of one resource for one rule-set version (immutable once built).
+
+    The per-call path reads the first rate-limit window and the first breaker from their own
+    fields; what is rarer (more windows, Global limits, throttling, more breakers, Global
+    permits, BBR's completion window, an observer) is behind one flag per side
+    (``_rare_entry`` / ``_rare_exit``), so a resource pays only for what it uses.
+    """
 
     __slots__ = (
+        "_breaker",
+        "_max_in_flight",
+        "_rare_entry",
+        "_rare_exit",
+        "_threshold",
+        "_window",
         "adaptive",
         "asleep",
         "breakers",
         "concurrency",
         "counters",
         "exits",
-        "global_rates",
         "in_flight",
-        "max_in_flight",
         "metrics",
         "now",
         "observer",
-        "permits",
         "rate_limits",
         "rates",
         "refs",
@@ -92,7 +101,6 @@ class ResourceChecks:
         "sleep",
         "throttles",
         "throttling",
-        "timed_exit",
     )
 
     def __init__(
@@ -122,19 +130,31 @@ class ResourceChecks:
         self.refs = refs
         self.adaptive = adaptive
         self.concurrency = concurrency
-        # Counted while a concurrency limit or BBR applies.
-        self.in_flight = in_flight
-        self.max_in_flight = concurrency.max if concurrency is not None else NO_LIMIT
-        self.permits = bool(concurrency is not None and concurrency.permits)
+        self.in_flight = in_flight  # counted while a concurrency limit or BBR applies
         self.rate_limits = rate_limits
         self.rates = rate_limits.windows if rate_limits is not None else ()
-        self.global_rates = bool(rate_limits is not None and rate_limits.global_rates)
         self.throttling = throttling
         self.throttles = throttling.throttlers if throttling is not None else ()
         self.breakers = breakers
         self.metrics = metrics
-        self.timed_exit = bool(breakers) or metrics is not None or observer is not None
-        self.exits = self.timed_exit or in_flight is not None or self.permits
+        permits = concurrency is not None and bool(concurrency.permits)
+        # Adaptive protection and Global permits are checked where a local limit refuses: -1
+        # sends every request there.
+        self._max_in_flight = (
+            -1 if permits or adaptive is not None else concurrency.max if concurrency else NO_LIMIT
+        )
+        self._window: Window | None = self.rates[0][0] if self.rates else None
+        self._threshold = self.rates[0][1] if self.rates else 0
+        self._breaker = breakers[0] if breakers else None
+        self._rare_entry = (
+            len(self.rates) > 1
+            or (rate_limits is not None and bool(rate_limits.global_rates))
+            or throttling is not None
+            or len(breakers) > 1
+            or observer is not None
+        )
+        self._rare_exit = permits or len(breakers) > 1 or metrics is not None or observer is not None
+        self.exits = in_flight is not None or bool(breakers) or self._rare_exit
 
     # -- entry --------------------------------------------------------------------------------
 
@@ -144,37 +164,25 @@ class ResourceChecks:
         With throttling, a queued caller sleeps (``clock.sleep``) before the breakers are checked.
         """
         now = self.now()
-        adaptive = self.adaptive
-        if adaptive is not None and inbound:
-            error = adaptive.refusal(now)
-            if error is not None:
-                self._block(error)
         flight = self.in_flight
         if flight is not None:
             flight.count += 1  # counted first, then compared (see node.InFlight)
-            if flight.count > self.max_in_flight:
-                self._refuse_concurrency(flight)
-            if self.permits:
-                self._acquire_permits()
-        for w, threshold, _ in self.rates:
+            if flight.count > self._max_in_flight:
+                self._admit_in_flight(flight, now, inbound)
+        w = self._window
+        if w is not None:
             if now >= w.end:
                 w.roll(now)
             passes = w.passes
             i = w.idx
-            if w.hist_pass + passes[i] >= threshold:
+            if w.hist_pass + passes[i] >= self._threshold:
                 self._refuse_rate(w, now)
             passes[i] += 1  # counted now; taken back if a later check refuses
-        if self.global_rates:
-            self._acquire_tokens(now)
-        if self.throttling is not None:
-            return self._queue(now, _defer)
-        for b in self.breakers:
-            if b.state != CLOSED:
-                self._claim_probes(now, now)
-                break
-        observer = self.observer
-        if observer is not None:
-            observer.on_pass(self.resource)
+        if self._rare_entry:
+            return self._enter_rare(now, _defer)
+        b = self._breaker
+        if b is not None and b.state:  # not CLOSED
+            return self._admitted(now, now)
         return now
 
     async def aenter(self, inbound: bool = True) -> int:
@@ -190,11 +198,25 @@ class ResourceChecks:
             raise
         return self._admitted(self.now(), start)
 
-    def _queue(self, now: int, defer: bool) -> int:
-        """Throttling: reserve a slot (unless a breaker would refuse anyway), wait for it (sync;
-        with ``defer`` the asyncio caller awaits), then the breakers."""
+    def _enter_rare(self, now: int, defer: bool) -> int:
+        """The rest of the rate limits, then throttling (waiting for the reserved slot: sync; with
+        ``defer`` the asyncio caller awaits it), then the breakers."""
+        rate_limits = self.rate_limits
+        if rate_limits is not None:
+            for w, threshold, _ in self.rates[1:]:
+                if now >= w.end:
+                    w.roll(now)
+                if w.hist_pass + w.passes[w.idx] >= threshold:
+                    self._refuse_rate(w, now)
+                w.passes[w.idx] += 1
+            if rate_limits.global_rates:
+                error = rate_limits.acquire_tokens(now)
+                if error is not None:
+                    self._undo(now)
+                    self._block(error)
         throttling = self.throttling
-        assert throttling is not None
+        if throttling is None:
+            return self._admitted(now, now)
         reserved = breaker.would_refuse(self.breakers, now) or throttling.reserve(now)
         if isinstance(reserved, BlockedError):
             self._undo(now)
@@ -211,11 +233,12 @@ class ResourceChecks:
         return self._admitted(self.now(), now)
 
     def _admitted(self, now: int, start: int) -> int:
-        """The checks after the queue: the breakers (claiming due probes), then the observer."""
-        for b in self.breakers:
-            if b.state != CLOSED:
-                self._claim_probes(now, start)
-                break
+        """The checks after any queueing: the breakers (claiming due probes), then the observer."""
+        if self.breakers:
+            error = breaker.claim(self.breakers, now)
+            if error is not None:
+                self._undo(start)
+                self._block(error)
         observer = self.observer
         if observer is not None:
             observer.on_pass(self.resource)
@@ -223,25 +246,23 @@ class ResourceChecks:
 
     # -- refusals and undo (slow path) --------------------------------------------------------
 
-    def _claim_probes(self, now: int, counted_at: int) -> None:
-        error = breaker.claim(self.breakers, now)
-        if error is not None:
-            self._undo(counted_at)
-            self._block(error)
-
-    def _refuse_concurrency(self, flight: InFlight) -> NoReturn:
-        flight.count -= 1
+    def _admit_in_flight(self, flight: InFlight, now: int, inbound: bool) -> None:
+        """Adaptive protection (inbound requests), the smallest local concurrency limit, then
+        Global permits: a refusal takes the request's count back."""
+        adaptive = self.adaptive
+        if adaptive is not None and inbound:
+            error = adaptive.refusal(now, flight.count - 1)
+            if error is not None:
+                flight.count -= 1
+                self._block(error)
         concurrency = self.concurrency
-        assert concurrency is not None
-        self._block(concurrency.refusal(flight.count))
-
-    def _acquire_permits(self) -> None:
-        concurrency = self.concurrency
-        assert concurrency is not None
+        if concurrency is None:
+            return
+        if flight.count > concurrency.max:
+            flight.count -= 1
+            self._block(concurrency.refusal(flight.count))
         error = concurrency.acquire_permits()
         if error is not None:
-            flight = self.in_flight
-            assert flight is not None
             flight.count -= 1
             self._block(error)
 
@@ -251,14 +272,6 @@ class ResourceChecks:
         rate_limits.uncount(now, w)
         self._release()
         self._block(rate_limits.refusal(w, now))
-
-    def _acquire_tokens(self, now: int) -> None:
-        rate_limits = self.rate_limits
-        assert rate_limits is not None
-        error = rate_limits.acquire_tokens(now)
-        if error is not None:
-            self._undo(now)
-            self._block(error)
 
     def _undo(self, counted_at: int) -> None:
         """Take back a refused (or cancelled) request's rate-limit counts and concurrency slot."""
@@ -270,10 +283,8 @@ class ResourceChecks:
         flight = self.in_flight
         if flight is not None:
             flight.count -= 1
-        if self.permits:
-            concurrency = self.concurrency
-            assert concurrency is not None
-            concurrency.release_permits()
+        if self.concurrency is not None:
+            self.concurrency.release_permits()
 
     def _block(self, error: BlockedError) -> NoReturn:
         counter = self.counters.get((error.resource, error.rule, error.strategy))
@@ -299,22 +310,38 @@ class ResourceChecks:
         flight = self.in_flight
         if flight is not None:
             flight.count -= 1
-        if self.permits:
-            concurrency = self.concurrency
-            assert concurrency is not None
-            concurrency.release_permits()
-        if self.timed_exit:
+        b = self._breaker
+        if b is not None:
             now = self.now()
             rt = now - start
-            failed = error is not None
-            for b in self.breakers:
-                b.on_complete(now, rt, failed)
-            metrics = self.metrics
-            if metrics is not None:
-                metrics.add_completion(now, rt, failed)
-            observer = self.observer
-            if observer is not None:
-                observer.on_complete(self.resource, rt, failed)
+            # CircuitBreaker.on_complete, inlined: it runs on every call.
+            if now >= b.end:
+                b.roll(now)
+            b.total += 1
+            slow = b.slow_rt_ns
+            bad = rt > slow if slow >= 0 else error is not None
+            if bad:
+                b.bad += 1
+            if bad or b.state or b.total == b.min_requests:
+                b.judge(now, bad)
+            if self._rare_exit:
+                self._exit_rare(now, rt, error is not None)
+        elif self._rare_exit:
+            now = self.now()
+            self._exit_rare(now, now - start, error is not None)
+
+    def _exit_rare(self, now: int, rt: int, failed: bool) -> None:
+        """Global permits back, the other breakers, BBR's completion window, the observer."""
+        if self.concurrency is not None:
+            self.concurrency.release_permits()
+        for b in self.breakers[1:]:
+            b.on_complete(now, rt, failed)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.add_completion(now, rt, failed)
+        observer = self.observer
+        if observer is not None:
+            observer.on_complete(self.resource, rt, failed)
 
 
 def describe(checks: ResourceChecks) -> dict[str, Any]:

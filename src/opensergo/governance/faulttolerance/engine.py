@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 from opensergo.governance.errors import BlockedError
@@ -122,6 +122,69 @@ class ApplyResult:
     """Objects that are not fault-tolerance kinds, or were filtered out (load_rules)."""
 
 
+class _References:
+    """One version's objects, indexed to resolve what FaultToleranceRules refer to.
+
+    What cannot be resolved is skipped and described in ``problems``."""
+
+    def __init__(self, objects: Mapping[str, list[Resource]], problems: list[str]) -> None:
+        self.problems = problems
+        self.by_key: dict[tuple[str, str, str], Resource] = {}
+        self.by_name: dict[tuple[str, str], list[Resource]] = {}
+        for kind in STRATEGY_KINDS:
+            for obj in objects.get(kind.KIND, ()):
+                self.by_key[(obj.namespace, obj.kind, obj.name)] = obj
+                self.by_name.setdefault((obj.namespace, obj.name), []).append(obj)
+        self.actions = {(o.namespace, o.name): o for o in objects.get(HttpRequestFallbackAction.KIND, ())}
+        self._rules = [
+            r for r in objects.get(FaultToleranceRule.KIND, ()) if isinstance(r, FaultToleranceRule)
+        ]
+
+    def rules(self) -> list[FaultToleranceRule]:
+        return sorted(self._rules, key=lambda r: (r.namespace, r.name))
+
+    def fallback(self, rule: FaultToleranceRule) -> FallbackResponse | None:
+        ref = rule.spec.fallbackAction
+        if ref is None:
+            return None
+        action = self.actions.get((rule.namespace, ref.name))
+        if isinstance(action, HttpRequestFallbackAction):
+            return FallbackResponse.from_action(action)
+        self.problems.append(
+            f"{_where(rule)}: fallbackAction {ref.name!r} not found "
+            "(no HttpRequestFallbackAction of that name); blocked requests get the default"
+        )
+        return None
+
+    def strategies(self, rule: FaultToleranceRule) -> list[Resource]:
+        """The strategies ``rule`` names, in its order; by (kind, name), or by name alone."""
+        found: list[Resource] = []
+        ns, where = rule.namespace, _where(rule)
+        for ref in rule.spec.strategies:
+            if ref.kind is not None:
+                strategy = self.by_key.get((ns, ref.kind.value, ref.name))
+                if strategy is None:
+                    self.problems.append(f"{where}: {ref.kind.value} {ref.name!r} not found; skipped")
+                else:
+                    found.append(strategy)
+                continue
+            candidates = self.by_name.get((ns, ref.name), [])
+            if len(candidates) == 1:
+                found.append(candidates[0])
+            elif not candidates:
+                self.problems.append(f"{where}: no strategy named {ref.name!r}; skipped")
+            else:
+                kinds = ", ".join(c.kind for c in candidates)
+                self.problems.append(
+                    f"{where}: strategy {ref.name!r} is ambiguous ({kinds}); give its kind; skipped"
+                )
+        return found
+
+
+def _where(rule: FaultToleranceRule) -> str:
+    return f"FaultToleranceRule {rule.namespace}/{rule.name}"
+
+
 class Engine:
     """Compiles fault-tolerance rules and guards resources with them.
 
@@ -150,8 +213,6 @@ class Engine:
         self.clock: Clock = clock if clock is not None else SYSTEM_CLOCK
         self.errors = errors
         self.ignore = ignore
-        self.guards: dict[Hashable, Any] = {}
-        """Guard objects by resource, kept by ``opensergo.governance.guard`` for reuse."""
         self._sampler = sampler
         self._owns_sampler = sampler is None
         self._instances = max(1, instances)
@@ -288,7 +349,7 @@ class Engine:
         return {key: c.count for key, c in list(self._counters.items()) if c.count}
 
     def in_flight(self, resource: str) -> int:
-        """Requests of ``resource`` in flight (tracked while a concurrency or BBR rule applies).
+        """Requests of ``resource`` in flight (tracked while a concurrency or adaptive rule applies).
 
         Under contention this may read one above a limit for an instant: a refused caller's own
         tentative count, which it takes back at once (see InFlight).
@@ -363,54 +424,13 @@ class Engine:
 
     def _resolve(self, problems: list[str]) -> dict[str, Applied]:
         """Strategies per resource, in rule order (rules sorted by namespace and name)."""
-        by_key: dict[tuple[str, str, str], Resource] = {}
-        by_name: dict[tuple[str, str], list[Resource]] = {}
-        for kind in STRATEGY_KINDS:
-            for obj in self._objects.get(kind.KIND, ()):
-                by_key[(obj.namespace, obj.kind, obj.name)] = obj
-                by_name.setdefault((obj.namespace, obj.name), []).append(obj)
-        actions = {
-            (obj.namespace, obj.name): obj for obj in self._objects.get(HttpRequestFallbackAction.KIND, ())
-        }
-        rules = sorted(
-            (r for r in self._objects.get(FaultToleranceRule.KIND, ()) if isinstance(r, FaultToleranceRule)),
-            key=lambda r: (r.namespace, r.name),
-        )
+        refs = _References(self._objects, problems)
         per_resource: dict[str, Applied] = {}
         seen: set[tuple[str, str, str, str]] = set()
-        for rule in rules:
+        for rule in refs.rules():
             ns = rule.namespace
-            where = f"FaultToleranceRule {ns}/{rule.name}"
-            fallback: FallbackResponse | None = None
-            action_ref = rule.spec.fallbackAction
-            if action_ref is not None:
-                action = actions.get((ns, action_ref.name))
-                if isinstance(action, HttpRequestFallbackAction):
-                    fallback = FallbackResponse.from_action(action)
-                else:
-                    problems.append(
-                        f"{where}: fallbackAction {action_ref.name!r} not found "
-                        "(no HttpRequestFallbackAction of that name); blocked requests get the default"
-                    )
-            strategies: list[Resource] = []
-            for sref in rule.spec.strategies:
-                if sref.kind is not None:
-                    found = by_key.get((ns, sref.kind.value, sref.name))
-                    if found is None:
-                        problems.append(f"{where}: {sref.kind.value} {sref.name!r} not found; skipped")
-                        continue
-                    strategies.append(found)
-                    continue
-                candidates = by_name.get((ns, sref.name), [])
-                if not candidates:
-                    problems.append(f"{where}: no strategy named {sref.name!r}; skipped")
-                elif len(candidates) > 1:
-                    kinds = ", ".join(c.kind for c in candidates)
-                    problems.append(
-                        f"{where}: strategy {sref.name!r} is ambiguous ({kinds}); give its kind; skipped"
-                    )
-                else:
-                    strategies.append(candidates[0])
+            fallback = refs.fallback(rule)
+            strategies = refs.strategies(rule)
             for target in rule.spec.targets:
                 resource = target.targetResourceName
                 for strategy in strategies:
@@ -446,7 +466,7 @@ class Engine:
             refs=tuple(ref for _, ref in applied),
             adaptive=adaptive_check,
             concurrency=limits,
-            in_flight=node.in_flight if limits is not None or bbr else None,
+            in_flight=node.in_flight if limits is not None or adaptive_check is not None else None,
             rate_limits=rates,
             throttling=throttles,
             breakers=breakers,
