@@ -69,12 +69,14 @@ class Guard:
     One guard object may be shared and entered by any number of threads and tasks at once, nested
     too. Each entry keeps its own start time and compiled checks (the rule-set version it was
     admitted by, which its exit reports to): the first use keeps them in the object's own slots,
-    claimed by an atomic token, so the common case (one use at a time) allocates
-    nothing. A use that finds the slots taken, or another entry parked, parks its entry in a
-    list under the caller's identity (the asyncio task, else the thread) and its exit takes the
+    claimed by an atomic token (``list.pop``), so the common case (one use at a time) allocates
+    nothing. A use that finds the slots taken, or another entry parked, parks its entry in a list
+    under the caller's identity (the asyncio task, else the thread) and its exit takes the
     caller's latest entry back. A caller that has an entry parked never takes the slots, so each
-    caller's entries leave in the order they came (nested ``with``). Generators that interleave
-    uses of one guard object on one thread may swap their start times; give them their own guard.
+    caller's entries leave in the order they came (nested ``with``). A per-thread stack would not
+    do: asyncio tasks, and sync ``with`` blocks around an ``await``, interleave on one thread.
+    Generators that interleave uses of one guard object on one thread may swap their start times;
+    give them their own guard.
     """
 
     __slots__ = (

@@ -16,9 +16,10 @@ parts in order. The tests that run on every call (a counter against a limit, a b
 read the compiled objects' fields directly rather than calling a method per strategy: a Python
 call per strategy would cost more than the checks themselves.
 
-A request queued by throttling waits between the two halves: :meth:`~ResourceChecks.enter`
-sleeps (``clock.sleep``), :meth:`~ResourceChecks.aenter` awaits (``clock.asleep``); both run the
-same checks, :meth:`~ResourceChecks._queue` being where they part.
+A request queued by throttling waits between the checks before the queue and the breakers after
+it: :meth:`~ResourceChecks.enter` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter`
+runs the same ``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and
+then the same checks after the queue (:meth:`~ResourceChecks._admitted`).
 """
 
 from __future__ import annotations
@@ -161,7 +162,8 @@ class ResourceChecks:
     def enter(self, inbound: bool = True, _defer: bool = False) -> int:
         """Run every check; return the start time (ns) or raise a BlockedError.
 
-        With throttling, a queued caller sleeps (``clock.sleep``) before the breakers are checked.
+        With throttling, a queued caller sleeps (``clock.sleep``) before the breakers are checked
+        (``_defer``, for :meth:`aenter` only: raise :class:`_Queued` instead of sleeping).
         """
         now = self.now()
         flight = self.in_flight
