@@ -20,19 +20,22 @@ choose which (per guard, or engine-wide through the :class:`Engine` constructor)
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import os
+import threading
 from _thread import allocate_lock as _allocate_lock
+from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Iterable
-from contextvars import ContextVar
 from pathlib import Path
 from types import TracebackType
-from typing import Any, TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 
 from opensergo.database import rules as _database_rules
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.engine import ApplyResult, Engine, ResourceChecks
+from opensergo.governance.faulttolerance.checks import ResourceChecks
+from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.spec.base import Resource
 from opensergo.spec.loader import load_paths, parse_documents
 
@@ -47,23 +50,44 @@ def default_engine() -> Engine:
     return _default_engine
 
 
-# Entries of guard objects entered again while already in use (nested, or concurrently from
-# other threads / tasks): an immutable stack per context, so asyncio tasks never share one.
-_OVERFLOW: ContextVar[tuple[tuple[Guard, ResourceChecks | None, int], ...]] = ContextVar(
-    "opensergo_guard_overflow", default=()
-)
+MAX_CACHED_GUARDS = 4096
+"""How many guard objects :func:`guard` keeps for reuse (least recently used ones go first)."""
+
+
+def _caller() -> object:
+    """Who is entering or exiting a guard: the asyncio task running on this thread, else the thread."""
+    loop = _get_running_loop()
+    if loop is not None:
+        task = asyncio.current_task(loop)
+        if task is not None:
+            return task
+    return threading.get_ident()
 
 
 class Guard:
-    """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`)."""
+    """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`).
+
+    One guard object may be shared and entered by any number of threads and tasks at once, nested
+    too. Each entry keeps its own start time and compiled checks (the rule-set version it was
+    admitted by, which its exit reports to): the first use keeps them in the object's own slots,
+    claimed by an atomic token (``list.pop``), so the common case (one use at a time) allocates
+    nothing. A use that finds the slots taken, or another entry parked, parks its entry in a list
+    under the caller's identity (the asyncio task, else the thread) and its exit takes the
+    caller's latest entry back. A caller that has an entry parked never takes the slots, so each
+    caller's entries leave in the order they came (nested ``with``). A per-thread stack would not
+    do: asyncio tasks, and sync ``with`` blocks around an ``await``, interleave on one thread.
+    Generators that interleave uses of one guard object on one thread may swap their start times;
+    give them their own guard.
+    """
 
     __slots__ = (
-        "_busy",
         "_checks",
         "_errors",
         "_ignore",
-        "_overflow",
+        "_parked",
+        "_parking",
         "_start",
+        "_token",
         "engine",
         "inbound",
         "resource",
@@ -84,9 +108,11 @@ class Guard:
         self._ignore = ignore
         self._checks: ResourceChecks | None = None
         self._start = 0
-        self._overflow = 0
-        # Taken (without blocking) by the use that keeps its entry in the slots above.
-        self._busy = _allocate_lock()
+        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _checks and
+        # _start, put back (list.append) when it exits. Cheaper than a lock, and as safe here.
+        self._token: list[bool] = [True]
+        self._parked: list[tuple[object, ResourceChecks | None, int]] = []
+        self._parking = _allocate_lock()
 
     def counts_as_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as an error for circuit breakers under this guard."""
@@ -98,76 +124,58 @@ class Guard:
         return isinstance(exc, errors) and not isinstance(exc, ignore)
 
     # -- context manager ----------------------------------------------------------------------
-    #
-    # The first user of a guard object keeps its entry in slots; a lock acquired without blocking
-    # decides who that is. Any other use at the same time (nested, or concurrent from another
-    # thread or task) keeps its entry on a per-context stack instead, so one guard object may be
-    # shared freely.
 
-    def _push(self, checks: ResourceChecks | None, start: int) -> None:
-        self._overflow += 1
-        _OVERFLOW.set((*_OVERFLOW.get(), (self, checks, start)))
+    def _park(self, checks: ResourceChecks | None, start: int) -> None:
+        with self._parking:
+            self._parked.append((_caller(), checks, start))
 
-    def _pop(self) -> tuple[ResourceChecks | None, int] | None:
-        stack = _OVERFLOW.get()
-        for i in range(len(stack) - 1, -1, -1):
-            item = stack[i]
-            if item[0] is self:
-                _OVERFLOW.set(stack[:i] + stack[i + 1 :])
-                self._overflow -= 1
-                return item[1], item[2]
+    def _unpark(self) -> tuple[ResourceChecks | None, int] | None:
+        """The caller's latest parked entry, taken out; None when the caller has none parked."""
+        me = _caller()
+        with self._parking:
+            parked = self._parked
+            for i in range(len(parked) - 1, -1, -1):
+                owner, checks, start = parked[i]
+                if owner is me or owner == me:
+                    del parked[i]
+                    return checks, start
         return None
 
-    def _release(self) -> tuple[ResourceChecks | None, int]:
-        found = self._pop() if self._overflow else None
-        if found is not None:
-            return found
-        checks, start = self._checks, self._start
-        self._checks = None
-        try:
-            self._busy.release()
-        except RuntimeError:
-            raise RuntimeError(f"guard({self.resource!r}) exited without being entered") from None
-        return checks, start
-
     def __enter__(self) -> Guard:
-        checks = self.engine._table.get(self.resource)
+        checks = self.engine.checks(self.resource)
         start = checks.enter(self.inbound) if checks is not None else 0
-        if self._busy.acquire(False):
-            self._checks = checks
-            self._start = start
-        else:
-            self._push(checks, start)
+        if not self._parked:
+            try:
+                self._token.pop()
+            except IndexError:  # the slots are in use
+                pass
+            else:
+                self._checks = checks
+                self._start = start
+                return self
+        self._park(checks, start)
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._overflow:
-            checks, start = self._release()
-        else:  # the common case, inlined
+        found = self._unpark() if self._parked else None
+        if found is None:  # the entry in the slots
+            if self._token:
+                raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
             checks, start = self._checks, self._start
-            self._checks = None
-            try:
-                self._busy.release()
-            except RuntimeError:
-                raise RuntimeError(f"guard({self.resource!r}) exited without being entered") from None
+            self._token.append(True)
+        else:
+            checks, start = found
         if checks is not None and checks.exits:
             checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
-        checks = self.engine._table.get(self.resource)
-        if checks is None:
-            start = 0
-        elif checks.throttles:
-            start = await checks.aenter(self.inbound)
-        else:
-            start = checks.enter(self.inbound)
-        if self._busy.acquire(False):
-            self._checks = checks
-            self._start = start
-        else:
-            self._push(checks, start)
+        checks = self.engine.checks(self.resource)
+        if checks is None or not checks.throttles:
+            return self.__enter__()
+        # Queued by throttling: the entry is parked (other uses may take the slots meanwhile).
+        self._park(checks, await checks.aenter(self.inbound))
         return self
 
     async def __aexit__(
@@ -192,7 +200,7 @@ class Guard:
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine._table.get(resource)
+            checks = engine.checks(resource)
             if checks is None:
                 return fn(*args, **kwargs)
             start = checks.enter(inbound)
@@ -216,7 +224,7 @@ class Guard:
 
         @functools.wraps(fn)
         async def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine._table.get(resource)
+            checks = engine.checks(resource)
             if checks is None:
                 return await fn(*args, **kwargs)
             start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
@@ -236,7 +244,21 @@ class Guard:
         return f"guard({self.resource!r}, inbound={self.inbound})"
 
 
-def guard(
+class GuardFactory(Protocol):
+    """The signature of :func:`guard`."""
+
+    def __call__(
+        self,
+        resource: str,
+        *,
+        engine: Engine | None = None,
+        inbound: bool = True,
+        errors: tuple[type[BaseException], ...] | None = None,
+        ignore: tuple[type[BaseException], ...] | None = None,
+    ) -> Guard: ...
+
+
+def _guard(
     resource: str,
     *,
     engine: Engine | None = None,
@@ -249,12 +271,19 @@ def guard(
     Use as ``with guard(...)``, ``async with guard(...)``, or to decorate a sync or async
     function. ``inbound=False`` marks outbound calls (adaptive protection skips them).
     ``errors`` (default: the engine's, ``(Exception,)``) and ``ignore`` choose which exceptions
-    raised inside count as errors for circuit breakers. A guard object may be shared and entered
-    concurrently; the decorator is the fastest form. A caller queued by a ThrottlingStrategy
+    raised inside count as errors for circuit breakers. A caller queued by a ThrottlingStrategy
     sleeps in the sync forms and awaits in the async ones, so asyncio code should use the async
     forms.
+
+    The same arguments give back the same guard object (the last :data:`MAX_CACHED_GUARDS`
+    argument sets are kept), so ``with guard("name"):`` allocates nothing per call. A guard
+    object may be shared and entered concurrently (see :class:`Guard`).
     """
     return Guard(resource, engine, inbound, errors, ignore)
+
+
+# A C-level cache: looking a guard up costs no Python call (the name alone is the key).
+guard: GuardFactory = functools.lru_cache(maxsize=MAX_CACHED_GUARDS)(_guard)
 
 
 RuleSource = str | os.PathLike[str] | Iterable[Resource]

@@ -12,7 +12,6 @@ HttpRequestFallbackAction have none.
 
 from __future__ import annotations
 
-import math
 import re
 from enum import StrEnum
 from typing import Any, ClassVar, Self
@@ -165,14 +164,14 @@ class RateLimitStrategy(_FaultToleranceResource):
 
     spec: RateLimitStrategySpec
 
-    def localized(self, instances: int) -> RateLimitStrategy:
-        """For GlobalToLocal: the per-instance Local strategy (threshold / instances, rounded up)."""
-        if self.spec.limitMode is not LimitMode.GLOBAL_TO_LOCAL or instances < 1:
-            return self
-        spec = self.spec.model_copy(
-            update={"limitMode": LimitMode.LOCAL, "threshold": math.ceil(self.spec.threshold / instances)}
-        )
-        return self.model_copy(update={"spec": spec})
+    def per_instance_threshold(self, instances: int) -> int:
+        """The threshold one of ``instances`` enforces on its own: the whole threshold for Local,
+        else an equal share rounded down, at least 1 (the SDK engine and the Envoy translation
+        both use this, so a sidecar and an SDK instance admit the same)."""
+        spec = self.spec
+        if spec.limitMode is LimitMode.LOCAL or spec.threshold == 0:
+            return spec.threshold
+        return max(1, spec.threshold // max(1, instances))
 
 
 # --- ThrottlingStrategy -----------------------------------------------------------------------

@@ -17,7 +17,7 @@ import pytest
 
 from opensergo.client import Heartbeat, OpenSergoClient, ServiceInfo
 from opensergo.governance import Engine, RateLimitedError
-from opensergo.governance.faulttolerance.engine import describe
+from opensergo.governance.faulttolerance.checks import describe
 from opensergo.governance.runtime import attach
 from tests.helpers import ROOT, ControlPlaneProcess, free_port, spawn_python, wait_until
 

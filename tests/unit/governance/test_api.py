@@ -15,6 +15,7 @@ from opensergo.governance import (
     ConcurrencyLimitedError,
     Engine,
     FallbackResponse,
+    Guard,
     ManualClock,
     RateLimitedError,
     default_engine,
@@ -370,3 +371,139 @@ def test_default_engine_is_used_without_an_engine_argument() -> None:
             pass  # pragma: no cover
     finally:
         engine.clear()
+
+
+class _Completions:
+    """An observer recording each completion's RT (ms)."""
+
+    def __init__(self) -> None:
+        self.rts: list[float] = []
+
+    def on_pass(self, resource: str) -> None:
+        pass
+
+    def on_block(self, error: BlockedError) -> None:
+        pass
+
+    def on_complete(self, resource: str, rt_ns: int, error: bool) -> None:
+        self.rts.append(rt_ns / 1_000_000)
+
+
+def test_guard_objects_are_reused_per_name_and_options(engine: Engine) -> None:
+    assert guard(R, engine=engine) is guard(R, engine=engine)
+    assert guard(R, engine=engine) is not guard("other", engine=engine)
+    assert guard(R, engine=engine) is not guard(R, engine=engine, inbound=False)
+    assert guard(R, engine=engine, errors=(ValueError,)) is guard(R, engine=engine, errors=(ValueError,))
+    assert guard(R) is guard(R)  # the default engine
+    assert guard(R).engine is default_engine()
+
+
+def test_with_guard_allocates_no_guard_and_leaves_nothing_behind(engine: Engine) -> None:
+    import sys
+
+    engine.set_rules(
+        protect(R, concurrency("cc", 5), rate_limit("rl", 10**9), breaker("cb", min_requests=100))
+    )
+    created = 0
+    original = Guard.__init__
+
+    def counting(self: Guard, *args: object, **kwargs: object) -> None:
+        nonlocal created
+        created += 1
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    guard(R, engine=engine)  # cached before counting
+    Guard.__init__ = counting  # type: ignore[method-assign]
+    try:
+        for _ in range(100):  # warm up
+            with guard(R, engine=engine):
+                pass
+        blocks = sys.getallocatedblocks()
+        for _ in range(10_000):
+            with guard(R, engine=engine):
+                pass
+        grown = sys.getallocatedblocks() - blocks
+    finally:
+        Guard.__init__ = original  # type: ignore[method-assign]
+    assert created == 0
+    assert grown < 50  # nothing kept per call (10,000 calls)
+    assert guard(R, engine=engine)._parked == []
+    assert engine.in_flight(R) == 0
+
+
+def test_shared_guard_keeps_each_entrys_start_nested_and_across_threads(clock: ManualClock) -> None:
+    """A caller whose entry is parked never takes the slots for a nested entry: each exit reports
+    the RT of its own entry, even when the slots were freed in between by another thread."""
+    engine = Engine(clock=clock)
+    seen = _Completions()
+    engine.set_observer(seen)
+    engine.set_rules(protect(R, concurrency("cc", 100)))
+    g = guard(R, engine=engine)
+    other_in = threading.Event()
+    other_out = threading.Event()
+
+    def other() -> None:
+        with g:  # holds the slots
+            other_in.set()
+            other_out.wait(5)
+
+    t = threading.Thread(target=other)
+    t.start()
+    assert other_in.wait(5)
+    with g:  # outer: parked (the slots are the other thread's)
+        clock.advance(10)
+        other_out.set()
+        t.join(5)
+        assert seen.rts == [10.0]  # the other thread's entry: 10 ms
+        with g:  # inner: the slots are free now, but this thread has an entry parked
+            clock.advance(1)
+        clock.advance(2)
+    assert seen.rts == [10.0, 1.0, 13.0]  # inner 1 ms; outer 10 + 1 + 2 ms
+    assert g._parked == [] and g._token == [True]  # all back; slots free
+    assert engine.in_flight(R) == 0
+
+
+async def test_sync_guard_across_awaits_keeps_each_tasks_entry(clock: ManualClock) -> None:
+    """``with`` (sync) around an ``await``: tasks interleave on one thread, and each exit still
+    reports its own entry."""
+    engine = Engine(clock=clock)
+    seen = _Completions()
+    engine.set_observer(seen)
+    engine.set_rules(protect(R, concurrency("cc", 100)))
+    g = guard(R, engine=engine)
+    first_in = asyncio.Event()
+    second_in = asyncio.Event()
+
+    async def first() -> None:
+        with g:  # takes the slots
+            first_in.set()
+            await second_in.wait()
+            clock.advance(5)
+        # leaves first: 5 ms
+
+    async def second() -> None:
+        await first_in.wait()
+        with g:  # parked under this task
+            second_in.set()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+            clock.advance(7)
+        # leaves second: 7 ms after its own entry
+
+    await asyncio.gather(first(), second())
+    assert sorted(seen.rts) == [5.0, 12.0]  # first: 5 ms; second: entered before the 5 ms, then 7 more
+    assert g._parked == [] and engine.in_flight(R) == 0
+
+
+async def test_async_with_queued_by_throttling_parks_its_entry(clock: ManualClock) -> None:
+    engine = Engine(clock=clock)
+    seen = _Completions()
+    engine.set_observer(seen)
+    engine.set_rules(protect(R, throttling("th", "100ms", "1s")))
+    g = guard(R, engine=engine)
+    async with g:
+        pass
+    async with g:  # queued 100 ms: waited, then admitted
+        clock.advance(1)
+    assert seen.rts == [0.0, 101.0]
+    assert g._parked == [] and g._token == [True]

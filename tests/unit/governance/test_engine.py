@@ -18,7 +18,7 @@ from opensergo.governance import (
     RateLimitedError,
     ThrottledError,
 )
-from opensergo.governance.faulttolerance.engine import describe
+from opensergo.governance.faulttolerance.checks import describe
 from opensergo.spec import parse_documents
 
 from .conftest import (

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from opensergo.governance import Engine, ManualClock, RateLimitedError
-from opensergo.governance.faulttolerance.engine import ResourceChecks
+from opensergo.governance.faulttolerance.checks import ResourceChecks
 
 from .conftest import protect, rate_limit, rule
 

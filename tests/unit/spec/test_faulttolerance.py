@@ -122,15 +122,6 @@ def test_rate_limit_modes_to_proto() -> None:
     }
 
 
-def test_global_to_local_localized_per_instance() -> None:
-    strategy = rate_limit("{threshold: 10, limitMode: GlobalToLocal}")
-    local = strategy.localized(3)
-    assert local.spec.limitMode is LimitMode.LOCAL
-    assert local.spec.threshold == 4  # ceil(10 / 3)
-    assert to_proto(local).limit_mode == ft_pb2.RateLimitStrategy.MODE_LOCAL
-    assert rate_limit("{threshold: 10}").localized(3).spec.threshold == 10  # only GlobalToLocal
-
-
 def test_rate_limit_from_go_control_plane() -> None:
     # What the Go control plane sends: enums 0, unit UNKNOWN, value = statDurationSeconds.
     msg = ft_pb2.RateLimitStrategy(name="rate-limit-foo", threshold=3, stat_duration=5)

@@ -130,7 +130,14 @@ def plan(view: RuleView, namespace: str, app: str) -> InboundPlan:
                         if strategy.spec.limitMode is LimitMode.GLOBAL:
                             governed.global_rates.append(strategy)
                         else:
-                            local = strategy.localized(instances)
+                            share = strategy.per_instance_threshold(instances)
+                            local = strategy.model_copy(
+                                update={
+                                    "spec": strategy.spec.model_copy(
+                                        update={"limitMode": LimitMode.LOCAL, "threshold": share}
+                                    )
+                                }
+                            )
                             if governed.rate is None or _rate(local) < _rate(governed.rate):
                                 governed.rate = local  # the strictest of several
                     elif isinstance(strategy, ConcurrencyLimitStrategy):

@@ -24,16 +24,22 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from opensergo.common.stats import ConcurrencyGauge, Window
+from opensergo.common.stats import Window
+from opensergo.governance.errors import BlockedError, OverloadedError
 from opensergo.governance.faulttolerance.ref import RuleRef
 from opensergo.spec.faulttolerance import (
     AdaptiveMetricType,
     AdaptiveOverloadProtectionStrategy,
     AdaptiveStrategy,
 )
+
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.governance.faulttolerance.node import ResourceNode
 
 log = logging.getLogger("opensergo.governance")
 
@@ -47,13 +53,8 @@ def _read_int(path: Path) -> int | None:
         return None
 
 
-def _cgroup_dirs() -> tuple[Path | None, Path | None, bool]:
-    """(cpu controller dir, cpu accounting dir, is_v2) for this process, or Nones."""
-    root = Path("/sys/fs/cgroup")
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None, None, False
+def _cgroup_paths(lines: list[str]) -> tuple[dict[str, str], str | None]:
+    """From /proc/self/cgroup: the v1 path of each controller, and the v2 path (if any)."""
     v1: dict[str, str] = {}
     v2_path: str | None = None
     for line in lines:
@@ -65,20 +66,31 @@ def _cgroup_dirs() -> tuple[Path | None, Path | None, bool]:
             v2_path = path
         for name in controllers.split(","):
             v1[name] = path
+    return v1, v2_path
 
-    def pick(base: Path, rel: str, marker: str) -> Path | None:
-        for candidate in (base / rel.lstrip("/"), base):
-            if (candidate / marker).exists():
-                return candidate
-        return None
 
+def _pick(base: Path, rel: str, marker: str) -> Path | None:
+    """The cgroup directory holding ``marker``: this process's own, else the mount's root."""
+    for candidate in (base / rel.lstrip("/"), base):
+        if (candidate / marker).exists():
+            return candidate
+    return None
+
+
+def _cgroup_dirs() -> tuple[Path | None, Path | None, bool]:
+    """(cpu controller dir, cpu accounting dir, is_v2) for this process, or Nones."""
+    root = Path("/sys/fs/cgroup")
+    try:
+        v1, v2_path = _cgroup_paths(Path("/proc/self/cgroup").read_text().splitlines())
+    except OSError:
+        return None, None, False
     if "cpuacct" in v1 or "cpu" in v1:
-        cpu = pick(root / "cpu", v1.get("cpu", "/"), "cpu.cfs_quota_us")
-        acct = pick(root / "cpuacct", v1.get("cpuacct", "/"), "cpuacct.usage")
+        cpu = _pick(root / "cpu", v1.get("cpu", "/"), "cpu.cfs_quota_us")
+        acct = _pick(root / "cpuacct", v1.get("cpuacct", "/"), "cpuacct.usage")
         if acct is not None:
             return cpu, acct, False
     if v2_path is not None:
-        d = pick(root, v2_path, "cpu.stat")
+        d = _pick(root, v2_path, "cpu.stat")
         if d is not None:
             return d, d, True
     return None, None, False
@@ -236,7 +248,6 @@ class AdaptiveCheck:
         "cpu_bbr",
         "cpu_ref",
         "cpu_threshold",
-        "gauge",
         "load_bbr",
         "load_ref",
         "load_threshold",
@@ -244,9 +255,8 @@ class AdaptiveCheck:
         "window",
     )
 
-    def __init__(self, sampler: SystemSampler, gauge: ConcurrencyGauge, window: Window) -> None:
+    def __init__(self, sampler: SystemSampler, window: Window) -> None:
         self.sampler = sampler
-        self.gauge = gauge
         self.window = window
         self.cpu_ref: RuleRef | None = None
         self.cpu_threshold = 0.0
@@ -277,24 +287,40 @@ class AdaptiveCheck:
     def uses_bbr(self) -> bool:
         return (self.cpu_ref is not None and self.cpu_bbr) or (self.load_ref is not None and self.load_bbr)
 
-    def bbr_ok(self, now: int) -> bool:
-        threads = len(self.gauge.slots)
+    def bbr_ok(self, now: int, threads: int) -> bool:
+        """BBR's admission: ``threads`` (the requests in flight, this one not counted) within
+        ``maxSuccessQps * minRt``."""
         if threads <= 1:
             return True
         w = self.window
         return threads <= w.max_success_per_second(now) * w.min_rt_ms(now) / 1000
 
-    def check(self, now: int) -> tuple[RuleRef, str] | None:
-        """None to pass, else (rule, reason) of the first refusing metric (load, then CPU)."""
+    def refusal(self, now: int, in_flight: int) -> BlockedError | None:
+        """None to pass, else the refusal by the first refusing metric (load, then CPU);
+        ``in_flight`` counts the other requests of the resource in flight."""
         sampler = self.sampler
         ref = self.load_ref
         if ref is not None:
             load = sampler.load
-            if load > self.load_threshold and not (self.load_bbr and self.bbr_ok(now)):
-                return ref, f"load {load:.2f} > {self.load_threshold:g}"
+            if load > self.load_threshold and not (self.load_bbr and self.bbr_ok(now, in_flight)):
+                return OverloadedError.from_ref(ref, f"load {load:.2f} > {self.load_threshold:g}")
         ref = self.cpu_ref
         if ref is not None:
             cpu = sampler.cpu
-            if cpu > self.cpu_threshold and not (self.cpu_bbr and self.bbr_ok(now)):
-                return ref, f"cpu {cpu:.2f} > {self.cpu_threshold:g}"
+            if cpu > self.cpu_threshold and not (self.cpu_bbr and self.bbr_ok(now, in_flight)):
+                return OverloadedError.from_ref(ref, f"cpu {cpu:.2f} > {self.cpu_threshold:g}")
         return None
+
+
+def compile_check(
+    strategies: Sequence[tuple[AdaptiveOverloadProtectionStrategy, RuleRef]],
+    node: ResourceNode,
+    build: Compilation,
+) -> AdaptiveCheck | None:
+    """The merged adaptive rules of one resource (None: none applies)."""
+    if not strategies:
+        return None
+    check = AdaptiveCheck(build.system_sampler(), node.metrics_window())
+    for strategy, ref in strategies:
+        check.add(strategy, ref)
+    return check

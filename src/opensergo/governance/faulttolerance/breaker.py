@@ -27,12 +27,18 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from enum import IntEnum
+from functools import partial
+from typing import TYPE_CHECKING
 
 from opensergo.common.clock import NS_PER_MS
+from opensergo.governance.errors import BlockedError, CircuitBreakerOpenError
 from opensergo.governance.faulttolerance.ref import RuleRef
 from opensergo.spec.faulttolerance import BreakerStrategy, CircuitBreakerStrategy
+
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.compiling import Compilation
 
 log = logging.getLogger("opensergo.governance")
 
@@ -188,10 +194,7 @@ class CircuitBreaker:
     # -- exit ---------------------------------------------------------------------------------
 
     def on_complete(self, now: int, rt_ns: int, error: bool) -> None:
-        """Count one finished request and apply the state machine.
-
-        The engine inlines this on its exit path; keep the two in step.
-        """
+        """Count one finished request and apply the state machine."""
         if now >= self.end:
             self.roll(now)
         self.total += 1
@@ -275,3 +278,56 @@ class CircuitBreaker:
         if now >= self.end:
             return (0, 0)
         return (self.total, self.bad)
+
+
+Breakers = tuple[CircuitBreaker, ...]
+
+
+def claim(breakers: Breakers, now: int) -> BlockedError | None:
+    """Pass every breaker of a resource (claiming the half-open probes that are due), or refuse.
+
+    A refusal by a later breaker sends the probes claimed by earlier ones back to OPEN."""
+    probes: list[CircuitBreaker] = []
+    for b in breakers:
+        result = b.try_pass(now)
+        if result == BLOCK:
+            for claimed in probes:
+                claimed.revert_probe()
+            return refusal(b)
+        if result == PROBE:
+            probes.append(b)
+    return None
+
+
+def would_refuse(breakers: Breakers, now: int) -> BlockedError | None:
+    """The refusal that :func:`claim` would give at ``now``, without claiming anything (so that a
+    request is not queued by throttling only to be refused after the wait)."""
+    for b in breakers:
+        state = b.state
+        if (state == OPEN and now < b.next_retry) or (state == HALF_OPEN and b.probe_num <= 0):
+            return refusal(b)
+    return None
+
+
+def refusal(b: CircuitBreaker) -> BlockedError:
+    return CircuitBreakerOpenError.from_ref(b.ref, f"circuit {BreakerState(b.state).name}")
+
+
+def compile_check(
+    resource: str, strategies: Sequence[tuple[CircuitBreakerStrategy, RuleRef]], build: Compilation
+) -> Breakers:
+    """The breakers of ``resource``, in rule order. A breaker keeps its state across pushes while
+    its strategy is unchanged; one that cannot be built is skipped and reported."""
+    breakers: list[CircuitBreaker] = []
+    for strategy, ref in strategies:
+        key = ("breaker", resource, ref.namespace, strategy.name, build.spec_key(strategy))
+        try:
+            breaker = build.keep(
+                key, partial(CircuitBreaker.from_strategy, strategy, ref=ref, listeners=build.listeners)
+            )
+        except ValueError as exc:
+            build.problem(f"CircuitBreakerStrategy {ref.namespace}/{strategy.name}: {exc}; skipped")
+            continue
+        breaker.ref = ref  # the same strategy may now be applied by a renamed rule
+        breakers.append(breaker)
+    return tuple(breakers)

@@ -4,7 +4,8 @@ A :class:`Throttler` is a virtual-scheduling leaky bucket (Sentinel Go ``tc_thro
 request is charged its own cost ``ceil(count / threshold * interval)`` counted from the previous
 admission; a request whose projected wait exceeds the queue timeout is rejected, one whose wait is
 exactly the timeout still queues. The check only *reserves* a slot and returns how long to wait,
-so sync callers ``sleep`` and asyncio callers ``await asyncio.sleep`` (the engine does either).
+so sync callers ``sleep`` and asyncio callers ``await asyncio.sleep`` (the per-call path does
+either).
 
 OpenSergo's ``minIntervalOfRequests`` maps to threshold 1 per that interval: the spacing is kept
 exactly (Sentinel Java's OpenSergo data source rounds ``1000 / interval`` up to a count, which
@@ -18,9 +19,17 @@ from __future__ import annotations
 
 import math
 import threading
+from collections.abc import Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 from opensergo.common.clock import NS_PER_MS
+from opensergo.governance.errors import BlockedError, ThrottledError
+from opensergo.governance.faulttolerance.ref import RuleRef
 from opensergo.spec.faulttolerance import ThrottlingStrategy
+
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.compiling import Compilation
 
 REJECT = -1
 
@@ -76,3 +85,49 @@ class Throttler:
                 return REJECT
             self._last = last + cost
             return wait
+
+
+class Throttling:
+    """The compiled throttling strategies of one resource: a slot in each, in rule order."""
+
+    __slots__ = ("throttlers",)
+
+    def __init__(self, throttlers: tuple[tuple[Throttler, RuleRef], ...]) -> None:
+        self.throttlers = throttlers
+
+    def reserve(self, now: int) -> int | BlockedError:
+        """Reserve a slot in every throttler, each after the previous one's; the total wait (ns),
+        or the refusal of the first whose queue is too long (slots reserved before it stay
+        reserved, as in Sentinel)."""
+        at = now
+        for throttler, ref in self.throttlers:
+            wait = throttler.reserve(at)
+            if wait == REJECT:
+                detail = (
+                    f"queueing would exceed {throttler.queue_timeout_ms:g} ms "
+                    f"(spacing {throttler.spacing_ms:g} ms)"
+                )
+                return ThrottledError.from_ref(ref, detail)
+            at += wait
+        return at - now
+
+
+def compile_check(
+    resource: str, strategies: Sequence[tuple[ThrottlingStrategy, RuleRef]], build: Compilation
+) -> Throttling | None:
+    """The throttling check of ``resource`` (None: no throttling applies). A throttler keeps its
+    pacing across pushes while its strategy is unchanged."""
+    if not strategies:
+        return None
+    return Throttling(
+        tuple(
+            (
+                build.keep(
+                    ("throttler", resource, ref.namespace, strategy.name, build.spec_key(strategy)),
+                    partial(Throttler.from_strategy, strategy),
+                ),
+                ref,
+            )
+            for strategy, ref in strategies
+        )
+    )

@@ -1,0 +1,360 @@
+"""The per-call path: the compiled checks of one resource, run in order on every request.
+
+:meth:`ResourceChecks.enter` reads the clock once and runs, in order, adaptive protection (inbound
+only) -> concurrency -> rate limits -> throttling -> circuit breakers: the refusals without side
+effects first, then throttling's queue reservation and the breakers' probe claim (a request that
+an open breaker would refuse is refused before it queues). The first refusal raises a
+:class:`~opensergo.governance.errors.BlockedError` subclass and undoes what earlier checks did for
+this request: its concurrency slot, its Global permits and its rate-limit counts are given back,
+and a half-open probe claimed by an earlier breaker goes back to OPEN (the throttling reservation
+stays, as in Sentinel). ``enter`` returns the start time; :meth:`ResourceChecks.exit` releases the
+slot and reports RT and error to the breakers (and, with BBR, to the resource's completion window).
+
+Each strategy module compiled its part from the specs (``compile_check``) and decides everything
+about it: what refuses, which rule is blamed, how a refusal is undone. This module only runs those
+parts in order. The tests that run on every call (a counter against a limit, a breaker's state)
+read the compiled objects' fields directly rather than calling a method per strategy: a Python
+call per strategy would cost more than the checks themselves.
+
+A request queued by throttling waits between the checks before the queue and the breakers after
+it: :meth:`~ResourceChecks.enter` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter`
+runs the same ``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and
+then the same checks after the queue (:meth:`~ResourceChecks._admitted`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, NoReturn, Protocol
+
+from opensergo.common.clock import NS_PER_S
+from opensergo.common.stats import Window
+from opensergo.governance.errors import BlockedError
+from opensergo.governance.faulttolerance import breaker
+from opensergo.governance.faulttolerance.adaptive import AdaptiveCheck
+from opensergo.governance.faulttolerance.breaker import Breakers
+from opensergo.governance.faulttolerance.concurrency import NO_LIMIT, ConcurrencyLimits
+from opensergo.governance.faulttolerance.node import InFlight
+from opensergo.governance.faulttolerance.ratelimit import RateLimits
+from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
+from opensergo.governance.faulttolerance.throttling import Throttling
+
+log = logging.getLogger("opensergo.governance")
+
+
+class EntryObserver(Protocol):
+    """Per-request callbacks for metrics and tracing (see ``Engine.set_observer``).
+
+    Called synchronously on the request's thread (so the current span is the request's);
+    they must be quick and must not raise."""
+
+    def on_pass(self, resource: str) -> None:
+        """The request was admitted (after any throttling wait)."""
+
+    def on_block(self, error: BlockedError) -> None:
+        """The request is refused with ``error`` (raised right after this call)."""
+
+    def on_complete(self, resource: str, rt_ns: int, error: bool) -> None:
+        """An admitted request ended after ``rt_ns``; ``error`` when it counts as an error."""
+
+
+class _Queued(Exception):
+    """How ``enter``, called by ``aenter``, hands a request queued by throttling back to be awaited
+    (its checks so far stay in effect)."""
+
+    def __init__(self, start: int, wait_ns: int) -> None:
+        super().__init__(start, wait_ns)
+        self.start = start
+        self.wait_ns = wait_ns
+
+
+class ResourceChecks:
+    """The compiled checks of one resource for one rule-set version (immutable once built).
+
+    The per-call path reads the first rate-limit window and the first breaker from their own
+    fields; what is rarer (more windows, Global limits, throttling, more breakers, Global
+    permits, BBR's completion window, an observer) is behind one flag per side
+    (``_rare_entry`` / ``_rare_exit``), so a resource pays only for what it uses.
+    """
+
+    __slots__ = (
+        "_breaker",
+        "_max_in_flight",
+        "_rare_entry",
+        "_rare_exit",
+        "_threshold",
+        "_window",
+        "adaptive",
+        "asleep",
+        "breakers",
+        "concurrency",
+        "counters",
+        "exits",
+        "in_flight",
+        "metrics",
+        "now",
+        "observer",
+        "rate_limits",
+        "rates",
+        "refs",
+        "resource",
+        "sleep",
+        "throttles",
+        "throttling",
+    )
+
+    def __init__(
+        self,
+        resource: str,
+        *,
+        now: Callable[[], int],
+        sleep: Callable[[float], None],
+        asleep: Callable[[float], Coroutine[Any, Any, None]],
+        counters: Mapping[tuple[str, str, str], BlockCounter],
+        observer: EntryObserver | None,
+        refs: tuple[RuleRef, ...],
+        adaptive: AdaptiveCheck | None = None,
+        concurrency: ConcurrencyLimits | None = None,
+        in_flight: InFlight | None = None,
+        rate_limits: RateLimits | None = None,
+        throttling: Throttling | None = None,
+        breakers: Breakers = (),
+        metrics: Window | None = None,
+    ) -> None:
+        self.resource = resource
+        self.now = now
+        self.sleep = sleep
+        self.asleep = asleep
+        self.counters = counters
+        self.observer = observer
+        self.refs = refs
+        self.adaptive = adaptive
+        self.concurrency = concurrency
+        self.in_flight = in_flight  # counted while a concurrency limit or BBR applies
+        self.rate_limits = rate_limits
+        self.rates = rate_limits.windows if rate_limits is not None else ()
+        self.throttling = throttling
+        self.throttles = throttling.throttlers if throttling is not None else ()
+        self.breakers = breakers
+        self.metrics = metrics
+        permits = concurrency is not None and bool(concurrency.permits)
+        # Adaptive protection and Global permits are checked where a local limit refuses: -1
+        # sends every request there.
+        self._max_in_flight = (
+            -1 if permits or adaptive is not None else concurrency.max if concurrency else NO_LIMIT
+        )
+        self._window: Window | None = self.rates[0][0] if self.rates else None
+        self._threshold = self.rates[0][1] if self.rates else 0
+        self._breaker = breakers[0] if breakers else None
+        self._rare_entry = (
+            len(self.rates) > 1
+            or (rate_limits is not None and bool(rate_limits.global_rates))
+            or throttling is not None
+            or len(breakers) > 1
+            or observer is not None
+        )
+        self._rare_exit = permits or len(breakers) > 1 or metrics is not None or observer is not None
+        self.exits = in_flight is not None or bool(breakers) or self._rare_exit
+
+    # -- entry --------------------------------------------------------------------------------
+
+    def enter(self, inbound: bool = True, _defer: bool = False) -> int:
+        """Run every check; return the start time (ns) or raise a BlockedError.
+
+        With throttling, a queued caller sleeps (``clock.sleep``) before the breakers are checked
+        (``_defer``, for :meth:`aenter` only: raise :class:`_Queued` instead of sleeping).
+        """
+        now = self.now()
+        flight = self.in_flight
+        if flight is not None:
+            flight.count += 1  # counted first, then compared (see node.InFlight)
+            if flight.count > self._max_in_flight:
+                self._admit_in_flight(flight, now, inbound)
+        w = self._window
+        if w is not None:
+            if now >= w.end:
+                w.roll(now)
+            passes = w.passes
+            i = w.idx
+            if w.hist_pass + passes[i] >= self._threshold:
+                self._refuse_rate(w, now)
+            passes[i] += 1  # counted now; taken back if a later check refuses
+        if self._rare_entry:
+            return self._enter_rare(now, _defer)
+        b = self._breaker
+        if b is not None and b.state:  # not CLOSED
+            return self._admitted(now, now)
+        return now
+
+    async def aenter(self, inbound: bool = True) -> int:
+        """``enter`` for asyncio: a caller queued by throttling awaits instead of blocking."""
+        try:
+            return self.enter(inbound, True)
+        except _Queued as queued:
+            start, wait = queued.start, queued.wait_ns
+        try:
+            await self.asleep(wait / NS_PER_S)
+        except BaseException:  # cancelled while queued: it never ran
+            self._undo(start)
+            raise
+        return self._admitted(self.now(), start)
+
+    def _enter_rare(self, now: int, defer: bool) -> int:
+        """The rest of the rate limits, then throttling (waiting for the reserved slot: sync; with
+        ``defer`` the asyncio caller awaits it), then the breakers."""
+        rate_limits = self.rate_limits
+        if rate_limits is not None:
+            for w, threshold, _ in self.rates[1:]:
+                if now >= w.end:
+                    w.roll(now)
+                if w.hist_pass + w.passes[w.idx] >= threshold:
+                    self._refuse_rate(w, now)
+                w.passes[w.idx] += 1
+            if rate_limits.global_rates:
+                error = rate_limits.acquire_tokens(now)
+                if error is not None:
+                    self._undo(now)
+                    self._block(error)
+        throttling = self.throttling
+        if throttling is None:
+            return self._admitted(now, now)
+        reserved = breaker.would_refuse(self.breakers, now) or throttling.reserve(now)
+        if isinstance(reserved, BlockedError):
+            self._undo(now)
+            self._block(reserved)
+        if reserved <= 0:
+            return self._admitted(now, now)
+        if defer:
+            raise _Queued(now, reserved)
+        try:
+            self.sleep(reserved / NS_PER_S)
+        except BaseException:  # interrupted while queued: it never ran
+            self._undo(now)
+            raise
+        return self._admitted(self.now(), now)
+
+    def _admitted(self, now: int, start: int) -> int:
+        """The checks after any queueing: the breakers (claiming due probes), then the observer."""
+        if self.breakers:
+            error = breaker.claim(self.breakers, now)
+            if error is not None:
+                self._undo(start)
+                self._block(error)
+        observer = self.observer
+        if observer is not None:
+            observer.on_pass(self.resource)
+        return start
+
+    # -- refusals and undo (slow path) --------------------------------------------------------
+
+    def _admit_in_flight(self, flight: InFlight, now: int, inbound: bool) -> None:
+        """Adaptive protection (inbound requests), the smallest local concurrency limit, then
+        Global permits: a refusal takes the request's count back."""
+        adaptive = self.adaptive
+        if adaptive is not None and inbound:
+            error = adaptive.refusal(now, flight.count - 1)
+            if error is not None:
+                flight.count -= 1
+                self._block(error)
+        concurrency = self.concurrency
+        if concurrency is None:
+            return
+        if flight.count > concurrency.max:
+            flight.count -= 1
+            self._block(concurrency.refusal(flight.count))
+        error = concurrency.acquire_permits()
+        if error is not None:
+            flight.count -= 1
+            self._block(error)
+
+    def _refuse_rate(self, w: Window, now: int) -> NoReturn:
+        rate_limits = self.rate_limits
+        assert rate_limits is not None
+        rate_limits.uncount(now, w)
+        self._release()
+        self._block(rate_limits.refusal(w, now))
+
+    def _undo(self, counted_at: int) -> None:
+        """Take back a refused (or cancelled) request's rate-limit counts and concurrency slot."""
+        if self.rate_limits is not None:
+            self.rate_limits.uncount(counted_at)
+        self._release()
+
+    def _release(self) -> None:
+        flight = self.in_flight
+        if flight is not None:
+            flight.count -= 1
+        if self.concurrency is not None:
+            self.concurrency.release_permits()
+
+    def _block(self, error: BlockedError) -> NoReturn:
+        counter = self.counters.get((error.resource, error.rule, error.strategy))
+        if counter is not None:
+            counter.count += 1
+        log.debug(
+            "blocked %r: %s %r of rule %r: %s",
+            error.resource,
+            error.kind,
+            error.strategy,
+            error.rule,
+            error.detail,
+        )
+        observer = self.observer
+        if observer is not None:
+            observer.on_block(error)
+        raise error
+
+    # -- exit ---------------------------------------------------------------------------------
+
+    def exit(self, start: int, error: BaseException | None = None) -> None:
+        """Release the slot and report the completion (RT since ``start``; error if not None)."""
+        flight = self.in_flight
+        if flight is not None:
+            flight.count -= 1
+        b = self._breaker
+        if b is not None:
+            now = self.now()
+            rt = now - start
+            # CircuitBreaker.on_complete, inlined: it runs on every call.
+            if now >= b.end:
+                b.roll(now)
+            b.total += 1
+            slow = b.slow_rt_ns
+            bad = rt > slow if slow >= 0 else error is not None
+            if bad:
+                b.bad += 1
+            if bad or b.state or b.total == b.min_requests:
+                b.judge(now, bad)
+            if self._rare_exit:
+                self._exit_rare(now, rt, error is not None)
+        elif self._rare_exit:
+            now = self.now()
+            self._exit_rare(now, now - start, error is not None)
+
+    def _exit_rare(self, now: int, rt: int, failed: bool) -> None:
+        """Global permits back, the other breakers, BBR's completion window, the observer."""
+        if self.concurrency is not None:
+            self.concurrency.release_permits()
+        for b in self.breakers[1:]:
+            b.on_complete(now, rt, failed)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.add_completion(now, rt, failed)
+        observer = self.observer
+        if observer is not None:
+            observer.on_complete(self.resource, rt, failed)
+
+
+def describe(checks: ResourceChecks) -> dict[str, Any]:
+    """A plain-data view of compiled checks (for debugging and the dashboard)."""
+    concurrency = checks.concurrency.limits if checks.concurrency is not None else ()
+    return {
+        "resource": checks.resource,
+        "adaptive": checks.adaptive is not None,
+        "concurrency": [limit for limit, _ in concurrency],
+        "rate_limits": [(t, w.interval_ms) for w, _, limits in checks.rates for t, _ in limits],
+        "throttles": [(t.spacing_ms, t.queue_timeout_ms) for t, _ in checks.throttles],
+        "breakers": [(b.ref.strategy, b.current_state.name) for b in checks.breakers],
+        "rules": sorted({ref.rule for ref in checks.refs}),
+    }
