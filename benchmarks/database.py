@@ -275,7 +275,7 @@ spec:
 BENCH_TABLE = "CREATE TABLE {name} (id BIGINT PRIMARY KEY, v INT, note VARCHAR(32))"
 
 
-def run_sharding(first: MariaDBCluster, second: MariaDBCluster, n: int, rounds: int, log_dir: Path) -> None:
+def run_sharding(first: MariaDBCluster, second: MariaDBCluster, n: int, rounds: int, log_dir: Path) -> None:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     for cluster in (first, second):
         cluster.primary.sql("CREATE DATABASE shard", "USE shard", BENCH_TABLE.format(name="t_bench"))
     first.primary.sql("USE bench", BENCH_TABLE.format(name="t_bench"))

@@ -326,7 +326,7 @@ def delete(
 
 
 @app.command()
-def describe(
+def describe(  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     kind: Annotated[str, typer.Argument(help="What to describe: sharding.")],
     name: Annotated[str, typer.Argument(help="Object name.")],
     filename: FilesOpt = [],  # noqa: B006

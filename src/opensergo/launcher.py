@@ -582,7 +582,7 @@ def _with_labels(env: dict[str, str], labels: dict[str, str]) -> str:
     return json.dumps(config)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None) -> int:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     parser = argparse.ArgumentParser(
         prog="opensergo-run",
         description="Run a Python program with OpenSergo governance installed automatically.",

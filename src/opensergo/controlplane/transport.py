@@ -325,7 +325,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             stream.close()
             self._drop(stream)
 
-    def _handle(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
+    def _handle(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
         if request.identifier and not stream.identifier:
             stream.identifier = request.identifier
             self._open_per_identifier[stream.identifier] = (

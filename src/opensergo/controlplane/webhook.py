@@ -73,7 +73,7 @@ def app_of(pod: dict[str, Any]) -> str | None:
     return None
 
 
-def patch_for(pod: dict[str, Any], namespace: str, config: InjectionConfig) -> list[dict[str, Any]]:
+def patch_for(pod: dict[str, Any], namespace: str, config: InjectionConfig) -> list[dict[str, Any]]:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     """The JSON patch for one pod (empty: leave it as it is)."""
     meta = pod.get("metadata") or {}
     annotations = meta.get("annotations") or {}

@@ -462,7 +462,7 @@ class VirtualCursor:
         self._rows = rows
 
     # -- sharding
-    def _run_sharded(
+    def _run_sharded(  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
         self, runtime: DatabaseRuntime, plan: Plan, executions: list[Execution], parameters: Any
     ) -> None:
         """Run the units of one statement (several executions for ``executemany``) and merge."""

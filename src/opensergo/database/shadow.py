@@ -133,7 +133,7 @@ def _value_of(node: exp.Expression, positions: Mapping[int, int]) -> _Value | No
     return None
 
 
-def _column_values(tree: exp.Expression) -> dict[str, tuple[_Value, ...]]:
+def _column_values(tree: exp.Expression) -> dict[str, tuple[_Value, ...]]:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     anonymous = (p for p in tree.find_all(exp.Placeholder, bfs=False) if not p.name or p.name == "?")
     positions = {id(p): i for i, p in enumerate(anonymous)}
     found: dict[str, list[_Value]] = {}

@@ -253,7 +253,7 @@ def _need(kind: type[Resource], name: str, table: Mapping[str, Any], what: str) 
     return found
 
 
-def build_runtime(
+def build_runtime(  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     name: str,
     namespace: str,
     objects: list[Resource],

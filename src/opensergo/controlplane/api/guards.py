@@ -120,7 +120,7 @@ class RequestGuard:
         self.hosts = hosts
         self.max_body_bytes = max_body_bytes
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

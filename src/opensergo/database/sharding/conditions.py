@@ -106,7 +106,7 @@ def _column(node: exp.Expression, scope: Mapping[str, str]) -> tuple[str | None,
     return None, node.name.lower()
 
 
-def _leaf(node: exp.Expression, scope: Mapping[str, str]) -> Predicate | None:
+def _leaf(node: exp.Expression, scope: Mapping[str, str]) -> Predicate | None:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     if isinstance(node, exp.EQ):
         for col_node, value_node in ((node.this, node.expression), (node.expression, node.this)):
             column = _column(col_node, scope)

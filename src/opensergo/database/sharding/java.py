@@ -227,7 +227,7 @@ def _int_result(value: int, kind: int) -> JavaInt:
 _BIG_CONTEXT = Context(prec=100000, rounding=ROUND_HALF_UP)
 
 
-def arithmetic(op: str, left: Number, right: Number) -> Number:
+def arithmetic(op: str, left: Number, right: Number) -> Number:  # noqa: C901 (complexity debt, see pyproject [tool.ruff.lint.mccabe])
     """``left op right`` with Groovy's number rules for ``+ - * / %``."""
     if type(left) is JavaInt and type(right) is JavaInt and op != "/":  # the common case, fast
         bits = BIG if BIG in (left.bits, right.bits) else max(left.bits, right.bits)
