@@ -32,12 +32,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
-from opensergo.database import rules as _database_rules
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.checks import ResourceChecks
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.spec.base import Resource
-from opensergo.spec.loader import load_paths, parse_documents
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -290,6 +288,8 @@ RuleSource = str | os.PathLike[str] | Iterable[Resource]
 
 
 def _read(source: RuleSource) -> list[Resource]:
+    from opensergo.spec.loader import load_paths, parse_documents  # the loader loads every kind
+
     if isinstance(source, os.PathLike):
         return load_paths([Path(source)])
     if isinstance(source, str):
@@ -319,7 +319,9 @@ def load_rules(
     objects = _read(source)
     selected = [o for o in objects if o.namespace == namespace and (app is None or o.app == app)]
     result = target.set_rules(selected)
-    _database_rules.replace(selected, namespace=namespace)  # the database.opensergo.io kinds
+    from opensergo.database import rules as database_rules  # loads the database models
+
+    database_rules.replace(selected, namespace=namespace)  # the database.opensergo.io kinds
     skipped = len(objects) - len(selected)
     if skipped:
         result = ApplyResult(result.version, result.resources, result.problems, result.ignored + skipped)
