@@ -20,6 +20,7 @@ import uvicorn
 from opensergo.common.address import routable_address
 from opensergo.controlplane.api.auth import AuthConfig, is_loopback
 from opensergo.controlplane.api.server import create_app
+from opensergo.controlplane.grpcauth import GrpcAuth
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
 from opensergo.controlplane.metrics.history import MetricsHistory
@@ -51,7 +52,8 @@ class Settings:
     expire_on_disconnect: bool = True
     allow_loopback: bool = False
     identity: str = ""
-    # HTTP auth: "auto" (on unless listening on loopback only), "on" or "off"; see api/auth.py.
+    # Auth of both ports: "auto" (on unless listening on loopback only), "on" or "off"; see
+    # api/auth.py (HTTP) and grpcauth.py (gRPC).
     auth: str = "auto"
     auth_tokens: Path | None = None
     # Dashboard metrics: per-second series kept in memory, and the downsampled on-disk history.
@@ -111,7 +113,17 @@ class ControlPlane:
         self.tls = load_server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
-        self.transport = TransportService(self.snapshots, settings.identity or control_plane_identity())
+        self.auth = AuthConfig.from_settings(
+            settings.auth, settings.host, settings.auth_tokens, settings.data_dir
+        )
+        # The same tokens and roles on the gRPC port; certificates identify callers only when
+        # the port verifies them (--tls-client-ca).
+        self.grpc_auth = GrpcAuth(
+            self.auth, client_certificates=self.tls is not None and self.tls.client_ca is not None
+        )
+        self.transport = TransportService(
+            self.snapshots, settings.identity or control_plane_identity(), self.grpc_auth
+        )
         self.replica_id = (
             f"{settings.identity or control_plane_identity()}-{os.getpid()}-{secrets.token_hex(3)}"
         )
@@ -130,9 +142,6 @@ class ControlPlane:
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
-        self.auth = AuthConfig.from_settings(
-            settings.auth, settings.host, settings.auth_tokens, settings.data_dir
-        )
         self.metric_store = MetricStore(settings.metrics_retention)
         self.metrics_history = MetricsHistory(
             settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
@@ -170,7 +179,9 @@ class ControlPlane:
         if self.store.status_subresource:
             self._tasks.append(asyncio.create_task(self.rollout_status.run()))
 
+        interceptor = self.grpc_auth.interceptor()
         self._grpc = grpc.aio.server(
+            interceptors=[interceptor] if interceptor is not None else None,
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
@@ -184,14 +195,18 @@ class ControlPlane:
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            TokenService(self.global_limits, self.replicas.token_owner if self.store.shared else None),
+            TokenService(
+                self.global_limits,
+                self.replicas.token_owner if self.store.shared else None,
+                self.grpc_auth,
+            ),
             self._grpc,
         )
         # The generated registration function is untyped.
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            MetadataService(self.registry), self._grpc
+            MetadataService(self.registry, self.grpc_auth), self._grpc
         )
-        otlp.add_to_server(self.metric_store, self._grpc)
+        otlp.add_to_server(self.metric_store, self._grpc, self.grpc_auth)
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:
             self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
@@ -202,11 +217,12 @@ class ControlPlane:
         await self._grpc.start()
         if self.tls is None and not is_loopback(self.settings.host):
             log.warning(
-                "gRPC on %s:%d is plaintext and unauthenticated: rules, metadata and tokens travel in"
-                " the clear and any host can subscribe or register; pass --tls-cert and --tls-key"
-                " (and --tls-client-ca to require client certificates)",
+                "gRPC on %s:%d is plaintext: rules (with their secrets), metadata and access tokens"
+                " travel in the clear%s; pass --tls-cert and --tls-key (and --tls-client-ca to"
+                " require client certificates)",
                 self.settings.host,
                 self.grpc_port,
+                "" if self.auth.enabled else ", and with --auth off any host can subscribe or register",
             )
         self.metrics_history.open()
         self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))

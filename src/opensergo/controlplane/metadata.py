@@ -15,6 +15,10 @@ Our SDK sends three gRPC metadata headers with each report (headers, not proto f
 upstream messages stay untouched): ``opensergo-namespace``, ``opensergo-labels``
 (``k=v,k2=v2``: version and other selector labels) and ``opensergo-client-id`` (the
 ``identifier`` of its SubscribeConfig stream).
+
+The namespace, the app name and every label (headers and node fields) must follow Kubernetes'
+naming rules (INVALID_ARGUMENT otherwise), and the caller must be a data plane (role agent or
+admin) in that namespace (PERMISSION_DENIED otherwise; see grpcauth.py).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
+from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -118,7 +124,7 @@ def addresses_of(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
 
 
 def parse_labels(text: str) -> dict[str, str]:
-    """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}."""
+    """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}; keys and values are checked."""
     labels: dict[str, str] = {}
     for item in text.split(","):
         item = item.strip()
@@ -126,9 +132,21 @@ def parse_labels(text: str) -> dict[str, str]:
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise RegistrationError(f"{LABELS_HEADER}: {item!r} is not key=value")
+            raise RegistrationError(f"{LABELS_HEADER}: {item[:64]!r} is not key=value")
+        try:
+            check_label(key.strip(), value.strip(), LABELS_HEADER)
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
         labels[key.strip()] = value.strip()
     return labels
+
+
+def report_namespace(headers: Mapping[str, str]) -> str:
+    """The namespace a report is for (its header, else "default"); RegistrationError if invalid."""
+    try:
+        return check_namespace(headers.get(NAMESPACE_HEADER) or "default", NAMESPACE_HEADER)
+    except InvalidName as err:
+        raise RegistrationError(str(err)) from None
 
 
 def object_name(app: str, node: str) -> str:
@@ -209,6 +227,11 @@ class MetadataRegistry:
         headers = headers or {}
         if not request.app_name:
             raise RegistrationError("app_name is required")
+        namespace = report_namespace(headers)
+        try:
+            check_app(request.app_name, "app_name")
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
         addresses = addresses_of(request)
         if not self.allow_loopback:
             bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
@@ -217,7 +240,6 @@ class MetadataRegistry:
                     f"listening address {', '.join(bad)} is not reachable by other hosts; advertise a"
                     " routable address (or start the control plane with --allow-loopback)"
                 )
-        namespace = headers.get(NAMESPACE_HEADER) or "default"
         labels = _node_labels(request.node) | parse_labels(headers.get(LABELS_HEADER, ""))
         now = time.time() if now is None else now
         nid = node_id(request, peer)
@@ -382,7 +404,13 @@ class MetadataRegistry:
 def _node_labels(node: sc.Node) -> dict[str, str]:
     labels = {"tag": node.tag, "cluster": node.cluster, "env": node.env}
     labels |= {"region": node.locality.region, "zone": node.locality.zone}
-    return {k: v for k, v in labels.items() if v}
+    labels = {k: v for k, v in labels.items() if v}
+    for key, value in labels.items():
+        try:
+            check_label(key, value, f"node {key}")
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
+    return labels
 
 
 def _request_from(obj: ServiceInstance) -> sc.ReportMetadataRequest:
@@ -399,8 +427,9 @@ def _request_from(obj: ServiceInstance) -> sc.ReportMetadataRequest:
 
 
 class MetadataService(sc_grpc.MetadataServiceServicer):
-    def __init__(self, registry: MetadataRegistry) -> None:
+    def __init__(self, registry: MetadataRegistry, access: GrpcAuth = OPEN) -> None:
         self._registry = registry
+        self._access = access
 
     async def ReportMetadata(
         self,
@@ -408,6 +437,13 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
         context: grpc.aio.ServicerContext[sc.ReportMetadataRequest, sc.ReportMetadataReply],
     ) -> sc.ReportMetadataReply:
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            namespace = report_namespace(headers)
+        except RegistrationError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        denial = self._access.denial(self._access.caller(), namespace, Action.REPORT)
+        if denial is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denial)
         try:
             await self._registry.report(request, context.peer(), headers)
         except RegistrationError as err:

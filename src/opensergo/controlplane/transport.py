@@ -1,6 +1,10 @@
 """OpenSergoUniversalTransportService: SubscribeConfig streams, pushes, ACK/NACK bookkeeping.
 
-One stream per data plane; each stream has one writer task fed by a queue, so pushes and replies
+One stream per data plane, authenticated when it opens (grpcauth's interceptor); each target is
+authorized on its own: a target in a namespace where the caller is not a data plane (role agent or
+admin) is refused with a NACK reply of code 4003 (PERMISSION_DENIED) and nothing is pushed for it,
+while the stream and its other subscriptions go on (one stream multiplexes many targets, and the
+official SDKs neither reconnect nor resubscribe selectively). Each stream has one writer task fed by a queue, so pushes and replies
 never interleave (upstream writes from two goroutines at once). Pending pushes are coalesced per
 group: a slow client gets the newest snapshot, not every intermediate one.
 
@@ -26,6 +30,7 @@ import grpc
 from opensergo.common.protocol import (
     ACK,
     CODE_CHANGE_PUSH,
+    CODE_PERMISSION_DENIED,
     CODE_REQUEST_INVALID,
     CODE_SUCCESS,
     CODE_VERSION_OUTDATED,
@@ -34,6 +39,9 @@ from opensergo.common.protocol import (
     Encoding,
     SubscriptionKey,
 )
+from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
+from opensergo.controlplane.api.auth import ANONYMOUS, Principal
+from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
@@ -100,6 +108,7 @@ class ClientStream:
         "id",
         "identifier",
         "peer",
+        "principal",
         "subscriptions",
     )
 
@@ -107,6 +116,7 @@ class ClientStream:
         self.id = uuid.uuid4().hex[:12]
         self.peer = peer
         self.identifier = ""
+        self.principal: Principal = ANONYMOUS
         self.connected_at = time.time()
         self.disconnected_at: float | None = None
         self.subscriptions: dict[SubscriptionKey, SubscriptionState] = {}
@@ -190,8 +200,9 @@ AnswerListener = Callable[["ClientStream", SubscriptionState, int], None]
 class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     """Serves SubscribeConfig from a SnapshotCache."""
 
-    def __init__(self, snapshots: SnapshotCache, identity: str) -> None:
+    def __init__(self, snapshots: SnapshotCache, identity: str, access: GrpcAuth = OPEN) -> None:
         self._snapshots = snapshots
+        self._access = access
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
@@ -237,6 +248,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         context: grpc.aio.ServicerContext[pb.SubscribeRequest, pb.SubscribeResponse],
     ) -> None:
         stream = ClientStream(context.peer(), context, self._render)
+        stream.principal = self._access.caller()
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
         try:
@@ -271,6 +283,19 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         if unknown:
             self._reject(stream, request, f"Request is invalid: unknown kind(s) {', '.join(unknown)}")
             return
+        try:
+            check_namespace(target.namespace, "target.namespace")
+            check_app(target.app, "target.app")
+            for label in target.labels:
+                check_label(label.key, label.value, "target.labels")
+        except InvalidName as err:
+            self._reject(stream, request, f"Request is invalid: {err}")
+            return
+        if request.op_type != pb.UNSUBSCRIBE:
+            denial = self._access.denial(stream.principal, target.namespace, Action.SUBSCRIBE)
+            if denial is not None:
+                self._reject(stream, request, f"PERMISSION_DENIED: {denial}", CODE_PERMISSION_DENIED)
+                return
         encoding = Encoding.UPSTREAM
         for label in target.labels:
             if label.key == ENCODING_LABEL and label.value == Encoding.NATIVE.value:
@@ -344,12 +369,20 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             "io.opensergo.proto.transport.v1.OpenSergoUniversalTransportService", {"SubscribeConfig": method}
         )
 
-    def _reject(self, stream: ClientStream, request: pb.SubscribeRequest, message: str) -> None:
+    def _reject(
+        self,
+        stream: ClientStream,
+        request: pb.SubscribeRequest,
+        message: str,
+        code: int = CODE_REQUEST_INVALID,
+    ) -> None:
         log.warning("stream %s (%s): %s", stream.id, stream.identifier or stream.peer, message)
         stream.reply(
             pb.SubscribeResponse(
-                status=pb.Status(code=CODE_REQUEST_INVALID, message=message),
+                status=pb.Status(code=code, message=message),
                 ack=NACK,
+                namespace=request.target.namespace,
+                app=request.target.app,
                 control_plane=self._control_plane,
                 response_id=request.request_id,
             )
