@@ -34,6 +34,7 @@ from opensergo.client._spec import resolve_kind as _resolve_kind
 from opensergo.client.bootstrap import BootstrapError, load_bootstrap
 from opensergo.client.cache import RuleCache, SnapshotFile, default_snapshot_dir
 from opensergo.client.connection import Backoff, ChannelOptions, SubscribeStream
+from opensergo.client.credentials import BearerToken, TokenError, as_bearer_token
 from opensergo.client.reporter import MetadataReporter, ServiceInfo, build_node
 from opensergo.client.subscriber import (
     Callback,
@@ -113,7 +114,9 @@ class OpenSergoClient:
     ``endpoint`` is ``"host:port"``, a comma-separated list of those, or a sequence; the client
     rotates through them on failure. ``tls`` secures every channel (subscriptions and metadata
     reports); endpoints written ``grpcs://host:port`` or ``https://host:port`` mean TLS verified by
-    the system roots when ``tls`` is not given. Default: plaintext.
+    the system roots when ``tls`` is not given. Default: plaintext. ``token`` (text or a
+    :class:`~opensergo.client.credentials.BearerToken`, e.g. read from a file) is sent as
+    ``authorization: Bearer`` on every call, for a control plane with auth on.
     """
 
     def __init__(
@@ -143,6 +146,7 @@ class OpenSergoClient:
         channel_options: ChannelOptions = (),
         report_timeout: float = 5.0,
         tls: TlsConfig | None = None,
+        token: str | BearerToken | None = None,
     ) -> None:
         from opensergo.client.bootstrap import split_endpoints
 
@@ -158,6 +162,7 @@ class OpenSergoClient:
         if tls is not None:
             tls.channel_credentials()  # read the files now: a missing one fails here, not on every retry
         self._tls = tls
+        self._token = as_bearer_token(token)
         self._app = app
         self._namespace = namespace
         self._identifier = identifier or default_identifier()
@@ -227,7 +232,9 @@ class OpenSergoClient:
         namespace = config.namespace or env.get("OPENSERGO_NAMESPACE", "").strip()
         if namespace:
             kwargs["namespace"] = namespace
-        for name in ("snapshot_dir", "heartbeat_interval", "tag", "cluster", "env", "region", "zone", "tls"):
+        for name in (
+            "snapshot_dir", "heartbeat_interval", "tag", "cluster", "env", "region", "zone", "tls", "token",
+        ):  # fmt: skip
             value = getattr(config, name)
             if value is not None:
                 kwargs[name] = value
@@ -235,8 +242,8 @@ class OpenSergoClient:
         kwargs.update(overrides)
         try:
             return cls(endpoint, app=resolved_app, **kwargs)
-        except TlsError as exc:
-            if "tls" in overrides:
+        except (TlsError, TokenError) as exc:
+            if "tls" in overrides or "token" in overrides:
                 raise
             raise BootstrapError(f"{config.source}: {exc}") from exc
 
@@ -261,6 +268,11 @@ class OpenSergoClient:
     def tls(self) -> TlsConfig | None:
         """The TLS settings of the channels; None: plaintext."""
         return self._tls
+
+    @property
+    def token(self) -> BearerToken | None:
+        """The access token sent on every call; None: no token."""
+        return self._token
 
     @property
     def cache(self) -> RuleCache:
@@ -400,6 +412,7 @@ class OpenSergoClient:
             backoff=self._backoff,
             channel_options=self._channel_options,
             tls=self._tls,
+            token=self._token,
         )
         self._stream.start()
         if self._report_metadata:
@@ -413,6 +426,7 @@ class OpenSergoClient:
                 channel_options=self._channel_options,
                 call_metadata=self._registration_headers(),
                 tls=self._tls,
+                token=self._token,
             )
             self._reporter.start()
         _log.info(

@@ -24,6 +24,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from opensergo.client.credentials import BearerToken
 from opensergo.client.tls import TlsConfig, open_channel
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
@@ -75,11 +76,13 @@ class SubscribeStream:
         backoff: Backoff | None = None,
         channel_options: ChannelOptions = (),
         tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         self._endpoints = list(endpoints)
         self._tls = tls
+        self._token = token
         self._on_open = on_open
         self._on_response = on_response
         self._backoff = backoff or Backoff()
@@ -176,7 +179,7 @@ class SubscribeStream:
 
     async def _run_stream(self, endpoint: str) -> bool:
         """One stream: returns True if it ever received a message (the server was healthy)."""
-        channel = open_channel(endpoint, self._tls, self._options)
+        channel = open_channel(endpoint, self._tls, self._options, self._token)
         self._channel = channel
         self.endpoint = endpoint
         received = False

@@ -21,6 +21,7 @@ import grpc.aio
 from google.protobuf import timestamp_pb2
 
 from opensergo.client.connection import ChannelOptions
+from opensergo.client.credentials import BearerToken
 from opensergo.client.tls import TlsConfig, open_channel
 from opensergo.common.address import routable_address
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -123,11 +124,13 @@ class MetadataReporter:
         channel_options: ChannelOptions = (),
         call_metadata: Sequence[tuple[str, str]] = (),
         tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         self._endpoints = list(endpoints)
         self._tls = tls
+        self._token = token
         self._index = 0
         self._interval = interval if interval is not None and interval > 0 else None
         self._timeout = timeout
@@ -171,7 +174,7 @@ class MetadataReporter:
         endpoint = self._endpoints[self._index % len(self._endpoints)]
         if self._channel is None or self._channel_endpoint != endpoint:
             await self._close_channel()
-            self._channel = open_channel(endpoint, self._tls, self._options)
+            self._channel = open_channel(endpoint, self._tls, self._options, self._token)
             self._channel_endpoint = endpoint
         stub = sc_grpc.MetadataServiceStub(self._channel)  # type: ignore[no-untyped-call]
         try:

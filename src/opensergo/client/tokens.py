@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from opensergo.client.credentials import BearerToken
 from opensergo.client.tls import TlsConfig, open_channel
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
@@ -32,6 +33,7 @@ log = logging.getLogger("opensergo.client.tokens")
 
 DEFAULT_TIMEOUT = 0.020  # Sentinel's cluster client request timeout
 RECONNECT_DELAY = 0.25
+REFUSED_DELAY = 5.0  # after UNAUTHENTICATED or PERMISSION_DENIED: the answer will not change soon
 CONNECT_TIMEOUT = 2.0
 # A fresh channel otherwise waits ~1 s after its first refused connect before trying again.
 CHANNEL_OPTIONS = [
@@ -47,7 +49,8 @@ FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 class TokenClient:
     """One Connect stream to the token service, with reconnects, on a background loop.
 
-    ``tls`` applies to every stream, including those to other replicas named by REDIRECT."""
+    ``tls`` and ``token`` apply to every stream, including those to other replicas named by
+    REDIRECT."""
 
     def __init__(
         self,
@@ -56,11 +59,13 @@ class TokenClient:
         client_id: str,
         timeout: float = DEFAULT_TIMEOUT,
         tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
     ) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is required")
         self.endpoints = list(endpoints)
         self.tls = tls
+        self.token = token
         self.client_id = client_id
         self.timeout = timeout
         self.healthy = False
@@ -191,6 +196,7 @@ class TokenClient:
         index = 0
         while not self._stopping:
             endpoint = self.endpoints[index % len(self.endpoints)]
+            delay = RECONNECT_DELAY
             try:
                 await self._stream(endpoint)
             except asyncio.CancelledError:
@@ -201,7 +207,16 @@ class TokenClient:
                 # server died between two batches); that is a broken stream, not our shutdown.
                 log.debug("token stream to %s was cancelled under us", endpoint)
             except grpc.aio.AioRpcError as err:
-                log.debug("token stream to %s ended: %s", endpoint, err.code())
+                if err.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                    log.warning(
+                        "token service %s refused this client (%s: %s): global limits use local shares",
+                        endpoint,
+                        err.code().name,
+                        err.details(),
+                    )
+                    delay = REFUSED_DELAY
+                else:
+                    log.debug("token stream to %s ended: %s", endpoint, err.code())
             except TimeoutError:
                 log.debug("token service %s not reachable within %.1fs", endpoint, CONNECT_TIMEOUT)
             except Exception:
@@ -213,7 +228,7 @@ class TokenClient:
                 log.warning("token service %s unreachable: global limits use local shares", endpoint)
             index += 1
             with contextlib.suppress(asyncio.CancelledError):
-                await asyncio.sleep(RECONNECT_DELAY)
+                await asyncio.sleep(delay)
 
     async def _stream(self, endpoint: str) -> None:
         outbox: asyncio.Queue[tk.TokenRequest] = asyncio.Queue()
@@ -246,7 +261,7 @@ class TokenClient:
                     first = False
                 yield batch
 
-        async with open_channel(endpoint, self.tls, CHANNEL_OPTIONS) as channel:
+        async with open_channel(endpoint, self.tls, CHANNEL_OPTIONS, self.token) as channel:
             await asyncio.wait_for(channel.channel_ready(), timeout=CONNECT_TIMEOUT)
             stub = tk_grpc.TokenServiceStub(channel)  # type: ignore[no-untyped-call]
             call = stub.Connect(requests())

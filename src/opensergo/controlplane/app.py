@@ -191,7 +191,7 @@ class ControlPlane:
                 # defaults reject new calls beyond 1,000 pending (3,000 hard).
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 100_000),
-            ]
+            ],
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]

@@ -25,10 +25,10 @@ on unless the control plane listens on loopback only). With auth off every calle
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
@@ -64,7 +64,7 @@ class GrpcAuth:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor | None:
+    def interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any] | None:
         """The interceptor that authenticates every call; None with auth off."""
         return _Authenticator(self) if self.enabled else None
 
@@ -73,7 +73,7 @@ class GrpcAuth:
         interceptor did not run, so that a wiring mistake fails closed."""
         return _caller.get() if self.enabled else ANONYMOUS
 
-    def authenticate(self, metadata: Any, auth_context: dict[str, list[bytes]]) -> Principal | str:
+    def authenticate(self, metadata: Any, auth_context: Mapping[str, Iterable[bytes]]) -> Principal | str:
         """The caller's identity from call metadata and the TLS peer, or why there is none."""
         header = next((value for key, value in metadata or () if key == AUTHORIZATION), None)
         if header is not None:
@@ -106,7 +106,7 @@ OPEN = GrpcAuth(AuthConfig(False))
 """Auth off: the default of services built without wiring (tests, embedding)."""
 
 
-def certificate_names(auth_context: dict[str, list[bytes]]) -> list[str]:
+def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> list[str]:
     """The verified peer certificate's subject alternative names, then its common name."""
     names = [
         *auth_context.get("x509_subject_alternative_name", ()),
@@ -117,8 +117,13 @@ def certificate_names(auth_context: dict[str, list[bytes]]) -> list[str]:
 
 Behavior = Callable[..., Any]
 
+if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
+    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.aio.ServerInterceptor
 
-class _Authenticator(grpc.aio.ServerInterceptor):
+
+class _Authenticator(_Interceptor):
     """Wraps every method handler: authenticate, remember the caller, then run the method."""
 
     def __init__(self, auth: GrpcAuth) -> None:
@@ -145,6 +150,7 @@ class _Authenticator(grpc.aio.ServerInterceptor):
             return grpc.stream_unary_rpc_method_handler(
                 wrap(handler.stream_unary), handler.request_deserializer, handler.response_serializer
             )
+        assert handler.stream_stream is not None
         return grpc.stream_stream_rpc_method_handler(
             wrap(handler.stream_stream), handler.request_deserializer, handler.response_serializer
         )
@@ -160,7 +166,9 @@ class _Authenticator(grpc.aio.ServerInterceptor):
         admit = self._admit
         if inspect.isasyncgenfunction(behavior):
 
-            async def streaming(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            async def streaming(
+                request: Any, context: grpc.aio.ServicerContext[Any, Any]
+            ) -> AsyncIterator[Any]:
                 await admit(context)
                 async for response in behavior(request, context):
                     yield response

@@ -29,9 +29,9 @@ from typing import Any
 import grpc
 
 from opensergo.common.clock import NS_PER_MS
+from opensergo.common.kube_names import InvalidName, check_app, check_namespace
 from opensergo.common.protocol import SubscriptionKey
 from opensergo.common.stats import Window
-from opensergo.common.kube_names import InvalidName, check_app, check_namespace
 from opensergo.controlplane.api.auth import ANONYMOUS, Principal
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.snapshots import SnapshotCache
@@ -213,7 +213,9 @@ class GlobalLimits:
         held = share.held.get(bucket, 0) if share is not None else 0
         if count > held:
             self.refused_give_backs += count - held
-            log.debug("token client %s gave back %d token(s) of bucket %d, but held %d", client, count, bucket, held)
+            log.debug(
+                "token client %s gave back %d token(s) of bucket %d, but held %d", client, count, bucket, held
+            )
         oldest = window.start - window.interval_ns
         for i in range(window.sample_count):
             if window.starts[i] == bucket and oldest < bucket <= window.start:
@@ -331,7 +333,9 @@ class TokenService(tk_grpc.TokenServiceServicer):
             if reclaimed:
                 log.info("token client %s went away: reclaimed %d permit(s)", client, reclaimed)
 
-    def handle(self, request: tk.TokenRequest, client: str, caller: Principal = ANONYMOUS) -> tk.TokenResponse:
+    def handle(
+        self, request: tk.TokenRequest, client: str, caller: Principal = ANONYMOUS
+    ) -> tk.TokenResponse:
         """The answer to one request of ``client``; raises PermissionDenied when ``caller`` may
         not lease in the key's namespace."""
         key = _key(request.key)

@@ -4,9 +4,10 @@ One stream per data plane, authenticated when it opens (grpcauth's interceptor);
 authorized on its own: a target in a namespace where the caller is not a data plane (role agent or
 admin) is refused with a NACK reply of code 4003 (PERMISSION_DENIED) and nothing is pushed for it,
 while the stream and its other subscriptions go on (one stream multiplexes many targets, and the
-official SDKs neither reconnect nor resubscribe selectively). Each stream has one writer task fed by a queue, so pushes and replies
-never interleave (upstream writes from two goroutines at once). Pending pushes are coalesced per
-group: a slow client gets the newest snapshot, not every intermediate one.
+official SDKs neither reconnect nor resubscribe selectively). Each stream has one writer task fed
+by a queue, so pushes and replies never interleave (upstream writes from two goroutines at once).
+Pending pushes are coalesced per group: a slow client gets the newest snapshot, not every
+intermediate one.
 
 A push is serialized once per (snapshot, encoding, status) and shared by every stream; only the
 ``response_id`` differs, and protobuf lets a field be appended to an encoded message, so each
@@ -27,6 +28,7 @@ from typing import Any
 
 import grpc
 
+from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
 from opensergo.common.protocol import (
     ACK,
     CODE_CHANGE_PUSH,
@@ -39,7 +41,6 @@ from opensergo.common.protocol import (
     Encoding,
     SubscriptionKey,
 )
-from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
 from opensergo.controlplane.api.auth import ANONYMOUS, Principal
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.snapshots import Snapshot, SnapshotCache

@@ -183,7 +183,10 @@ class Governance:
     def _start_tokens(self) -> None:
         if self.global_limits and self.tokens is None:
             self.tokens = TokenClient(
-                self.client.endpoints, client_id=self.client.identifier, tls=self.client.tls
+                self.client.endpoints,
+                client_id=self.client.identifier,
+                tls=self.client.tls,
+                token=self.client.token,
             ).start()
             self.engine.set_token_source(self.tokens)
 

@@ -14,7 +14,9 @@ built with the resource attributes the control plane keys its charts by (``servi
 ``service.namespace``, ``service.instance.id``, and ``opensergo.framework`` when given) and an
 OTLP/gRPC exporter (``opentelemetry-exporter-otlp-proto-grpc``) whose endpoint is, in order:
 ``endpoint=``, ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``, then the
-control plane from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``.
+control plane from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``. The access token
+(``token=``, else the bootstrap's ``token`` / ``tokenFile`` when the endpoint comes from it) is
+sent as ``authorization: Bearer`` with every export; it is read once, when the exporter is built.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from opensergo.observability import names
 from opensergo.observability.metrics import GovernanceMetrics
 
 if TYPE_CHECKING:
+    from opensergo.client.credentials import BearerToken
     from opensergo.client.tls import TlsConfig
 
 _OTEL_ENDPOINT_VARS = ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -67,8 +70,10 @@ def _bootstrap_endpoint(environ: Mapping[str, str]) -> str | None:
     return target[0] if target is not None else None
 
 
-def _bootstrap_target(environ: Mapping[str, str]) -> tuple[str, TlsConfig | None] | None:
-    """The control plane's first endpoint and its TLS settings, from the bootstrap config."""
+def _bootstrap_target(
+    environ: Mapping[str, str],
+) -> tuple[str, TlsConfig | None, BearerToken | None] | None:
+    """The control plane's first endpoint, its TLS settings and token, from the bootstrap config."""
     from opensergo.client.bootstrap import BootstrapError, governance_enabled, load_bootstrap
 
     if not governance_enabled(environ):
@@ -77,7 +82,7 @@ def _bootstrap_target(environ: Mapping[str, str]) -> tuple[str, TlsConfig | None
         config = load_bootstrap(environ)
     except BootstrapError:
         return None
-    return (config.endpoints[0], config.tls) if config is not None else None
+    return (config.endpoints[0], config.tls, config.token) if config is not None else None
 
 
 def enable_metrics(
@@ -92,6 +97,7 @@ def enable_metrics(
     framework: str | None = None,
     exporter: Any = None,
     environ: Mapping[str, str] | None = None,
+    token: str | BearerToken | None = None,
 ) -> MetricsHandle:
     """Export ``engine``'s metrics (default: the process-wide engine); see the module docstring.
 
@@ -120,8 +126,11 @@ def enable_metrics(
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
+        from opensergo.client.credentials import as_bearer_token
+
         target = endpoint
         tls: TlsConfig | None = None
+        bearer = as_bearer_token(token)
         if target is None and not any(env.get(v) for v in _OTEL_ENDPOINT_VARS):
             found = _bootstrap_target(env)
             if found is None:
@@ -129,7 +138,10 @@ def enable_metrics(
                     "no metrics endpoint: pass endpoint=, or set OTEL_EXPORTER_OTLP_ENDPOINT or"
                     " OPENSERGO_BOOTSTRAP_CONFIG"
                 )
-            target, tls = found
+            target, tls, bootstrap_token = found
+            bearer = bearer or bootstrap_token
+        # None: the exporter's own OTEL_EXPORTER_OTLP_HEADERS apply.
+        headers = {"authorization": f"Bearer {bearer.value()}"} if bearer is not None else None
         if tls is not None:  # the bootstrap's TLS, as for the SDK's own channels
             from opensergo.client.tls import TARGET_NAME_OPTION
 
@@ -138,11 +150,14 @@ def enable_metrics(
                 insecure=False,
                 credentials=tls.channel_credentials(),
                 channel_options=((TARGET_NAME_OPTION, tls.server_name),) if tls.server_name else None,
+                headers=headers,
             )
         else:
             insecure = target is not None and not target.startswith("https://")
             exporter = (
-                OTLPMetricExporter(endpoint=target, insecure=insecure) if target else OTLPMetricExporter()
+                OTLPMetricExporter(endpoint=target, insecure=insecure, headers=headers)
+                if target
+                else OTLPMetricExporter(headers=headers)
             )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=max(100.0, interval * 1000))
     provider = SdkMeterProvider(resource=Resource.create(attributes), metric_readers=[reader])

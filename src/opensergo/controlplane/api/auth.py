@@ -165,7 +165,9 @@ def parse_tokens(text: str, source: str = "<tokens>") -> list[_Entry]:
         for cert in entry.certificates:
             other = next((e.name for e in out if cert in e.certificates), None)
             if other is not None:
-                raise TokenFileError(f"{source}: {where}: certificate name {cert!r} is also listed by {other}")
+                raise TokenFileError(
+                    f"{source}: {where}: certificate name {cert!r} is also listed by {other}"
+                )
         out.append(entry)
     return out
 
