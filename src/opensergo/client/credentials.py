@@ -81,7 +81,8 @@ class BearerToken:
 
     def interceptors(self) -> list[grpc.aio.ClientInterceptor]:
         """Client interceptors that add the token to every call of a channel."""
-        return [cast(grpc.aio.ClientInterceptor, _AddToken(self))]
+        kinds = (_UnaryUnaryToken, _UnaryStreamToken, _StreamUnaryToken, _StreamStreamToken)
+        return [cast(grpc.aio.ClientInterceptor, kind(self)) for kind in kinds]
 
     def __repr__(self) -> str:  # never the token itself
         return f"BearerToken(file={self.file!r})" if self.file is not None else "BearerToken(<token>)"
@@ -108,7 +109,10 @@ else:
     _StreamStream = grpc.aio.StreamStreamClientInterceptor
 
 
-class _AddToken(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):
+class _AddToken:
+    """Adds the token to a call's metadata. grpc.aio files each interceptor under the first of
+    the four call types it is an instance of, so there is one subclass per type."""
+
     def __init__(self, token: BearerToken) -> None:
         self._token = token
 
@@ -119,16 +123,22 @@ class _AddToken(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):
             details.method, details.timeout, metadata, details.credentials, details.wait_for_ready
         )
 
+
+class _UnaryUnaryToken(_AddToken, _UnaryUnary):
     async def intercept_unary_unary(
         self, continuation: Continuation, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(self._details(client_call_details), request)
 
+
+class _UnaryStreamToken(_AddToken, _UnaryStream):
     async def intercept_unary_stream(
         self, continuation: Continuation, client_call_details: grpc.aio.ClientCallDetails, request: Any
     ) -> Any:
         return await continuation(self._details(client_call_details), request)
 
+
+class _StreamUnaryToken(_AddToken, _StreamUnary):
     async def intercept_stream_unary(
         self,
         continuation: Continuation,
@@ -137,6 +147,8 @@ class _AddToken(_UnaryUnary, _UnaryStream, _StreamUnary, _StreamStream):
     ) -> Any:
         return await continuation(self._details(client_call_details), request_iterator)
 
+
+class _StreamStreamToken(_AddToken, _StreamStream):
     async def intercept_stream_stream(
         self,
         continuation: Continuation,
