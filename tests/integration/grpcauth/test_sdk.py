@@ -159,10 +159,9 @@ def test_otlp_exports_outside_the_tokens_namespaces_are_refused(
     export = request(
         [counter(names.PASSED, [(res("GET:/x"), 5)], now - 1, now)], app="intruded", namespace=namespace
     )
-    with grpc.insecure_channel(secured.grpc_address) as channel:
-        with pytest.raises(grpc.RpcError) as caught:
-            ms_grpc.MetricsServiceStub(channel).Export(
-                export, metadata=bearer(token) if token else (), timeout=10
-            )
+    with grpc.insecure_channel(secured.grpc_address) as channel, pytest.raises(grpc.RpcError) as caught:
+        ms_grpc.MetricsServiceStub(channel).Export(
+            export, metadata=bearer(token) if token else (), timeout=10
+        )
     assert caught.value.code() == code  # type: ignore[attr-defined]
     assert "intruded" not in str(secured.get("/api/v1/metrics/apps?window=60"))
