@@ -82,6 +82,7 @@ def sdk(
     client = OpenSergoClient(
         secured_cp.grpc_address,
         app="shop",
+        token="alice-admin-token",  # the gRPC port has auth too
         snapshot_dir=tmp_path_factory.mktemp("snap"),
         heartbeat_interval=2.0,
         service_metadata=[
@@ -218,7 +219,12 @@ def test_live_chart_updates(page: Page, secured_cp: ControlPlaneProcess) -> None
     engine = Engine()
     load_rules(METRIC_RULES, app="shop", engine=engine)
     handle = enable_metrics(
-        app="shop", endpoint=secured_cp.grpc_address, engine=engine, interval=0.5, framework="fastapi"
+        app="shop",
+        endpoint=secured_cp.grpc_address,
+        engine=engine,
+        interval=0.5,
+        framework="fastapi",
+        token="alice-admin-token",  # the gRPC port has auth too
     )
     stop = threading.Event()
 

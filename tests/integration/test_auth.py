@@ -169,7 +169,11 @@ def test_secrets_are_never_shown_or_logged(secured: ControlPlaneProcess, tmp_pat
 
     # The data plane still receives the real password (the redacted edit kept it).
     client = OpenSergoClient(
-        secured.grpc_address, app="shop", snapshot_dir=tmp_path / "snap", heartbeat_interval=None
+        secured.grpc_address,
+        app="shop",
+        snapshot_dir=tmp_path / "snap",
+        heartbeat_interval=None,
+        token="ops-token-123",  # the gRPC port has auth too
     )
     received: list[Any] = []
     client.subscribe(f"{DB}/DatabaseEndpoint", callback=lambda rules, version: received.extend(rules))
