@@ -128,15 +128,25 @@ class _Authenticator(_Interceptor):
 
     def __init__(self, auth: GrpcAuth) -> None:
         self._auth = auth
+        # Wrapped handlers by method: the services registered on a server do not change once it
+        # runs, and wrapping once keeps the per-call cost to the authentication itself.
+        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler  # unknown method: gRPC answers UNIMPLEMENTED
+        method = handler_call_details.method
+        wrapped = self._handlers.get(method)
+        if wrapped is None:
+            handler = await continuation(handler_call_details)
+            if handler is None:
+                return handler  # unknown method: gRPC answers UNIMPLEMENTED
+            wrapped = self._handlers[method] = self._guard(handler)
+        return wrapped
+
+    def _guard(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         wrap = self._wrap
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(
