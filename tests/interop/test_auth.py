@@ -93,7 +93,10 @@ def test_java_sdk_with_auth_on(
     pushes = {kind: java.wait_push(kind) for kind in ALL_KINDS}
     check_all(pushes, secured)
     assert java.events("started")[0]["token"] is True
-    java_streams = lambda: [c for c in clients(secured) if JAVA_IDENTIFIER.match(c["identifier"])]  # noqa: E731
+
+    def java_streams() -> list[dict[str, Any]]:
+        return [c for c in clients(secured) if JAVA_IDENTIFIER.match(c["identifier"])]
+
     wait_until(lambda: every_kind_acked(java_streams(), pushes), timeout=5, what="every Java ACK recorded")
     [metadata] = java.events("metadata")
     assert metadata["ok"], metadata
