@@ -160,8 +160,7 @@ def test_the_sdk_with_a_listed_certificate(mtls: MtlsControlPlane, pki: Pki, tmp
     client.subscribe(RATE_KIND, callback=received)
     with client:
         wait_until(lambda: received.thresholds() == [7], what="the rule pushed to the certificate's identity")
-        wait_until(
+        [instance] = wait_until(
             lambda: mtls.get("/api/v1/instances")["items"], what="the instance the certificate reported"
         )
-    [instance] = mtls.get("/api/v1/instances")["items"]
-    assert (instance["namespace"], instance["app"]) == ("shop", "orders")
+        assert (instance["namespace"], instance["app"]) == ("shop", "orders")
