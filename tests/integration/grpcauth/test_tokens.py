@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -60,20 +59,17 @@ def limits(secured: SecuredControlPlane) -> SecuredControlPlane:
 
 
 class TokenStream:
-    """One Connect stream; ``ask`` sends one request and waits for its answer."""
+    """One Connect stream; ``ask`` sends one request and waits for its answer. A stream the server
+    ended raises an AioRpcError with the server's status (not a write error: a request written
+    after the server ended the call fails locally first)."""
 
     def __init__(self, address: str, token: str | None, client_id: str) -> None:
         self._channel = grpc.aio.insecure_channel(address)
-        self._queue: asyncio.Queue[tk.TokenBatch] = asyncio.Queue()
         self._call = tk_grpc.TokenServiceStub(self._channel).Connect(  # type: ignore[no-untyped-call]
-            self._batches(), metadata=bearer(token) if token else ()
+            metadata=bearer(token) if token else ()
         )
         self._client_id = client_id
         self._ids = 0
-
-    async def _batches(self) -> AsyncIterator[tk.TokenBatch]:
-        while True:
-            yield await self._queue.get()
 
     async def ask(self, strategy: str, op: str, count: int, bucket: int = 0, namespace: str = "bank") -> Any:
         self._ids += 1
@@ -87,11 +83,19 @@ class TokenStream:
         batch = tk.TokenBatch(requests=[request])
         if self._ids == 1:
             batch.client_id = self._client_id
-        self._queue.put_nowait(batch)
-        answers = await asyncio.wait_for(self._call.read(), timeout=10)
+        try:
+            await self._call.write(batch)
+            answers = await asyncio.wait_for(self._call.read(), timeout=10)
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError):
+            answers = grpc.aio.EOF
         if answers is grpc.aio.EOF:
-            await self._call  # raises the call's error
-            raise AssertionError("the token stream ended")
+            code = await asyncio.wait_for(self._call.code(), timeout=10)
+            raise grpc.aio.AioRpcError(
+                code,
+                await self._call.initial_metadata(),
+                await self._call.trailing_metadata(),
+                await self._call.details(),
+            )
         [response] = answers.responses
         assert response.id == self._ids
         return response
