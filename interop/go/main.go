@@ -20,6 +20,9 @@
 //     (data and versions) survives reconnects.
 //
 // With -sentinel-listen it also serves HTTP through Sentinel-Go with the pushed rate limits (sentinel.go).
+//
+// With -token (default: $OPENSERGO_TOKEN) every call carries "authorization: Bearer <token>" metadata,
+// for a control plane with auth on (grpc-go's per-RPC credentials, as any Go data plane would set them).
 package main
 
 import (
@@ -118,6 +121,7 @@ func main() {
 	reportMetadata := flag.Bool("report-metadata", false, "report metadata once with the official Go module's MetadataService client")
 	sentinelLogDir := flag.String("sentinel-log-dir", "", "Sentinel-Go log directory (default: a new one under the temp dir)")
 	sentinelListen := flag.String("sentinel-listen", "", "also serve HTTP on this address through Sentinel-Go, with flow rules from the pushes (see sentinel.go)")
+	token := flag.String("token", os.Getenv("OPENSERGO_TOKEN"), "access token sent as 'authorization: Bearer' metadata (default: $OPENSERGO_TOKEN)")
 	flag.Parse()
 
 	out := &output{enc: json.NewEncoder(os.Stdout)}
@@ -130,7 +134,11 @@ func main() {
 		os.Exit(2)
 	}
 	target := net.JoinHostPort(*host, strconv.Itoa(*port))
-	conn, err := grpc.NewClient(target, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	options := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	if *token != "" {
+		options = append(options, grpc.WithPerRPCCredentials(bearerToken(*token)))
+	}
+	conn, err := grpc.NewClient(target, options...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dial:", err)
 		os.Exit(1)
@@ -343,6 +351,16 @@ func report(ctx context.Context, conn *grpc.ClientConn, app string, out *output)
 	_, err := scv1.NewMetadataServiceClient(conn).ReportMetadata(callCtx, request)
 	out.emit(map[string]any{"event": "metadata", "ok": err == nil, "error": errText(err)})
 }
+
+// bearerToken is a per-RPC credential: "authorization: Bearer <token>" on every call. It allows a
+// plaintext channel because the official SDKs dial plaintext (a sidecar or mesh does TLS).
+type bearerToken string
+
+func (t bearerToken) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + string(t)}, nil
+}
+
+func (bearerToken) RequireTransportSecurity() bool { return false }
 
 func errText(err error) string {
 	if err == nil {

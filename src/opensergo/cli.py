@@ -419,14 +419,19 @@ def control_plane(
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error.")] = "info",
     auth: Annotated[
         str,
-        typer.Option("--auth", help="HTTP API auth: auto (on unless listening on loopback only), on or off."),
+        typer.Option(
+            "--auth",
+            help="Auth of both ports (HTTP API and gRPC): auto (on unless listening on loopback only),"
+            " on or off.",
+        ),
     ] = "auto",
     auth_tokens: Annotated[
         Path | None,
         typer.Option(
             "--auth-tokens",
-            help="YAML file of tokens and their roles per namespace (see docs/dashboard.md);"
-            " without it, auth generates an admin token into DATA_DIR/admin-token.",
+            help="YAML file of tokens (and client-certificate names) and their roles per namespace"
+            " (see docs/security.md); without it, auth generates an admin token into"
+            " DATA_DIR/admin-token.",
         ),
     ] = None,
     metrics_retention: Annotated[

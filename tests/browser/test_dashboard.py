@@ -83,6 +83,7 @@ def sdk(
         app="shop",
         snapshot=Snapshot(tmp_path_factory.mktemp("snap")),
         heartbeat=Heartbeat(interval=2.0),
+        token="alice-admin-token",  # the gRPC port has auth too
         service_metadata=[
             ServiceInfo(
                 protocols=["http"], listening_addresses=["127.0.0.1:8080"], service_contract=contract()
@@ -219,7 +220,12 @@ def test_live_chart_updates(page: Page, secured_cp: ControlPlaneProcess) -> None
     engine = Engine()
     load_rules(METRIC_RULES, app="shop", engine=engine)
     handle = enable_metrics(
-        app="shop", endpoint=secured_cp.grpc_address, engine=engine, interval=0.5, framework="fastapi"
+        app="shop",
+        endpoint=secured_cp.grpc_address,
+        engine=engine,
+        interval=0.5,
+        framework="fastapi",
+        token="alice-admin-token",  # the gRPC port has auth too
     )
     stop = threading.Event()
 

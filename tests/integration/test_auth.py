@@ -194,6 +194,7 @@ def test_secrets_are_never_shown_or_logged(secured: ControlPlaneProcess, tmp_pat
         app="shop",
         snapshot=Snapshot(tmp_path / "snap"),
         heartbeat=Heartbeat(interval=None),
+        token="ops-token-123",  # the gRPC port has auth too
     )
     received: list[Any] = []
     client.subscribe(f"{DB}/DatabaseEndpoint", callback=lambda rules, version: received.extend(rules))

@@ -319,7 +319,7 @@ def test_control_plane_tls_option_errors(
     assert "ready" not in output
 
 
-PLAINTEXT_WARNING = "is plaintext and unauthenticated"
+PLAINTEXT_WARNING = "is plaintext: rules"  # (auth, when on, covers the gRPC port now; TLS does not)
 
 
 @pytest.mark.timeout(90)

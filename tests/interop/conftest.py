@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -68,7 +69,7 @@ def java_client() -> Any:
 class ProgramRun:
     """A running interop program whose stdout is JSON lines, collected by a reader thread."""
 
-    def __init__(self, name: str, cmd: list[str], log_dir: Path) -> None:
+    def __init__(self, name: str, cmd: list[str], log_dir: Path, env: dict[str, str] | None = None) -> None:
         self.name = name
         self.cmd = cmd
         self.stderr_path = log_dir / f"{name}.stderr"
@@ -76,7 +77,9 @@ class ProgramRun:
         self.lines: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self._stderr = self.stderr_path.open("wb")
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=self._stderr)
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=self._stderr, env={**os.environ, **(env or {})}
+        )
         self._reader = threading.Thread(target=self._read, name=f"{name}-stdout", daemon=True)
         self._reader.start()
 
@@ -155,8 +158,8 @@ def run_program(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Call
     log_dir = tmp_path / "programs"
     log_dir.mkdir()
 
-    def start(name: str, cmd: list[str]) -> ProgramRun:
-        run = ProgramRun(name, [str(c) for c in cmd], log_dir)
+    def start(name: str, cmd: list[str], env: dict[str, str] | None = None) -> ProgramRun:
+        run = ProgramRun(name, [str(c) for c in cmd], log_dir, env)
         runs.append(run)
         return run
 

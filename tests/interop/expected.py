@@ -33,9 +33,22 @@ ROUTER_APP = "service-provider"
 FQDN = "service-provider.default.svc.cluster.local"
 
 
+def rest_token(cp: ControlPlaneProcess) -> str | None:
+    """The admin token of a control plane with auth on (tests/interop/test_auth.py), else None."""
+    token: str | None = getattr(cp, "rest_token", None)
+    return token
+
+
+def _headers(cp: ControlPlaneProcess) -> dict[str, str]:
+    token = rest_token(cp)
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
 def cli(cp: ControlPlaneProcess, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     """`opensergo ...` against ``cp``; fails the test on a non-zero exit."""
-    result = run_cli(*args, "--server", cp.http_url, stdin=stdin, timeout=60)
+    token = rest_token(cp)
+    env = {"OPENSERGO_TOKEN": token} if token else None
+    result = run_cli(*args, "--server", cp.http_url, stdin=stdin, timeout=60, env=env)
     assert result.returncode == 0, f"opensergo {' '.join(args)}: {result.stdout}\n{result.stderr}"
     return result
 
@@ -68,7 +81,7 @@ def apply_rate_limit(cp: ControlPlaneProcess, *, threshold: int) -> None:
 
 def snapshot_version(cp: ControlPlaneProcess, kind: str, app: str = APP, namespace: str = "default") -> int:
     """The version the control plane holds for (namespace, app, kind)."""
-    items = httpx.get(cp.http_url + "/api/v1/snapshots", timeout=5).json()["items"]
+    items = httpx.get(cp.http_url + "/api/v1/snapshots", timeout=5, headers=_headers(cp)).json()["items"]
     for item in items:
         if (item["namespace"], item["app"], item["kind"]) == (namespace, app, kind):
             return int(item["version"])
@@ -76,7 +89,8 @@ def snapshot_version(cp: ControlPlaneProcess, kind: str, app: str = APP, namespa
 
 
 def clients(cp: ControlPlaneProcess) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = httpx.get(cp.http_url + "/api/v1/clients", timeout=5).json()["items"]
+    response = httpx.get(cp.http_url + "/api/v1/clients", timeout=5, headers=_headers(cp))
+    items: list[dict[str, Any]] = response.json()["items"]
     return items
 
 

@@ -11,6 +11,9 @@ TLS: ``"tls": {"caFile": ..., "certFile": ..., "keyFile": ..., "serverName": ...
 optional; certFile and keyFile together), or ``"tls": true`` for TLS verified by the system roots,
 as does writing the endpoints ``grpcs://host:port`` or ``https://host:port``. Relative paths in
 a bootstrap file are relative to the file's directory.
+
+Access token (a control plane with auth on): ``"token": "..."`` or ``"tokenFile": "path"`` (one of
+them; the file is re-read when it changes), sent as ``authorization: Bearer`` on every call.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from opensergo.client.credentials import BearerToken, TokenError
 from opensergo.client.options import Heartbeat, InstanceInfo, Snapshot
 from opensergo.client.tls import TlsConfig, TlsError
 
@@ -59,6 +63,7 @@ _FLOAT_KEYS = {"heartbeatInterval": "heartbeat_interval", "heartbeat_interval": 
 _ENDPOINT_KEYS = ("endpoint", "endpoints")
 _TLS_KEY = "tls"
 _LABELS_KEY = "labels"  # {"version": "v2", ...}: the instance's selector labels
+_TOKEN_KEYS = ("token", "tokenFile", "token_file")
 # "tls" object key -> TlsConfig attribute.
 _TLS_KEYS = {
     "caFile": "ca_file",
@@ -72,7 +77,9 @@ _TLS_KEYS = {
 }
 # Endpoint schemes that mean TLS with the system roots (unless "tls" says more).
 TLS_SCHEMES = ("grpcs://", "https://")
-KNOWN_KEYS: frozenset[str] = frozenset((*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS, _TLS_KEY, _LABELS_KEY))
+KNOWN_KEYS: frozenset[str] = frozenset(
+    (*_ENDPOINT_KEYS, *_STRING_KEYS, *_FLOAT_KEYS, _TLS_KEY, _LABELS_KEY, *_TOKEN_KEYS)
+)
 
 
 class BootstrapError(ValueError):
@@ -97,6 +104,8 @@ class BootstrapConfig:
     """TLS for every gRPC channel to the control plane; None: plaintext."""
     labels: dict[str, str] = field(default_factory=dict)
     """Custom selector labels of the instance (e.g. ``version``)."""
+    token: BearerToken | None = field(default=None, compare=False)
+    """The access token sent on every call; None: no token."""
     source: str = field(default="", compare=False)
     """Where the config came from, e.g. ``$OPENSERGO_BOOTSTRAP_CONFIG`` or a file path."""
 
@@ -107,13 +116,15 @@ class BootstrapConfig:
 
     def client_options(self) -> dict[str, Any]:
         """What the config says, as :class:`~opensergo.client.OpenSergoClient` keywords (without
-        the endpoints and the app): ``namespace``, ``tls`` and the ``snapshot``, ``heartbeat`` and
+        the endpoints and the app): ``namespace``, ``tls``, ``token`` and the ``snapshot``, ``heartbeat`` and
         ``instance`` groups, each only when the config sets it."""
         options: dict[str, Any] = {}
         if self.namespace is not None:
             options["namespace"] = self.namespace
         if self.tls is not None:
             options["tls"] = self.tls
+        if self.token is not None:
+            options["token"] = self.token
         if self.snapshot_dir is not None:
             options["snapshot"] = Snapshot(directory=self.snapshot_dir)
         if self.heartbeat_interval is not None:
@@ -178,8 +189,11 @@ def parse_bootstrap(
     tls = _bootstrap_tls(data, scheme_tls, source)
     if tls is not None:
         values["tls"] = tls.resolve(base_dir) if base_dir is not None else tls
+    token = _parse_token(data, source, base_dir)
+    if token is not None:
+        values["token"] = token
     for key, value in data.items():
-        if key in _ENDPOINT_KEYS or key == _TLS_KEY:
+        if key in _ENDPOINT_KEYS or key in (_TLS_KEY, *_TOKEN_KEYS):
             continue
         if key == _LABELS_KEY:
             if not isinstance(value, dict) or not all(
@@ -253,6 +267,29 @@ def _parse_tls(value: object, source: str) -> TlsConfig | None:
     try:
         return TlsConfig(**fields)
     except TlsError as exc:  # pragma: no cover - the checks above come first
+        raise BootstrapError(f"{source}: {exc}") from exc
+
+
+def _parse_token(
+    data: dict[str, Any], source: str, base_dir: str | os.PathLike[str] | None
+) -> BearerToken | None:
+    """``"token"`` or ``"tokenFile"`` (not both); a relative file is taken relative to ``base_dir``."""
+    given = {key: data[key] for key in _TOKEN_KEYS if data.get(key) is not None}
+    if not given:
+        return None
+    if len(given) > 1:
+        raise BootstrapError(f'{source}: give either "token" or "tokenFile", not both')
+    key, value = next(iter(given.items()))
+    if not isinstance(value, str) or not value.strip():
+        raise BootstrapError(f"{source}: {key!r} must be a non-empty string")
+    try:
+        if key == "token":
+            return BearerToken(value)
+        path = value.strip()
+        if base_dir is not None and not os.path.isabs(path):
+            path = os.path.join(os.path.abspath(base_dir), path)
+        return BearerToken(file=path)
+    except TokenError as exc:
         raise BootstrapError(f"{source}: {exc}") from exc
 
 

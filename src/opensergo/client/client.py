@@ -35,6 +35,7 @@ from opensergo.client._spec import resolve_kind as _resolve_kind
 from opensergo.client.bootstrap import BootstrapError, load_bootstrap, split_endpoints
 from opensergo.client.cache import RuleCache
 from opensergo.client.connection import ChannelOptions, Connection
+from opensergo.client.credentials import BearerToken, TokenError, as_bearer_token
 from opensergo.client.loop import LoopThread
 from opensergo.client.options import (
     DEFAULT_BACKOFF,
@@ -78,7 +79,9 @@ class OpenSergoClient:
     ``endpoint`` is ``"host:port"``, a comma-separated list of those, or a sequence; the client
     rotates through them on failure. ``tls`` secures every channel (subscriptions, metadata
     reports, global-limit tokens); endpoints written ``grpcs://host:port`` or ``https://host:port``
-    mean TLS verified by the system roots when ``tls`` is not given. Default: plaintext.
+    mean TLS verified by the system roots when ``tls`` is not given. Default: plaintext. ``token``
+    (text or a :class:`~opensergo.client.credentials.BearerToken`, e.g. read from a file) is sent
+    as ``authorization: Bearer`` on every call of every channel, for a control plane with auth on.
 
     ``service_metadata`` is what the application serves (reported with ReportMetadata);
     ``instance`` how this instance describes itself (placement fields and selector labels). The
@@ -98,6 +101,7 @@ class OpenSergoClient:
         service_metadata: Sequence[sc.ServiceMetadata | ServiceInfo] = (),
         instance: InstanceInfo = DEFAULT_INSTANCE,
         tls: TlsConfig | None = None,
+        token: str | BearerToken | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         heartbeat: Heartbeat | None = DEFAULT_HEARTBEAT,
         snapshot: Snapshot | None = DEFAULT_SNAPSHOT,
@@ -120,7 +124,13 @@ class OpenSergoClient:
         self._services = list(service_metadata)
         self._heartbeat = heartbeat
         self._decoder = codec.decoder or default_decoder
-        self._connection = Connection(endpoints, tls=tls, backoff=backoff, channel_options=channel_options)
+        self._connection = Connection(
+            endpoints,
+            tls=tls,
+            token=as_bearer_token(token),
+            backoff=backoff,
+            channel_options=channel_options,
+        )
         self._cache = RuleCache(namespace=namespace, app=app)
         self._snapshot: SnapshotWriter | None = None
         if snapshot is not None:
@@ -151,7 +161,8 @@ class OpenSergoClient:
 
         The app is ``app``, else the bootstrap ``"app"``, else ``$OPENSERGO_APP``. ``overrides``
         are bootstrap keys in snake_case (``endpoint``, ``namespace``, ``snapshot_dir``,
-        ``heartbeat_interval``, ``tag``, ``cluster``, ``env``, ``region``, ``zone``, ``tls``),
+        ``heartbeat_interval``, ``tag``, ``cluster``, ``env``, ``region``, ``zone``, ``tls``,
+        ``token``),
         which replace the bootstrap's values, or constructor keywords (``service_metadata=``,
         ``instance=``, ``snapshot=``, ...), which replace the whole group the bootstrap made.
         Raises :class:`BootstrapError` when the environment is not set or is invalid.
@@ -168,7 +179,7 @@ class OpenSergoClient:
                 f"{config.source}: no app name: pass app=..., "
                 'set "app" in the bootstrap config or $OPENSERGO_APP'
             )
-        explicit_tls = "tls" in overrides
+        explicit = "tls" in overrides or "token" in overrides
         if "endpoint" in overrides:
             overrides["endpoints"] = overrides.pop("endpoint")
         bootstrap_keys = {f.name for f in dataclasses.fields(config)} - {"app", "source"}
@@ -179,8 +190,8 @@ class OpenSergoClient:
         kwargs.update(overrides)
         try:
             return cls(config.endpoints, app=resolved_app, **kwargs)
-        except TlsError as exc:
-            if explicit_tls:
+        except (TlsError, TokenError) as exc:
+            if explicit:
                 raise
             raise BootstrapError(f"{config.source}: {exc}") from exc
 
@@ -210,6 +221,11 @@ class OpenSergoClient:
     def tls(self) -> TlsConfig | None:
         """The TLS settings of the channels; None: plaintext."""
         return self._connection.tls
+
+    @property
+    def token(self) -> BearerToken | None:
+        """The access token sent on every call; None: no token."""
+        return self._connection.token
 
     @property
     def cache(self) -> RuleCache:

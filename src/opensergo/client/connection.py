@@ -17,7 +17,7 @@ Between attempts each user waits a :class:`~opensergo.client.options.Backoff` de
 (:meth:`Connection.confirm`): the token stream reconnects as soon as the subscribe stream is back.
 
 The token client's streams to the owner of a key (after a REDIRECT) deliberately go to another
-replica; they use :meth:`Connection.open_channel` for the same TLS and channel options.
+replica; they use :meth:`Connection.open_channel` for the same TLS, access token and channel options.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import grpc
 import grpc.aio
 
+from opensergo.client.credentials import BearerToken
 from opensergo.client.options import DEFAULT_BACKOFF, Backoff
 from opensergo.client.tls import TlsConfig, open_channel
 
@@ -64,6 +65,7 @@ class Connection:
         endpoints: Sequence[str],
         *,
         tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
         backoff: Backoff = DEFAULT_BACKOFF,
         channel_options: ChannelOptions = (),
     ) -> None:
@@ -71,6 +73,7 @@ class Connection:
             raise ValueError("at least one endpoint is required")
         self.endpoints: tuple[str, ...] = tuple(endpoints)
         self.tls = tls
+        self.token = token
         self.backoff = backoff
         options = dict(FAST_RECONNECT)
         options.update(channel_options)
@@ -104,13 +107,13 @@ class Connection:
             endpoint = self.endpoint
             channel = self._channels.get(loop)
             if channel is None:
-                channel = open_channel(endpoint, self.tls, self.channel_options)
+                channel = open_channel(endpoint, self.tls, self.channel_options, self.token)
                 self._channels[loop] = channel
             return Link(endpoint, self._generation, channel)
 
     def open_channel(self, endpoint: str) -> grpc.aio.Channel:
-        """A channel of the caller's own to ``endpoint``, with this connection's TLS and options."""
-        return open_channel(endpoint, self.tls, self.channel_options)
+        """A channel of the caller's own to ``endpoint``, with this connection's TLS, token and options."""
+        return open_channel(endpoint, self.tls, self.channel_options, self.token)
 
     async def rotate(self, link: Link, *, attempt_started: float | None = None) -> bool:
         """``link``'s endpoint is broken: select the next one and close the old channels, unless

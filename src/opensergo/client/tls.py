@@ -15,10 +15,13 @@ import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+
+if TYPE_CHECKING:
+    from opensergo.client.credentials import BearerToken
 
 __all__ = ["TlsConfig", "TlsError", "open_channel"]
 
@@ -100,11 +103,19 @@ def _read(path: str | None, what: str) -> bytes | None:
 
 
 def open_channel(
-    endpoint: str, tls: TlsConfig | None, options: Sequence[tuple[str, Any]] = ()
+    endpoint: str,
+    tls: TlsConfig | None,
+    options: Sequence[tuple[str, Any]] = (),
+    token: BearerToken | None = None,
 ) -> grpc.aio.Channel:
-    """A channel to ``endpoint`` (``host:port``): TLS when ``tls`` is given, else plaintext."""
+    """A channel to ``endpoint`` (``host:port``): TLS when ``tls`` is given, else plaintext;
+    every call on it carries ``token`` (``authorization: Bearer ...``) when given."""
+    interceptors = token.interceptors() if token is not None else None
     if tls is None:
-        return grpc.aio.insecure_channel(endpoint, options=list(options))
+        return grpc.aio.insecure_channel(endpoint, options=list(options), interceptors=interceptors)
     return grpc.aio.secure_channel(
-        endpoint, tls.channel_credentials(), options=[*options, *tls.channel_options()]
+        endpoint,
+        tls.channel_credentials(),
+        options=[*options, *tls.channel_options()],
+        interceptors=interceptors,
     )

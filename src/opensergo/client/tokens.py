@@ -34,6 +34,7 @@ import grpc
 import grpc.aio
 
 from opensergo.client.connection import Connection, Link, cancelled_under_us
+from opensergo.client.credentials import BearerToken
 from opensergo.client.loop import LoopThread
 from opensergo.client.options import Backoff
 from opensergo.client.tls import TlsConfig
@@ -46,6 +47,7 @@ log = logging.getLogger("opensergo.client.tokens")
 
 DEFAULT_TIMEOUT = 0.020  # Sentinel's cluster client request timeout
 CONNECT_TIMEOUT = 2.0
+REFUSED_DELAY = 5.0  # after UNAUTHENTICATED or PERMISSION_DENIED: the answer will not change soon
 # A standalone client retries about as often as a shared one whose subscriptions are healthy.
 STANDALONE_BACKOFF = Backoff(initial=0.25, maximum=1.0)
 SLOW_AFTER = 3  # consecutive timeouts before falling back to local shares
@@ -56,10 +58,10 @@ FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 class TokenClient:
     """One Connect stream to the token service, with reconnects.
 
-    Standalone: ``TokenClient(endpoints, client_id=..., tls=...)``, then :meth:`start` (a loop
-    thread of its own) and :meth:`stop`. Shared: ``connection=`` an OpenSergoClient's, which
-    starts and stops it (:meth:`start_here` on its loop thread, :meth:`aclose`). ``tls`` applies
-    to every stream, including those to other replicas named by REDIRECT."""
+    Standalone: ``TokenClient(endpoints, client_id=..., tls=..., token=...)``, then :meth:`start`
+    (a loop thread of its own) and :meth:`stop`. Shared: ``connection=`` an OpenSergoClient's,
+    which starts and stops it (:meth:`start_here` on its loop thread, :meth:`aclose`). ``tls`` and
+    ``token`` apply to every stream, including those to other replicas named by REDIRECT."""
 
     def __init__(
         self,
@@ -68,15 +70,16 @@ class TokenClient:
         client_id: str,
         timeout: float = DEFAULT_TIMEOUT,
         tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
         backoff: Backoff | None = None,
         connection: Connection | None = None,
     ) -> None:
         if connection is None:
             if not endpoints:
                 raise ValueError("at least one endpoint is required")
-            connection = Connection(endpoints, tls=tls, backoff=backoff or STANDALONE_BACKOFF)
-        elif endpoints or tls is not None or backoff is not None:
-            raise ValueError("endpoints, tls and backoff come from the connection")
+            connection = Connection(endpoints, tls=tls, token=token, backoff=backoff or STANDALONE_BACKOFF)
+        elif endpoints or tls is not None or token is not None or backoff is not None:
+            raise ValueError("endpoints, tls, token and backoff come from the connection")
         self.connection = connection
         self.client_id = client_id
         self.timeout = timeout
@@ -237,6 +240,7 @@ class TokenClient:
             link = self.connection.link()
             started = time.monotonic()
             broken = False  # the transport failed: the connection should move on
+            refused = False  # the service refused our credentials
             try:
                 await self._stream(link)
             except asyncio.CancelledError:
@@ -248,7 +252,16 @@ class TokenClient:
                 log.debug("token stream to %s was cancelled under us", link.endpoint)
                 broken = True
             except grpc.aio.AioRpcError as err:
-                log.debug("token stream to %s ended: %s", link.endpoint, err.code())
+                refused = err.code() in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED)
+                if refused:
+                    log.warning(
+                        "token service %s refused this client (%s: %s): global limits use local shares",
+                        link.endpoint,
+                        err.code().name,
+                        err.details(),
+                    )
+                else:
+                    log.debug("token stream to %s ended: %s", link.endpoint, err.code())
                 broken = err.code() == grpc.StatusCode.UNAVAILABLE
             except TimeoutError:
                 log.debug("token service %s not reachable within %.1fs", link.endpoint, CONNECT_TIMEOUT)
@@ -263,7 +276,10 @@ class TokenClient:
                 attempt = 0
             if broken:  # (an attempt that never connected stays if another user got through)
                 await self.connection.rotate(link, attempt_started=None if was_healthy else started)
-            await self.connection.pause(self.connection.backoff.delay(attempt))
+            if refused:  # not pause(): other users getting through says nothing about our rights
+                await asyncio.sleep(REFUSED_DELAY)
+            else:
+                await self.connection.pause(self.connection.backoff.delay(attempt))
             attempt += 1
 
     def _mark_down(self, endpoint: str) -> bool:

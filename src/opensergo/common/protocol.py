@@ -14,6 +14,7 @@ __all__ = [
     "CODE_CHANGE_PUSH",
     "CODE_DECODE_ERROR",
     "CODE_HANDLER_ERROR",
+    "CODE_PERMISSION_DENIED",
     "CODE_REQUEST_INVALID",
     "CODE_SUCCESS",
     "CODE_UNKNOWN_ERROR",
@@ -45,6 +46,7 @@ CODE_CHANGE_PUSH = 200  # a push the control plane sends on its own, not a reply
 CODE_UNKNOWN_ERROR = 4000
 CODE_DECODE_ERROR = 4001
 CODE_REQUEST_INVALID = 4002
+CODE_PERMISSION_DENIED = 4003  # ours: the caller may not subscribe in the target's namespace
 CODE_HANDLER_ERROR = 4007
 CODE_VERSION_OUTDATED = 4010
 REPLY_CODES_END = 4100  # codes in [CODE_UNKNOWN_ERROR, REPLY_CODES_END) are error replies

@@ -23,6 +23,7 @@ from opensergo.controlplane.api.cookies import load_session_key
 from opensergo.controlplane.api.guards import HostPolicy
 from opensergo.controlplane.api.server import create_app
 from opensergo.controlplane.contracts import ContractRegistry
+from opensergo.controlplane.grpcauth import GrpcAuth
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
@@ -39,7 +40,7 @@ from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.controlplane.traces import otlp as otlp_traces
 from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore
-from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.transport import TransportService, peer_host
 from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -59,7 +60,8 @@ class Settings:
     expire_on_disconnect: bool = True
     allow_loopback: bool = False
     identity: str = ""
-    # HTTP auth: "auto" (on unless listening on loopback only), "on" or "off"; see api/auth.py.
+    # Auth of both ports: "auto" (on unless listening on loopback only), "on" or "off"; see
+    # api/auth.py (HTTP) and grpcauth.py (gRPC).
     auth: str = "auto"
     auth_tokens: Path | None = None
     # Dashboard metrics: per-second series kept in memory, and the downsampled on-disk history.
@@ -128,8 +130,26 @@ class ControlPlane:
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
         limits = settings.limits
+        self.auth = AuthConfig.from_settings(
+            settings.auth,
+            settings.host,
+            settings.auth_tokens,
+            settings.data_dir,
+            session_ttl=limits.session_ttl,
+            login_failures=limits.login_failures,
+            login_failure_window=limits.login_failure_window,
+        )
+        # The same tokens and roles on the gRPC port; certificates identify callers only when
+        # the port verifies them (--tls-client-ca).
+        self.grpc_auth = GrpcAuth(
+            self.auth, client_certificates=self.tls is not None and self.tls.client_ca is not None
+        )
         self.transport = TransportService(
-            self.snapshots, settings.identity or control_plane_identity(), limits
+            self.snapshots,
+            settings.identity or control_plane_identity(),
+            limits,
+            peer_identity=self.grpc_auth.peer_identity(peer_host),
+            access=self.grpc_auth,
         )
         self.replica_id = (
             f"{settings.identity or control_plane_identity()}-{os.getpid()}-{secrets.token_hex(3)}"
@@ -151,15 +171,6 @@ class ControlPlane:
         )
         self.transport.add_disconnect_listener(self.registry.client_disconnected)
         self.global_limits = GlobalLimits(self.snapshots)
-        self.auth = AuthConfig.from_settings(
-            settings.auth,
-            settings.host,
-            settings.auth_tokens,
-            settings.data_dir,
-            session_ttl=limits.session_ttl,
-            login_failures=limits.login_failures,
-            login_failure_window=limits.login_failure_window,
-        )
         self.metric_store = MetricStore(settings.metrics_retention, limits=limits)
         self.trace_store = TraceStore(settings.trace_max_spans)
         self.otlp_forwarder = OtlpForwarder(settings.otlp_forward) if settings.otlp_forward else None
@@ -207,7 +218,9 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self._compact_history()))
         limits = self.settings.limits
 
+        interceptor = self.grpc_auth.interceptor()
         self._grpc = grpc.aio.server(
+            interceptors=[interceptor] if interceptor is not None else None,
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
@@ -218,19 +231,23 @@ class ControlPlane:
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 100_000),
                 ("grpc.max_receive_message_length", limits.grpc_max_message_bytes),
-            ]
+            ],
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            TokenService(self.global_limits, self.replicas.token_owner if self.store.shared else None),
+            TokenService(
+                self.global_limits,
+                self.replicas.token_owner if self.store.shared else None,
+                self.grpc_auth,
+            ),
             self._grpc,
         )
         # The generated registration function is untyped.
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            MetadataService(self.registry), self._grpc
+            MetadataService(self.registry, self.grpc_auth), self._grpc
         )
-        otlp.add_to_server(self.metric_store, self._grpc)
-        otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder)
+        otlp.add_to_server(self.metric_store, self._grpc, self.grpc_auth)
+        otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder, self.grpc_auth)
         if self.otlp_forwarder is not None:
             await self.otlp_forwarder.start()
         self.xds = add_xds_to_server(
@@ -246,11 +263,12 @@ class ControlPlane:
         await self._grpc.start()
         if self.tls is None and not is_loopback(self.settings.host):
             log.warning(
-                "gRPC on %s:%d is plaintext and unauthenticated: rules, metadata and tokens travel in"
-                " the clear and any host can subscribe or register; pass --tls-cert and --tls-key"
-                " (and --tls-client-ca to require client certificates)",
+                "gRPC on %s:%d is plaintext: rules (with their secrets), metadata and access tokens"
+                " travel in the clear%s; pass --tls-cert and --tls-key (and --tls-client-ca to"
+                " require client certificates)",
                 self.settings.host,
                 self.grpc_port,
+                "" if self.auth.enabled else ", and with --auth off any host can subscribe or register",
             )
         self.metrics_history.open()
         self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))

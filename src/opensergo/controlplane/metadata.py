@@ -16,6 +16,10 @@ Our SDK sends three gRPC metadata headers with each report (headers, not proto f
 upstream messages stay untouched): ``opensergo-namespace``, ``opensergo-labels``
 (``k=v,k2=v2``: version and other selector labels) and ``opensergo-client-id`` (the
 ``identifier`` of its SubscribeConfig stream).
+
+The namespace, the app name and every label (headers and node fields) must follow Kubernetes'
+naming rules (INVALID_ARGUMENT otherwise), and the caller must be a data plane (role agent or
+admin) in that namespace (PERMISSION_DENIED otherwise; see grpcauth.py).
 """
 
 from __future__ import annotations
@@ -33,7 +37,9 @@ from typing import Any
 import grpc
 from google.protobuf.json_format import MessageToDict
 
+from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
 from opensergo.controlplane.contracts import ContractRegistry, contract_hashes
+from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -122,7 +128,7 @@ def addresses_of(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
 
 
 def parse_labels(text: str, max_bytes: int = 4096, max_labels: int = 64) -> dict[str, str]:
-    """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}."""
+    """``version=v1,zone=a`` -> {"version": "v1", "zone": "a"}; keys and values are checked."""
     if len(text) > max_bytes:
         raise RegistrationError(f"{LABELS_HEADER}: longer than {max_bytes} bytes")
     labels: dict[str, str] = {}
@@ -132,11 +138,23 @@ def parse_labels(text: str, max_bytes: int = 4096, max_labels: int = 64) -> dict
             continue
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise RegistrationError(f"{LABELS_HEADER}: {item!r} is not key=value")
+            raise RegistrationError(f"{LABELS_HEADER}: {item[:64]!r} is not key=value")
+        try:
+            check_label(key.strip(), value.strip(), LABELS_HEADER)
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
         labels[key.strip()] = value.strip()
         if len(labels) > max_labels:
             raise RegistrationError(f"{LABELS_HEADER}: more than {max_labels} labels")
     return labels
+
+
+def report_namespace(headers: Mapping[str, str]) -> str:
+    """The namespace a report is for (its header, else "default"); RegistrationError if invalid."""
+    try:
+        return check_namespace(headers.get(NAMESPACE_HEADER) or "default", NAMESPACE_HEADER)
+    except InvalidName as err:
+        raise RegistrationError(str(err)) from None
 
 
 def object_name(app: str, node: str) -> str:
@@ -221,6 +239,11 @@ class MetadataRegistry:
         headers = headers or {}
         if not request.app_name:
             raise RegistrationError("app_name is required")
+        namespace = report_namespace(headers)
+        try:
+            check_app(request.app_name, "app_name")
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
         addresses = addresses_of(request)
         if not self.allow_loopback:
             bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
@@ -229,7 +252,6 @@ class MetadataRegistry:
                     f"listening address {', '.join(bad)} is not reachable by other hosts; advertise a"
                     " routable address (or start the control plane with --allow-loopback)"
                 )
-        namespace = headers.get(NAMESPACE_HEADER) or "default"
         labels = _node_labels(request.node) | parse_labels(
             headers.get(LABELS_HEADER, ""), self.limits.report_labels_bytes, self.limits.report_labels
         )
@@ -405,7 +427,13 @@ class MetadataRegistry:
 def _node_labels(node: sc.Node) -> dict[str, str]:
     labels = {"tag": node.tag, "cluster": node.cluster, "env": node.env}
     labels |= {"region": node.locality.region, "zone": node.locality.zone}
-    return {k: v for k, v in labels.items() if v}
+    labels = {k: v for k, v in labels.items() if v}
+    for key, value in labels.items():
+        try:
+            check_label(key, value, f"node {key}")
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
+    return labels
 
 
 def _request_from(obj: ServiceInstance) -> sc.ReportMetadataRequest:
@@ -422,8 +450,9 @@ def _request_from(obj: ServiceInstance) -> sc.ReportMetadataRequest:
 
 
 class MetadataService(sc_grpc.MetadataServiceServicer):
-    def __init__(self, registry: MetadataRegistry) -> None:
+    def __init__(self, registry: MetadataRegistry, access: GrpcAuth = OPEN) -> None:
         self._registry = registry
+        self._access = access
 
     async def ReportMetadata(
         self,
@@ -431,6 +460,13 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
         context: grpc.aio.ServicerContext[sc.ReportMetadataRequest, sc.ReportMetadataReply],
     ) -> sc.ReportMetadataReply:
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
+        try:
+            namespace = report_namespace(headers)
+        except RegistrationError as err:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+        denial = self._access.denial(self._access.caller(), namespace, Action.REPORT)
+        if denial is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, denial)
         try:
             await self._registry.report(request, context.peer(), headers)
         except RegistrationError as err:

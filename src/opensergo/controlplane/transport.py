@@ -1,8 +1,13 @@
 """OpenSergoUniversalTransportService: SubscribeConfig streams, pushes, ACK/NACK bookkeeping.
 
-One stream per data plane; each stream has one writer task fed by a queue, so pushes and replies
-never interleave (upstream writes from two goroutines at once). Pending pushes are coalesced per
-group: a slow client gets the newest snapshot, not every intermediate one.
+One stream per data plane, authenticated when it opens (grpcauth's interceptor); each target is
+authorized on its own: a target in a namespace where the caller is not a data plane (role agent or
+admin) is refused with a NACK reply of code 4003 (PERMISSION_DENIED) and nothing is pushed for it,
+while the stream and its other subscriptions go on (one stream multiplexes many targets, and the
+official SDKs neither reconnect nor resubscribe selectively). Each stream has one writer task fed
+by a queue, so pushes and replies never interleave (upstream writes from two goroutines at once).
+Pending pushes are coalesced per group: a slow client gets the newest snapshot, not every
+intermediate one.
 
 A push is serialized once per (snapshot, encoding, status) and shared by every stream; only the
 ``response_id`` differs, and protobuf lets a field be appended to an encoded message, so each
@@ -12,7 +17,8 @@ gets a NACK (code 4000, naming the object) instead of a push; the stream's other
 Bounds (:class:`~opensergo.controlplane.limits.Limits`): subscriptions per stream (beyond: a
 NACK 4002), open streams per peer identity (beyond: RESOURCE_EXHAUSTED), NACK messages stored and
 logged cut to a length, and the number of closed streams kept. The peer identity is the peer's
-host by default; an authenticating layer passes its own ``peer_identity`` function.
+host by default; with auth on the control plane passes grpcauth's ``peer_identity``, the
+authenticated caller.
 """
 
 from __future__ import annotations
@@ -29,9 +35,11 @@ from typing import Any
 
 import grpc
 
+from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
 from opensergo.common.protocol import (
     ACK,
     CODE_CHANGE_PUSH,
+    CODE_PERMISSION_DENIED,
     CODE_REQUEST_INVALID,
     CODE_SUCCESS,
     CODE_UNKNOWN_ERROR,
@@ -41,6 +49,8 @@ from opensergo.common.protocol import (
     Encoding,
     SubscriptionKey,
 )
+from opensergo.controlplane.api.auth import ANONYMOUS, Principal
+from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.snapshots import EncodeError, Snapshot, SnapshotCache
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
@@ -110,6 +120,7 @@ class ClientStream:
         "identifier",
         "owner",
         "peer",
+        "principal",
         "subscriptions",
     )
 
@@ -118,6 +129,7 @@ class ClientStream:
         self.peer = peer
         self.owner = owner  # the peer identity its streams are counted against
         self.identifier = ""
+        self.principal: Principal = ANONYMOUS
         self.connected_at = time.time()
         self.disconnected_at: float | None = None
         self.subscriptions: dict[SubscriptionKey, SubscriptionState] = {}
@@ -231,9 +243,11 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         identity: str,
         limits: Limits | None = None,
         peer_identity: PeerIdentity = peer_host,
+        access: GrpcAuth = OPEN,
     ) -> None:
         self._snapshots = snapshots
         self.identity = identity
+        self._access = access
         self._control_plane = pb.ControlPlaneDesc(identifier=identity)
         self.limits = limits or Limits()
         self._peer_identity = peer_identity
@@ -311,6 +325,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             )
         self._open_per_owner[owner] = open_streams + 1
         stream = ClientStream(context.peer(), context, self._render, owner)
+        stream.principal = self._access.caller()
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
         try:
@@ -351,7 +366,19 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             shown = ", ".join(k[:_NAME_MAX] for k in unknown[:5])
             self._reject(stream, request, f"Request is invalid: unknown kind(s) {shown}")
             return
+        try:
+            check_namespace(target.namespace, "target.namespace")
+            check_app(target.app, "target.app")
+            for label in target.labels:
+                check_label(label.key, label.value, "target.labels")
+        except InvalidName as err:
+            self._reject(stream, request, f"Request is invalid: {err}")
+            return
         if request.op_type != pb.UNSUBSCRIBE:
+            denial = self._access.denial(stream.principal, target.namespace, Action.SUBSCRIBE)
+            if denial is not None:
+                self._reject(stream, request, f"PERMISSION_DENIED: {denial}", CODE_PERMISSION_DENIED)
+                return
             new = {SubscriptionKey(target.namespace, target.app, k) for k in target.kinds}
             limit = self.limits.subscriptions_per_stream
             if len(new - stream.subscriptions.keys()) + len(stream.subscriptions) > limit:
@@ -445,12 +472,20 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             "io.opensergo.proto.transport.v1.OpenSergoUniversalTransportService", {"SubscribeConfig": method}
         )
 
-    def _reject(self, stream: ClientStream, request: pb.SubscribeRequest, message: str) -> None:
+    def _reject(
+        self,
+        stream: ClientStream,
+        request: pb.SubscribeRequest,
+        message: str,
+        code: int = CODE_REQUEST_INVALID,
+    ) -> None:
         log.warning("stream %s (%s): %s", stream.id, stream.identifier or stream.peer, message)
         stream.reply(
             pb.SubscribeResponse(
-                status=pb.Status(code=CODE_REQUEST_INVALID, message=message),
+                status=pb.Status(code=code, message=message),
                 ack=NACK,
+                namespace=request.target.namespace,
+                app=request.target.app,
                 control_plane=self._control_plane,
                 response_id=request.request_id,
             )

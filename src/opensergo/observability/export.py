@@ -5,6 +5,10 @@ The endpoint is, in order: an explicit ``endpoint=``; ``OTEL_EXPORTER_OTLP_<SIGN
 ``OTEL_EXPORTER_OTLP_ENDPOINT`` (the OTel exporter then reads them, with their headers,
 certificates and ``..._INSECURE``); else the control plane of ``OPENSERGO_BOOTSTRAP_CONFIG`` /
 ``OPENSERGO_BOOTSTRAP``, with the bootstrap's TLS settings, as the SDK's own channels use.
+
+The access token (``token=``, else the bootstrap's ``token`` / ``tokenFile`` when the endpoint comes
+from it) is sent as ``authorization: Bearer`` with every export; it is read once, when the exporter
+is built. Without one, the exporter's own ``OTEL_EXPORTER_OTLP_HEADERS`` apply.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from opensergo.observability import names
 
 if TYPE_CHECKING:
+    from opensergo.client.credentials import BearerToken
     from opensergo.client.tls import TlsConfig
 
 Signal = Literal["metrics", "traces", "logs"]
@@ -32,8 +37,10 @@ def bootstrap_endpoint(environ: Mapping[str, str]) -> str | None:
     return target[0] if target is not None else None
 
 
-def bootstrap_target(environ: Mapping[str, str]) -> tuple[str, TlsConfig | None] | None:
-    """The control plane's first endpoint and its TLS settings, from the bootstrap config."""
+def bootstrap_target(
+    environ: Mapping[str, str],
+) -> tuple[str, TlsConfig | None, BearerToken | None] | None:
+    """The control plane's first endpoint, its TLS settings and token, from the bootstrap config."""
     from opensergo.client.bootstrap import BootstrapError, governance_enabled, load_bootstrap
 
     if not governance_enabled(environ):
@@ -42,36 +49,48 @@ def bootstrap_target(environ: Mapping[str, str]) -> tuple[str, TlsConfig | None]
         config = load_bootstrap(environ)
     except BootstrapError:
         return None
-    return (config.endpoints[0], config.tls) if config is not None else None
+    return (config.endpoints[0], config.tls, config.token) if config is not None else None
 
 
-def exporter_options(signal: Signal, endpoint: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
-    """Keyword arguments for an OTLP/gRPC exporter of ``signal`` (empty: let it read the
-    ``OTEL_EXPORTER_OTLP_*`` variables). Raises ValueError when no endpoint is known."""
+def exporter_options(
+    signal: Signal,
+    endpoint: str | None,
+    environ: Mapping[str, str],
+    token: str | BearerToken | None = None,
+) -> dict[str, Any]:
+    """Keyword arguments for an OTLP/gRPC exporter of ``signal`` (without an endpoint: let it
+    read the ``OTEL_EXPORTER_OTLP_*`` variables). Raises ValueError when no endpoint is known."""
+    from opensergo.client.credentials import as_bearer_token
+
+    bearer = as_bearer_token(token)
     target = endpoint
     tls: TlsConfig | None = None
-    if target is None:
-        if any(environ.get(v) for v in endpoint_variables(signal)):
-            return {}
-        found = bootstrap_target(environ)
-        if found is None:
-            raise ValueError(
-                f"no {signal} endpoint: pass endpoint=, or set OTEL_EXPORTER_OTLP_ENDPOINT or"
-                " OPENSERGO_BOOTSTRAP_CONFIG"
-            )
-        target, tls = found
-    if tls is not None:
-        from opensergo.client.tls import TARGET_NAME_OPTION
+    options: dict[str, Any] = {}
+    if target is None and any(environ.get(v) for v in endpoint_variables(signal)):
+        pass  # the exporter reads the variables
+    else:
+        if target is None:
+            found = bootstrap_target(environ)
+            if found is None:
+                raise ValueError(
+                    f"no {signal} endpoint: pass endpoint=, or set OTEL_EXPORTER_OTLP_ENDPOINT or"
+                    " OPENSERGO_BOOTSTRAP_CONFIG"
+                )
+            target, tls, bootstrap_token = found
+            bearer = bearer or bootstrap_token
+        options["endpoint"] = target
+        if tls is not None:
+            from opensergo.client.tls import TARGET_NAME_OPTION
 
-        options: dict[str, Any] = {
-            "endpoint": target,
-            "insecure": False,
-            "credentials": tls.channel_credentials(),
-        }
-        if tls.server_name:
-            options["channel_options"] = ((TARGET_NAME_OPTION, tls.server_name),)
-        return options
-    return {"endpoint": target, "insecure": not target.startswith("https://")}
+            options["insecure"] = False
+            options["credentials"] = tls.channel_credentials()
+            if tls.server_name:
+                options["channel_options"] = ((TARGET_NAME_OPTION, tls.server_name),)
+        else:
+            options["insecure"] = not target.startswith("https://")
+    if bearer is not None:  # (None: the exporter's own OTEL_EXPORTER_OTLP_HEADERS apply)
+        options["headers"] = {"authorization": f"Bearer {bearer.value()}"}
+    return options
 
 
 def resource_attributes(

@@ -14,7 +14,9 @@ built with the resource attributes the control plane keys its charts by (``servi
 ``service.namespace``, ``service.instance.id``, and ``opensergo.framework`` when given) and an
 OTLP/gRPC exporter (``opentelemetry-exporter-otlp-proto-grpc``) whose endpoint is, in order:
 ``endpoint=``, ``OTEL_EXPORTER_OTLP_METRICS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``, then the
-control plane from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``.
+control plane from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``. The access token
+(``token=``, else the bootstrap's ``token`` / ``tokenFile`` when the endpoint comes from it) is
+sent as ``authorization: Bearer`` with every export; it is read once, when the exporter is built.
 """
 
 from __future__ import annotations
@@ -23,13 +25,16 @@ import atexit
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry.metrics import MeterProvider
 
 from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.observability.export import exporter_options, resource_attributes
 from opensergo.observability.metrics import GovernanceMetrics
+
+if TYPE_CHECKING:
+    from opensergo.client.credentials import BearerToken
 
 
 @dataclass
@@ -68,6 +73,7 @@ def enable_metrics(
     framework: str | None = None,
     exporter: Any = None,
     environ: Mapping[str, str] | None = None,
+    token: str | BearerToken | None = None,
 ) -> MetricsHandle:
     """Export ``engine``'s metrics (default: the process-wide engine); see the module docstring.
 
@@ -86,7 +92,7 @@ def enable_metrics(
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
 
-        exporter = OTLPMetricExporter(**exporter_options("metrics", endpoint, env))
+        exporter = OTLPMetricExporter(**exporter_options("metrics", endpoint, env, token))
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=max(100.0, interval * 1000))
     provider = SdkMeterProvider(resource=Resource.create(attributes), metric_readers=[reader])
     handle = MetricsHandle(GovernanceMetrics(engine, provider), provider, True)

@@ -26,7 +26,7 @@ What it does:
 
 The endpoint of both exporters: ``endpoint=``, else ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
 ``OTEL_EXPORTER_OTLP_LOGS_ENDPOINT`` / ``OTEL_EXPORTER_OTLP_ENDPOINT``, else the control plane of
-the bootstrap configuration (see :mod:`.export`).
+the bootstrap configuration (see :mod:`.export`), with its access token (or ``token=``).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
@@ -47,6 +47,9 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opensergo.observability import spans
 from opensergo.observability.export import exporter_options, resource_attributes
 from opensergo.observability.instrument import instrument_clients, uninstrument_clients
+
+if TYPE_CHECKING:
+    from opensergo.client.credentials import BearerToken
 
 __all__ = ["OpenSergoSpanProcessor", "TracingHandle", "enable_tracing"]
 
@@ -125,6 +128,7 @@ def enable_tracing(
     instrument: bool = True,
     tracer_provider: trace.TracerProvider | None = None,
     environ: Mapping[str, str] | None = None,
+    token: str | BearerToken | None = None,
 ) -> TracingHandle:
     """Trace requests and export spans and logs; see the module docstring. Process-wide and
     idempotent: a second call returns the first handle.
@@ -152,7 +156,7 @@ def enable_tracing(
             if exporter is None:
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
-                exporter = OTLPSpanExporter(**exporter_options("traces", endpoint, env))
+                exporter = OTLPSpanExporter(**exporter_options("traces", endpoint, env, token))
             sdk_provider = TracerProvider(resource=resource)
             sdk_provider.add_span_processor(BatchSpanProcessor(exporter))
             if isinstance(current_provider, trace.ProxyTracerProvider):
@@ -165,7 +169,7 @@ def enable_tracing(
         handle = TracingHandle(provider, owns)
         if logs:
             handle.logger_provider, handle.log_handler = _enable_logs(
-                resource, endpoint, env, log_exporter, log_level
+                resource, endpoint, env, log_exporter, log_level, token
             )
         spans.set_provider(provider)
         if instrument:
@@ -187,7 +191,12 @@ def _add_our_processor(provider: trace.TracerProvider) -> None:
 
 
 def _enable_logs(
-    resource: Any, endpoint: str | None, env: Mapping[str, str], exporter: Any, level: int
+    resource: Any,
+    endpoint: str | None,
+    env: Mapping[str, str],
+    exporter: Any,
+    level: int,
+    token: str | BearerToken | None,
 ) -> tuple[Any, logging.Handler]:
     from opentelemetry.instrumentation.logging.handler import LoggingHandler
     from opentelemetry.sdk._logs import LoggerProvider
@@ -196,7 +205,7 @@ def _enable_logs(
     if exporter is None:
         from opentelemetry.exporter.otlp.proto.grpc._log_exporter import OTLPLogExporter
 
-        exporter = OTLPLogExporter(**exporter_options("logs", endpoint, env))
+        exporter = OTLPLogExporter(**exporter_options("logs", endpoint, env, token))
     provider = LoggerProvider(resource=resource)
     provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
     handler = LoggingHandler(level=level, logger_provider=provider)

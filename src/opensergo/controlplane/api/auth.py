@@ -22,11 +22,18 @@ Tokens come from a YAML file (``--auth-tokens FILE``, reloaded when it changes):
         roles: {team-a: editor, "*": viewer}
 
 or the short form ``{<token>: {<namespace or "*">: <role>}}``. A namespace's own entry wins over
-``"*"``. Roles, each including the ones before it:
+``"*"``. Roles:
 
 * ``viewer``: read rules, apps, instances, clients, metrics in the namespace;
-* ``editor``: create, change, roll back and delete rules in the namespace;
-* ``admin``: also write ``ServiceInstance`` objects (normally written by the registry only).
+* ``agent``: a data plane's role on the gRPC port (see :mod:`opensergo.controlplane.grpcauth`);
+  on this API it reads like a viewer;
+* ``editor``: a viewer that also creates, changes, rolls back and deletes rules in the namespace;
+* ``admin``: everything: an editor and an agent, who also writes ``ServiceInstance`` objects
+  (normally written by the registry only).
+
+An entry may also list ``certificates:``: names (the subject common name, or a subject alternative
+name: DNS name, URI such as a SPIFFE ID, e-mail or IP address) of verified mTLS client
+certificates that act as that identity on the gRPC port; such an entry needs no token.
 
 Without a tokens file, an admin token is generated once into ``<data-dir>/admin-token`` (mode
 0600). A request without a valid token gets 401, a token without the role 403. Views that span
@@ -83,16 +90,20 @@ _NAMESPACED = re.compile(r"^/apis/[^/]+/[^/]+/namespaces/([^/]+)/([^/]+)(/.*)?$"
 
 
 class Role(IntEnum):
+    """Ordered by what they may do on the HTTP API (``can`` compares): an agent reads like a
+    viewer there. The gRPC port's data-plane calls name their roles explicitly (grpcauth)."""
+
     VIEWER = 1
-    EDITOR = 2
-    ADMIN = 3
+    AGENT = 2
+    EDITOR = 3
+    ADMIN = 4
 
     @classmethod
     def parse(cls, text: Any) -> Role:
         try:
             return cls[str(text).strip().upper()]
         except KeyError:
-            raise ValueError(f"unknown role {text!r} (viewer, editor or admin)") from None
+            raise ValueError(f"unknown role {text!r} (viewer, agent, editor or admin)") from None
 
 
 @dataclass(frozen=True)
@@ -131,8 +142,9 @@ ANONYMOUS = Principal("anonymous", {"*": Role.ADMIN}, via="anonymous")
 @dataclass
 class _Entry:
     name: str
-    digest: bytes
+    digest: bytes  # b"": no token (an identity for client certificates only)
     roles: dict[str, Role]
+    certificates: tuple[str, ...] = ()
 
 
 class TokenFileError(ValueError):
@@ -155,6 +167,12 @@ def parse_tokens(text: str, source: str = "<tokens>") -> list[_Entry]:
         if entry.name in names:
             raise TokenFileError(f"{source}: {where}: name {entry.name!r} is repeated or contains '.'")
         names.add(entry.name)
+        for cert in entry.certificates:
+            other = next((e.name for e in out if cert in e.certificates), None)
+            if other is not None:
+                raise TokenFileError(
+                    f"{source}: {where}: certificate name {cert!r} is also listed by {other}"
+                )
         out.append(entry)
     return out
 
@@ -181,6 +199,7 @@ def _token_items(data: Any, source: str) -> list[tuple[str, dict[str, Any]]]:
 def _token_entry(item: dict[str, Any]) -> _Entry:
     """One entry; ValueError says what is wrong with it."""
     token, digest_hex = item.get("token"), item.get("sha256")
+    certificates = _certificate_names(item.get("certificates"))
     if token:
         digest = hashlib.sha256(str(token).encode()).digest()
     elif digest_hex:
@@ -190,16 +209,27 @@ def _token_entry(item: dict[str, Any]) -> _Entry:
             raise ValueError("sha256 is not hex") from None
         if len(digest) != 32:
             raise ValueError("sha256 must be 64 hex digits")
+    elif certificates:
+        digest = b""
     else:
-        raise ValueError("needs token or sha256")
+        raise ValueError("needs token or sha256 (or certificates: for a certificate-only identity)")
     roles_raw = item.get("roles")
     if not isinstance(roles_raw, dict) or not roles_raw:
         raise ValueError("roles must map namespaces (or '*') to roles")
     roles = {str(ns): Role.parse(r) for ns, r in roles_raw.items()}
-    name = str(item.get("name") or f"token-{digest.hex()[:8]}")
+    name = str(item.get("name") or (f"token-{digest.hex()[:8]}" if digest else f"cert-{certificates[0]}"))
     if "." in name:
         raise ValueError(f"name {name!r} is repeated or contains '.'")
-    return _Entry(name, digest, roles)
+    return _Entry(name, digest, roles, certificates)
+
+
+def _certificate_names(value: Any) -> tuple[str, ...]:
+    """The ``certificates:`` list of an entry: non-empty strings."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ValueError("certificates must be a list of certificate names (subject CN or SAN)")
+    return tuple(v.strip() for v in value)
 
 
 class TokenRegistry:
@@ -209,6 +239,7 @@ class TokenRegistry:
         self.path = path
         self._by_digest: dict[bytes, _Entry] = {}
         self._by_name: dict[str, _Entry] = {}
+        self._by_certificate: dict[str, _Entry] = {}
         self._mtime: float | None = None
         self._checked = 0.0
         if entries is not None:
@@ -217,8 +248,9 @@ class TokenRegistry:
             self._load()
 
     def _set(self, entries: list[_Entry]) -> None:
-        self._by_digest = {e.digest: e for e in entries}
+        self._by_digest = {e.digest: e for e in entries if e.digest}
         self._by_name = {e.name: e for e in entries}
+        self._by_certificate = {name: e for e in entries for name in e.certificates}
 
     def _load(self) -> None:
         assert self.path is not None
@@ -251,11 +283,21 @@ class TokenRegistry:
             return None
         return Principal(entry.name, dict(entry.roles), "bearer", entry.digest)
 
+    def by_certificate(self, names: list[str]) -> Principal | None:
+        """The identity of a verified client certificate, given its subject CN and SANs: the
+        entry that lists one of them (a name listed twice is refused when the file loads)."""
+        self._maybe_reload()
+        for name in names:
+            entry = self._by_certificate.get(name)
+            if entry is not None:
+                return Principal(entry.name, dict(entry.roles), "certificate", entry.digest)
+        return None
+
     def by_name(self, name: str) -> Principal | None:
         self._maybe_reload()
         entry = self._by_name.get(name)
-        if entry is None:
-            return None
+        if entry is None or not entry.digest:
+            return None  # a certificate-only identity has no token to log in with
         return Principal(entry.name, dict(entry.roles), "cookie", entry.digest)
 
 

@@ -37,6 +37,9 @@ import java.util.concurrent.TimeUnit;
  * subscriber after sending the subscribe request (protocol.md 2.8). A control plane that answers at once
  * can therefore fill the SDK's cache before the subscriber exists. So besides the subscriber this program
  * polls the SDK's cache and prints every data list it has not printed yet ("source": "cache").
+ *
+ * <p>With {@code $OPENSERGO_TOKEN} set, every call (the SDK's stream and the metadata report) carries
+ * {@code authorization: Bearer <token>}, for a control plane with auth on ({@link BearerTokenChannelProvider}).
  */
 public final class Main {
     private static final PrintStream OUT = new PrintStream(System.out, true, StandardCharsets.UTF_8);
@@ -65,7 +68,8 @@ public final class Main {
         long exitAfterMillis = (long) (Double.parseDouble(args[5]) * 1000);
         boolean reportMetadata = args.length > 6 && args[6].equals("--report-metadata");
 
-        emit(obj("event", "started", "target", host + ":" + port));
+        boolean token = BearerTokenChannelProvider.install(System.getenv("OPENSERGO_TOKEN"));
+        emit(obj("event", "started", "target", host + ":" + port, "token", token));
         if (reportMetadata) {
             report(host, port, app);
         }
