@@ -276,10 +276,11 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            if changed and self._contracts is not None:
-                await self._contracts.record(namespace, request)
             body = self._body(instance)
-            if changed or body != instance.persisted or not await self._refresh(instance):
+            visible_change = changed or body != instance.persisted  # the body holds the contract hashes
+            if visible_change and self._contracts is not None:
+                await self._contracts.record(namespace, request)
+            if visible_change or not await self._refresh(instance):
                 await self._persist(instance, body)
         return instance
 
