@@ -36,6 +36,7 @@ from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.controlplane.tls import load_server_tls
 from opensergo.controlplane.tokens import GlobalLimits, TokenService
 from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.undecodable import UndecodableRequests
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 
@@ -196,6 +197,7 @@ class ControlPlane:
         limits = self.settings.limits
 
         self._grpc = grpc.aio.server(
+            interceptors=[UndecodableRequests()],
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
@@ -206,7 +208,7 @@ class ControlPlane:
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 100_000),
                 ("grpc.max_receive_message_length", limits.grpc_max_message_bytes),
-            ]
+            ],
         )
         self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
