@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 from hypothesis import strategies as st
@@ -47,6 +47,16 @@ RATIOS = [
     "0%", "50%", "100%", "101%", "-5%", "1e309%", "nan%", "inf%", "50%%", "%", "0.5%",
     "100.0000000001%", "1" * 400 + "%", 0.5, 1.0, 1.5, -0.1, 0, 1, 2**63,
 ]  # fmt: skip
+
+
+T = TypeVar("T")
+
+
+def weighted(*choices: tuple[int, st.SearchStrategy[T]]) -> st.SearchStrategy[T]:
+    """One of ``choices``, each as often as its weight (``st.one_of`` merges repeated branches,
+    so repeating one does not weigh it)."""
+    table = [strategy for weight, strategy in choices for _ in range(weight)]
+    return st.integers(0, len(table) - 1).flatmap(table.__getitem__)
 
 
 def hostile_text(max_size: int = 80) -> st.SearchStrategy[str]:
@@ -85,11 +95,11 @@ DNS_LABEL = st.from_regex(r"\A[a-z0-9]([-a-z0-9]{0,20}[a-z0-9])?\Z")
 
 def names() -> st.SearchStrategy[str]:
     """Object names: mostly valid (so writes happen), sometimes hostile."""
-    return st.one_of(DNS_LABEL, DNS_LABEL, DNS_LABEL, hostile_text(40))
+    return weighted((3, DNS_LABEL), (1, hostile_text(40)))
 
 
 def namespaces() -> st.SearchStrategy[str]:
-    return st.one_of(st.just(FUZZ_NAMESPACE), st.just(FUZZ_NAMESPACE), DNS_LABEL, hostile_text(70))
+    return weighted((2, st.just(FUZZ_NAMESPACE)), (1, DNS_LABEL), (1, hostile_text(70)))
 
 
 # -- documents from a kind's JSON schema ------------------------------------------------------------
@@ -123,7 +133,7 @@ def _string(schema: dict[str, Any], hostile: bool) -> st.SearchStrategy[str]:
     good = st.text(min_size=schema.get("minLength", 0), max_size=size)
     if not hostile:
         return st.one_of(good, DNS_LABEL)
-    return st.one_of(good, good, st.sampled_from(DURATIONS), st.sampled_from(HOSTILE_STRINGS))
+    return weighted((2, good), (1, st.sampled_from(DURATIONS)), (1, st.sampled_from(HOSTILE_STRINGS)))
 
 
 def _integer(schema: dict[str, Any], hostile: bool) -> st.SearchStrategy[int]:
@@ -137,7 +147,7 @@ def _integer(schema: dict[str, Any], hostile: bool) -> st.SearchStrategy[int]:
     inside = st.integers(min_value=low, max_value=high)
     if not hostile:
         return st.one_of(inside, st.sampled_from([v for v in edges if _within(v, low, high)] or [0]))
-    return st.one_of(inside, inside, st.sampled_from(edges or [0]), hostile_int())
+    return weighted((2, inside), (1, st.sampled_from(edges or [0])), (1, hostile_int()))
 
 
 def _within(value: int, low: int | None, high: int | None) -> bool:
@@ -149,7 +159,7 @@ def _number(schema: dict[str, Any], hostile: bool) -> st.SearchStrategy[float | 
     inside = st.floats(min_value=low, max_value=high, allow_nan=False, allow_infinity=False)
     if not hostile:
         return inside
-    return st.one_of(inside, inside, hostile_float(), hostile_int(), st.sampled_from(RATIOS))
+    return weighted((2, inside), (1, hostile_float()), (1, hostile_int()), (1, st.sampled_from(RATIOS)))
 
 
 def from_schema(
@@ -164,7 +174,7 @@ def from_schema(
     if not hostile:
         return strategy
     # One time in ~8, any node may be anything (type confusion at every level).
-    return st.one_of(*[strategy] * 7, json_values(6))
+    return weighted((7, strategy), (1, json_values(6)))
 
 
 def _shaped(
@@ -180,7 +190,7 @@ def _shaped(
     if "enum" in schema:
         if not hostile:
             return st.sampled_from(schema["enum"])
-        return st.one_of(st.sampled_from(schema["enum"]), st.sampled_from(schema["enum"]), hostile_text(20))
+        return weighted((3, st.sampled_from(schema["enum"])), (1, hostile_text(20)))
     kind = schema.get("type")
     if isinstance(kind, list):
         return st.one_of([_shaped({**schema, "type": k}, defs, hostile, depth) for k in kind])
@@ -200,7 +210,7 @@ def _shaped(
         many = st.lists(items, min_size=low, max_size=max(low, 4))
         if not hostile:
             return many
-        return st.one_of(many, many, many, st.lists(items, min_size=50, max_size=300))
+        return weighted((5, many), (1, st.lists(items, min_size=50, max_size=300)))
     if kind == "object" or "properties" in schema:
         return _object(schema, defs, hostile, depth)
     return json_values(8) if hostile else st.one_of(st.none(), st.booleans(), DNS_LABEL)
@@ -230,8 +240,7 @@ def _object(
         unknown = st.dictionaries(hostile_text(20), json_values(4), max_size=3)
     mixed = st.tuples(base, unknown).map(lambda pair: {**pair[1], **pair[0]})
     dropped = st.tuples(base, st.integers(0, 63)).map(lambda p: _without_one(*p))
-    weighted = [base] * 6 + [mixed] * 2 + [dropped]
-    return st.one_of(weighted)
+    return weighted((6, base), (2, mixed), (1, dropped))
 
 
 def _without_one(value: dict[str, Any], index: int) -> dict[str, Any]:
@@ -261,7 +270,7 @@ def _header(info: KindInfo, wellformed: bool) -> st.SearchStrategy[dict[str, Any
     api = st.just(info.api_version) if wellformed else st.one_of(st.just(info.api_version), hostile_text(40))
     kind = st.just(info.kind) if wellformed else st.one_of(st.just(info.kind), hostile_text(30))
     return st.fixed_dictionaries(
-        {"apiVersion": api, "kind": kind, "metadata": st.one_of(meta, meta, meta, json_values(4))}
+        {"apiVersion": api, "kind": kind, "metadata": weighted((3, meta), (1, json_values(4)))}
     )
 
 
@@ -291,6 +300,12 @@ def random_document(info: KindInfo) -> st.SearchStrategy[dict[str, Any]]:
 
 def any_kind() -> st.SearchStrategy[KindInfo]:
     return st.sampled_from(kinds.all_kinds())
+
+
+@cache
+def clean_document() -> st.SearchStrategy[dict[str, Any]]:
+    """A document of any kind, schema-shaped with edge values within range."""
+    return st.one_of(*[kind_document(info, hostile=False) for info in kinds.all_kinds()])
 
 
 @cache
@@ -404,7 +419,7 @@ def yaml_texts() -> st.SearchStrategy[str]:
         lambda docs: "---\n".join(to_yaml(d) for d in docs)
     )
     plain = st.one_of(documents, json_values().map(to_yaml), st.sampled_from(HOSTILE_YAML), deep_text(False))
-    return st.one_of(plain, plain, mutated(plain), st.text(max_size=200))
+    return weighted((2, plain), (1, mutated(plain)), (1, st.text(max_size=200)))
 
 
 @cache
@@ -414,4 +429,4 @@ def json_texts() -> st.SearchStrategy[str]:
         ["", "{", "[1,]", "NaN", "Infinity", "-Infinity", '{"a": 1e400}', '{"a": 1e-400}',
          '{"a": "\\ud800"}', '{"a": 1, "a": 2}', '"\\u0000"', "[" * 100_000, '{"a":' * 3000]
     )  # fmt: skip
-    return st.one_of(plain, plain, odd, mutated(plain))
+    return weighted((2, plain), (1, odd), (1, mutated(plain)))

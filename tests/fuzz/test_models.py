@@ -26,9 +26,7 @@ pytestmark = pytest.mark.integration
 
 
 def _documents(info: KindInfo) -> st.SearchStrategy[dict[str, Any]]:
-    return st.one_of(
-        fs.kind_document(info, hostile=False), fs.kind_document(info), fs.random_document(info)
-    )
+    return st.one_of(fs.kind_document(info, hostile=False), fs.kind_document(info), fs.random_document(info))
 
 
 def _read(text: str, as_json: bool) -> Any:

@@ -24,7 +24,14 @@ from pydantic import ValidationError
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError, SpecErrors, from_validation_error
-from opensergo.spec.limits import DEFAULT_LIMITS, LimitError, ParserLimits, check_size, check_values
+from opensergo.spec.limits import (
+    DEFAULT_LIMITS,
+    LimitError,
+    ParserLimits,
+    check_exact_integers,
+    check_size,
+    check_values,
+)
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -221,6 +228,10 @@ def parse_object(
         raise fail(
             f"kind {other.kind} has apiVersion {other.api_version}, not {api_version}", "apiVersion"
         ) from None
+    try:
+        check_exact_integers(obj.get("spec"), ("spec",))
+    except LimitError as err:
+        raise fail(err.message, *err.path) from None
     try:
         return info.model.model_validate(dict(obj))
     except ValidationError as exc:
