@@ -29,6 +29,8 @@ TOKENS = {
     "tokens": [
         {"name": "ops", "token": "ops-token-123", "roles": {"*": "admin"}},
         {"name": "reader", "token": "reader-token-123", "roles": {"*": "viewer"}},
+        # The data plane's identity: gRPC subscriptions need the agent role (docs/security.md).
+        {"name": "shop-sdk", "token": "shop-agent-token-123", "roles": {"*": "agent"}},
     ]
 }
 OPS = {"Authorization": "Bearer ops-token-123"}
@@ -125,7 +127,11 @@ def test_marked_secrets_are_redacted_everywhere(secured: ControlPlaneProcess) ->
     # The data plane still receives the real values; nothing secret reaches its on-disk snapshot.
     snapshots = secured.data_dir.parent / "sdk-snapshots"
     client = OpenSergoClient(
-        secured.grpc_address, app="shop", snapshot=Snapshot(directory=snapshots), heartbeat=None
+        secured.grpc_address,
+        app="shop",
+        snapshot=Snapshot(directory=snapshots),
+        heartbeat=None,
+        token="shop-agent-token-123",
     )
     received: dict[str, Any] = {}
     client.subscribe(f"{DB}/DatabaseEndpoint", callback=lambda rules, v: received.update(db=rules))
