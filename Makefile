@@ -85,6 +85,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/ack_latency.py 100 50
 	$(PY) benchmarks/cluster.py
 	$(PY) benchmarks/database.py
+	$(PY) benchmarks/sidecar.py --envoys 10,100
+	$(PY) benchmarks/observability.py 20000
 
 ## One control-plane replica with 1,000 / 5,000 / 10,000 subscriber streams.
 bench-scale: $(STAMP)
