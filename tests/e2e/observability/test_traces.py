@@ -106,7 +106,8 @@ def test_traces_reach_the_control_plane_and_the_forward_target(
 
         # Listed under the app, with the server span's resource; the waterfall has the span.
         found = wait_until(
-            lambda: [t for t in traces(control, app=APP) if t["traceId"] == TRACE_ID],
+            # Spans are exported as they end, the server span last: wait until it is in.
+            lambda: [t for t in traces(control, app=APP) if t["traceId"] == TRACE_ID and t["resources"]],
             timeout=20,
             what="listed",
         )

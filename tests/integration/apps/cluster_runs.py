@@ -8,7 +8,15 @@ from typing import Any
 
 
 def lines(log: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    """The JSON objects the client printed. Its stderr shares the file, so another message can
+    land on the same line as one (before or after it): each object is decoded where it starts."""
+    decoder = json.JSONDecoder()
+    found = []
+    for line in log.read_text().splitlines():
+        start = line.find('{"')
+        if start >= 0:
+            found.append(decoder.raw_decode(line, start)[0])
+    return found
 
 
 def admitted(logs: list[Path]) -> tuple[list[dict[str, Any]], dict[int, int]]:
