@@ -41,6 +41,7 @@ from opensergo.controlplane.traces import otlp as otlp_traces
 from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService, peer_host
+from opensergo.controlplane.undecodable import UndecodableRequests
 from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -220,7 +221,7 @@ class ControlPlane:
 
         interceptor = self.grpc_auth.interceptor()
         self._grpc = grpc.aio.server(
-            interceptors=[interceptor] if interceptor is not None else None,
+            interceptors=[*([interceptor] if interceptor is not None else []), UndecodableRequests()],
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),

@@ -8,6 +8,11 @@ decode documents all go through :mod:`opensergo.spec.loader`, which applies thes
   at most ``max_documents`` YAML documents.
 * Numbers are finite (no ``.inf``, ``.nan``, ``1e400``) and integers fit in a signed 64-bit
   integer, the widest integer any wire type carries.
+* Strings (keys too) are valid Unicode: a lone surrogate (JSON ``"\ud800"``) can be neither
+  stored, encoded in protobuf, nor quoted back in an error message.
+
+One more range applies to every object's ``spec`` (:func:`check_exact_integers`, called by
+``parse_object``): integers within ±2**53, which the native wire form carries exactly.
 
 A violation raises :class:`LimitError`, a :class:`~opensergo.spec.errors.SpecError` whose path
 names the field (empty when the text as a whole is at fault).
@@ -24,6 +29,9 @@ from opensergo.spec.errors import SpecError
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
+# The native wire form carries a spec as a protobuf Struct, whose numbers are doubles: beyond this,
+# an integer would reach data planes as another number (2**63 - 1 arrives as 2**63).
+MAX_EXACT_INTEGER = 2**53
 
 
 @dataclass(frozen=True)
@@ -59,7 +67,8 @@ def check_size(text: str | bytes, limits: ParserLimits) -> None:
 
 def check_values(value: Any, limits: ParserLimits) -> None:
     """Walk a decoded tree (iteratively: its depth is what is being checked): depth, finite
-    numbers, integers in the int64 range. Raises LimitError naming the first offending path."""
+    numbers, integers in the int64 range, valid Unicode. Raises LimitError naming the first offending
+    path."""
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()
@@ -67,17 +76,46 @@ def check_values(value: Any, limits: ParserLimits) -> None:
             children: list[tuple[Any, tuple[str | int, ...]]] = [
                 (v, (*path, k if isinstance(k, str | int) else str(k))) for k, v in node.items()
             ]
+            for key in node:
+                if isinstance(key, str):
+                    check_text(key, path)
         elif isinstance(node, list):
             children = [(v, (*path, i)) for i, v in enumerate(node)]
         else:
-            check_number(node, path)
+            check_scalar(node, path)
             continue
         if children and len(path) >= limits.max_depth:
             raise LimitError(f"nested deeper than {limits.max_depth} levels", path)
         stack.extend(reversed(children))
 
 
-def check_number(value: Any, path: Sequence[str | int] = ()) -> None:
+def check_exact_integers(value: Any, path: Sequence[str | int]) -> None:
+    """Integers of a spec (at ``path``) must survive the native wire form: |n| <= 2**53."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, tuple(path))]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((v, (*where, str(k))) for k, v in node.items())
+        elif isinstance(node, list):
+            stack.extend((v, (*where, i)) for i, v in enumerate(node))
+        elif isinstance(node, int) and not isinstance(node, bool) and abs(node) > MAX_EXACT_INTEGER:
+            raise LimitError(
+                f"integer beyond ±2**53 ({MAX_EXACT_INTEGER}): the wire form would change it", where
+            )
+
+
+def check_text(value: str, path: Sequence[str | int] = ()) -> None:
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise LimitError("text is not valid Unicode (a lone surrogate)", path) from None
+
+
+def check_scalar(value: Any, path: Sequence[str | int] = ()) -> None:
+    if isinstance(value, str):
+        check_text(value, path)
+        return
     if isinstance(value, bool):
         return
     if isinstance(value, float) and not math.isfinite(value):

@@ -24,7 +24,14 @@ from pydantic import ValidationError
 from opensergo.spec import kinds
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError, SpecErrors, from_validation_error
-from opensergo.spec.limits import DEFAULT_LIMITS, LimitError, ParserLimits, check_size, check_values
+from opensergo.spec.limits import (
+    DEFAULT_LIMITS,
+    LimitError,
+    ParserLimits,
+    check_exact_integers,
+    check_size,
+    check_values,
+)
 
 SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -77,17 +84,37 @@ class YamlSyntaxError(ValueError):
         return (self.line, self.column) if self.line is not None and self.column is not None else None
 
     @classmethod
-    def from_yaml(cls, err: yaml.YAMLError) -> YamlSyntaxError:
+    def from_yaml(cls, err: yaml.YAMLError, text: str | bytes = "") -> YamlSyntaxError:
+        if isinstance(err, yaml.reader.ReaderError):
+            return cls._unreadable(err, text)
         mark = getattr(err, "problem_mark", None)
         problem = getattr(err, "problem", None) or str(err)
         if mark is None:
             return cls(problem)
         return cls(problem, mark.line + 1, mark.column + 1)
 
+    @classmethod
+    def _unreadable(cls, err: yaml.reader.ReaderError, text: str | bytes) -> YamlSyntaxError:
+        """A character YAML does not allow (control characters, bad UTF-8), located in ``text``."""
+        if err.encoding != "unicode":  # bytes that do not decode
+            problem = f"not valid {err.encoding}: byte #x{err.character:02x} ({err.reason})"
+        else:
+            problem = f"unacceptable character #x{err.character:04x}: {err.reason}"
+        if not text:
+            return cls(problem)
+        before = text[: err.position]
+        if isinstance(before, bytes):
+            before = before.decode("utf-8", "replace")
+        newline = before.rfind("\n")
+        return cls(problem, before.count("\n") + 1, len(before) - newline)
+
 
 def _loader(text: str | bytes, limits: ParserLimits) -> _Loader:
     check_size(text, limits)
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # reads a str at once: refuses control characters here
+    except yaml.reader.ReaderError as err:
+        raise YamlSyntaxError.from_yaml(err, text) from None
     loader.max_depth = limits.max_depth
     return loader
 
@@ -98,7 +125,7 @@ def load_yaml(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Any:
     try:
         data = loader.get_single_data()
     except yaml.YAMLError as err:
-        raise YamlSyntaxError.from_yaml(err) from None
+        raise YamlSyntaxError.from_yaml(err, text) from None
     finally:
         loader.dispose()
     check_values(data, limits)
@@ -118,7 +145,7 @@ def iter_yaml(text: str | bytes, limits: ParserLimits = DEFAULT_LIMITS) -> Itera
             check_values(data, limits)
             yield data
     except yaml.YAMLError as err:
-        raise YamlSyntaxError.from_yaml(err) from None
+        raise YamlSyntaxError.from_yaml(err, text) from None
     finally:
         loader.dispose()
 
@@ -143,7 +170,7 @@ def locate(text: str, path: Sequence[str | int]) -> tuple[int, int] | None:
             node = loader.get_single_node()
         finally:
             loader.dispose()
-    except (yaml.YAMLError, LimitError):
+    except (yaml.YAMLError, YamlSyntaxError, LimitError):
         return None
     if node is None:
         return None
@@ -201,6 +228,10 @@ def parse_object(
         raise fail(
             f"kind {other.kind} has apiVersion {other.api_version}, not {api_version}", "apiVersion"
         ) from None
+    try:
+        check_exact_integers(obj.get("spec"), ("spec",))
+    except LimitError as err:
+        raise fail(err.message, *err.path) from None
     try:
         return info.model.model_validate(dict(obj))
     except ValidationError as exc:

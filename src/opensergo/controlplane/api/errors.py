@@ -8,11 +8,13 @@ query or path parameters FastAPI cannot convert (422, ``query.start`` and the li
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine
+from http import HTTPStatus
 from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from opensergo.controlplane.store.base import InvalidObjectError, NotFoundError
 from opensergo.spec.errors import format_path
@@ -103,6 +105,16 @@ async def _request_invalid(_: Request, exc: RequestValidationError) -> JSONRespo
     return ApiError(422, "Invalid", f"{first['field']}: {first['message']}", causes).response()
 
 
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    """Routing's own refusals (no such path, method not allowed) as Status objects too."""
+    reason = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+    message = f"{exc.detail}: {request.method} {request.url.path}"
+    response = ApiError(exc.status_code, reason, message).response()
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
 async def _store_not_found(_: Request, exc: NotFoundError) -> JSONResponse:
     # A store refusing a write for a missing parent, e.g. a Kubernetes namespace.
     return not_found(str(exc.args[0] if exc.args else exc)).response()
@@ -115,4 +127,5 @@ EXCEPTION_HANDLERS: dict[int | type[Exception], Callable[[Request, Any], Corouti
     RequestValidationError: _request_invalid,
     InvalidObjectError: _invalid,
     NotFoundError: _store_not_found,
+    StarletteHTTPException: _http_error,
 }

@@ -60,6 +60,11 @@ def _invalid(kind: KindInfo, name: str, field: str, message: str) -> ApiError:
     )
 
 
+def _mismatch(field: str, message: str) -> ApiError:
+    """A body that contradicts its URL (or is unreadable at one field): 400 naming the field."""
+    return ApiError(400, "BadRequest", f"{field}: {message}", [{"field": field, "message": message}])
+
+
 def with_url_metadata(
     kind: KindInfo, namespace: str, body: dict[str, Any], name: str | None
 ) -> dict[str, Any]:
@@ -69,20 +74,25 @@ def with_url_metadata(
         raise _invalid(kind, "", "metadata", f"must be a map, not {type(raw_meta).__name__}")
     meta = dict(raw_meta or {})
     if meta.get("namespace") not in (None, namespace):
-        raise bad_request(
-            f"the namespace of the object ({meta['namespace']}) does not match the URL ({namespace})"
+        raise _mismatch(
+            "metadata.namespace",
+            f"the namespace of the object ({meta['namespace']}) does not match the URL ({namespace})",
         )
     meta["namespace"] = namespace
     if name is not None:
         if meta.get("name") not in (None, name):
-            raise bad_request(f"the name of the object ({meta['name']}) does not match the URL ({name})")
+            raise _mismatch(
+                "metadata.name", f"the name of the object ({meta['name']}) does not match the URL ({name})"
+            )
         meta["name"] = name
     body["metadata"] = meta
     body.setdefault("apiVersion", kind.api_version)
     body.setdefault("kind", kind.kind)
     if body.get("apiVersion") != kind.api_version or body.get("kind") != kind.kind:
-        raise bad_request(
-            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_kind}"
+        field = "apiVersion" if body.get("apiVersion") != kind.api_version else "kind"
+        raise _mismatch(
+            field,
+            f"object is {body.get('apiVersion')}/{body.get('kind')}, but the URL is for {kind.full_kind}",
         )
     return body
 
@@ -118,4 +128,4 @@ def expected_revision(body: dict[str, Any]) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        raise bad_request(f"metadata.resourceVersion {value!r} is not a number") from None
+        raise _mismatch("metadata.resourceVersion", f"{value!r} is not a number") from None
