@@ -151,10 +151,11 @@ def test_validate_view(http: httpx.Client, body: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def rollback_target(http: httpx.Client) -> str:
-    """An object with two revisions to roll back."""
+def rollback_target(http: httpx.Client) -> tuple[str, list[int]]:
+    """An object with two revisions to roll back: (rollback URL, its revisions)."""
     info = kinds.lookup("RateLimitStrategy")
     url = _collection(info, fs.FUZZ_NAMESPACE) + "/rollback-target"
+    revisions = []
     for threshold in (1, 2):
         body = {
             "apiVersion": info.api_version,
@@ -162,25 +163,31 @@ def rollback_target(http: httpx.Client) -> str:
             "metadata": {"name": "rollback-target", "labels": {"app": fs.FUZZ_APP}},
             "spec": {"threshold": threshold, "statDuration": "1s"},
         }
-        assert http.put(url, json=body).status_code in (200, 201)
-    return url + "/rollback"
+        response = http.put(url, json=body)
+        assert response.status_code in (200, 201)
+        revisions.append(int(response.json()["metadata"]["resourceVersion"]))
+    return url + "/rollback", revisions
 
 
-@given(
-    body=st.one_of(
-        st.fixed_dictionaries(
-            {"revision": st.one_of(st.integers(0, 4), fs.json_scalars(), fs.hostile_int().map(str))},
-            optional={"resourceVersion": fs.json_scalars()},
-        ).map(fs.to_json),
-        fs.json_texts(),
-    ),
-    dry_run=st.booleans(),
-)
+@given(data=st.data(), dry_run=st.booleans())
 @budget(ci=100, deep=3_000)
-def test_rollback_bodies(http: httpx.Client, rollback_target: str, body: str, dry_run: bool) -> None:
+def test_rollback_bodies(
+    http: httpx.Client, rollback_target: tuple[str, list[int]], data: st.DataObject, dry_run: bool
+) -> None:
+    url, revisions = rollback_target
+    revision = fs.weighted(
+        (2, st.sampled_from(revisions)), (1, fs.json_scalars()), (1, fs.hostile_int().map(str))
+    )
+    body = data.draw(
+        fs.weighted(
+            (4, st.fixed_dictionaries({"revision": revision}, optional={"resourceVersion": fs.json_scalars()})
+             .map(fs.to_json)),
+            (1, fs.json_texts()),
+        )
+    )  # fmt: skip
     params = {"dryRun": "All"} if dry_run else {}
     response = _send(
-        http, "POST", rollback_target, content=_as_bytes(body), params=params,
+        http, "POST", url, content=_as_bytes(body), params=params,
         headers={"content-type": "application/json"},
     )  # fmt: skip
     tally.count("rest.rollback", oracle.http_outcome(response))

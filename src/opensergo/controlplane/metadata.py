@@ -45,7 +45,9 @@ from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 from opensergo.spec.discovery import InstanceAddress, ServiceInstance
+from opensergo.spec.errors import SpecError
 from opensergo.spec.kinds import by_full_kind
+from opensergo.spec.loader import parse_object
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +246,7 @@ class MetadataRegistry:
             check_app(request.app_name, "app_name")
         except InvalidName as err:
             raise RegistrationError(str(err)) from None
-        addresses = addresses_of(request)
+        addresses = _addresses(request)
         if not self.allow_loopback:
             bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
             if bad:
@@ -258,6 +260,11 @@ class MetadataRegistry:
         now = time.time() if now is None else now
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
+        existing = self._instances.get(key)
+        name = existing.name if existing is not None else object_name(request.app_name, nid)
+        body = self._body_of(namespace, request.app_name, nid, name, request, labels)
+        if existing is None or body != existing.persisted:
+            _check_instance(body)  # what is stored must be a valid object
         async with self._lock:
             instance = self._instances.get(key)
             if instance is None:
@@ -276,7 +283,6 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            body = self._body(instance)
             visible_change = changed or body != instance.persisted  # the body holds the contract hashes
             if visible_change and self._contracts is not None:
                 await self._contracts.record(namespace, request)
@@ -292,30 +298,46 @@ class MetadataRegistry:
 
     def _body(self, instance: Instance) -> dict[str, Any]:
         """The ServiceInstance object of ``instance``: everything a user sees of it."""
-        services = sorted(
-            {s.name for m in instance.report.service_metadata for s in m.service_contract.services}
+        return self._body_of(
+            instance.namespace,
+            instance.app,
+            instance.node_id,
+            instance.name,
+            instance.report,
+            instance.labels,
         )
-        ident = instance.report.node.identifier
+
+    def _body_of(
+        self,
+        namespace: str,
+        app: str,
+        nid: str,
+        name: str,
+        report: sc.ReportMetadataRequest,
+        labels: dict[str, str],
+    ) -> dict[str, Any]:
+        services = sorted({s.name for m in report.service_metadata for s in m.service_contract.services})
+        ident = report.node.identifier
         body = {
             "apiVersion": INSTANCE_KIND.api_version,
             "kind": INSTANCE_KIND.kind,
             "metadata": {
-                "name": instance.name,
-                "namespace": instance.namespace,
+                "name": name,
+                "namespace": namespace,
                 "labels": {
-                    "app": instance.app,
+                    "app": app,
                     **({REPLICA_LABEL: self.replica_id} if self.replica_id else {}),
                 },
             },
             "spec": {
-                "app": instance.app,
-                "nodeId": instance.node_id,
+                "app": app,
+                "nodeId": nid,
                 "hostName": ident.host_name,
                 "pid": ident.pid,
-                "addresses": [a.model_dump() for a in addresses_of(instance.report)],
-                "labels": instance.labels,
+                "addresses": [a.model_dump() for a in addresses_of(report)],
+                "labels": labels,
                 "services": services,
-                "contracts": contract_hashes(instance.report),
+                "contracts": contract_hashes(report),
             },
         }
         return body
@@ -423,6 +445,26 @@ class MetadataRegistry:
                 }
             )
         return out
+
+
+def _addresses(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
+    """The listening addresses of a report; RegistrationError naming the field of a bad one."""
+    for i, metadata in enumerate(request.service_metadata):
+        for j, address in enumerate(metadata.listening_addresses):
+            where = f"service_metadata[{i}].listening_addresses[{j}]"
+            if not address.address:
+                raise RegistrationError(f"{where}.address: required")
+            if address.port_value > 65535:
+                raise RegistrationError(f"{where}.port_value: must be at most 65535")
+    return addresses_of(request)
+
+
+def _check_instance(body: dict[str, Any]) -> None:
+    """A report whose ServiceInstance would be invalid is refused, naming the field."""
+    try:
+        parse_object(body)
+    except SpecError as err:
+        raise RegistrationError(f"{err.field}: {err.message}") from None
 
 
 def _node_labels(node: sc.Node) -> dict[str, str]:
