@@ -296,17 +296,6 @@ class MetadataRegistry:
             return True
         return await self._store.refresh(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
 
-    def _body(self, instance: Instance) -> dict[str, Any]:
-        """The ServiceInstance object of ``instance``: everything a user sees of it."""
-        return self._body_of(
-            instance.namespace,
-            instance.app,
-            instance.node_id,
-            instance.name,
-            instance.report,
-            instance.labels,
-        )
-
     def _body_of(
         self,
         namespace: str,
@@ -316,6 +305,7 @@ class MetadataRegistry:
         report: sc.ReportMetadataRequest,
         labels: dict[str, str],
     ) -> dict[str, Any]:
+        """The ServiceInstance object of an instance: everything a user sees of it."""
         services = sorted({s.name for m in report.service_metadata for s in m.service_contract.services})
         ident = report.node.identifier
         body = {
