@@ -40,6 +40,13 @@ if MODE not in ("ci", "deep"):
     raise pytest.UsageError(f"OPENSERGO_FUZZ_PROFILE must be ci or deep, not {MODE!r}")
 PROFILE = settings.get_profile(f"opensergo-fuzz-{MODE}")
 
+# Every fuzz test: an integration test (real processes), with room for the deep mode's budget.
+MARKS = [
+    pytest.mark.integration,
+    pytest.mark.timeout(7200 if MODE == "deep" else 300),
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning"),  # reprs of big examples
+]
+
 
 def budget(ci: int, deep: int) -> settings:
     """The settings of one target: the mode's profile with that mode's number of cases."""

@@ -6,7 +6,6 @@ stream is well-formed: a NACK carries an error code and a message."""
 
 from __future__ import annotations
 
-import os
 import string
 from collections.abc import Iterator
 from typing import Any
@@ -24,14 +23,11 @@ from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec import kinds
 from tests.fuzz import oracle, tally
 from tests.fuzz import strategies as fs
-from tests.fuzz.conftest import FuzzedControlPlane, budget
+from tests.fuzz.conftest import MARKS, FuzzedControlPlane, budget
 from tests.fuzz.messages import PROTO_TEXT, message
 from tests.helpers import put_object
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(7200 if os.environ.get("OPENSERGO_FUZZ_PROFILE") == "deep" else 300),
-]
+pytestmark = MARKS
 
 TIMEOUT = 30.0  # seconds; a call that takes longer is a hang
 SUBSCRIBE = "/io.opensergo.proto.transport.v1.OpenSergoUniversalTransportService/SubscribeConfig"
@@ -143,7 +139,7 @@ def _check_answers(answers: list[bytes], requests: list[pb.SubscribeRequest]) ->
 
 
 @given(requests=st.lists(subscribe_requests, min_size=1, max_size=4))
-@budget(ci=200, deep=8_000)
+@budget(ci=200, deep=7_000)
 def test_subscribe_config_messages(channel: grpc.Channel, requests: list[pb.SubscribeRequest]) -> None:
     try:
         answers = _stream(channel, SUBSCRIBE, [r.SerializeToString() for r in requests])
@@ -187,7 +183,7 @@ report_requests = message(sc.ReportMetadataRequest, _REPORT_FIELDS)
 
 
 @given(request=report_requests, headers=_HEADERS)
-@budget(ci=300, deep=10_000)
+@budget(ci=300, deep=8_000)
 def test_report_metadata_messages(
     channel: grpc.Channel, request: sc.ReportMetadataRequest, headers: list[tuple[str, str]]
 ) -> None:
@@ -219,7 +215,7 @@ _CODES = set(tk.TokenResponse.Code.values())
 
 
 @given(batches=st.lists(token_batches, min_size=1, max_size=3))
-@budget(ci=200, deep=8_000)
+@budget(ci=200, deep=6_000)
 def test_token_service_messages(
     channel: grpc.Channel, global_limits: None, batches: list[tk.TokenBatch]
 ) -> None:
@@ -272,7 +268,7 @@ _BYTES = {
 
 
 @given(data=st.data(), method=st.sampled_from(sorted(_BYTES)))
-@budget(ci=300, deep=10_000)
+@budget(ci=300, deep=8_000)
 def test_bytes_that_are_not_protobuf(channel: grpc.Channel, data: st.DataObject, method: str) -> None:
     target = "grpc.bytes." + method.rsplit("/", 1)[-1]
     try:

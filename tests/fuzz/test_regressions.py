@@ -16,11 +16,11 @@ from opensergo.spec import codec, kinds
 from opensergo.spec.errors import SpecError
 from opensergo.spec.limits import LimitError
 from opensergo.spec.loader import YamlSyntaxError, load_json, load_yaml, parse_object
-from tests.fuzz.conftest import FuzzedControlPlane
+from tests.fuzz.conftest import MARKS, FuzzedControlPlane
 from tests.fuzz.streams import Watcher
 from tests.helpers import put_object, wait_until
 
-pytestmark = pytest.mark.integration
+pytestmark = MARKS
 
 SUBSCRIBE = "/io.opensergo.proto.transport.v1.OpenSergoUniversalTransportService/SubscribeConfig"
 REPORT = "/opensergo.proto.service_contract.v1.MetadataService/ReportMetadata"
