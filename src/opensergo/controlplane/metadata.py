@@ -246,14 +246,7 @@ class MetadataRegistry:
             check_app(request.app_name, "app_name")
         except InvalidName as err:
             raise RegistrationError(str(err)) from None
-        addresses = _addresses(request)
-        if not self.allow_loopback:
-            bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
-            if bad:
-                raise RegistrationError(
-                    f"listening address {', '.join(bad)} is not reachable by other hosts; advertise a"
-                    " routable address (or start the control plane with --allow-loopback)"
-                )
+        _check_addresses(request)  # before node_id(), which may take the first address
         labels = _node_labels(request.node) | parse_labels(
             headers.get(LABELS_HEADER, ""), self.limits.report_labels_bytes, self.limits.report_labels
         )
@@ -261,10 +254,27 @@ class MetadataRegistry:
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
         existing = self._instances.get(key)
-        name = existing.name if existing is not None else object_name(request.app_name, nid)
-        body = self._body_of(namespace, request.app_name, nid, name, request, labels)
-        if existing is None or body != existing.persisted:
-            _check_instance(body)  # what is stored must be a valid object
+        if (
+            existing is not None
+            and existing.persisted is not None
+            and existing.report == request
+            and existing.labels == labels
+        ):
+            # A heartbeat repeating the report last accepted: nothing to check, build or write.
+            body = existing.persisted
+        else:
+            addresses = addresses_of(request)
+            if not self.allow_loopback:
+                bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
+                if bad:
+                    raise RegistrationError(
+                        f"listening address {', '.join(bad)} is not reachable by other hosts; advertise"
+                        " a routable address (or start the control plane with --allow-loopback)"
+                    )
+            name = existing.name if existing is not None else object_name(request.app_name, nid)
+            body = self._body_of(namespace, request.app_name, nid, name, request, labels, addresses)
+            if existing is None or body != existing.persisted:
+                _check_instance(body)  # what is stored must be a valid object
         async with self._lock:
             instance = self._instances.get(key)
             if instance is None:
@@ -283,7 +293,8 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            visible_change = changed or body != instance.persisted  # the body holds the contract hashes
+            # The body holds the contract hashes.
+            visible_change = changed or (body is not instance.persisted and body != instance.persisted)
             if visible_change and self._contracts is not None:
                 await self._contracts.record(namespace, request)
             if visible_change or not await self._refresh(instance):
@@ -304,6 +315,7 @@ class MetadataRegistry:
         name: str,
         report: sc.ReportMetadataRequest,
         labels: dict[str, str],
+        addresses: list[InstanceAddress],
     ) -> dict[str, Any]:
         """The ServiceInstance object of an instance: everything a user sees of it."""
         services = sorted({s.name for m in report.service_metadata for s in m.service_contract.services})
@@ -324,7 +336,7 @@ class MetadataRegistry:
                 "nodeId": nid,
                 "hostName": ident.host_name,
                 "pid": ident.pid,
-                "addresses": [a.model_dump() for a in addresses_of(report)],
+                "addresses": [a.model_dump() for a in addresses],
                 "labels": labels,
                 "services": services,
                 "contracts": contract_hashes(report),
@@ -437,8 +449,8 @@ class MetadataRegistry:
         return out
 
 
-def _addresses(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
-    """The listening addresses of a report; RegistrationError naming the field of a bad one."""
+def _check_addresses(request: sc.ReportMetadataRequest) -> None:
+    """Listening addresses an instance can have; RegistrationError naming the field of a bad one."""
     for i, metadata in enumerate(request.service_metadata):
         for j, address in enumerate(metadata.listening_addresses):
             where = f"service_metadata[{i}].listening_addresses[{j}]"
@@ -446,7 +458,6 @@ def _addresses(request: sc.ReportMetadataRequest) -> list[InstanceAddress]:
                 raise RegistrationError(f"{where}.address: required")
             if address.port_value > 65535:
                 raise RegistrationError(f"{where}.port_value: must be at most 65535")
-    return addresses_of(request)
 
 
 def _check_instance(body: dict[str, Any]) -> None:
