@@ -219,3 +219,21 @@ def test_unknown_paths_and_methods_answer_a_status(fuzzed_cp: FuzzedControlPlane
     wrong = httpx.patch(fuzzed_cp.http_url + "/healthz")
     assert wrong.status_code == 405
     assert wrong.json()["kind"] == "Status" and wrong.json()["code"] == 405
+
+
+# -- YAML that is cheap to send and dear to read ----------------------------------------------------
+
+
+def test_deep_flow_nesting_is_refused_before_the_scanner_reads_ahead(fuzzed_cp: FuzzedControlPlane) -> None:
+    """2 KB of "[" kept the event loop busy for 0.3 s (the scanner re-checked every open
+    collection for every token), so a few requests a second stalled /healthz for seconds."""
+    started = time.perf_counter()
+    with pytest.raises(YamlSyntaxError) as refused:
+        load_yaml("[" * 2000)
+    assert time.perf_counter() - started < 0.05
+    assert "nested deeper than 64 levels" in refused.value.problem and refused.value.column == 65
+    assert load_yaml("[" * 64 + "]" * 64) is not None  # the limit itself still reads
+    started = time.perf_counter()
+    answer = httpx.post(fuzzed_cp.http_url + "/api/v1/validate", json={"yaml": "[" * 30_000}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["valid"] is False
+    assert time.perf_counter() - started < 1.0
