@@ -467,6 +467,8 @@ async def session_forgery(ctx: Ctx, i: int) -> str:
         response = await ctx.http.post("/api/v1/login", json={"token": f"guess-{i}"})
     elif i % 3 == 1:
         response = await ctx.http.get("/api/v1/whoami", headers={"authorization": f"Bearer guess-{i}"})
+        if response.status_code == 200:  # whoami answers who the caller is: nobody
+            return "200 anonymous" if response.json().get("authenticated") is False else "200 AUTHENTICATED"
     else:
         response = await ctx.http.get(
             "/api/v1/apps", headers={"cookie": f"osg_session=forged.{i}.{'A' * 40}"}
@@ -581,7 +583,12 @@ ATTACKS = [
     Attack("9b", "heartbeats that change every time", heartbeat_churn, ("OK",)),
     Attack("10", "malformed bodies and parameters", malformed_bodies, ("400", "404", "422")),
     Attack("11", "guessing a secret through validate", validate_guess, ("200",)),
-    Attack("6", "forged sessions, guessed tokens, logins", session_forgery, ("401", "403", "429")),
+    Attack(
+        "6",
+        "forged sessions, guessed tokens, logins",
+        session_forgery,
+        ("401", "403", "429", "200 anonymous"),
+    ),
 ]
 
 
