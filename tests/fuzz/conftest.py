@@ -32,8 +32,8 @@ _COMMON = {
         HealthCheck.large_base_example,
     ],
 }
-settings.register_profile("opensergo-fuzz-ci", derandomize=True, **_COMMON)  # type: ignore[arg-type]
-settings.register_profile("opensergo-fuzz-deep", derandomize=False, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("opensergo-fuzz-ci", derandomize=True, **_COMMON)
+settings.register_profile("opensergo-fuzz-deep", derandomize=False, **_COMMON)
 
 MODE = os.environ.get("OPENSERGO_FUZZ_PROFILE", "ci")
 if MODE not in ("ci", "deep"):

@@ -71,8 +71,11 @@ def _field(field: FieldDescriptor, overrides: Overrides, depth: int) -> st.Searc
     return single
 
 
-def message(cls: type[Message], overrides: Overrides = {}, depth: int = 0) -> st.SearchStrategy[Message]:  # noqa: B006
+def message(
+    cls: type[Message], overrides: Overrides | None = None, depth: int = 0
+) -> st.SearchStrategy[Message]:
     """Messages of ``cls`` with any subset of their fields set (at most one per oneof)."""
+    overrides = overrides or {}
     descriptor: Descriptor = cls.DESCRIPTOR
     if depth > 4:
         return st.builds(cls)
