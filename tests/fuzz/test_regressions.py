@@ -237,3 +237,30 @@ def test_deep_flow_nesting_is_refused_before_the_scanner_reads_ahead(fuzzed_cp: 
     answer = httpx.post(fuzzed_cp.http_url + "/api/v1/validate", json={"yaml": "[" * 30_000}, timeout=30)
     assert answer.status_code == 200 and answer.json()["valid"] is False
     assert time.perf_counter() - started < 1.0
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("x: !!timestamp :2001-12-14", "!!timestamp is not supported"),  # AttributeError
+        ("x: !!bool maybe", "does not fit its tag !!bool"),  # KeyError
+        ("x: !!int abc", "does not fit its tag !!int"),  # ValueError without a position
+        ("x: !!binary aGVsbG8=", "!!binary is not supported"),  # bytes, which JSON cannot hold
+        ("x: !!set {a, b}", "!!set is not supported"),
+    ],
+)
+def test_explicit_tags_a_value_does_not_fit_are_a_syntax_error_with_the_line(text: str, problem: str) -> None:
+    """PyYAML's constructors raised whatever the conversion raised (a 500 from the REST API for
+    AttributeError and KeyError), or produced values JSON cannot hold."""
+    with pytest.raises(YamlSyntaxError) as refused:
+        load_yaml(text)
+    assert problem in refused.value.problem
+    assert refused.value.position == (1, 4)
+
+
+def test_a_tag_its_value_does_not_fit_is_a_400_with_the_line(fuzzed_cp: FuzzedControlPlane) -> None:
+    for text in ("metadata: {name: x}\nspec: !!bool maybe\n", "metadata: {name: !!timestamp :1}\n"):
+        answer = httpx.post(_url(fuzzed_cp), content=text, headers={"content-type": "application/yaml"})
+        assert answer.status_code == 400, answer.text
+        assert "line " in answer.json()["message"]
+    fuzzed_cp.assert_healthy()

@@ -57,6 +57,18 @@ class _Loader(yaml.SafeLoader):
             raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self.max_depth} levels", mark)
         super().fetch_flow_collection_start(TokenClass)
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except yaml.YAMLError:
+            raise
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, IndexError):
+            # An explicit tag its value does not fit (``!!int abc``, ``!!bool maybe``): PyYAML's
+            # constructors raise whatever the conversion raised.
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the value does not fit its tag {_short(node.tag)}", node.start_mark
+            ) from None
+
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
@@ -78,6 +90,21 @@ _Loader.yaml_implicit_resolvers = {
     first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
 }
+
+
+def _short(tag: str) -> str:
+    return tag.replace("tag:yaml.org,2002:", "!!")
+
+
+def _not_json(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    raise yaml.constructor.ConstructorError(
+        None, None, f"tag {_short(node.tag)} is not supported: objects hold JSON values", node.start_mark
+    )
+
+
+# Explicit tags whose values JSON cannot carry (bytes, dates, sets, ordered pairs) are refused.
+for _tag in ("binary", "timestamp", "set", "omap", "pairs"):
+    _Loader.add_constructor(f"tag:yaml.org,2002:{_tag}", _not_json)
 
 
 class YamlSyntaxError(ValueError):
