@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 # Every extra: the venv runs the control plane on each store, the SDK's OTLP export and the tests.
 EXTRAS := controlplane,etcd,kubernetes,otel,database,sidecar,dev,bench
 
-.PHONY: install lock system-deps kube-apiserver interop-warm run test test-fast lint proto bench bench-scale clean
+.PHONY: install lock system-deps kube-apiserver interop-warm run test test-fast fuzz lint proto bench bench-scale clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -75,6 +75,12 @@ test: lint system-deps kube-apiserver helm interop-warm
 ## The unit layer only (seconds).
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m unit
+
+## Hypothesis fuzzing (random seeds, over 10^5 cases, about an hour on 2 busy cores) of the YAML/JSON
+## reader, every kind's model, and the REST API and gRPC services of a real control plane; totals
+## per target at the end. `make test` runs a seeded slice of the same tests (a few thousand cases).
+fuzz: $(STAMP)
+	OPENSERGO_FUZZ_PROFILE=deep $(PY) -m pytest -q -p no:cacheprovider tests/fuzz
 
 ## Our figures beside peer libraries', same data, same run (guards, routing, rule fan-out), and
 ## what `pip install opensergo` costs an app (install size, import time, start-up).

@@ -32,13 +32,20 @@ _COMMON = {
         HealthCheck.large_base_example,
     ],
 }
-settings.register_profile("opensergo-fuzz-ci", derandomize=True, **_COMMON)  # type: ignore[arg-type]
-settings.register_profile("opensergo-fuzz-deep", derandomize=False, **_COMMON)  # type: ignore[arg-type]
+settings.register_profile("opensergo-fuzz-ci", derandomize=True, **_COMMON)
+settings.register_profile("opensergo-fuzz-deep", derandomize=False, **_COMMON)
 
 MODE = os.environ.get("OPENSERGO_FUZZ_PROFILE", "ci")
 if MODE not in ("ci", "deep"):
     raise pytest.UsageError(f"OPENSERGO_FUZZ_PROFILE must be ci or deep, not {MODE!r}")
 PROFILE = settings.get_profile(f"opensergo-fuzz-{MODE}")
+
+# Every fuzz test: an integration test (real processes), with room for the deep mode's budget.
+MARKS = [
+    pytest.mark.integration,
+    pytest.mark.timeout(7200 if MODE == "deep" else 300),
+    pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisWarning"),  # reprs of big examples
+]
 
 
 def budget(ci: int, deep: int) -> settings:

@@ -9,7 +9,6 @@ import math
 import time
 from typing import Any
 
-import pytest
 from hypothesis import given
 
 from opensergo.spec.errors import SpecError, SpecErrors
@@ -17,9 +16,9 @@ from opensergo.spec.limits import DEFAULT_LIMITS, INT64_MAX, INT64_MIN, LimitErr
 from opensergo.spec.loader import YamlSyntaxError, iter_yaml, load_json, load_yaml, locate, parse_documents
 from tests.fuzz import strategies as fs
 from tests.fuzz import tally
-from tests.fuzz.conftest import budget
+from tests.fuzz.conftest import MARKS, budget
 
-pytestmark = pytest.mark.integration
+pytestmark = MARKS
 
 SLOW = 10.0  # seconds; a text of at most 1 MiB that takes longer to read counts as a hang
 
@@ -61,7 +60,7 @@ def _timed(target: str, read: Any, text: str) -> Any:
 
 
 @given(fs.yaml_texts())
-@budget(ci=600, deep=25_000)
+@budget(ci=600, deep=18_000)
 def test_yaml_texts_decode_or_are_refused_with_a_location(text: str) -> None:
     try:
         docs = _timed("iter_yaml", lambda t: list(iter_yaml(t)), text)
@@ -84,7 +83,7 @@ def test_yaml_texts_decode_or_are_refused_with_a_location(text: str) -> None:
 
 
 @given(fs.json_texts())
-@budget(ci=300, deep=10_000)
+@budget(ci=300, deep=8_000)
 def test_json_texts_decode_or_are_refused(text: str) -> None:
     try:
         value = _timed("load_json", load_json, text)
@@ -100,7 +99,7 @@ def test_json_texts_decode_or_are_refused(text: str) -> None:
 
 
 @given(fs.yaml_texts())
-@budget(ci=400, deep=15_000)
+@budget(ci=400, deep=10_000)
 def test_documents_parse_or_every_error_names_its_document(text: str) -> None:
     """``opensergo apply -f`` and friends: objects, or SpecErrors naming source and document."""
     try:

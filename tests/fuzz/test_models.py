@@ -20,9 +20,9 @@ from opensergo.spec.limits import LimitError
 from opensergo.spec.loader import load_json, load_yaml, parse_object
 from tests.fuzz import strategies as fs
 from tests.fuzz import tally
-from tests.fuzz.conftest import budget
+from tests.fuzz.conftest import MARKS, budget
 
-pytestmark = pytest.mark.integration
+pytestmark = MARKS
 
 
 def _documents(info: KindInfo) -> st.SearchStrategy[dict[str, Any]]:
@@ -49,7 +49,7 @@ def assert_travels(info: KindInfo, obj: Resource) -> None:
 
 @pytest.mark.parametrize("info", kinds.all_kinds(), ids=lambda k: k.kind)
 @given(data=st.data(), as_json=st.booleans())
-@budget(ci=40, deep=1_600)
+@budget(ci=40, deep=1_200)
 def test_every_kind_accepts_only_what_can_travel(info: KindInfo, data: st.DataObject, as_json: bool) -> None:
     doc = data.draw(_documents(info))
     text = fs.to_json(doc) if as_json else fs.to_yaml(doc)

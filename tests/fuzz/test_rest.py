@@ -8,7 +8,6 @@ must still validate."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
@@ -23,14 +22,11 @@ from opensergo.spec import kinds
 from opensergo.spec.kinds import KindInfo
 from tests.fuzz import oracle, tally
 from tests.fuzz import strategies as fs
-from tests.fuzz.conftest import FuzzedControlPlane, budget
+from tests.fuzz.conftest import MARKS, FuzzedControlPlane, budget
 from tests.fuzz.streams import Watcher
 from tests.helpers import wait_until
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(7200 if os.environ.get("OPENSERGO_FUZZ_PROFILE") == "deep" else 300),
-]
+pytestmark = MARKS
 
 TIMEOUT = 30.0  # seconds; a request that takes longer is a hang
 
@@ -101,7 +97,7 @@ bodies = st.one_of(
     namespace=fs.namespaces(),
     name=fs.names(),
 )
-@budget(ci=400, deep=16_000)
+@budget(ci=400, deep=14_000)
 def test_object_bodies(
     http: httpx.Client,
     watchers: list[Watcher],
@@ -138,7 +134,7 @@ validate_bodies = fs.weighted((5, _yaml_bodies), (1, fs.json_texts()), (1, fs.js
 
 
 @given(body=validate_bodies)
-@budget(ci=250, deep=8_000)
+@budget(ci=250, deep=7_000)
 def test_validate_view(http: httpx.Client, body: str) -> None:
     response = _send(
         http,
@@ -151,10 +147,11 @@ def test_validate_view(http: httpx.Client, body: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def rollback_target(http: httpx.Client) -> str:
-    """An object with two revisions to roll back."""
+def rollback_target(http: httpx.Client) -> tuple[str, list[int]]:
+    """An object with two revisions to roll back: (rollback URL, its revisions)."""
     info = kinds.lookup("RateLimitStrategy")
     url = _collection(info, fs.FUZZ_NAMESPACE) + "/rollback-target"
+    revisions = []
     for threshold in (1, 2):
         body = {
             "apiVersion": info.api_version,
@@ -162,25 +159,31 @@ def rollback_target(http: httpx.Client) -> str:
             "metadata": {"name": "rollback-target", "labels": {"app": fs.FUZZ_APP}},
             "spec": {"threshold": threshold, "statDuration": "1s"},
         }
-        assert http.put(url, json=body).status_code in (200, 201)
-    return url + "/rollback"
+        response = http.put(url, json=body)
+        assert response.status_code in (200, 201)
+        revisions.append(int(response.json()["metadata"]["resourceVersion"]))
+    return url + "/rollback", revisions
 
 
-@given(
-    body=st.one_of(
-        st.fixed_dictionaries(
-            {"revision": st.one_of(st.integers(0, 4), fs.json_scalars(), fs.hostile_int().map(str))},
-            optional={"resourceVersion": fs.json_scalars()},
-        ).map(fs.to_json),
-        fs.json_texts(),
-    ),
-    dry_run=st.booleans(),
-)
-@budget(ci=100, deep=3_000)
-def test_rollback_bodies(http: httpx.Client, rollback_target: str, body: str, dry_run: bool) -> None:
+@given(data=st.data(), dry_run=st.booleans())
+@budget(ci=100, deep=2_500)
+def test_rollback_bodies(
+    http: httpx.Client, rollback_target: tuple[str, list[int]], data: st.DataObject, dry_run: bool
+) -> None:
+    url, revisions = rollback_target
+    revision = fs.weighted(
+        (2, st.sampled_from(revisions)), (1, fs.json_scalars()), (1, fs.hostile_int().map(str))
+    )
+    body = data.draw(
+        fs.weighted(
+            (4, st.fixed_dictionaries({"revision": revision}, optional={"resourceVersion": fs.json_scalars()})
+             .map(fs.to_json)),
+            (1, fs.json_texts()),
+        )
+    )  # fmt: skip
     params = {"dryRun": "All"} if dry_run else {}
     response = _send(
-        http, "POST", rollback_target, content=_as_bytes(body), params=params,
+        http, "POST", url, content=_as_bytes(body), params=params,
         headers={"content-type": "application/json"},
     )  # fmt: skip
     tally.count("rest.rollback", oracle.http_outcome(response))
@@ -239,7 +242,7 @@ def _params_for(path: str) -> st.SearchStrategy[dict[str, str]]:
 
 
 @given(request=_path_strategy().flatmap(lambda path: st.tuples(st.just(path), _params_for(path))))
-@budget(ci=300, deep=10_000)
+@budget(ci=300, deep=8_000)
 def test_paths_and_query_parameters(http: httpx.Client, request: tuple[str, dict[str, str]]) -> None:
     path, params = request
     if params.get("watch", "").lower() in ("true", "1", "yes", "on", "t", "y"):

@@ -45,7 +45,9 @@ from opensergo.controlplane.store.base import NotFoundError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 from opensergo.spec.discovery import InstanceAddress, ServiceInstance
+from opensergo.spec.errors import SpecError
 from opensergo.spec.kinds import by_full_kind
+from opensergo.spec.loader import parse_object
 
 log = logging.getLogger(__name__)
 
@@ -244,20 +246,35 @@ class MetadataRegistry:
             check_app(request.app_name, "app_name")
         except InvalidName as err:
             raise RegistrationError(str(err)) from None
-        addresses = addresses_of(request)
-        if not self.allow_loopback:
-            bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
-            if bad:
-                raise RegistrationError(
-                    f"listening address {', '.join(bad)} is not reachable by other hosts; advertise a"
-                    " routable address (or start the control plane with --allow-loopback)"
-                )
+        _check_addresses(request)  # before node_id(), which may take the first address
         labels = _node_labels(request.node) | parse_labels(
             headers.get(LABELS_HEADER, ""), self.limits.report_labels_bytes, self.limits.report_labels
         )
         now = time.time() if now is None else now
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
+        existing = self._instances.get(key)
+        if (
+            existing is not None
+            and existing.persisted is not None
+            and existing.report == request
+            and existing.labels == labels
+        ):
+            # A heartbeat repeating the report last accepted: nothing to check, build or write.
+            body = existing.persisted
+        else:
+            addresses = addresses_of(request)
+            if not self.allow_loopback:
+                bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
+                if bad:
+                    raise RegistrationError(
+                        f"listening address {', '.join(bad)} is not reachable by other hosts; advertise"
+                        " a routable address (or start the control plane with --allow-loopback)"
+                    )
+            name = existing.name if existing is not None else object_name(request.app_name, nid)
+            body = self._body_of(namespace, request.app_name, nid, name, request, labels, addresses)
+            if existing is None or body != existing.persisted:
+                _check_instance(body)  # what is stored must be a valid object
         async with self._lock:
             instance = self._instances.get(key)
             if instance is None:
@@ -276,8 +293,8 @@ class MetadataRegistry:
                 instance.peer = peer
                 instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
                 instance.reports += 1
-            body = self._body(instance)
-            visible_change = changed or body != instance.persisted  # the body holds the contract hashes
+            # The body holds the contract hashes.
+            visible_change = changed or (body is not instance.persisted and body != instance.persisted)
             if visible_change and self._contracts is not None:
                 await self._contracts.record(namespace, request)
             if visible_change or not await self._refresh(instance):
@@ -290,32 +307,39 @@ class MetadataRegistry:
             return True
         return await self._store.refresh(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
 
-    def _body(self, instance: Instance) -> dict[str, Any]:
-        """The ServiceInstance object of ``instance``: everything a user sees of it."""
-        services = sorted(
-            {s.name for m in instance.report.service_metadata for s in m.service_contract.services}
-        )
-        ident = instance.report.node.identifier
+    def _body_of(
+        self,
+        namespace: str,
+        app: str,
+        nid: str,
+        name: str,
+        report: sc.ReportMetadataRequest,
+        labels: dict[str, str],
+        addresses: list[InstanceAddress],
+    ) -> dict[str, Any]:
+        """The ServiceInstance object of an instance: everything a user sees of it."""
+        services = sorted({s.name for m in report.service_metadata for s in m.service_contract.services})
+        ident = report.node.identifier
         body = {
             "apiVersion": INSTANCE_KIND.api_version,
             "kind": INSTANCE_KIND.kind,
             "metadata": {
-                "name": instance.name,
-                "namespace": instance.namespace,
+                "name": name,
+                "namespace": namespace,
                 "labels": {
-                    "app": instance.app,
+                    "app": app,
                     **({REPLICA_LABEL: self.replica_id} if self.replica_id else {}),
                 },
             },
             "spec": {
-                "app": instance.app,
-                "nodeId": instance.node_id,
+                "app": app,
+                "nodeId": nid,
                 "hostName": ident.host_name,
                 "pid": ident.pid,
-                "addresses": [a.model_dump() for a in addresses_of(instance.report)],
-                "labels": instance.labels,
+                "addresses": [a.model_dump() for a in addresses],
+                "labels": labels,
                 "services": services,
-                "contracts": contract_hashes(instance.report),
+                "contracts": contract_hashes(report),
             },
         }
         return body
@@ -423,6 +447,25 @@ class MetadataRegistry:
                 }
             )
         return out
+
+
+def _check_addresses(request: sc.ReportMetadataRequest) -> None:
+    """Listening addresses an instance can have; RegistrationError naming the field of a bad one."""
+    for i, metadata in enumerate(request.service_metadata):
+        for j, address in enumerate(metadata.listening_addresses):
+            where = f"service_metadata[{i}].listening_addresses[{j}]"
+            if not address.address:
+                raise RegistrationError(f"{where}.address: required")
+            if address.port_value > 65535:
+                raise RegistrationError(f"{where}.port_value: must be at most 65535")
+
+
+def _check_instance(body: dict[str, Any]) -> None:
+    """A report whose ServiceInstance would be invalid is refused, naming the field."""
+    try:
+        parse_object(body)
+    except SpecError as err:
+        raise RegistrationError(f"{err.field}: {err.message}") from None
 
 
 def _node_labels(node: sc.Node) -> dict[str, str]:

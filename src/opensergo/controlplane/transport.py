@@ -332,8 +332,8 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
             async for request in request_iterator:
                 self._handle(stream, request)
             await stream.flush()  # the client half-closed: deliver what is queued, then end
-        except (grpc.aio.AioRpcError, grpc.aio.AbortError):
-            pass  # the call ended or was aborted (e.g. a request that does not decode)
+        except grpc.aio.AioRpcError:
+            pass
         except Exception:
             log.exception("stream %s: reader failed", stream.id)
         finally:

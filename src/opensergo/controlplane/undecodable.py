@@ -4,8 +4,9 @@ gRPC's own handling of a message that does not decode depends on the call shape:
 answers UNKNOWN, a streaming call raises ``DecodeError`` into the servicer (the token service
 then fails with UNKNOWN and a logged traceback; SubscribeConfig ended with OK and no answer).
 This interceptor makes the answer the same everywhere: the deserializer returns a marker instead
-of raising, and the call is aborted with INVALID_ARGUMENT naming the message type, before the
-servicer sees the request (for a stream: when it reads that message).
+of raising, and the call ends with INVALID_ARGUMENT naming the message type, before the servicer
+sees the request (for a stream: its requests end at that message, as if the client had
+half-closed, and the servicer's own end of the call carries the status).
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ async def _refuse(context: Any, request: _Undecodable) -> None:
 async def _checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
     async for request in requests:
         if isinstance(request, _Undecodable):
-            await _refuse(context, request)
+            # Not abort(): the servicer may be writing on the stream right now, and gRPC refuses
+            # a second operation at once. The requests end here (the servicer sees a half-close
+            # and finishes as usual) and the call ends with this status.
+            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            context.set_details(request.reason)
+            return
         yield request
 
 
