@@ -56,13 +56,11 @@ def test_partial_refill_uses_floor_of_elapsed_share() -> None:
     assert passes(b2, "k", 3, 0) == 3
     # 4001 ms elapsed: floor(4001 * 3 / 4000) = 3
     assert passes(b2, "k", 5, 4001) == 3
-    # a partial refill: spend 2 of 3 at 4001 is impossible to observe through the window rule
-    # (refills happen only after a full duration), so the floor shows with leftovers: 1 left at
-    # 8002 + floor(4001 * 3 / 4000) = 3 -> 4 > 3 -> capped at 3 - 1 = 2 left after this call
-    b3 = ParamBuckets(3, 4)
-    assert passes(b3, "k", 2, 0) == 2  # 1 left
-    assert b3.try_acquire("k", 1, 4001)
-    assert passes(b3, "k", 5, 4001) == 2
+    # With a burst the cap is high enough to see the floor: threshold 3 + burst 10 per 4 s, all
+    # 13 spent at 0; at 6000 ms the refill is floor(6000 * 3 / 4000) = 4 (not 4.5, not 5).
+    b3 = ParamBuckets(3, 4, burst=10)
+    assert passes(b3, "k", 13, 0) == 13
+    assert passes(b3, "k", 20, 6000) == 4
 
 
 def test_refill_adds_to_leftover_without_exceeding_threshold_plus_burst() -> None:
