@@ -87,6 +87,12 @@ class OverloadedError(BlockedError):
         return self.detail.split(" ", 1)[0] if self.detail else ""
 
 
+class HotParamLimitedError(BlockedError):
+    """Refused by a HotParamRateLimitStrategy: this parameter value used up its own allowance."""
+
+    KIND = "HotParamRateLimitStrategy"
+
+
 ERROR_BY_KIND: dict[str, type[BlockedError]] = {
     cls.KIND: cls
     for cls in (
@@ -95,5 +101,6 @@ ERROR_BY_KIND: dict[str, type[BlockedError]] = {
         ConcurrencyLimitedError,
         CircuitBreakerOpenError,
         OverloadedError,
+        HotParamLimitedError,
     )
 }

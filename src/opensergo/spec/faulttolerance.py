@@ -87,6 +87,7 @@ class StrategyKind(CaseInsensitiveEnum):
     CONCURRENCY_LIMIT = "ConcurrencyLimitStrategy"
     CIRCUIT_BREAKER = "CircuitBreakerStrategy"
     ADAPTIVE_OVERLOAD_PROTECTION = "AdaptiveOverloadProtectionStrategy"
+    HOT_PARAM_RATE_LIMIT = "HotParamRateLimitStrategy"
 
 
 class ActionKind(CaseInsensitiveEnum):
@@ -306,6 +307,156 @@ class AdaptiveOverloadProtectionStrategy(_FaultToleranceResource):
     spec: AdaptiveOverloadProtectionStrategySpec
 
 
+# --- HotParamRateLimitStrategy (ours: upstream has no hot-parameter kind) ---------------------
+
+
+class ParamSource(CaseInsensitiveEnum):
+    """Where the parameter of a hot-parameter limit is read from."""
+
+    HEADER = "header"  # an HTTP request header (case-insensitive name)
+    QUERY = "query"  # a query-string parameter (the first value)
+    PATH = "path"  # a path parameter of the matched route template (``/users/{user_id}``)
+    CLIENT_IP = "clientIP"  # the peer address of the connection (HTTP and gRPC)
+    GRPC_METADATA = "grpcMetadata"  # a gRPC request metadata key
+    ARGUMENT = "argument"  # a named argument of a function decorated with ``@guard``
+
+
+class HotParamBehavior(CaseInsensitiveEnum):
+    REJECT = "Reject"  # a token bucket per value: refuse beyond threshold (+ burst) per duration
+    THROTTLING = "Throttling"  # pace each value's requests duration/threshold apart, queueing
+
+
+_GRPC_KEY = re.compile(r"^[0-9a-z_.\-]+$")
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+# The most values one strategy may track; Sentinel Java caps its computed capacity at 200 000.
+MAX_TRACKED_VALUES = 1_000_000
+MAX_EXCEPTION_ITEMS = 10_000
+
+
+class HotParam(SpecModel):
+    """The parameter whose values are limited one by one."""
+
+    source: ParamSource
+    # The header, query/path parameter, metadata key or argument name; not for clientIP.
+    name: str | None = Field(default=None, min_length=1, max_length=256)
+
+    @model_validator(mode="after")
+    def _check_name(self) -> Self:
+        source, name = self.source, self.name
+        if source is ParamSource.CLIENT_IP:
+            if name is not None:
+                raise FieldError(("name",), "clientIP takes no name (the peer address is used)")
+            return self
+        if name is None:
+            raise FieldError(("name",), f"required for source {source.value} (the {_NAME_OF[source]})")
+        if source is ParamSource.HEADER and not _HEADER_NAME.match(name):
+            raise FieldError(("name",), f"invalid HTTP header name {name!r}")
+        if source is ParamSource.GRPC_METADATA and not _GRPC_KEY.match(name.lower()):
+            raise FieldError(("name",), f"invalid gRPC metadata key {name!r} (0-9 a-z _ . -)")
+        if source is ParamSource.GRPC_METADATA and name.lower().endswith("-bin"):
+            raise FieldError(("name",), f"binary metadata ({name!r}) cannot be a hot parameter")
+        if source in (ParamSource.ARGUMENT, ParamSource.PATH) and not _IDENTIFIER.match(name):
+            raise FieldError(("name",), f"{name!r} is not a valid {_NAME_OF[source]}")
+        return self
+
+
+_NAME_OF = {
+    ParamSource.HEADER: "header name",
+    ParamSource.QUERY: "query parameter name",
+    ParamSource.PATH: "path parameter name",
+    ParamSource.GRPC_METADATA: "metadata key",
+    ParamSource.ARGUMENT: "function argument name",
+}
+
+
+class ParamExceptionItem(SpecModel):
+    """A value with its own threshold (Sentinel's ``paramFlowItemList``): a VIP with more, a
+    known abuser with 0."""
+
+    value: str = Field(max_length=4096)
+    threshold: int = Field(ge=0, le=INT64_MAX)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _number_as_text(cls, value: Any) -> Any:
+        # Values are matched as text; a YAML ``value: 42`` means the parameter text "42".
+        if isinstance(value, int) and not isinstance(value, bool):
+            return str(value)
+        return value
+
+
+class HotParamRateLimitStrategySpec(SpecModel):
+    """At most ``threshold`` requests per ``statDuration`` for *each value* of ``param``."""
+
+    param: HotParam
+    threshold: int = Field(ge=0, le=INT64_MAX)
+    # Whole seconds, as Sentinel's durationInSec; written either way, like RateLimitStrategy.
+    statDurationSeconds: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    statDuration: Duration | None = None
+    burst: int = Field(default=0, ge=0, le=INT64_MAX)
+    behavior: HotParamBehavior = HotParamBehavior.REJECT
+    queueTimeout: Duration | None = None
+    exceptionItems: list[ParamExceptionItem] = Field(default_factory=list, max_length=MAX_EXCEPTION_ITEMS)
+    maxTrackedValues: int | None = Field(default=None, ge=1, le=MAX_TRACKED_VALUES)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.statDuration is not None:
+            if self.statDurationSeconds is not None:
+                raise FieldError(
+                    ("statDuration",), "set either statDuration or statDurationSeconds, not both"
+                )
+            millis = self.statDuration.millis
+            if millis <= 0 or millis % 1000:
+                raise FieldError(
+                    ("statDuration",),
+                    f"must be a whole number of seconds (e.g. '1s', '1m'), got {self.statDuration.text!r}",
+                )
+            if millis // 1000 > INT32_MAX:
+                raise FieldError(("statDuration",), f"too long: at most {INT32_MAX} seconds")
+        throttling = self.behavior is HotParamBehavior.THROTTLING
+        if throttling and self.burst:
+            raise FieldError(
+                ("burst",), "burst applies to behavior Reject only (Throttling paces; it has no bucket)"
+            )
+        if self.queueTimeout is not None:
+            if not throttling:
+                raise FieldError(("queueTimeout",), "queueTimeout applies to behavior Throttling only")
+            if self.queueTimeout.millis > INT32_MAX:
+                raise FieldError(("queueTimeout",), f"too long: at most {INT32_MAX} ms")
+        seen: dict[str, int] = {}
+        for i, item in enumerate(self.exceptionItems):
+            if item.value in seen:
+                raise FieldError(
+                    ("exceptionItems", i, "value"),
+                    f"duplicate value {item.value!r} (also item {seen[item.value]})",
+                )
+            seen[item.value] = i
+        return self
+
+    @property
+    def duration_seconds(self) -> int:
+        """The window in whole seconds (1 when neither field is set)."""
+        if self.statDuration is not None:
+            return self.statDuration.millis // 1000
+        return self.statDurationSeconds or 1
+
+    @property
+    def exceptions(self) -> dict[str, int]:
+        return {item.value: item.threshold for item in self.exceptionItems}
+
+
+class HotParamRateLimitStrategy(_FaultToleranceResource):
+    """A limit per parameter value (Sentinel's ParamFlowRule). Not an upstream kind: it travels in
+    the native payload (``opensergo.ext.v1.Resource``)."""
+
+    KIND: ClassVar[str] = "HotParamRateLimitStrategy"
+    PLURAL: ClassVar[str] = "hotparamratelimitstrategies"
+
+    spec: HotParamRateLimitStrategySpec
+
+
 # --- HttpRequestFallbackAction ----------------------------------------------------------------
 
 
@@ -395,4 +546,5 @@ STRATEGY_KINDS: tuple[type[Resource], ...] = (
     ConcurrencyLimitStrategy,
     CircuitBreakerStrategy,
     AdaptiveOverloadProtectionStrategy,
+    HotParamRateLimitStrategy,
 )

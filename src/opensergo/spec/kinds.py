@@ -78,6 +78,7 @@ _KINDS: tuple[KindInfo, ...] = (
     _info(faulttolerance.ConcurrencyLimitStrategy, ft_upstream.CONCURRENCY_LIMIT),
     _info(faulttolerance.CircuitBreakerStrategy, ft_upstream.CIRCUIT_BREAKER),
     _info(faulttolerance.AdaptiveOverloadProtectionStrategy),
+    _info(faulttolerance.HotParamRateLimitStrategy, None, ("hotparam", "hotparams")),
     _info(faulttolerance.HttpRequestFallbackAction),
     _info(traffic.TrafficRouter, traffic_upstream.TRAFFIC_ROUTER, ("tr",)),
     _info(traffic.VirtualWorkload),

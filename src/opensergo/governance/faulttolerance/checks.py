@@ -28,13 +28,14 @@ import logging
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Any, NoReturn, Protocol
 
-from opensergo.common.clock import NS_PER_S
+from opensergo.common.clock import NS_PER_MS, NS_PER_S
 from opensergo.common.stats import Window
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance import breaker
 from opensergo.governance.faulttolerance.adaptive import AdaptiveCheck
 from opensergo.governance.faulttolerance.breaker import Breakers
 from opensergo.governance.faulttolerance.concurrency import NO_LIMIT, ConcurrencyLimits
+from opensergo.governance.faulttolerance.hotparam import HotParams, ParamLookup
 from opensergo.governance.faulttolerance.node import InFlight
 from opensergo.governance.faulttolerance.ratelimit import RateLimits
 from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
@@ -91,6 +92,7 @@ class ResourceChecks:
         "concurrency",
         "counters",
         "exits",
+        "hot_params",
         "in_flight",
         "metrics",
         "now",
@@ -121,6 +123,7 @@ class ResourceChecks:
         throttling: Throttling | None = None,
         breakers: Breakers = (),
         metrics: Window | None = None,
+        hot_params: HotParams | None = None,
     ) -> None:
         self.resource = resource
         self.now = now
@@ -138,6 +141,7 @@ class ResourceChecks:
         self.throttles = throttling.throttlers if throttling is not None else ()
         self.breakers = breakers
         self.metrics = metrics
+        self.hot_params = hot_params  # checked only by enter_params / aenter_params
         permits = concurrency is not None and bool(concurrency.permits)
         # Adaptive protection and Global permits are checked where a local limit refuses: -1
         # sends every request there.
@@ -199,6 +203,29 @@ class ResourceChecks:
             self._undo(start)
             raise
         return self._admitted(self.now(), start)
+
+    def enter_params(self, lookup: ParamLookup, inbound: bool = True) -> int:
+        """``enter`` after the hot-parameter limits, which read the request's parameters through
+        ``lookup`` (a Throttling one sleeps here). Plain ``enter`` skips those limits."""
+        hot = self.hot_params
+        if hot is not None:
+            wait = hot.admit(lookup, self.now() // NS_PER_MS)
+            if isinstance(wait, BlockedError):
+                self._block(wait)
+            if wait:
+                self.sleep(wait / 1000)
+        return self.enter(inbound)
+
+    async def aenter_params(self, lookup: ParamLookup, inbound: bool = True) -> int:
+        """``enter_params`` for asyncio: queueing is awaited, not slept."""
+        hot = self.hot_params
+        if hot is not None:
+            wait = hot.admit(lookup, self.now() // NS_PER_MS)
+            if isinstance(wait, BlockedError):
+                self._block(wait)
+            if wait:
+                await self.asleep(wait / 1000)
+        return await self.aenter(inbound) if self.throttles else self.enter(inbound)
 
     def _enter_rare(self, now: int, defer: bool) -> int:
         """The rest of the rate limits, then throttling (waiting for the reserved slot: sync; with
@@ -356,5 +383,6 @@ def describe(checks: ResourceChecks) -> dict[str, Any]:
         "rate_limits": [(t, w.interval_ms) for w, _, limits in checks.rates for t, _ in limits],
         "throttles": [(t.spacing_ms, t.queue_timeout_ms) for t, _ in checks.throttles],
         "breakers": [(b.ref.strategy, b.current_state.name) for b in checks.breakers],
+        "hot_params": checks.hot_params.describe() if checks.hot_params is not None else [],
         "rules": sorted({ref.rule for ref in checks.refs}),
     }

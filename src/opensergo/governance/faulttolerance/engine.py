@@ -1,6 +1,6 @@
 """The fault-tolerance engine: the rule table, reference resolution, and the atomic swap.
 
-The engine holds the current fault-tolerance objects (FaultToleranceRule, the five strategy kinds,
+The engine holds the current fault-tolerance objects (FaultToleranceRule, the six strategy kinds,
 HttpRequestFallbackAction). Every change (:meth:`Engine.set_rules`, :meth:`Engine.update_kind`,
 :meth:`Engine.set_instance_count`, ...) recompiles all of them into a fresh
 ``{resource: ResourceChecks}`` table and publishes it with one reference assignment, so a request
@@ -11,7 +11,7 @@ resolves by name across the strategy kinds. Unresolvable references are skipped 
 :attr:`Engine.problems` (and logged), never raised.
 
 Compiling is each strategy module's business (``compile_check`` in ``adaptive``, ``concurrency``,
-``ratelimit``, ``throttling`` and ``breaker``; see ``compiling`` for what they share); the
+``ratelimit``, ``throttling``, ``breaker`` and ``hotparam``; see ``compiling`` for what they share); the
 per-call path that runs the result is ``checks``. Per-resource state that must outlive a push
 (the in-flight count, the windows) lives in the resource's ``node``.
 """
@@ -27,13 +27,21 @@ from typing import TypeVar
 
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance import adaptive, breaker, concurrency, ratelimit, throttling
+from opensergo.governance.faulttolerance import (
+    adaptive,
+    breaker,
+    concurrency,
+    hotparam,
+    ratelimit,
+    throttling,
+)
 from opensergo.governance.faulttolerance.adaptive import SystemSampler
 from opensergo.governance.faulttolerance.breaker import BreakerState, CircuitBreaker, StateListener
 from opensergo.governance.faulttolerance.checks import EntryObserver, ResourceChecks
 from opensergo.governance.faulttolerance.cluster import GlobalPermits, GlobalRate, TokenSource
 from opensergo.governance.faulttolerance.compiling import Compilation
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
+from opensergo.governance.faulttolerance.hotparam import ParamLookup
 from opensergo.governance.faulttolerance.node import ResourceNode
 from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
 from opensergo.spec.base import Resource
@@ -43,6 +51,7 @@ from opensergo.spec.faulttolerance import (
     CircuitBreakerStrategy,
     ConcurrencyLimitStrategy,
     FaultToleranceRule,
+    HotParamRateLimitStrategy,
     HttpRequestFallbackAction,
     RateLimitStrategy,
     ThrottlingStrategy,
@@ -51,6 +60,7 @@ from opensergo.spec.faulttolerance import (
 log = logging.getLogger("opensergo.governance")
 
 STRATEGY_KINDS: tuple[type[Resource], ...] = (
+    HotParamRateLimitStrategy,
     AdaptiveOverloadProtectionStrategy,
     ConcurrencyLimitStrategy,
     RateLimitStrategy,
@@ -233,18 +243,28 @@ class Engine:
 
     # -- the per-call API ---------------------------------------------------------------------
 
-    def entry(self, resource: str, *, inbound: bool = True) -> Entry:
-        """Admit one request to ``resource`` or raise a BlockedError; sleeps when throttled."""
+    def entry(self, resource: str, *, inbound: bool = True, params: ParamLookup | None = None) -> Entry:
+        """Admit one request to ``resource`` or raise a BlockedError; sleeps when throttled.
+
+        ``params`` reads the request's parameters for HotParamRateLimitStrategies (see
+        :data:`~opensergo.governance.faulttolerance.hotparam.ParamLookup`); without it those
+        limits do not apply. It is called only when the resource has such a limit."""
         checks = self.checks(resource)
         if checks is None:
             return self._unguarded
+        if params is not None and checks.hot_params is not None:
+            return Entry(self, checks, checks.enter_params(params, inbound))
         return Entry(self, checks, checks.enter(inbound))
 
-    async def aentry(self, resource: str, *, inbound: bool = True) -> Entry:
+    async def aentry(
+        self, resource: str, *, inbound: bool = True, params: ParamLookup | None = None
+    ) -> Entry:
         """``entry`` for asyncio: waits for throttling without blocking the event loop."""
         checks = self.checks(resource)
         if checks is None:
             return self._unguarded
+        if params is not None and checks.hot_params is not None:
+            return Entry(self, checks, await checks.aenter_params(params, inbound))
         if checks.throttles:
             return Entry(self, checks, await checks.aenter(inbound))
         return Entry(self, checks, checks.enter(inbound))
@@ -453,6 +473,7 @@ class Engine:
         rates = ratelimit.compile_check(resource, _of_kind(applied, RateLimitStrategy), node, build)
         throttles = throttling.compile_check(resource, _of_kind(applied, ThrottlingStrategy), build)
         breakers = breaker.compile_check(resource, _of_kind(applied, CircuitBreakerStrategy), build)
+        hot_params = hotparam.compile_check(resource, _of_kind(applied, HotParamRateLimitStrategy), build)
         bbr = adaptive_check is not None and adaptive_check.uses_bbr
         node.keep_only(ratelimit.windows_in_use(rates), metrics=bbr)
         clock = self.clock
@@ -471,4 +492,5 @@ class Engine:
             throttling=throttles,
             breakers=breakers,
             metrics=node.metrics if bbr else None,
+            hot_params=hot_params,
         )

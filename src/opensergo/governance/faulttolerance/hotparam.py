@@ -23,15 +23,32 @@ capacity to the hot set).
 Sentinel keeps (time, tokens) in lock-free maps and retries a lost CAS. Here one small lock
 guards the table: a check is a few dictionary operations, the lock is uncontended almost always,
 and (time, tokens) always change together, which Sentinel Go does not guarantee.
+
+In the engine (:func:`compile_check`, :class:`HotParams`) a HotParamRateLimitStrategy becomes one
+table per (resource, strategy), kept across pushes while its spec is unchanged. The integration
+that admits a request hands the engine a :data:`ParamLookup` that reads a parameter from the
+request (header, query, path, client IP, gRPC metadata, or a function argument); it is called only
+for resources that have a hot-parameter limit, so other resources pay nothing. A parameter the
+request lacks passes (Sentinel: a missing argument skips the rule). The limits run before the
+resource-wide checks, as Sentinel Java's ParamFlowSlot precedes its FlowSlot: a request a later
+check refuses has still spent its value's token, as in Java.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
+from typing import TYPE_CHECKING
 
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
+from opensergo.governance.errors import BlockedError, HotParamLimitedError
+from opensergo.governance.faulttolerance.ref import RuleRef
+from opensergo.spec.faulttolerance import HotParamBehavior, HotParamRateLimitStrategy, ParamSource
+
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.compiling import Compilation
 
 # Sentinel's default number of tracked values per rule at a 1 s duration (Java ParameterMetric,
 # Go traffic_shaping.go); both grow it with the duration, Java up to 200 000.
@@ -199,3 +216,130 @@ class ParamPacer(_ValueTable):
                 state[0] = expected
                 return wait
             return BLOCKED
+
+
+# -- the engine's side ---------------------------------------------------------------------------
+
+ParamLookup = Callable[[ParamSource, str | None], object]
+"""Reads one parameter from the request being admitted: ``(source, name) -> value``; None when the
+request has no such parameter (or the integration cannot read that source). A str is the value;
+a list, tuple or set means every element must pass (Sentinel Java); anything else is matched by
+its ``str()``."""
+
+_MAX_SHOWN = 64  # characters of a value quoted in a refusal
+
+
+def _texts(raw: object) -> tuple[str, ...]:
+    if isinstance(raw, str):
+        return (raw,)
+    if isinstance(raw, list | tuple | set | frozenset):
+        return tuple(t for item in raw if item is not None for t in _texts(item))
+    if isinstance(raw, bytes | bytearray):
+        return (bytes(raw).decode("utf-8", "replace"),)
+    return (str(raw),)
+
+
+class HotParamLimit:
+    """One HotParamRateLimitStrategy on one resource: where its parameter comes from, and its
+    table (buckets for Reject, a pacer for Throttling)."""
+
+    __slots__ = ("name", "ref", "source", "table")
+
+    def __init__(self, source: ParamSource, name: str | None, table: ParamBuckets | ParamPacer, ref: RuleRef):
+        self.source = source
+        self.name = name
+        self.table = table
+        self.ref = ref
+
+    def refusal(self, value: str) -> HotParamLimitedError:
+        table = self.table
+        shown = value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "..."
+        where = self.source.value if self.name is None else f"{self.source.value} {self.name!r}"
+        seconds = table.duration_ms // 1000
+        if isinstance(table, ParamPacer):
+            how = f"queueing would exceed {table.max_queue_ms} ms"
+        else:
+            how = f"threshold {table.threshold_for(value)}"
+            if table.burst:
+                how += f" + burst {table.burst}"
+        r = self.ref
+        detail = f"{where} = {shown!r}: {how} per {seconds} s"
+        return HotParamLimitedError(r.resource, r.rule, r.strategy, r.kind, r.fallback, detail)
+
+
+class HotParams:
+    """The compiled hot-parameter limits of one resource, in rule order."""
+
+    __slots__ = ("limits",)
+
+    def __init__(self, limits: tuple[HotParamLimit, ...]) -> None:
+        self.limits = limits
+
+    def admit(self, lookup: ParamLookup, now_ms: int) -> int | BlockedError:
+        """Charge every limit for the request's values; the total wait in ms (Throttling queues;
+        0 = at once), or the refusal of the first limit a value exceeds (what earlier limits and
+        values took stays taken, as in Sentinel)."""
+        wait = 0
+        for limit in self.limits:
+            raw = lookup(limit.source, limit.name)
+            if raw is None:
+                continue  # the request lacks this parameter: the limit does not apply
+            table = limit.table
+            for value in _texts(raw):
+                if isinstance(table, ParamBuckets):
+                    if not table.try_acquire(value, 1, now_ms):
+                        return limit.refusal(value)
+                    continue
+                waited = table.reserve(value, 1, now_ms + wait)
+                if waited == BLOCKED:
+                    return limit.refusal(value)
+                wait += waited
+        return wait
+
+    def describe(self) -> list[dict[str, object]]:
+        """Plain data for debugging and the dashboard."""
+        out: list[dict[str, object]] = []
+        for limit in self.limits:
+            table = limit.table
+            out.append(
+                {
+                    "strategy": limit.ref.strategy,
+                    "source": limit.source.value,
+                    "name": limit.name,
+                    "threshold": table.threshold,
+                    "duration_s": table.duration_ms // 1000,
+                    "tracked": len(table),
+                    "max_values": table.max_values,
+                }
+            )
+        return out
+
+
+def table_for(strategy: HotParamRateLimitStrategy) -> ParamBuckets | ParamPacer:
+    """A fresh table for ``strategy``."""
+    spec = strategy.spec
+    seconds = spec.duration_seconds
+    capacity = spec.maxTrackedValues or default_max_values(seconds)
+    if spec.behavior is HotParamBehavior.THROTTLING:
+        queue = spec.queueTimeout.millis if spec.queueTimeout is not None else 0
+        return ParamPacer(spec.threshold, seconds, queue, spec.exceptions, capacity)
+    return ParamBuckets(spec.threshold, seconds, spec.burst, spec.exceptions, capacity)
+
+
+def compile_check(
+    resource: str, strategies: Sequence[tuple[HotParamRateLimitStrategy, RuleRef]], build: Compilation
+) -> HotParams | None:
+    """The hot-parameter check of ``resource`` (None: no hot-parameter limit applies). A table
+    keeps its values' state across pushes while its strategy is unchanged; a changed strategy
+    starts with fresh buckets."""
+    if not strategies:
+        return None
+    limits: list[HotParamLimit] = []
+    for strategy, ref in strategies:
+        table = build.keep(
+            ("hotparam", resource, ref.namespace, strategy.name, build.spec_key(strategy)),
+            partial(table_for, strategy),
+        )
+        param = strategy.spec.param
+        limits.append(HotParamLimit(param.source, param.name, table, ref))
+    return HotParams(tuple(limits))
