@@ -232,6 +232,7 @@ def test_one_error_class_per_strategy_kind() -> None:
         "ConcurrencyLimitStrategy",
         "CircuitBreakerStrategy",
         "AdaptiveOverloadProtectionStrategy",
+        "HotParamRateLimitStrategy",
     }
     for cls in (
         RateLimitedError,
