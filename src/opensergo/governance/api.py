@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar, cast
 from opensergo.governance.errors import BlockedError
 from opensergo.governance.faulttolerance.checks import ResourceChecks
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
+from opensergo.governance.faulttolerance.hotparam import argument_lookup, argument_reader
 from opensergo.spec.base import Resource
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -195,13 +196,17 @@ class Guard:
         resource = self.resource
         inbound = self.inbound
         counts = self.counts_as_error
+        read = argument_reader(fn)  # hot-parameter limits on its named arguments
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
             checks = engine.checks(resource)
             if checks is None:
                 return fn(*args, **kwargs)
-            start = checks.enter(inbound)
+            if checks.hot_params is None:
+                start = checks.enter(inbound)
+            else:
+                start = checks.enter_params(argument_lookup(read, args, kwargs), inbound)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
@@ -219,13 +224,17 @@ class Guard:
         resource = self.resource
         inbound = self.inbound
         counts = self.counts_as_error
+        read = argument_reader(fn)  # hot-parameter limits on its named arguments
 
         @functools.wraps(fn)
         async def guarded(*args: Any, **kwargs: Any) -> T:
             checks = engine.checks(resource)
             if checks is None:
                 return await fn(*args, **kwargs)
-            start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
+            if checks.hot_params is not None:
+                start = await checks.aenter_params(argument_lookup(read, args, kwargs), inbound)
+            else:
+                start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:

@@ -26,6 +26,9 @@ replaces the naming with your own ``scope -> str``.
 * Lanes: the request's traffic lane is entered from its headers for the app's duration
   (``lanes=False`` to skip), so outbound integrations propagate it.
 
+Hot-parameter limits (HotParamRateLimitStrategy) read the request's header, query parameter, path
+parameter (of the route template) or client address through :func:`scope_param`.
+
 WebSocket and lifespan scopes pass through untouched, and so does a request that an outer
 OpenSergo middleware guards already (an app mounted in another, or installed twice).
 """
@@ -33,6 +36,7 @@ OpenSergo middleware guards already (an app mounted in another, or installed twi
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
+from functools import partial
 from typing import Any
 
 from opensergo.governance.api import default_engine
@@ -42,8 +46,10 @@ from opensergo.governance.faulttolerance.engine import Engine
 from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.integrations import tracing
+from opensergo.integrations.params import path_value, query_value
+from opensergo.spec.faulttolerance import ParamSource
 
-__all__ = ["OpenSergoMiddleware", "RouteResolver", "raw_path_resource"]
+__all__ = ["OpenSergoMiddleware", "RouteResolver", "raw_path_resource", "scope_param"]
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -60,6 +66,32 @@ GUARDED = "opensergo.guarded"
 def raw_path_resource(scope: Scope) -> str:
     """``METHOD:/raw/path`` (without the query string)."""
     return f"{scope['method']}:{scope['path']}"
+
+
+def scope_param(scope: Scope, source: ParamSource, name: str | None) -> str | None:
+    """A request parameter for hot-parameter limits (see :mod:`opensergo.integrations.params`)."""
+    if source is ParamSource.QUERY:
+        query = scope.get("query_string")
+        return query_value(query.decode("latin-1"), name) if query and name else None
+    if source is ParamSource.HEADER:
+        if not name:
+            return None
+        key = name.lower().encode("latin-1")
+        for k, v in scope.get("headers", ()):
+            if k.lower() == key:
+                return bytes(v).decode("latin-1")
+        return None
+    if source is ParamSource.PATH:
+        if not name:
+            return None
+        known = scope.get("path_params")  # set when routing already happened (an inner app)
+        if known and name in known:
+            return str(known[name])
+        return path_value(scope.get(tracing.ROUTE_KEY), _route_path(scope), name)
+    if source is ParamSource.CLIENT_IP:
+        client = scope.get("client")
+        return str(client[0]) if client else None
+    return None
 
 
 def _route_path(scope: Scope) -> str:
@@ -253,7 +285,7 @@ class OpenSergoMiddleware:
         resource = self.resource_name(scope)
         tracing.inbound(resource, scope["method"], scope.get(tracing.ROUTE_KEY))
         try:
-            entry = await self.engine.aentry(resource)
+            entry = await self.engine.aentry(resource, params=partial(scope_param, scope))
         except BlockedError as blocked:
             tracing.blocked(blocked)
             await self._send_block(blocked, send)

@@ -30,7 +30,7 @@ from types import ModuleType
 from typing import Any
 
 from opensergo.integrations import tracing
-from opensergo.integrations.wsgi import Environ, OpenSergoWSGIMiddleware, strip_converters
+from opensergo.integrations.wsgi import PATH_PARAMS_KEY, Environ, OpenSergoWSGIMiddleware, strip_converters
 
 __all__ = ["DjangoResourceNamer", "governed_wsgi_application", "route_template"]
 
@@ -62,9 +62,12 @@ class DjangoResourceNamer:
 
         method = environ.get("REQUEST_METHOD", "GET")
         try:
-            route = get_resolver(self.urlconf).resolve(get_path_info(environ) or "/").route
+            match = get_resolver(self.urlconf).resolve(get_path_info(environ) or "/")
         except Exception:  # Resolver404 (no pattern matches); a broken URLconf Django then reports
-            route = None
+            match = None
+        route = match.route if match is not None else None
+        if match is not None:
+            environ[PATH_PARAMS_KEY] = match.kwargs  # for hot-parameter limits on path parameters
         if not isinstance(route, str):
             return f"{method}:{environ.get('PATH_INFO') or '/'}"
         template = route_template(route)

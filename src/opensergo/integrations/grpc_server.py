@@ -23,6 +23,8 @@ Each call is one entry of resource ``/package.Service/Method`` (the full method 
   blocking the loop; async-generator, coroutine (``context.write``) and sync handlers are all
   wrapped in their own kind.
 * Lanes: the traffic lane is entered from the call metadata for the handler's duration.
+* Hot-parameter limits (HotParamRateLimitStrategy) read a metadata key (``grpcMetadata``) or the
+  peer address (``clientIP``) through :func:`context_param`.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -42,8 +45,10 @@ from opensergo.governance.faulttolerance.engine import Engine, Entry
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark, LaneToken
 from opensergo.integrations import tracing
+from opensergo.integrations.params import peer_host
+from opensergo.spec.faulttolerance import ParamSource
 
-__all__ = ["AioServerInterceptor", "BlockStatus", "ServerInterceptor"]
+__all__ = ["AioServerInterceptor", "BlockStatus", "ServerInterceptor", "context_param"]
 
 BlockStatus = Callable[[BlockedError], "tuple[grpc.StatusCode, str] | None"]
 
@@ -125,6 +130,22 @@ class _Options:
         return exc
 
 
+def context_param(context: Any, source: ParamSource, name: str | None) -> str | None:
+    """A call parameter for hot-parameter limits: the first value of a metadata key, or the
+    peer's address (see :mod:`opensergo.integrations.params`)."""
+    if source is ParamSource.GRPC_METADATA and name:
+        key = name.lower()
+        for item in context.invocation_metadata() or ():
+            if item.key == key:
+                value = item.value
+                return value if isinstance(value, str) else None
+        return None
+    if source is ParamSource.CLIENT_IP:
+        peer = context.peer()
+        return peer_host(peer) if isinstance(peer, str) else None
+    return None
+
+
 def _code(context: Any) -> Any:
     try:
         return context.code()
@@ -176,7 +197,7 @@ def _sync_unary(
         try:
             tracing.inbound(resource)
             try:
-                entry = opts.engine.entry(resource)
+                entry = opts.engine.entry(resource, params=partial(context_param, context))
             except BlockedError as blocked:
                 tracing.blocked(blocked)
                 context.abort(*opts.block_status(blocked))
@@ -203,7 +224,7 @@ def _sync_stream(
         try:
             tracing.inbound(resource)
             try:
-                entry = opts.engine.entry(resource)
+                entry = opts.engine.entry(resource, params=partial(context_param, context))
             except BlockedError as blocked:
                 tracing.blocked(blocked)
                 context.abort(*opts.block_status(blocked))
@@ -303,7 +324,7 @@ def _aio_coroutine(
         try:
             tracing.inbound(resource)
             try:
-                entry = await opts.engine.aentry(resource)
+                entry = await opts.engine.aentry(resource, params=partial(context_param, context))
             except BlockedError as blocked:
                 tracing.blocked(blocked)
                 await context.abort(*opts.block_status(blocked))
@@ -333,7 +354,7 @@ def _aio_generator(
         try:
             tracing.inbound(resource)
             try:
-                entry = await opts.engine.aentry(resource)
+                entry = await opts.engine.aentry(resource, params=partial(context_param, context))
             except BlockedError as blocked:
                 tracing.blocked(blocked)
                 await context.abort(*opts.block_status(blocked))

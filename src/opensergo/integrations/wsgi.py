@@ -23,12 +23,15 @@ replaces the naming with your own ``environ -> str``.
   streamed responses hold their concurrency slot until they are done.
 * Lanes: the traffic lane is entered from the request headers while the app runs and while its
   body is produced.
+* Hot-parameter limits (HotParamRateLimitStrategy) read the request's header, query parameter,
+  path parameter or ``REMOTE_ADDR`` through :func:`environ_param`.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -40,6 +43,8 @@ from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.routing import lanes as _lanes
 from opensergo.governance.routing.lanes import LaneMark
 from opensergo.integrations import tracing
+from opensergo.integrations.params import path_value, query_value
+from opensergo.spec.faulttolerance import ParamSource
 
 if TYPE_CHECKING:  # pragma: no cover
     from flask import Flask
@@ -47,6 +52,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "FlaskResourceNamer",
     "OpenSergoWSGIMiddleware",
+    "environ_param",
     "instrument_flask",
     "raw_path_resource",
     "strip_converters",
@@ -59,6 +65,9 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 ResourceNamer = Callable[[Environ], str]
 
 _CACHE_LIMIT = 4096
+PATH_PARAMS_KEY = "opensergo.path_params"
+"""Environ key where a resource namer that resolved the route (Django's) leaves its path
+parameters; without it they are read from the route template."""
 GUARDED = "opensergo.guarded"
 """Environ key set by the first OpenSergo middleware; inner ones then pass the request through."""
 _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
@@ -67,6 +76,30 @@ _CONVERTER = re.compile(r"<(?:[^<>:]+:)?([^<>:]+)>")
 def raw_path_resource(environ: Environ) -> str:
     """``METHOD:/path`` from ``PATH_INFO`` (``SCRIPT_NAME`` excluded, as routers see it)."""
     return f"{environ.get('REQUEST_METHOD', 'GET')}:{environ.get('PATH_INFO') or '/'}"
+
+
+def environ_param(environ: Environ, source: ParamSource, name: str | None) -> str | None:
+    """A request parameter for hot-parameter limits (see :mod:`opensergo.integrations.params`)."""
+    if source is ParamSource.QUERY:
+        return query_value(environ.get("QUERY_STRING") or "", name) if name else None
+    if source is ParamSource.HEADER:
+        if not name:
+            return None
+        key = name.upper().replace("-", "_")
+        value = environ.get(key if key in ("CONTENT_TYPE", "CONTENT_LENGTH") else "HTTP_" + key)
+        return value if isinstance(value, str) else None
+    if source is ParamSource.PATH:
+        if not name:
+            return None
+        known = environ.get(PATH_PARAMS_KEY)
+        if known is not None:
+            value = known.get(name)
+            return None if value is None else str(value)
+        return path_value(environ.get(tracing.ROUTE_KEY), environ.get("PATH_INFO") or "/", name)
+    if source is ParamSource.CLIENT_IP:
+        addr = environ.get("REMOTE_ADDR")
+        return addr if isinstance(addr, str) and addr else None
+    return None
 
 
 def strip_converters(rule: str) -> str:
@@ -233,7 +266,7 @@ class OpenSergoWSGIMiddleware:
         resource = self.resource_name(environ)
         tracing.inbound(resource, environ.get("REQUEST_METHOD"), environ.get(tracing.ROUTE_KEY))
         try:
-            entry = self.engine.entry(resource)
+            entry = self.engine.entry(resource, params=partial(environ_param, environ))
         except BlockedError as blocked:
             tracing.blocked(blocked)
             response = block_response(blocked, self.default_response, self.block_handler)
