@@ -184,7 +184,8 @@ def test_async_guard_and_throttling_behaviour(engine: Engine, clock: ManualClock
 def test_throttling_refuses_beyond_queue_at_one_instant() -> None:
     paced = hot(
         "paced",
-        "  param: {source: argument, name: key}\n  threshold: 10\n  behavior: Throttling\n  queueTimeout: 250ms\n",
+        "  param: {source: argument, name: key}\n  threshold: 10\n"
+        "  behavior: Throttling\n  queueTimeout: 250ms\n",
     )
     frozen = Engine(clock=ManualClock(auto_advance=False))
     apply(frozen, paced, rule("[{name: paced}]"))
