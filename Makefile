@@ -87,6 +87,7 @@ fuzz: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/footprint.py
 	$(PY) benchmarks/run.py
+	$(PY) benchmarks/hotparam.py
 	$(PY) benchmarks/routing.py
 	$(PY) benchmarks/ack_latency.py 100 50
 	$(PY) benchmarks/cluster.py

@@ -286,7 +286,7 @@ class HotParams:
             if raw is None:
                 continue  # the request lacks this parameter: the limit does not apply
             table = limit.table
-            for value in _texts(raw):
+            for value in (raw,) if isinstance(raw, str) else _texts(raw):
                 if isinstance(table, ParamBuckets):
                     if not table.try_acquire(value, 1, now_ms):
                         return limit.refusal(value)
