@@ -32,6 +32,17 @@ export const SCHEMAS = {
     { path: ["spec", "triggerThreshold"], label: "Trigger threshold", type: "text", hint: "70% for CPU, a load average for SystemLoad" },
     { path: ["spec", "adaptiveStrategy"], label: "Adaptive strategy", type: "select", options: ["NONE", "BBR"] },
   ],
+  HotParamRateLimitStrategy: [
+    { path: ["spec", "param", "source"], label: "Parameter source", type: "select", options: ["query", "header", "path", "clientIP", "grpcMetadata", "argument"], hint: "where each request's value is read from" },
+    { path: ["spec", "param", "name"], label: "Parameter name", type: "text", hint: "query/path parameter, header, metadata key or function argument; empty for clientIP" },
+    { path: ["spec", "threshold"], label: "Threshold per value", type: "int", hint: "requests each value may make per window; 0 blocks every value" },
+    { path: ["spec", "statDuration"], label: "Window (statDuration)", type: "text", hint: "whole seconds: 1s, 10s, 1m" },
+    { path: ["spec", "burst"], label: "Burst", type: "int", hint: "extra requests a value may make at once (Reject only)" },
+    { path: ["spec", "behavior"], label: "Behavior", type: "select", options: ["Reject", "Throttling"], hint: "Throttling paces each value's requests instead of refusing" },
+    { path: ["spec", "queueTimeout"], label: "Queue timeout", type: "text", hint: `${DURATION_HINT}; Throttling only` },
+    { path: ["spec", "exceptionItems"], label: "Exception items", type: "items", hint: "one per line: value=threshold (e.g. vip-42=100)" },
+    { path: ["spec", "maxTrackedValues"], label: "Tracked values (LRU)", type: "int", hint: "default 4000 per second of window, at most 200000" },
+  ],
   HttpRequestFallbackAction: [
     { path: ["spec", "behaviorDesc", "responseStatusCode"], label: "Response status code", type: "int", hint: "100-599" },
     { path: ["spec", "behaviorDesc", "responseContentBody"], label: "Response body", type: "textarea" },
@@ -43,7 +54,7 @@ export const SCHEMAS = {
   ],
 };
 
-const STRATEGY_KINDS = ["RateLimitStrategy", "ThrottlingStrategy", "ConcurrencyLimitStrategy", "CircuitBreakerStrategy", "AdaptiveOverloadProtectionStrategy"];
+const STRATEGY_KINDS = ["RateLimitStrategy", "ThrottlingStrategy", "ConcurrencyLimitStrategy", "CircuitBreakerStrategy", "AdaptiveOverloadProtectionStrategy", "HotParamRateLimitStrategy"];
 
 export const TEMPLATES = {
   RateLimitStrategy: { threshold: 10, statDuration: "1s" },
@@ -51,6 +62,7 @@ export const TEMPLATES = {
   ConcurrencyLimitStrategy: { maxConcurrency: 8 },
   CircuitBreakerStrategy: { strategy: "ErrorRequestRatio", triggerRatio: "50%", statDuration: "10s", recoveryTimeout: "5s", minRequestAmount: 10 },
   AdaptiveOverloadProtectionStrategy: { metricType: "CpuPercentage", triggerThreshold: "80%", adaptiveStrategy: "BBR" },
+  HotParamRateLimitStrategy: { param: { source: "query", name: "user_id" }, threshold: 10, statDuration: "1s" },
   HttpRequestFallbackAction: { behavior: "ReturnProvidedResponse", behaviorDesc: { responseStatusCode: 429, responseContentBody: "Too many requests" } },
   FaultToleranceRule: { targets: [{ targetResourceName: "GET:/hello" }], strategies: [{ name: "my-rate-limit", kind: "RateLimitStrategy" }] },
 };
@@ -130,6 +142,20 @@ export function buildForm(object, onChange, { readOnly = false, lockName = false
       const control = h("textarea", { id, rows: "3", disabled: readOnly, style: "width:100%" });
       control.value = get(obj, f.path) ?? "";
       control.addEventListener("input", () => { set(obj, f.path, control.value === "" ? undefined : control.value); emit(); });
+      addField(f.path, f.label, control, f.hint);
+    } else if (f.type === "items") {
+      // value=threshold per line; a value may itself contain '=' (the last one splits).
+      const control = h("textarea", { id, rows: "3", disabled: readOnly, style: "width:100%", class: "mono" });
+      control.value = (get(obj, f.path) || []).map((it) => `${it.value}=${it.threshold}`).join("\n");
+      control.addEventListener("input", () => {
+        const items = control.value.split("\n").filter((l) => l.trim() !== "").map((line) => {
+          const at = line.lastIndexOf("=");
+          if (at < 0) return { value: line.trim(), threshold: undefined };
+          return { value: line.slice(0, at).trim(), threshold: parseScalar("int", line.slice(at + 1)) };
+        });
+        set(obj, f.path, items.length ? items : undefined);
+        emit();
+      });
       addField(f.path, f.label, control, f.hint);
     } else if (f.type === "targets") {
       const control = h("textarea", { id, rows: "3", disabled: readOnly, style: "width:100%", class: "mono" });
