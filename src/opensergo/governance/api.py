@@ -282,6 +282,9 @@ def _guard(
     sleeps in the sync forms and awaits in the async ones, so asyncio code should use the async
     forms.
 
+    A decorated function's named arguments are what HotParamRateLimitStrategies with
+    ``param: {source: argument, name: ...}`` limit per value (the signature is read once, here).
+
     The same arguments give back the same guard object (the last :data:`MAX_CACHED_GUARDS`
     argument sets are kept), so ``with guard("name"):`` allocates nothing per call. A guard
     object may be shared and entered concurrently (see :class:`Guard`).
