@@ -246,7 +246,9 @@ class HotParamLimit:
 
     __slots__ = ("name", "ref", "source", "table")
 
-    def __init__(self, source: ParamSource, name: str | None, table: ParamBuckets | ParamPacer, ref: RuleRef):
+    def __init__(
+        self, source: ParamSource, name: str | None, table: ParamBuckets | ParamPacer, ref: RuleRef
+    ) -> None:
         self.source = source
         self.name = name
         self.table = table
@@ -257,11 +259,11 @@ class HotParamLimit:
         shown = value if len(value) <= _MAX_SHOWN else value[:_MAX_SHOWN] + "..."
         where = self.source.value if self.name is None else f"{self.source.value} {self.name!r}"
         seconds = table.duration_ms // 1000
-        if isinstance(table, ParamPacer):
+        if isinstance(table, ParamPacer) and table.threshold_for(value):
             how = f"queueing would exceed {table.max_queue_ms} ms"
         else:
             how = f"threshold {table.threshold_for(value)}"
-            if table.burst:
+            if isinstance(table, ParamBuckets) and table.burst:
                 how += f" + burst {table.burst}"
         r = self.ref
         detail = f"{where} = {shown!r}: {how} per {seconds} s"
