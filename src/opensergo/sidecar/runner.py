@@ -264,14 +264,15 @@ def main_options_from_env(control_plane: str | None) -> str:
 def sidecar_token(token: str | None = None, token_file: str | None = None) -> BearerToken | None:
     """The sidecar's access token: ``--token`` (or ``$OPENSERGO_TOKEN``), else ``--token-file``,
     else the bootstrap's ``"token"`` / ``"tokenFile"`` as the SDK reads them; None: no token.
-    Raises :class:`SidecarError` for an empty token or an unreadable file."""
+    An empty ``token`` (an exported but empty variable) counts as not given. Raises
+    :class:`SidecarError` for a blank token file or one that cannot be read."""
     from opensergo.client.bootstrap import BootstrapError, load_bootstrap
     from opensergo.client.credentials import TokenError
 
     try:
-        if token is not None:
+        if token and token.strip():
             return BearerToken(token)
-        if token_file is not None:
+        if token_file:
             return BearerToken(file=token_file)
         config = load_bootstrap()
     except (TokenError, BootstrapError) as err:
