@@ -443,9 +443,10 @@ def _patch_grpc_channels(module: ModuleType) -> None:
 
 
 def _patch_grpc_aio_channels(module: ModuleType) -> None:
-    """``grpc.aio.insecure_channel`` / ``secure_channel``: the guard joins the channel's
-    interceptors, and a service-name target becomes an AioRoutingChannel. Routing is decided per
-    call (the channel may be built before governance starts), never for the SDK's own calls."""
+    """``grpc.aio.insecure_channel`` / ``secure_channel``: the guard (innermost) and, unless OTel
+    already did, client spans (outermost) join the channel's interceptors, and a service-name
+    target becomes an AioRoutingChannel. Routing and tracing are decided per call (the channel
+    may be built before governance and tracing start), never for the SDK's own calls."""
     for name in ("insecure_channel", "secure_channel"):
         original = getattr(module, name)
         if getattr(original, "_opensergo", False):
@@ -459,11 +460,17 @@ def _patch_grpc_aio_channels(module: ModuleType) -> None:
                 from opensergo.integrations.auto import directory, route_target
                 from opensergo.integrations.grpc_aio_client import AioRoutingChannel
                 from opensergo.integrations.grpc_aio_guard import AioGuardClientInterceptor
+                from opensergo.integrations.grpc_aio_tracing import (
+                    AioTracingClientInterceptor,
+                    has_otel_interceptor,
+                )
 
                 bound = signature.bind(*args, **kwargs)
                 interceptors = list(bound.arguments.get("interceptors") or ())
                 if not any(isinstance(i, AioGuardClientInterceptor) for i in interceptors):
                     interceptors.append(AioGuardClientInterceptor(skip=_internal_method))
+                if not has_otel_interceptor(interceptors):  # built before tracing started
+                    interceptors.insert(0, AioTracingClientInterceptor(skip=_internal_method))
                 bound.arguments["interceptors"] = interceptors
                 target = bound.arguments["target"]
                 service = route_target(target)
