@@ -76,6 +76,16 @@ def _cut(message: str) -> str:
 
 
 _CLOSED = object()
+REDACTED = "******"
+
+
+def _redacted(message: str, profile: NodeProfile | None) -> str:
+    """Envoy's NACK message without the node's credential: the message may quote the rejected
+    listener, whose ratelimit filter carries it, and NACKs are logged and shown to viewers."""
+    for _, value in profile.control_plane_metadata if profile is not None else ():
+        secret = value.partition(" ")[2].strip() or value
+        message = message.replace(value, REDACTED).replace(secret, REDACTED)
+    return message
 
 
 @dataclass
@@ -326,7 +336,7 @@ class AdsService:
         short = SHORT_NAMES[type_url]
         if request.HasField("error_detail"):
             # Envoy's message dumps the rejected resource before its reason: keep the reason.
-            message = _cut(request.error_detail.message)
+            message = _cut(_redacted(request.error_detail.message, stream.profile))
             state.parked = state.digest
             state.error = message
             log.warning(
