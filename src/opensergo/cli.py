@@ -626,9 +626,20 @@ def sidecar(
             help="envoy: rules enforced by Envoy's filters; ext_proc: by the SDK engine (exact).",
         ),
     ] = "envoy",
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar=TOKEN_ENV,
+            help="Access token (role agent) for a control plane with auth on (default: the bootstrap's).",
+        ),
+    ] = None,
+    token_file: Annotated[
+        str | None, typer.Option("--token-file", help="File holding the access token.")
+    ] = None,
 ) -> None:
     """Run Envoy in front of an app, configured by the control plane over xDS (docs/sidecar.md)."""
-    from opensergo.sidecar.runner import SidecarOptions, run_sidecar
+    from opensergo.sidecar.runner import SidecarError, SidecarOptions, run_sidecar, sidecar_token
 
     endpoint, boot_app, boot_namespace = _bootstrap_defaults()
     name = app_name or boot_app or os.environ.get("OPENSERGO_APP", "")
@@ -652,6 +663,10 @@ def sidecar(
         register=register,
         engine=engine,
     )
+    try:
+        options.token = sidecar_token(token, token_file)
+    except SidecarError as err:
+        fail(str(err), 2)
     raise typer.Exit(run_sidecar(options))
 
 

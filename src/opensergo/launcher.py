@@ -13,7 +13,9 @@ module installs import hooks which, when the program imports the framework, patc
 * ``starlette.applications.Starlette`` and ``fastapi.FastAPI``: each app gets
   :class:`~opensergo.integrations.asgi.OpenSergoMiddleware` as its outermost user middleware;
 * ``grpc.server`` / ``grpc.aio.server``: the OpenSergo server interceptor is appended to
-  ``interceptors``.
+  ``interceptors``;
+* ``grpc.insecure_channel`` / ``secure_channel`` and their ``grpc.aio`` twins: outbound calls
+  are guarded, and a channel to a service name routes each call by the service's rules.
 
 The first patched construction calls :func:`~opensergo.governance.runtime.enable_from_env`
 (client from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``, app from ``--app`` /
@@ -30,6 +32,7 @@ import functools
 import importlib
 import importlib.abc
 import importlib.machinery
+import inspect
 import json
 import logging
 import os
@@ -284,6 +287,7 @@ def _patch_grpc_aio(module: ModuleType) -> None:
 
     factory = _with_interceptor(module.server, AioServerInterceptor, AioServerInterceptor)
     setattr(module, "server", factory)  # noqa: B010
+    _patch_grpc_aio_channels(module)
 
 
 # -- patches: listening addresses -------------------------------------------------------------------
@@ -436,6 +440,55 @@ def _patch_grpc_channels(module: ModuleType) -> None:
             return channel
 
         setattr(module, name, make(original, name == "secure_channel"))
+
+
+def _patch_grpc_aio_channels(module: ModuleType) -> None:
+    """``grpc.aio.insecure_channel`` / ``secure_channel``: the guard (innermost) and, unless OTel
+    already did, client spans (outermost) join the channel's interceptors, and a service-name
+    target becomes an AioRoutingChannel. Routing and tracing are decided per call (the channel
+    may be built before governance and tracing start), never for the SDK's own calls."""
+    for name in ("insecure_channel", "secure_channel"):
+        original = getattr(module, name)
+        if getattr(original, "_opensergo", False):
+            continue
+
+        def make(original: Any) -> Any:
+            signature = inspect.signature(original)
+
+            @functools.wraps(original)
+            def channel(*args: Any, **kwargs: Any) -> Any:
+                from opensergo.integrations.auto import directory, route_target
+                from opensergo.integrations.grpc_aio_client import AioRoutingChannel
+                from opensergo.integrations.grpc_aio_guard import AioGuardClientInterceptor
+                from opensergo.integrations.grpc_aio_tracing import (
+                    AioTracingClientInterceptor,
+                    has_otel_interceptor,
+                )
+
+                bound = signature.bind(*args, **kwargs)
+                interceptors = list(bound.arguments.get("interceptors") or ())
+                if not any(isinstance(i, AioGuardClientInterceptor) for i in interceptors):
+                    interceptors.append(AioGuardClientInterceptor(skip=_internal_method))
+                if not has_otel_interceptor(interceptors):  # built before tracing started
+                    interceptors.insert(0, AioTracingClientInterceptor(skip=_internal_method))
+                bound.arguments["interceptors"] = interceptors
+                target = bound.arguments["target"]
+                service = route_target(target)
+                if service is None:
+                    return original(*bound.args, **bound.kwargs)
+
+                def sub_channel(address: str) -> Any:  # the same options and interceptors
+                    bound.arguments["target"] = address
+                    return original(*bound.args, **bound.kwargs)
+
+                return AioRoutingChannel(
+                    directory, service, channel_factory=sub_channel, target=target, skip=_internal_method
+                )
+
+            channel._opensergo = True  # type: ignore[attr-defined]
+            return channel
+
+        setattr(module, name, make(original))
 
 
 def _internal_method(method: str) -> bool:

@@ -252,7 +252,12 @@ class ControlPlane:
         if self.otlp_forwarder is not None:
             await self.otlp_forwarder.start()
         self.xds = add_xds_to_server(
-            self._grpc, self.snapshots, self.transport, self.global_limits, self.transport.identity
+            self._grpc,
+            self.snapshots,
+            self.transport,
+            self.global_limits,
+            self.transport.identity,
+            self.grpc_auth,
         )
         address = f"{self.settings.host}:{self.settings.grpc_port}"
         if self.tls is not None:

@@ -37,7 +37,7 @@ import grpc
 
 from opensergo.controlplane.api.auth import ANONYMOUS, NOBODY, AuthConfig, Principal, Role
 
-__all__ = ["DATA_PLANE_ROLES", "OPEN", "Action", "GrpcAuth"]
+__all__ = ["DATA_PLANE_ROLES", "OPEN", "Action", "GrpcAuth", "authorization_header"]
 
 AUTHORIZATION = "authorization"
 DATA_PLANE_ROLES = frozenset({Role.AGENT, Role.ADMIN})
@@ -54,6 +54,8 @@ class Action(StrEnum):
     EXPORT = "exporting metrics"
     EXPORT_TRACES = "exporting traces"
     EXPORT_LOGS = "exporting logs"
+    XDS = "receiving xDS configuration"
+    RATE_LIMIT = "asking the RateLimitService"
 
 
 class GrpcAuth:
@@ -92,9 +94,9 @@ class GrpcAuth:
 
     def authenticate(self, metadata: Any, auth_context: Mapping[str, Iterable[bytes]]) -> Principal | str:
         """The caller's identity from call metadata and the TLS peer, or why there is none."""
-        header = next((value for key, value in metadata or () if key == AUTHORIZATION), None)
+        header = authorization_header(metadata)
         if header is not None:
-            scheme, _, token = str(header).partition(" ")
+            scheme, _, token = header.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 return "the authorization metadata must be 'Bearer <token>'"
             principal = self.config.tokens.authenticate(token.strip())
@@ -121,6 +123,12 @@ class GrpcAuth:
 
 OPEN = GrpcAuth(AuthConfig(False))
 """Auth off: the default of services built without wiring (tests, embedding)."""
+
+
+def authorization_header(metadata: Any) -> str | None:
+    """The ``authorization`` call metadata as sent (``Bearer <token>``), or None."""
+    value = next((value for key, value in metadata or () if key == AUTHORIZATION), None)
+    return None if value is None else str(value)
 
 
 def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> list[str]:

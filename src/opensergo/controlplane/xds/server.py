@@ -17,6 +17,14 @@ Protocol points (reference envoy-xds.md §1):
 * ``version_info`` is ``<store revision>.<content digest>``: it grows with the store and changes
   whenever the content does.
 
+Authorization (``--auth on``): the stream was authenticated by the port's interceptor
+(grpcauth.py: a bearer token in the call metadata, or a client certificate listed in the tokens
+file), else it already ended ``UNAUTHENTICATED``. Its node's namespace selects everything it is
+sent, so the first request's node must name a namespace where the caller is ``agent`` or
+``admin``; otherwise the stream ends ``PERMISSION_DENIED`` before any response, as Istio's xDS
+server does. Envoy logs the status and retries with back-off; a proxyless gRPC channel reports
+the error. The node cannot change namespace later: the node of later requests is ignored.
+
 Every stream is listed among the transport's clients (``opensergo get clients``, dashboard) with
 one subscription per rule group its resources were built from; an ACK or NACK of a type is
 recorded against each of those groups, so a NACKed rule shows as NACKed with Envoy's message in
@@ -30,7 +38,7 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import grpc
@@ -39,6 +47,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
 
 from opensergo.common.protocol import Encoding, SubscriptionKey
+from opensergo.controlplane.grpcauth import AUTHORIZATION, OPEN, Action, GrpcAuth, authorization_header
 from opensergo.controlplane.snapshots import Snapshot, SnapshotCache
 from opensergo.controlplane.transport import ClientStream, SubscriptionState, TransportService
 from opensergo.controlplane.xds.build import Builder
@@ -67,6 +76,16 @@ def _cut(message: str) -> str:
 
 
 _CLOSED = object()
+REDACTED = "******"
+
+
+def _redacted(message: str, profile: NodeProfile | None) -> str:
+    """Envoy's NACK message without the node's credential: the message may quote the rejected
+    listener, whose ratelimit filter carries it, and NACKs are logged and shown to viewers."""
+    for _, value in profile.control_plane_metadata if profile is not None else ():
+        secret = value.partition(" ")[2].strip() or value
+        message = message.replace(value, REDACTED).replace(secret, REDACTED)
+    return message
 
 
 @dataclass
@@ -181,9 +200,16 @@ class XdsStream(ClientStream):
 
 
 class AdsService:
-    def __init__(self, snapshots: SnapshotCache, transport: TransportService, identity: str) -> None:
+    def __init__(
+        self,
+        snapshots: SnapshotCache,
+        transport: TransportService,
+        identity: str,
+        auth: GrpcAuth = OPEN,
+    ) -> None:
         self.snapshots = snapshots
         self.transport = transport
+        self.auth = auth
         self.builder = Builder(snapshots)
         self._identity = base_pb2.ControlPlane(identifier=identity)
         self._streams: set[XdsStream] = set()
@@ -259,9 +285,10 @@ class AdsService:
             if not request.HasField("node"):
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "the first request must carry the node")
             try:
-                stream.profile = NodeProfile.from_node(request.node)
+                profile = NodeProfile.from_node(request.node)
             except NodeError as err:
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
+            stream.profile = await self._authorized(profile, request.node.id or stream.peer, context)
             stream.identifier = request.node.id or stream.peer
             stream.node = json_format.MessageToDict(request.node)
             log.info("xds stream %s opened by %s (%s)", stream.id, stream.identifier, stream.profile)
@@ -287,13 +314,29 @@ class AdsService:
         if first or state.names != state.sent_names:
             await self._send(stream, type_url, state, context, force=True)
 
+    async def _authorized(self, profile: NodeProfile, who: str, context: Any) -> NodeProfile:
+        """``profile`` if the caller may receive its namespace's configuration (else the stream
+        ends PERMISSION_DENIED), with the credential Envoy's RateLimitService calls repeat."""
+        if not self.auth.enabled:
+            return profile
+        refusal = self.auth.denial(self.auth.caller(), profile.namespace, Action.XDS)
+        if refusal is not None:
+            log.warning("xds stream of %s refused: %s", who, refusal)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, refusal)
+        # The ratelimit filter calls the control plane on its own gRPC stream, which the port
+        # authenticates too: it sends what this stream sent (a certificate needs nothing).
+        header = authorization_header(context.invocation_metadata())
+        if header is None:
+            return profile
+        return replace(profile, control_plane_metadata=((AUTHORIZATION, header),))
+
     def _record_answer(
         self, stream: XdsStream, type_url: str, state: TypeState, request: discovery_pb2.DiscoveryRequest
     ) -> None:
         short = SHORT_NAMES[type_url]
         if request.HasField("error_detail"):
             # Envoy's message dumps the rejected resource before its reason: keep the reason.
-            message = _cut(request.error_detail.message)
+            message = _cut(_redacted(request.error_detail.message, stream.profile))
             state.parked = state.digest
             state.error = message
             log.warning(
