@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from opensergo.governance.faulttolerance.engine import KINDS
 from tests.helpers import ROOT, ControlPlaneProcess, free_port, spawn_python, wait_until
 
 EXAMPLES = ROOT / "examples"
@@ -47,7 +48,8 @@ class LiveApp:
                 status = self.status()
             except httpx.HTTPError:
                 return False
-            return bool(status.get("connected")) and len(status.get("versions", {})) >= 7
+            # Ready once every fault-tolerance kind has had its first push.
+            return bool(status.get("connected")) and len(status.get("versions", {})) >= len(KINDS)
 
         wait_until(ready, timeout=timeout, interval=0.1, what=f"{self.app} ready")
 
