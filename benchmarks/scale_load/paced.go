@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+)
+
+const reportMethod = "/opensergo.proto.service_contract.v1.MetadataService/ReportMetadata"
+
+// pacing: calls are due at a fixed rate (open loop) and taken by a pool of workers. When the
+// control plane falls behind, the workers are all busy, calls start late, and the achieved rate
+// drops below the target: both the call latency and the latency from the due time are reported.
+type pacing struct {
+	rate        float64
+	warmup      time.Duration
+	duration    time.Duration
+	concurrency int
+}
+
+type pacedResult struct {
+	TargetPerS   float64          `json:"target_per_s"`
+	AchievedPerS float64          `json:"achieved_per_s"` // calls answered OK within the window, per second
+	Answered     int64            `json:"answered"`
+	Errors       int64            `json:"errors"`
+	ErrorCodes   map[string]int64 `json:"error_codes,omitempty"`
+	FirstError   string           `json:"first_error,omitempty"`
+	Call         summary          `json:"call"`        // from the call's start to its answer
+	FromDue      summary          `json:"from_due"`    // from when the call was due (queueing included)
+	Concurrency  int              `json:"concurrency"` // workers (most calls in flight)
+	Connections  int              `json:"connections"` // HTTP/2 connections
+	CPU          cpuUse           `json:"cpu"`         // over the measured window
+	Instances    int64            `json:"instances"`   // distinct instances the calls reported
+	CPRSSMB      float64          `json:"cp_rss_mb"`   // at the end
+	Description  string           `json:"description"` // what was measured
+}
+
+type job struct {
+	index int64
+	due   time.Time
+}
+
+// runPaced calls `call(conn, i)` for i = 0, 1, ... at `p.rate` per second; the window after the
+// warm-up is measured (answers that arrive within it).
+func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx context.Context, conn *grpc.ClientConn, i int64) error) pacedResult {
+	jobs := make(chan job, p.concurrency)
+	start := time.Now()
+	windowStart := start.Add(p.warmup)
+	end := windowStart.Add(p.duration)
+	var answered atomic.Int64
+	var errs errorCounts
+	var callLat, dueLat latencies
+	var wg sync.WaitGroup
+	for w := 0; w < p.concurrency; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			conn := conns[w%len(conns)]
+			var calls, dues []time.Duration
+			for j := range jobs {
+				began := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				err := call(ctx, conn, j.index)
+				cancel()
+				done := time.Now()
+				if done.Before(windowStart) || done.After(end) {
+					continue
+				}
+				if err != nil {
+					errs.add(err)
+					continue
+				}
+				answered.Add(1)
+				calls = append(calls, done.Sub(began))
+				dues = append(dues, done.Sub(j.due))
+			}
+			callLat.add(calls)
+			dueLat.add(dues)
+		}(w)
+	}
+	var window [2]cpuSample
+	go func() {
+		time.Sleep(time.Until(windowStart))
+		window[0] = sampleCPU(t.cpPID)
+	}()
+	// The pacer: every millisecond, release the calls that have become due.
+	interval := time.Duration(float64(time.Second) / p.rate)
+	var sent int64
+	ticker := time.NewTicker(time.Millisecond)
+	for now := range ticker.C {
+		if now.After(end) {
+			break
+		}
+		due := int64(now.Sub(start).Seconds() * p.rate)
+		for ; sent < due; sent++ {
+			jobs <- job{index: sent, due: start.Add(time.Duration(sent) * interval)}
+		}
+	}
+	ticker.Stop()
+	window[1] = sampleCPU(t.cpPID)
+	close(jobs)
+	wg.Wait()
+	codes := map[string]int64{}
+	errs.mu.Lock()
+	for k, v := range errs.counts {
+		codes[k] = v
+	}
+	errs.mu.Unlock()
+	return pacedResult{
+		TargetPerS:   p.rate,
+		AchievedPerS: float64(answered.Load()) / p.duration.Seconds(),
+		Answered:     answered.Load(),
+		Errors:       errs.total(),
+		ErrorCodes:   codes,
+		FirstError:   errs.first,
+		Call:         summarize(callLat.values),
+		FromDue:      summarize(dueLat.values),
+		Concurrency:  p.concurrency,
+		Connections:  len(conns),
+		CPU:          window[0].until(window[1]),
+		Instances:    sent,
+		CPRSSMB:      float64(procRSSKB(t.cpPID)) / 1024,
+	}
+}
+
+// instanceReport is instance i's ReportMetadataRequest: unique host name and address, spread
+// over `apps` apps.
+func instanceReport(prefix string, i int64, apps int) []byte {
+	app := "scale-app-" + itoa(i%int64(apps))
+	address := "10." + itoa((i>>16)&255) + "." + itoa((i>>8)&255) + "." + itoa(i&255)
+	return reportRequest(app, prefix+"-"+itoa(i), uint32(1000+i%60000), address, uint32(8080+i%1000))
+}
+
+func itoa(i int64) string {
+	var buf [20]byte
+	n := len(buf)
+	if i == 0 {
+		return "0"
+	}
+	for i > 0 {
+		n--
+		buf[n] = byte('0' + i%10)
+		i /= 10
+	}
+	return string(buf[n:])
+}
+
+// report sends one ReportMetadata.
+func report(ctx context.Context, t target, conn *grpc.ClientConn, request []byte, clientID string) error {
+	var reply []byte
+	return conn.Invoke(t.callContext(ctx, clientID), reportMethod, &request, &reply)
+}
