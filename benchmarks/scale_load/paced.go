@@ -34,6 +34,7 @@ type pacedResult struct {
 	Connections  int              `json:"connections"` // HTTP/2 connections
 	CPU          cpuUse           `json:"cpu"`         // over the measured window
 	Instances    int64            `json:"instances"`   // distinct instances the calls reported
+	Unsent       int64            `json:"unsent"`      // calls due by the end that no worker was free to start
 	CPRSSMB      float64          `json:"cp_rss_mb"`   // at the end
 	Description  string           `json:"description"` // what was measured
 }
@@ -90,13 +91,21 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 	interval := time.Duration(float64(time.Second) / p.rate)
 	var sent int64
 	ticker := time.NewTicker(time.Millisecond)
-	for now := range ticker.C {
+	stop := make(chan struct{}) // closed at the end: a worker may never free up again before
+	time.AfterFunc(time.Until(end), func() { close(stop) })
+	for range ticker.C {
+		now := time.Now() // not the tick's time: ticks wait while the pacer blocks
 		if now.After(end) {
 			break
 		}
 		due := int64(now.Sub(start).Seconds() * p.rate)
+	release:
 		for ; sent < due; sent++ {
-			jobs <- job{index: sent, due: start.Add(time.Duration(sent) * interval)}
+			select {
+			case jobs <- job{index: sent, due: start.Add(time.Duration(sent) * interval)}:
+			case <-stop:
+				break release // every worker is busy: the calls still due are never sent
+			}
 		}
 	}
 	ticker.Stop()
@@ -122,6 +131,7 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 		Connections:  len(conns),
 		CPU:          window[0].until(window[1]),
 		Instances:    sent,
+		Unsent:       int64(end.Sub(start).Seconds()*p.rate) - sent,
 		CPRSSMB:      float64(procRSSKB(t.cpPID)) / 1024,
 	}
 }
