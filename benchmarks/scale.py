@@ -49,6 +49,7 @@ GO_BINARY = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 ADMIN_TOKEN = "scale-bench-admin-token-0c5f9d"
 TOKEN_RULE = "scale-global"
 TOKEN_APP = "scale-app"
+RATE_LIMITS = "/apis/fault-tolerance.opensergo.io/v1alpha1/namespaces/default/ratelimitstrategies"
 
 
 def build_loadgen() -> Path:
@@ -92,7 +93,9 @@ class Bench:
         args += ["--store", store]
         if self.auth:
             tokens = run / "tokens.yaml"
-            tokens.write_text(f'tokens:\n  - name: bench\n    token: "{ADMIN_TOKEN}"\n    roles: {{"*": admin}}\n')
+            tokens.write_text(
+                f'tokens:\n  - name: bench\n    token: "{ADMIN_TOKEN}"\n    roles: {{"*": admin}}\n'
+            )
             args += ["--auth", "on", "--auth-tokens", str(tokens)]
         cp = ControlPlaneProcess(run / "data", run / "logs", args)
         cp.start(timeout=90)
@@ -104,7 +107,9 @@ class Bench:
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {ADMIN_TOKEN}"} if self.auth else {}
 
-    def generate(self, cp: ControlPlaneProcess, command: str, *args: str, timeout: float = 900) -> dict[str, Any]:
+    def generate(
+        self, cp: ControlPlaneProcess, command: str, *args: str, timeout: float = 900
+    ) -> dict[str, Any]:
         assert cp.proc is not None
         common = ["-addr", cp.grpc_address, "-rest", cp.http_url, "-cp-pid", str(cp.proc.pid)]
         if self.auth:
@@ -113,7 +118,8 @@ class Bench:
             [str(self.binary), *common, command, *args], stdout=subprocess.PIPE, text=True, timeout=timeout
         )
         if done.returncode != 0:
-            raise RuntimeError(f"scale_load {command} failed ({done.returncode}); control plane log:\n{cp.logs()[-3000:]}")
+            log = cp.logs()[-3000:]
+            raise RuntimeError(f"scale_load {command} failed ({done.returncode}); control plane log:\n{log}")
         result: dict[str, Any] = json.loads(done.stdout)
         return result
 
@@ -121,7 +127,9 @@ class Bench:
 
     def registrations(self, store: str, rate: float, seconds: float) -> dict[str, Any]:
         with self.control_plane(store) as cp:
-            return self.generate(cp, "register", "-rate", str(rate), "-duration", f"{seconds}s", "-conns", "4")
+            return self.generate(
+                cp, "register", "-rate", str(rate), "-duration", f"{seconds}s", "-conns", "4"
+            )
 
     def heartbeats(self, store: str, rate: float, seconds: float, instances: int) -> dict[str, Any]:
         with self.control_plane(store) as cp:
@@ -138,7 +146,7 @@ class Bench:
                 "metadata": {"name": TOKEN_RULE, "labels": {"app": TOKEN_APP}},
                 "spec": {"threshold": 10**9, "statDurationSeconds": 1, "limitMode": "Global"},
             }
-            path = f"/apis/fault-tolerance.opensergo.io/v1alpha1/namespaces/default/ratelimitstrategies/{TOKEN_RULE}"
+            path = f"{RATE_LIMITS}/{TOKEN_RULE}"
             httpx.put(cp.http_url + path, json=rule, headers=self.headers(), timeout=30).raise_for_status()
             return self.generate(
                 cp, "tokens", "-streams", "8", "-batch", "10", "-duration", f"{seconds}s", "-conns", "2",
@@ -148,7 +156,9 @@ class Bench:
     def fanout(self, streams: int, rounds: int) -> dict[str, Any]:
         with self.control_plane() as cp:
             print(f"  fan-out to {streams:,} streams (load {load_average()})", file=sys.stderr, flush=True)
-            return self.generate(cp, "fanout", "-streams", str(streams), "-rounds", str(rounds), "-per-conn", "100")
+            return self.generate(
+                cp, "fanout", "-streams", str(streams), "-rounds", str(rounds), "-per-conn", "100"
+            )
 
     @contextmanager
     def etcd(self) -> Iterator[str]:
@@ -165,25 +175,27 @@ class Bench:
 
 
 def paced_line(name: str, r: dict[str, Any], target: float) -> str:
-    cpu = r["cpu"]
-    errors = r["errors"] if not r["errors"] else f"{r['errors']} {r.get('error_codes')} first: {r.get('first_error')}"
-    verdict = "meets" if r["achieved_per_s"] >= target * 0.98 and r["call"]["p99_ms"] <= 100 and not r["errors"] else "below"
+    cpu, call, answered = r["cpu"], r["call"], max(1, r["answered"])
+    errors = f"{r['errors']} {r.get('error_codes')} first: {r.get('first_error')}" if r["errors"] else "0"
+    met = r["achieved_per_s"] >= target * 0.98 and call["p99_ms"] <= 100 and not r["errors"]
+    cp_us, gen_us = cpu["cp_cpu_s"] / answered * 1e6, cpu["gen_cpu_s"] / answered * 1e6
     return (
-        f"{name:<14} {r['achieved_per_s']:>8,.0f}/s of {target:,.0f}/s target ({verdict}) over {cpu['seconds']:.0f} s;"
-        f" call p50 {r['call']['p50_ms']:.1f} ms, p99 {r['call']['p99_ms']:.1f} ms"
+        f"{name:<14} {r['achieved_per_s']:>8,.0f}/s of {target:,.0f}/s target"
+        f" ({'meets' if met else 'below'}) over {cpu['seconds']:.0f} s;"
+        f" call p50 {call['p50_ms']:.1f} ms, p99 {call['p99_ms']:.1f} ms"
         f" (from due: p99 {r['from_due']['p99_ms']:.0f} ms); errors {errors}\n"
-        f"{'':<14} CPU: control plane {cpu['cp_cores']:.2f} cores ({cpu['cp_cpu_s'] / max(1, r['answered']) * 1e6:.0f} µs/call),"
-        f" generator {cpu['gen_cores']:.2f} cores ({cpu['gen_cpu_s'] / max(1, r['answered']) * 1e6:.0f} µs/call);"
+        f"{'':<14} CPU: control plane {cpu['cp_cores']:.2f} cores ({cp_us:.0f} µs/call),"
+        f" generator {cpu['gen_cores']:.2f} cores ({gen_us:.0f} µs/call);"
         f" CP RSS {r['cp_rss_mb']:.0f} MB; load {cpu['load_average']}"
     )
 
 
 def tokens_line(r: dict[str, Any]) -> str:
-    cpu = r["cpu"]
+    cpu, trip = r["cpu"], r["batch_round_trip"]
     return (
-        f"{'token leases':<14} {r['leases_per_s']:>8,.0f}/s ({r['streams']} streams x batches of {r['batch']},"
-        f" one batch in flight each); batch round trip p50 {r['batch_round_trip']['p50_ms']:.1f} ms,"
-        f" p99 {r['batch_round_trip']['p99_ms']:.1f} ms; no-rule {r['no_rule']}, errors {r['errors']}\n"
+        f"{'token leases':<14} {r['leases_per_s']:>8,.0f}/s ({r['streams']} streams x batches"
+        f" of {r['batch']}, one batch in flight each); batch round trip p50 {trip['p50_ms']:.1f} ms,"
+        f" p99 {trip['p99_ms']:.1f} ms; no-rule {r['no_rule']}, errors {r['errors']}\n"
         f"{'':<14} CPU: control plane {cpu['cp_cores']:.2f} cores, generator {cpu['gen_cores']:.2f} cores;"
         f" load {cpu['load_average']}"
     )
@@ -224,9 +236,11 @@ def fanout_markdown(rows: Sequence[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     quick = os.environ.get("OPENSERGO_BENCH_QUICK", "") not in {"", "0"}
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", default=quick, help="5 s windows, 1k/5k streams")
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("OPENSERGO_BENCH_SECONDS", 0)))
     parser.add_argument("--streams", default=os.environ.get("OPENSERGO_BENCH_STREAMS", ""))
@@ -239,15 +253,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--auth", action="store_true", help="control planes with --auth on (a bearer token)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
-    seconds = args.seconds or (5.0 if args.quick else 30.0)
-    streams = [int(s) for s in args.streams.split(",") if s] or (
+    args.seconds = args.seconds or (5.0 if args.quick else 30.0)
+    args.streams = [int(s) for s in args.streams.split(",") if s] or (
         [1000, 5000] if args.quick else [1000, 5000, 10000, 20000]
     )
-    rounds = args.rounds or (3 if args.quick else 5)
-    only = set(filter(None, args.only.split(","))) or {"register", "heartbeat", "tokens", "fanout", "etcd"}
+    args.rounds = args.rounds or (3 if args.quick else 5)
+    args.only = set(filter(None, args.only.split(","))) or {
+        "register",
+        "heartbeat",
+        "tokens",
+        "fanout",
+        "etcd",
+    }
     if args.no_etcd:
-        only.discard("etcd")
+        args.only.discard("etcd")
+    return args
 
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(argv)
+    seconds, streams, rounds, only = args.seconds, args.streams, args.rounds, args.only
     raise_file_limit()
     binary = build_loadgen()
     results: dict[str, Any] = {"seconds": seconds, "load_average_start": load_average()}
