@@ -137,6 +137,22 @@ func (s *subscriberSet) failures() (int, string) {
 	return n, first
 }
 
+// waitQuiet returns once a process spends no more CPU than when idle (two 200 ms samples in a row
+// within 20 ms, /proc's 10 ms resolution, of the idle rate), or after `limit`.
+func waitQuiet(pid int, idleCores float64, limit time.Duration) {
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for quiet < 2 && time.Now().Before(deadline) {
+		before := procCPU(pid)
+		time.Sleep(200 * time.Millisecond)
+		if (procCPU(pid) - before).Seconds() <= idleCores*0.2+0.02 {
+			quiet++
+		} else {
+			quiet = 0
+		}
+	}
+}
+
 // --- the rule the fan-out changes ----------------------------------------------------------------
 
 type ruleChanger struct {
@@ -266,6 +282,7 @@ func runFanout(t target, o fanoutOptions) (fanoutResult, error) {
 				round+1, got, o.streams, version, n, first)
 		}
 		time.Sleep(o.settle)
+		waitQuiet(t.cpPID, res.CPIdleCores, 15*time.Second) // the ACKs of this change, not the next
 		use := before.until(sampleCPU(t.cpPID))
 		cpTotal += use.CPCPUs - res.CPIdleCores*use.Seconds
 		genTotal += use.GenCPUs
@@ -278,7 +295,6 @@ func runFanout(t target, o fanoutOptions) (fanoutResult, error) {
 		fmt.Fprintf(logOut, "  %d streams, change %d/%d: every stream had it after %.3f s (CP %.2f CPU-s)\n",
 			o.streams, round+1, o.rounds, last.Seconds(), use.CPCPUs)
 		base = version
-		time.Sleep(200 * time.Millisecond)
 	}
 	res.Latency = summarize(all)
 	res.CPCPUSPerChange = cpTotal / float64(o.rounds)
