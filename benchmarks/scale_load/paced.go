@@ -82,10 +82,10 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 			dueLat.add(dues)
 		}(w)
 	}
-	var window [2]cpuSample
+	windowOpen := make(chan cpuSample, 1)
 	go func() {
 		time.Sleep(time.Until(windowStart))
-		window[0] = sampleCPU(t.cpPID)
+		windowOpen <- sampleCPU(t.cpPID)
 	}()
 	// The pacer: every millisecond, release the calls that have become due.
 	interval := time.Duration(float64(time.Second) / p.rate)
@@ -98,7 +98,7 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 		if now.After(end) {
 			break
 		}
-		due := int64(now.Sub(start).Seconds() * p.rate)
+		due := int64(now.Sub(start).Seconds()*p.rate) + 1 // call k is due at k / rate
 	release:
 		for ; sent < due; sent++ {
 			select {
@@ -109,7 +109,7 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 		}
 	}
 	ticker.Stop()
-	window[1] = sampleCPU(t.cpPID)
+	cpu := (<-windowOpen).until(sampleCPU(t.cpPID))
 	close(jobs)
 	wg.Wait()
 	codes := map[string]int64{}
@@ -129,9 +129,9 @@ func runPaced(t target, conns []*grpc.ClientConn, p pacing, call func(ctx contex
 		FromDue:      summarize(dueLat.values),
 		Concurrency:  p.concurrency,
 		Connections:  len(conns),
-		CPU:          window[0].until(window[1]),
+		CPU:          cpu,
 		Instances:    sent,
-		Unsent:       int64(end.Sub(start).Seconds()*p.rate) - sent,
+		Unsent:       max(0, int64(end.Sub(start).Seconds()*p.rate)+1-sent),
 		CPRSSMB:      float64(procRSSKB(t.cpPID)) / 1024,
 	}
 }
