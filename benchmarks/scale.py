@@ -19,7 +19,8 @@ with the load average at the time (the machine is shared).
 Usage: python benchmarks/scale.py [--seconds 30] [--streams 1000,5000,10000,20000] [--quick]
        [--register-rate 2500] [--heartbeat-rate 10000] [--no-etcd] [--auth] [--json OUT]
 Environment: OPENSERGO_BENCH_QUICK=1 (as --quick: 5 s windows, 1k/5k streams, 3 changes),
-OPENSERGO_BENCH_SECONDS, OPENSERGO_BENCH_STREAMS (comma-separated).
+OPENSERGO_BENCH_SECONDS, OPENSERGO_BENCH_STREAMS (comma-separated), OPENSERGO_BENCH_SRC (the
+control plane's sources, e.g. another worktree's src/, for a before/after comparison).
 """
 
 from __future__ import annotations
@@ -71,6 +72,13 @@ def raise_file_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def control_plane_env() -> dict[str, str]:
+    """OPENSERGO_BENCH_SRC=<dir>: run the control plane from other sources (another checkout's
+    src/, to compare before and after with the same generator)."""
+    src = os.environ.get("OPENSERGO_BENCH_SRC", "")
+    return {"PYTHONPATH": src} if src else {}
+
+
 def load_average() -> str:
     return "/".join(f"{v:.1f}" for v in os.getloadavg())
 
@@ -97,7 +105,7 @@ class Bench:
                 f'tokens:\n  - name: bench\n    token: "{ADMIN_TOKEN}"\n    roles: {{"*": admin}}\n'
             )
             args += ["--auth", "on", "--auth-tokens", str(tokens)]
-        cp = ControlPlaneProcess(run / "data", run / "logs", args)
+        cp = ControlPlaneProcess(run / "data", run / "logs", args, env=control_plane_env())
         cp.start(timeout=90)
         try:
             yield cp
@@ -276,8 +284,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     raise_file_limit()
     binary = build_loadgen()
     results: dict[str, Any] = {"seconds": seconds, "load_average_start": load_average()}
+    source = os.environ.get("OPENSERGO_BENCH_SRC") or str(ROOT / "src")
     print(
-        f"One control-plane replica, Go load generator ({binary}); {os.cpu_count()} cores shared,"
+        f"One control-plane replica ({source}), Go load generator ({binary}); {os.cpu_count()} cores shared,"
         f" load average {load_average()} at the start; windows of {seconds:.0f} s",
         flush=True,
     )
