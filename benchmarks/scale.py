@@ -50,6 +50,7 @@ GO_BINARY = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "
 ADMIN_TOKEN = "scale-bench-admin-token-0c5f9d"
 TOKEN_RULE = "scale-global"
 TOKEN_APP = "scale-app"
+SECTIONS = ("register", "heartbeat", "tokens", "fanout", "etcd")
 RATE_LIMITS = "/apis/fault-tolerance.opensergo.io/v1alpha1/namespaces/default/ratelimitstrategies"
 
 
@@ -257,7 +258,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--heartbeat-rate", type=float, default=10000)
     parser.add_argument("--heartbeat-instances", type=int, default=2000)
     parser.add_argument("--no-etcd", action="store_true", help="skip the 3-member etcd figures")
-    parser.add_argument("--only", default="", help="comma-separated: register,heartbeat,tokens,fanout,etcd")
+    parser.add_argument("--only", default="", help=f"comma-separated, of: {','.join(SECTIONS)}")
     parser.add_argument("--auth", action="store_true", help="control planes with --auth on (a bearer token)")
     parser.add_argument("--json", type=Path, help="also write every figure here")
     args = parser.parse_args(argv)
@@ -266,13 +267,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         [1000, 5000] if args.quick else [1000, 5000, 10000, 20000]
     )
     args.rounds = args.rounds or (3 if args.quick else 5)
-    args.only = set(filter(None, args.only.split(","))) or {
-        "register",
-        "heartbeat",
-        "tokens",
-        "fanout",
-        "etcd",
-    }
+    args.only = set(filter(None, args.only.split(","))) or set(SECTIONS)
     if args.no_etcd:
         args.only.discard("etcd")
     return args
