@@ -292,8 +292,9 @@ func runFanout(t target, o fanoutOptions) (fanoutResult, error) {
 			all = append(all, d)
 			last = max(last, d)
 		}
-		fmt.Fprintf(logOut, "  %d streams, change %d/%d: every stream had it after %.3f s (CP %.2f CPU-s)\n",
-			o.streams, round+1, o.rounds, last.Seconds(), use.CPCPUs)
+		fmt.Fprintf(logOut, "  %d streams, change %d/%d: every stream had it after %.3f s"+
+			" (CP %.2f CPU-s, generator %.2f CPU-s, until quiet again after %.1f s)\n",
+			o.streams, round+1, o.rounds, last.Seconds(), use.CPCPUs, use.GenCPUs, use.Seconds)
 		base = version
 	}
 	res.Latency = summarize(all)
