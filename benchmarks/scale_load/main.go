@@ -96,7 +96,7 @@ func main() {
 	case "register":
 		cs := mustDial(t, *conns)
 		res := runPaced(t, cs, pace, func(ctx context.Context, conn *grpc.ClientConn, i int64) error {
-			return report(ctx, t, conn, instanceReport(*prefix, i, *apps), "")
+			return report(ctx, conn, instanceReport(*prefix, i, *apps))
 		})
 		res.Description = fmt.Sprintf("ReportMetadata of a new instance each (%d apps)", *apps)
 		emit(res)
@@ -112,7 +112,7 @@ func main() {
 		}
 		fmt.Fprintf(logOut, "  %d instances registered in %.1f s\n", *instances, time.Since(began).Seconds())
 		res := runPaced(t, cs, pace, func(ctx context.Context, conn *grpc.ClientConn, i int64) error {
-			return report(ctx, t, conn, requests[i%int64(len(requests))], "")
+			return report(ctx, conn, requests[i%int64(len(requests))])
 		})
 		res.Instances = int64(*instances)
 		res.Description = fmt.Sprintf("ReportMetadata repeating the report of %d registered instances", *instances)
@@ -159,8 +159,8 @@ func registerAll(t target, conns []*grpc.ClientConn, requests [][]byte, concurre
 		go func(w int) {
 			defer wg.Done()
 			for i := range next {
-				ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-				if err := report(ctx, t, conns[w%len(conns)], requests[i], ""); err != nil {
+				ctx, cancel := context.WithTimeout(t.callContext(context.Background(), ""), 60*time.Second)
+				if err := report(ctx, conns[w%len(conns)], requests[i]); err != nil {
 					errs.add(err)
 				}
 				cancel()

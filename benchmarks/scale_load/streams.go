@@ -353,8 +353,8 @@ func runHold(t target, o holdOptions, ready func(map[string]any)) error {
 				if int(i) < len(set.subs) {
 					clientID = set.subs[i].identifier
 				}
-				callCtx, callCancel := context.WithTimeout(ctx, 60*time.Second)
-				if err := report(callCtx, t, conns[w%len(conns)], instanceReport("dash", i, o.apps), clientID); err != nil {
+				callCtx, callCancel := context.WithTimeout(t.callContext(ctx, clientID), 60*time.Second)
+				if err := report(callCtx, conns[w%len(conns)], instanceReport("dash", i, o.apps)); err != nil {
 					errs.add(err)
 				}
 				callCancel()
