@@ -95,9 +95,14 @@ bench: $(STAMP)
 	$(PY) benchmarks/sidecar.py --envoys 10,100
 	$(PY) benchmarks/observability.py 20000
 
-## One control-plane replica with 1,000 / 5,000 / 10,000 subscriber streams.
+## One control-plane replica driven by a Go load generator (benchmarks/scale_load, built on first
+## use): registrations/s and heartbeats/s (30 s each, SQLite and a 3-member etcd), token leases,
+## rule fan-out to 1k/5k/10k/20k streams, and the dashboard with 10,000 streams and instances; each
+## figure beside the generator's own CPU. OPENSERGO_BENCH_QUICK=1 for a short run (5 s, fewer
+## streams); SCALE_ARGS passes options to benchmarks/scale.py (see its --help).
 bench-scale: $(STAMP)
-	$(PY) benchmarks/scale.py 1000 5000 10000
+	$(PY) benchmarks/scale.py $(SCALE_ARGS)
+	$(PY) benchmarks/dashboard_load.py
 
 clean:
 	rm -rf $(VENV) $(LOCK_VENV) .opensergo .pytest_cache .mypy_cache .ruff_cache
