@@ -33,7 +33,7 @@ from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.checks import ResourceChecks
+from opensergo.governance.faulttolerance.checks import ExitPath
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.spec.base import Resource
 
@@ -79,8 +79,8 @@ class Guard:
     """
 
     __slots__ = (
-        "_checks",
         "_errors",
+        "_exit",
         "_ignore",
         "_parked",
         "_parking",
@@ -104,12 +104,12 @@ class Guard:
         self.inbound = inbound
         self._errors = errors
         self._ignore = ignore
-        self._checks: ResourceChecks | None = None
+        self._exit: ExitPath | None = None  # the compiled exit of the entry in the slots
         self._start = 0
-        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _checks and
+        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _exit and
         # _start, put back (list.append) when it exits. Cheaper than a lock, and as safe here.
         self._token: list[bool] = [True]
-        self._parked: list[tuple[object, ResourceChecks | None, int]] = []
+        self._parked: list[tuple[object, ExitPath | None, int]] = []
         self._parking = _allocate_lock()
 
     def counts_as_error(self, exc: BaseException) -> bool:
@@ -123,35 +123,45 @@ class Guard:
 
     # -- context manager ----------------------------------------------------------------------
 
-    def _park(self, checks: ResourceChecks | None, start: int) -> None:
+    def _park(self, leave: ExitPath | None, start: int) -> None:
         with self._parking:
-            self._parked.append((_caller(), checks, start))
+            self._parked.append((_caller(), leave, start))
 
-    def _unpark(self) -> tuple[ResourceChecks | None, int] | None:
+    def _unpark(self) -> tuple[ExitPath | None, int] | None:
         """The caller's latest parked entry, taken out; None when the caller has none parked."""
         me = _caller()
         with self._parking:
             parked = self._parked
             for i in range(len(parked) - 1, -1, -1):
-                owner, checks, start = parked[i]
+                owner, leave, start = parked[i]
                 if owner is me or owner == me:
                     del parked[i]
-                    return checks, start
+                    return leave, start
         return None
 
+    # The per-call path is the resource's compiled ``enter`` / ``exit`` (see checks.py); these
+    # only keep the entry's start and exit for ``__exit__``. Bound attributes are read into
+    # locals before calling them: a call through an instance attribute would not be specialized.
+
     def __enter__(self) -> Guard:
-        checks = self.engine.checks(self.resource)
-        start = checks.enter(self.inbound) if checks is not None else 0
+        get = self.engine.checks
+        checks = get(self.resource)
+        if checks is None:
+            leave, start = None, 0
+        else:
+            enter = checks.enter
+            start = enter(self.inbound)
+            leave = checks.exit
         if not self._parked:
             try:
                 self._token.pop()
             except IndexError:  # the slots are in use
                 pass
             else:
-                self._checks = checks
+                self._exit = leave
                 self._start = start
                 return self
-        self._park(checks, start)
+        self._park(leave, start)
         return self
 
     def __exit__(
@@ -159,21 +169,23 @@ class Guard:
     ) -> None:
         found = self._unpark() if self._parked else None
         if found is None:  # the entry in the slots
-            if self._token:
+            token = self._token
+            if token:
                 raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
-            checks, start = self._checks, self._start
-            self._token.append(True)
+            leave, start = self._exit, self._start
+            token.append(True)
         else:
-            checks, start = found
-        if checks is not None and checks.exits:
-            checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
+            leave, start = found
+        if leave is not None:
+            leave(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
         checks = self.engine.checks(self.resource)
         if checks is None or not checks.throttles:
             return self.__enter__()
         # Queued by throttling: the entry is parked (other uses may take the slots meanwhile).
-        self._park(checks, await checks.aenter(self.inbound))
+        start = await checks.aenter(self.inbound)
+        self._park(checks.exit, start)
         return self
 
     async def __aexit__(
@@ -198,18 +210,21 @@ class Guard:
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine.checks(resource)
+            get = engine.checks  # replaced at every rule swap: read per call
+            checks = get(resource)
             if checks is None:
                 return fn(*args, **kwargs)
-            start = checks.enter(inbound)
+            enter = checks.enter
+            start = enter(inbound)
+            leave = checks.exit
+            if leave is None:
+                return fn(*args, **kwargs)
             try:
                 result = fn(*args, **kwargs)
             except BaseException as exc:
-                if checks.exits:
-                    checks.exit(start, exc if counts(exc) else None)
+                leave(start, exc if counts(exc) else None)
                 raise
-            if checks.exits:
-                checks.exit(start, None)
+            leave(start, None)
             return result
 
         return guarded
@@ -226,14 +241,15 @@ class Guard:
             if checks is None:
                 return await fn(*args, **kwargs)
             start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
+            leave = checks.exit
+            if leave is None:
+                return await fn(*args, **kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                if checks.exits:
-                    checks.exit(start, exc if counts(exc) else None)
+                leave(start, exc if counts(exc) else None)
                 raise
-            if checks.exits:
-                checks.exit(start, None)
+            leave(start, None)
             return result
 
         return guarded

@@ -82,11 +82,11 @@ class Entry:
     ``ignore`` configuration.
     """
 
-    __slots__ = ("_checks", "_done", "_engine", "start")
+    __slots__ = ("_done", "_engine", "_exit", "start")
 
     def __init__(self, engine: Engine, checks: ResourceChecks | None, start: int) -> None:
         self._engine = engine
-        self._checks = checks
+        self._exit = checks.exit if checks is not None else None
         self.start = start
         self._done = False
 
@@ -94,11 +94,11 @@ class Entry:
         if self._done:
             return
         self._done = True
-        checks = self._checks
-        if checks is not None and checks.exits:
+        leave = self._exit
+        if leave is not None:
             if error is not None and not self._engine.counts_as_error(error):
                 error = None
-            checks.exit(self.start, error)
+            leave(self.start, error)
 
     def __enter__(self) -> Entry:
         return self
