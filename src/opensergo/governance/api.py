@@ -20,22 +20,23 @@ choose which (per guard, or engine-wide through the :class:`Engine` constructor)
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import os
+import sys
 import threading
 from _thread import allocate_lock as _allocate_lock
-from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.checks import ExitPath
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
-from opensergo.spec.base import Resource
+
+# Imported where used, not here: the spec models (pydantic), asyncio and inspect would triple the
+# import time of this module, which every guarded application imports.
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.checks import ExitPath
+    from opensergo.spec.base import Resource
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -54,11 +55,13 @@ MAX_CACHED_GUARDS = 4096
 
 def _caller() -> object:
     """Who is entering or exiting a guard: the asyncio task running on this thread, else the thread."""
-    loop = _get_running_loop()
-    if loop is not None:
-        task = asyncio.current_task(loop)
-        if task is not None:
-            return task
+    asyncio = sys.modules.get("asyncio")  # no event loop runs before asyncio is imported
+    if asyncio is not None:
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is not None:
+                return task
     return threading.get_ident()
 
 
@@ -196,6 +199,8 @@ class Guard:
     # -- decorator ----------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
+        import inspect
+
         if inspect.iscoroutinefunction(fn):
             return cast(F, self._wrap_async(fn))
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
@@ -300,10 +305,13 @@ def _guard(
 guard: GuardFactory = functools.lru_cache(maxsize=MAX_CACHED_GUARDS)(_guard)
 
 
-RuleSource = str | os.PathLike[str] | Iterable[Resource]
+RuleSource = str | os.PathLike[str] | Iterable["Resource"]
 
 
 def _read(source: RuleSource) -> list[Resource]:
+    from pathlib import Path
+
+    from opensergo.spec.base import Resource
     from opensergo.spec.loader import load_paths, parse_documents  # the loader loads every kind
 
     if isinstance(source, os.PathLike):
