@@ -225,7 +225,8 @@ class Guard:
             if leave is None:
                 return fn(*args, **kwargs)
             try:
-                result = fn(*args, **kwargs)
+                # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except BaseException as exc:
                 leave(start, exc if counts(exc) else None)
                 raise
