@@ -1,25 +1,27 @@
 """The per-call path: the compiled checks of one resource, run in order on every request.
 
-:meth:`ResourceChecks.enter` reads the clock once and runs, in order, adaptive protection (inbound
-only) -> concurrency -> rate limits -> throttling -> circuit breakers: the refusals without side
-effects first, then throttling's queue reservation and the breakers' probe claim (a request that
-an open breaker would refuse is refused before it queues). The first refusal raises a
-:class:`~opensergo.governance.errors.BlockedError` subclass and undoes what earlier checks did for
-this request: its concurrency slot, its Global permits and its rate-limit counts are given back,
-and a half-open probe claimed by an earlier breaker goes back to OPEN (the throttling reservation
-stays, as in Sentinel). ``enter`` returns the start time; :meth:`ResourceChecks.exit` releases the
-slot and reports RT and error to the breakers (and, with BBR, to the resource's completion window).
+:attr:`ResourceChecks.enter` reads the clock once and runs, in order, adaptive protection
+(inbound only) -> concurrency -> rate limits -> throttling -> circuit breakers: the refusals
+without side effects first, then throttling's queue reservation and the breakers' probe claim (a
+request that an open breaker would refuse is refused before it queues). The first refusal raises
+a :class:`~opensergo.governance.errors.BlockedError` subclass and undoes what earlier checks did
+for this request: its concurrency slot, its Global permits and its rate-limit counts are given
+back, and a half-open probe claimed by an earlier breaker goes back to OPEN (the throttling
+reservation stays, as in Sentinel). ``enter`` returns the start time; :attr:`ResourceChecks.exit`
+releases the slot and reports RT and error to the breakers (and, with BBR, to the resource's
+completion window).
 
 Each strategy module compiled its part from the specs (``compile_check``) and decides everything
 about it: what refuses, which rule is blamed, how a refusal is undone. This module only runs those
-parts in order. The tests that run on every call (a counter against a limit, a breaker's state)
-read the compiled objects' fields directly rather than calling a method per strategy: a Python
-call per strategy would cost more than the checks themselves.
+parts in order. ``enter`` and ``exit`` are closures compiled per resource over the objects they
+read; the tests that run on every call (a counter against a limit, a breaker's state) read those
+objects' fields directly rather than calling a method per strategy: a Python call per strategy
+would cost more than the checks themselves.
 
 A request queued by throttling waits between the checks before the queue and the breakers after
-it: :meth:`~ResourceChecks.enter` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter`
-runs the same ``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and
-then the same checks after the queue (:meth:`~ResourceChecks._admitted`).
+it: ``enter`` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter` runs the same
+``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and then the same
+checks after the queue (:meth:`~ResourceChecks._admitted`).
 """
 
 from __future__ import annotations
