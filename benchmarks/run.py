@@ -26,6 +26,10 @@ Method: ``time.perf_counter_ns`` around loops of N calls, after the warm-up; the
 case run round-robin, R times, and each keeps its best run (the machine may be shared).
 Overhead = best time per call minus the same loop calling the bare no-op. GC is off while timing.
 
+Import: ``import opensergo.governance`` in fresh interpreters (this tree's sources), wall time
+median and best of N, beside ``python -c pass`` (target: <= 150 ms). benchmarks/footprint.py
+measures it again from the installed wheel, with the per-module breakdown.
+
 Usage: python benchmarks/run.py [--number N] [--repeats R] [--quick]
 """
 
@@ -34,8 +38,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import os
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -468,6 +476,44 @@ def peers() -> dict[str, Candidate]:
     return {**limits_peers(), **throttled_peers(), **breaker_peers(), **aiolimiter_peer()}
 
 
+# -- import -------------------------------------------------------------------------------------
+
+IMPORT_TARGET_MS = 150.0
+
+
+def import_ms(code: str, env: dict[str, str]) -> float:
+    """Wall ms of ``python -c code`` in a fresh interpreter."""
+    start = time.perf_counter_ns()
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+    return (time.perf_counter_ns() - start) / 1e6
+
+
+def report_import(runs: int) -> None:
+    """The import beside ``python -c pass``; their runs alternate, so both see the same load.
+
+    This tree's sources run with their bytecode cached (in a temporary directory, written by a
+    first untimed run), as an installed wheel's are: compiling them is not what users pay."""
+    with tempfile.TemporaryDirectory() as cache:
+        env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONPYCACHEPREFIX": cache}
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        bare: list[float] = []
+        ours: list[float] = []
+        for i in range(runs + 1):
+            pair = import_ms("pass", env), import_ms("import opensergo.governance", env)
+            if i:  # the first run writes the bytecode
+                bare.append(pair[0])
+                ours.append(pair[1])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    median = statistics.median(ours)
+    print(
+        f"import opensergo.governance: median {median:.0f} ms, best {min(ours):.0f} ms; "
+        f"python -c pass: median {statistics.median(bare):.0f} ms, best {min(bare):.0f} ms "
+        f"({runs} fresh interpreters each, load average {load:.2f})"
+    )
+    verdict = "met" if median <= IMPORT_TARGET_MS else "NOT met"
+    print(f"Target import opensergo.governance <= {IMPORT_TARGET_MS:.0f} ms: {median:.0f} ms -> {verdict}")
+
+
 # -- timing -------------------------------------------------------------------------------------
 
 
@@ -652,8 +698,10 @@ def main() -> int:
     parser.add_argument("--number", type=int, default=50_000, help="calls per timed run (default 50000)")
     parser.add_argument("--repeats", type=int, default=7, help="timed runs per candidate (default 7)")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (2000 calls, 2 repeats)")
+    parser.add_argument("--import-runs", type=int, default=9, help="fresh interpreters timed (default 9)")
     args = parser.parse_args()
     n, repeats = (2000, 2) if args.quick else (args.number, args.repeats)
+    import_runs = 3 if args.quick else args.import_runs
 
     all_cases = cases(ours(), peers())
     loop = asyncio.new_event_loop()
@@ -672,6 +720,8 @@ def main() -> int:
     loop.close()
     report(all_cases, baseline, n, repeats)
     targets(all_cases, baseline)
+    print()
+    report_import(import_runs)
     return 0
 
 

@@ -12,10 +12,16 @@ the test calls :meth:`ManualClock.advance`, or when a caller sleeps and the cloc
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import asyncio
+
+# asyncio is imported where a sleep awaits, not here: the governance API imports this module,
+# and asyncio (with ssl, subprocess and concurrent.futures behind it) would double its import
+# time for applications that never await.
 
 NS_PER_MS = 1_000_000
 NS_PER_S = 1_000_000_000
@@ -58,6 +64,8 @@ class SystemClock:
             time.sleep(seconds)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         await asyncio.sleep(seconds if seconds > 0 else 0)
 
 
@@ -133,6 +141,8 @@ class ManualClock:
             self._cond.wait_for(lambda: self._ns >= deadline)
 
     async def asleep(self, seconds: float) -> None:
+        import asyncio
+
         self.sleeps.append(seconds)
         if seconds <= 0:
             await asyncio.sleep(0)

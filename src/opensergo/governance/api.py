@@ -20,23 +20,24 @@ choose which (per guard, or engine-wide through the :class:`Engine` constructor)
 
 from __future__ import annotations
 
-import asyncio
 import functools
-import inspect
 import os
+import sys
 import threading
 from _thread import allocate_lock as _allocate_lock
-from asyncio import _get_running_loop
 from collections.abc import Awaitable, Callable, Iterable
-from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.checks import ResourceChecks
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.governance.faulttolerance.hotparam import argument_lookup, argument_reader
-from opensergo.spec.base import Resource
+
+# Imported where used, not here: the spec models (pydantic), asyncio and inspect would triple the
+# import time of this module, which every guarded application imports.
+if TYPE_CHECKING:
+    from opensergo.governance.faulttolerance.checks import ExitPath
+    from opensergo.spec.base import Resource
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -55,11 +56,13 @@ MAX_CACHED_GUARDS = 4096
 
 def _caller() -> object:
     """Who is entering or exiting a guard: the asyncio task running on this thread, else the thread."""
-    loop = _get_running_loop()
-    if loop is not None:
-        task = asyncio.current_task(loop)
-        if task is not None:
-            return task
+    asyncio = sys.modules.get("asyncio")  # no event loop runs before asyncio is imported
+    if asyncio is not None:
+        loop = asyncio._get_running_loop()
+        if loop is not None:
+            task = asyncio.current_task(loop)
+            if task is not None:
+                return task
     return threading.get_ident()
 
 
@@ -80,8 +83,8 @@ class Guard:
     """
 
     __slots__ = (
-        "_checks",
         "_errors",
+        "_exit",
         "_ignore",
         "_parked",
         "_parking",
@@ -105,12 +108,12 @@ class Guard:
         self.inbound = inbound
         self._errors = errors
         self._ignore = ignore
-        self._checks: ResourceChecks | None = None
+        self._exit: ExitPath | None = None  # the compiled exit of the entry in the slots
         self._start = 0
-        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _checks and
+        # The slots' token: taken (list.pop, atomic) by the entry whose state is in _exit and
         # _start, put back (list.append) when it exits. Cheaper than a lock, and as safe here.
         self._token: list[bool] = [True]
-        self._parked: list[tuple[object, ResourceChecks | None, int]] = []
+        self._parked: list[tuple[object, ExitPath | None, int]] = []
         self._parking = _allocate_lock()
 
     def counts_as_error(self, exc: BaseException) -> bool:
@@ -124,35 +127,45 @@ class Guard:
 
     # -- context manager ----------------------------------------------------------------------
 
-    def _park(self, checks: ResourceChecks | None, start: int) -> None:
+    def _park(self, leave: ExitPath | None, start: int) -> None:
         with self._parking:
-            self._parked.append((_caller(), checks, start))
+            self._parked.append((_caller(), leave, start))
 
-    def _unpark(self) -> tuple[ResourceChecks | None, int] | None:
+    def _unpark(self) -> tuple[ExitPath | None, int] | None:
         """The caller's latest parked entry, taken out; None when the caller has none parked."""
         me = _caller()
         with self._parking:
             parked = self._parked
             for i in range(len(parked) - 1, -1, -1):
-                owner, checks, start = parked[i]
+                owner, leave, start = parked[i]
                 if owner is me or owner == me:
                     del parked[i]
-                    return checks, start
+                    return leave, start
         return None
 
+    # The per-call path is the resource's compiled ``enter`` / ``exit`` (see checks.py); these
+    # only keep the entry's start and exit for ``__exit__``. Bound attributes are read into
+    # locals before calling them: a call through an instance attribute would not be specialized.
+
     def __enter__(self) -> Guard:
-        checks = self.engine.checks(self.resource)
-        start = checks.enter(self.inbound) if checks is not None else 0
+        get = self.engine.checks
+        checks = get(self.resource)
+        if checks is None:
+            leave, start = None, 0
+        else:
+            enter = checks.enter
+            start = enter(self.inbound)
+            leave = checks.exit
         if not self._parked:
             try:
                 self._token.pop()
             except IndexError:  # the slots are in use
                 pass
             else:
-                self._checks = checks
+                self._exit = leave
                 self._start = start
                 return self
-        self._park(checks, start)
+        self._park(leave, start)
         return self
 
     def __exit__(
@@ -160,21 +173,23 @@ class Guard:
     ) -> None:
         found = self._unpark() if self._parked else None
         if found is None:  # the entry in the slots
-            if self._token:
+            token = self._token
+            if token:
                 raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
-            checks, start = self._checks, self._start
-            self._token.append(True)
+            leave, start = self._exit, self._start
+            token.append(True)
         else:
-            checks, start = found
-        if checks is not None and checks.exits:
-            checks.exit(start, exc if exc is not None and self.counts_as_error(exc) else None)
+            leave, start = found
+        if leave is not None:
+            leave(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
         checks = self.engine.checks(self.resource)
         if checks is None or not checks.throttles:
             return self.__enter__()
         # Queued by throttling: the entry is parked (other uses may take the slots meanwhile).
-        self._park(checks, await checks.aenter(self.inbound))
+        start = await checks.aenter(self.inbound)
+        self._park(checks.exit, start)
         return self
 
     async def __aexit__(
@@ -185,6 +200,8 @@ class Guard:
     # -- decorator ----------------------------------------------------------------------------
 
     def __call__(self, fn: F) -> F:
+        import inspect
+
         if inspect.iscoroutinefunction(fn):
             return cast(F, self._wrap_async(fn))
         if inspect.isasyncgenfunction(fn) or inspect.isgeneratorfunction(fn):
@@ -200,21 +217,24 @@ class Guard:
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            checks = engine.checks(resource)
+            get = engine.checks  # replaced at every rule swap: read per call
+            checks = get(resource)
             if checks is None:
                 return fn(*args, **kwargs)
             if checks.hot_params is None:
                 start = checks.enter(inbound)
             else:
                 start = checks.enter_params(argument_lookup(read, args, kwargs), inbound)
+            leave = checks.exit
+            if leave is None:
+                return fn(*args, **kwargs)
             try:
-                result = fn(*args, **kwargs)
+                # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty
+                result = fn(*args, **kwargs) if kwargs else fn(*args)
             except BaseException as exc:
-                if checks.exits:
-                    checks.exit(start, exc if counts(exc) else None)
+                leave(start, exc if counts(exc) else None)
                 raise
-            if checks.exits:
-                checks.exit(start, None)
+            leave(start, None)
             return result
 
         return guarded
@@ -235,14 +255,15 @@ class Guard:
                 start = await checks.aenter_params(argument_lookup(read, args, kwargs), inbound)
             else:
                 start = await checks.aenter(inbound) if checks.throttles else checks.enter(inbound)
+            leave = checks.exit
+            if leave is None:
+                return await fn(*args, **kwargs)
             try:
                 result = await fn(*args, **kwargs)
             except BaseException as exc:
-                if checks.exits:
-                    checks.exit(start, exc if counts(exc) else None)
+                leave(start, exc if counts(exc) else None)
                 raise
-            if checks.exits:
-                checks.exit(start, None)
+            leave(start, None)
             return result
 
         return guarded
@@ -296,10 +317,13 @@ def _guard(
 guard: GuardFactory = functools.lru_cache(maxsize=MAX_CACHED_GUARDS)(_guard)
 
 
-RuleSource = str | os.PathLike[str] | Iterable[Resource]
+RuleSource = str | os.PathLike[str] | Iterable["Resource"]
 
 
 def _read(source: RuleSource) -> list[Resource]:
+    from pathlib import Path
+
+    from opensergo.spec.base import Resource
     from opensergo.spec.loader import load_paths, parse_documents  # the loader loads every kind
 
     if isinstance(source, os.PathLike):

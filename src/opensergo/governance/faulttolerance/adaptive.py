@@ -25,21 +25,18 @@ import os
 import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from opensergo.common.stats import Window
 from opensergo.governance.errors import BlockedError, OverloadedError
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import (
-    AdaptiveMetricType,
-    AdaptiveOverloadProtectionStrategy,
-    AdaptiveStrategy,
-)
 
 if TYPE_CHECKING:
+    from pathlib import Path  # imported when a sampler starts: the guard API does not need it
+
     from opensergo.governance.faulttolerance.compiling import Compilation
     from opensergo.governance.faulttolerance.node import ResourceNode
+    from opensergo.spec.faulttolerance import AdaptiveOverloadProtectionStrategy
 
 log = logging.getLogger("opensergo.governance")
 
@@ -79,6 +76,8 @@ def _pick(base: Path, rel: str, marker: str) -> Path | None:
 
 def _cgroup_dirs() -> tuple[Path | None, Path | None, bool]:
     """(cpu controller dir, cpu accounting dir, is_v2) for this process, or Nones."""
+    from pathlib import Path
+
     root = Path("/sys/fs/cgroup")
     try:
         v1, v2_path = _cgroup_paths(Path("/proc/self/cgroup").read_text().splitlines())
@@ -143,7 +142,8 @@ class CpuUsageReader:
     def _proc_stat() -> tuple[int, int] | None:
         """(busy, total) jiffies of the whole machine."""
         try:
-            fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+            with open("/proc/stat") as stat:
+                fields = stat.read().splitlines()[0].split()[1:]
             values = [int(v) for v in fields]
         except (OSError, ValueError, IndexError):
             return None
@@ -266,6 +266,9 @@ class AdaptiveCheck:
         self.load_bbr = False
 
     def add(self, strategy: AdaptiveOverloadProtectionStrategy, ref: RuleRef) -> None:
+        # The spec models (pydantic) are imported with the first rules, not with this module.
+        from opensergo.spec.faulttolerance import AdaptiveMetricType, AdaptiveStrategy
+
         spec = strategy.spec
         threshold = float(spec.triggerThreshold)
         bbr = spec.adaptiveStrategy is AdaptiveStrategy.BBR

@@ -35,10 +35,10 @@ from typing import TYPE_CHECKING
 from opensergo.common.clock import NS_PER_MS
 from opensergo.governance.errors import BlockedError, CircuitBreakerOpenError
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import BreakerStrategy, CircuitBreakerStrategy
 
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.spec.faulttolerance import CircuitBreakerStrategy
 
 log = logging.getLogger("opensergo.governance")
 
@@ -137,6 +137,9 @@ class CircuitBreaker:
         ref: RuleRef | None = None,
         listeners: list[StateListener] | None = None,
     ) -> CircuitBreaker:
+        # The spec models (pydantic) are imported with the first rules, not with this module.
+        from opensergo.spec.faulttolerance import BreakerStrategy
+
         spec = strategy.spec
         slow = None
         if spec.strategy is BreakerStrategy.SLOW_REQUEST_RATIO:

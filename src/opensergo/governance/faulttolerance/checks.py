@@ -1,25 +1,27 @@
 """The per-call path: the compiled checks of one resource, run in order on every request.
 
-:meth:`ResourceChecks.enter` reads the clock once and runs, in order, adaptive protection (inbound
-only) -> concurrency -> rate limits -> throttling -> circuit breakers: the refusals without side
-effects first, then throttling's queue reservation and the breakers' probe claim (a request that
-an open breaker would refuse is refused before it queues). The first refusal raises a
-:class:`~opensergo.governance.errors.BlockedError` subclass and undoes what earlier checks did for
-this request: its concurrency slot, its Global permits and its rate-limit counts are given back,
-and a half-open probe claimed by an earlier breaker goes back to OPEN (the throttling reservation
-stays, as in Sentinel). ``enter`` returns the start time; :meth:`ResourceChecks.exit` releases the
-slot and reports RT and error to the breakers (and, with BBR, to the resource's completion window).
+:attr:`ResourceChecks.enter` reads the clock once and runs, in order, adaptive protection
+(inbound only) -> concurrency -> rate limits -> throttling -> circuit breakers: the refusals
+without side effects first, then throttling's queue reservation and the breakers' probe claim (a
+request that an open breaker would refuse is refused before it queues). The first refusal raises
+a :class:`~opensergo.governance.errors.BlockedError` subclass and undoes what earlier checks did
+for this request: its concurrency slot, its Global permits and its rate-limit counts are given
+back, and a half-open probe claimed by an earlier breaker goes back to OPEN (the throttling
+reservation stays, as in Sentinel). ``enter`` returns the start time; :attr:`ResourceChecks.exit`
+releases the slot and reports RT and error to the breakers (and, with BBR, to the resource's
+completion window).
 
 Each strategy module compiled its part from the specs (``compile_check``) and decides everything
 about it: what refuses, which rule is blamed, how a refusal is undone. This module only runs those
-parts in order. The tests that run on every call (a counter against a limit, a breaker's state)
-read the compiled objects' fields directly rather than calling a method per strategy: a Python
-call per strategy would cost more than the checks themselves.
+parts in order. ``enter`` and ``exit`` are closures compiled per resource over the objects they
+read; the tests that run on every call (a counter against a limit, a breaker's state) read those
+objects' fields directly rather than calling a method per strategy: a Python call per strategy
+would cost more than the checks themselves.
 
 A request queued by throttling waits between the checks before the queue and the breakers after
-it: :meth:`~ResourceChecks.enter` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter`
-runs the same ``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and
-then the same checks after the queue (:meth:`~ResourceChecks._admitted`).
+it: ``enter`` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter` runs the same
+``enter``, which hands the wait back to it to be awaited (``clock.asleep``), and then the same
+checks after the queue (:meth:`~ResourceChecks._admitted`).
 """
 
 from __future__ import annotations
@@ -70,28 +72,39 @@ class _Queued(Exception):
         self.wait_ns = wait_ns
 
 
+class EnterPath(Protocol):
+    """A resource's compiled entry: run every check, return the start time (ns) or raise."""
+
+    def __call__(self, inbound: bool = True, defer: bool = False, /) -> int: ...
+
+
+class ExitPath(Protocol):
+    """A resource's compiled exit: release, and report the completion since ``start``."""
+
+    def __call__(self, start: int, error: BaseException | None = None, /) -> None: ...
+
+
 class ResourceChecks:
     """The compiled checks of one resource for one rule-set version (immutable once built).
 
-    The per-call path reads the first rate-limit window and the first breaker from their own
-    fields; what is rarer (more windows, Global limits, throttling, more breakers, Global
-    permits, BBR's completion window, an observer) is behind one flag per side
-    (``_rare_entry`` / ``_rare_exit``), so a resource pays only for what it uses.
+    :attr:`enter` and :attr:`exit` are the per-call path, compiled for this resource (see
+    :func:`_compile_enter` and :func:`_compile_exit`); ``exit`` is None when an exit has nothing
+    to do. They run the first rate-limit window and the first breaker inline; what is rarer (more
+    windows, Global limits, throttling, more breakers, Global permits, BBR's completion window,
+    an observer) is behind one branch per side (``_enter_rare`` / ``_exit_rare``), so a resource
+    pays only for what it uses. A new kind of check slots in there.
     """
 
     __slots__ = (
-        "_breaker",
-        "_max_in_flight",
         "_rare_entry",
         "_rare_exit",
-        "_threshold",
-        "_window",
         "adaptive",
         "asleep",
         "breakers",
         "concurrency",
         "counters",
-        "exits",
+        "enter",
+        "exit",
         "hot_params",
         "in_flight",
         "metrics",
@@ -143,14 +156,6 @@ class ResourceChecks:
         self.metrics = metrics
         self.hot_params = hot_params  # checked only by enter_params / aenter_params
         permits = concurrency is not None and bool(concurrency.permits)
-        # Adaptive protection and Global permits are checked where a local limit refuses: -1
-        # sends every request there.
-        self._max_in_flight = (
-            -1 if permits or adaptive is not None else concurrency.max if concurrency else NO_LIMIT
-        )
-        self._window: Window | None = self.rates[0][0] if self.rates else None
-        self._threshold = self.rates[0][1] if self.rates else 0
-        self._breaker = breakers[0] if breakers else None
         self._rare_entry = (
             len(self.rates) > 1
             or (rate_limits is not None and bool(rate_limits.global_rates))
@@ -159,37 +164,8 @@ class ResourceChecks:
             or observer is not None
         )
         self._rare_exit = permits or len(breakers) > 1 or metrics is not None or observer is not None
-        self.exits = in_flight is not None or bool(breakers) or self._rare_exit
-
-    # -- entry --------------------------------------------------------------------------------
-
-    def enter(self, inbound: bool = True, _defer: bool = False) -> int:
-        """Run every check; return the start time (ns) or raise a BlockedError.
-
-        With throttling, a queued caller sleeps (``clock.sleep``) before the breakers are checked
-        (``_defer``, for :meth:`aenter` only: raise :class:`_Queued` instead of sleeping).
-        """
-        now = self.now()
-        flight = self.in_flight
-        if flight is not None:
-            flight.count += 1  # counted first, then compared (see node.InFlight)
-            if flight.count > self._max_in_flight:
-                self._admit_in_flight(flight, now, inbound)
-        w = self._window
-        if w is not None:
-            if now >= w.end:
-                w.roll(now)
-            passes = w.passes
-            i = w.idx
-            if w.hist_pass + passes[i] >= self._threshold:
-                self._refuse_rate(w, now)
-            passes[i] += 1  # counted now; taken back if a later check refuses
-        if self._rare_entry:
-            return self._enter_rare(now, _defer)
-        b = self._breaker
-        if b is not None and b.state:  # not CLOSED
-            return self._admitted(now, now)
-        return now
+        self.enter: EnterPath = _compile_enter(self)
+        self.exit: ExitPath | None = _compile_exit(self)
 
     async def aenter(self, inbound: bool = True) -> int:
         """``enter`` for asyncio: a caller queued by throttling awaits instead of blocking."""
@@ -332,32 +308,7 @@ class ResourceChecks:
             observer.on_block(error)
         raise error
 
-    # -- exit ---------------------------------------------------------------------------------
-
-    def exit(self, start: int, error: BaseException | None = None) -> None:
-        """Release the slot and report the completion (RT since ``start``; error if not None)."""
-        flight = self.in_flight
-        if flight is not None:
-            flight.count -= 1
-        b = self._breaker
-        if b is not None:
-            now = self.now()
-            rt = now - start
-            # CircuitBreaker.on_complete, inlined: it runs on every call.
-            if now >= b.end:
-                b.roll(now)
-            b.total += 1
-            slow = b.slow_rt_ns
-            bad = rt > slow if slow >= 0 else error is not None
-            if bad:
-                b.bad += 1
-            if bad or b.state or b.total == b.min_requests:
-                b.judge(now, bad)
-            if self._rare_exit:
-                self._exit_rare(now, rt, error is not None)
-        elif self._rare_exit:
-            now = self.now()
-            self._exit_rare(now, now - start, error is not None)
+    # -- exit (slow path) -----------------------------------------------------------------
 
     def _exit_rare(self, now: int, rt: int, failed: bool) -> None:
         """Global permits back, the other breakers, BBR's completion window, the observer."""
@@ -371,6 +322,91 @@ class ResourceChecks:
         observer = self.observer
         if observer is not None:
             observer.on_complete(self.resource, rt, failed)
+
+
+# -- the per-call path, compiled per resource --------------------------------------------------
+# Closures rather than methods: what they read is bound once, as closure variables, so a call
+# does no attribute lookups on the checks object; and their branches on None are settled per
+# resource. These two functions are the only copy of the per-call path: ``enter`` serves
+# ``aenter`` (``defer``) and every guard form, ``exit`` every exit.
+
+
+def _compile_enter(c: ResourceChecks) -> EnterPath:
+    """Concurrency (adaptive protection and Global permits behind it), the first rate-limit
+    window, then the rare checks, or else the first breaker when it is not CLOSED."""
+    now_ns = c.now
+    flight = c.in_flight
+    limits = c.concurrency
+    # Adaptive protection and Global permits are checked where a local limit refuses: -1 sends
+    # every request there.
+    if c.adaptive is not None or (limits is not None and limits.permits):
+        max_in_flight = -1
+    else:
+        max_in_flight = limits.max if limits is not None else NO_LIMIT
+    admit_in_flight = c._admit_in_flight
+    w, threshold, _ = c.rates[0] if c.rates else (None, 0, ())
+    refuse_rate = c._refuse_rate
+    rare = c._enter_rare if c._rare_entry else None  # it checks the breakers itself
+    b = c.breakers[0] if c.breakers and rare is None else None
+    admitted = c._admitted
+
+    def enter(inbound: bool = True, defer: bool = False, /) -> int:
+        now = now_ns()
+        if flight is not None:
+            flight.count += 1  # counted first, then compared (see node.InFlight)
+            if flight.count > max_in_flight:
+                admit_in_flight(flight, now, inbound)
+        if w is not None:
+            if now >= w.end:
+                w.roll(now)
+            passes = w.passes
+            i = w.idx
+            if w.hist_pass + passes[i] >= threshold:
+                refuse_rate(w, now)
+            passes[i] += 1  # counted now; taken back if a later check refuses
+        if rare is not None:
+            return rare(now, defer)
+        if b is not None and b.state:  # not CLOSED
+            return admitted(now, now)
+        return now
+
+    return enter
+
+
+def _compile_exit(c: ResourceChecks) -> ExitPath | None:
+    """The in-flight release, the first breaker's completion, then the rare rest (None: an exit
+    has nothing to do)."""
+    flight = c.in_flight
+    b = c.breakers[0] if c.breakers else None
+    rare = c._exit_rare if c._rare_exit else None
+    if flight is None and b is None and rare is None:
+        return None
+    now_ns = c.now
+    slow = b.slow_rt_ns if b is not None else -1
+    errors_are_bad = slow < 0  # an error-ratio breaker: RT is not looked at
+    min_requests = b.min_requests if b is not None else 0
+
+    def exit(start: int, error: BaseException | None = None, /) -> None:
+        if flight is not None:
+            flight.count -= 1
+        if b is not None:
+            now = now_ns()
+            # CircuitBreaker.on_complete, inlined: it runs on every call.
+            if now >= b.end:
+                b.roll(now)
+            b.total += 1
+            if (error is not None) if errors_are_bad else (now - start > slow):
+                b.bad += 1
+                b.judge(now, True)
+            elif b.state or b.total == min_requests:
+                b.judge(now, False)
+            if rare is not None:
+                rare(now, now - start, error is not None)
+        elif rare is not None:
+            now = now_ns()
+            rare(now, now - start, error is not None)
+
+    return exit
 
 
 def describe(checks: ResourceChecks) -> dict[str, Any]:

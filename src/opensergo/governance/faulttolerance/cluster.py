@@ -30,11 +30,15 @@ import concurrent.futures
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from opensergo.common.clock import NS_PER_MS
 from opensergo.common.stats import Window
-from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+
+if TYPE_CHECKING:
+    # At run time token_pb2 (protobuf) is imported where a response is read: only a token
+    # client, which has loaded it already, produces responses.
+    from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
 
 FlowKey = tuple[str, str, str, str]  # namespace, app, resource, strategy
 
@@ -190,6 +194,8 @@ class GlobalRate:
         self.pending = None
         if response is None:
             return
+        from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+
         if response.code == tk.TokenResponse.NO_RULE:
             self.no_rule = True
             return
@@ -250,6 +256,8 @@ class GlobalPermits:
             response = _answer(
                 self.source.request(self.key, "acquire", 1 + SPARE_PERMITS), self.source.timeout
             )
+            from opensergo.proto.flowcontrol.v1 import token_pb2 as tk
+
             if response is not None and response.code == tk.TokenResponse.NO_RULE:
                 self.no_rule = True
             elif response is not None:

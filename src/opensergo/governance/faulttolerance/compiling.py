@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, TypeVar, cast
 
 from opensergo.governance.faulttolerance.cluster import TokenSource
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.base import Resource
 
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.adaptive import SystemSampler
     from opensergo.governance.faulttolerance.breaker import StateListener
+    from opensergo.spec.base import Resource
 
 log = logging.getLogger("opensergo.governance")
 

@@ -21,10 +21,10 @@ from typing import TYPE_CHECKING
 from opensergo.governance.errors import BlockedError, ConcurrencyLimitedError
 from opensergo.governance.faulttolerance.cluster import GlobalPermits
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import ConcurrencyLimitMode, ConcurrencyLimitStrategy
 
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.spec.faulttolerance import ConcurrencyLimitStrategy
 
 NO_LIMIT = sys.maxsize
 
@@ -72,6 +72,9 @@ class ConcurrencyLimits:
 
 
 def is_global(strategy: ConcurrencyLimitStrategy) -> bool:
+    # The spec models (pydantic) are imported with the first rules, not with this module.
+    from opensergo.spec.faulttolerance import ConcurrencyLimitMode
+
     return strategy.spec.limitMode is ConcurrencyLimitMode.GLOBAL
 
 

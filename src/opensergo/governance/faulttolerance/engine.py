@@ -18,12 +18,13 @@ per-call path that runs the result is ``checks``. Per-resource state that must o
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 from opensergo.governance.errors import BlockedError
@@ -44,40 +45,49 @@ from opensergo.governance.faulttolerance.fallback import FallbackResponse
 from opensergo.governance.faulttolerance.hotparam import ParamLookup
 from opensergo.governance.faulttolerance.node import ResourceNode
 from opensergo.governance.faulttolerance.ref import BlockCounter, RuleRef
-from opensergo.spec.base import Resource
-from opensergo.spec.faulttolerance import (
-    GROUP,
-    AdaptiveOverloadProtectionStrategy,
-    CircuitBreakerStrategy,
-    ConcurrencyLimitStrategy,
-    FaultToleranceRule,
-    HotParamRateLimitStrategy,
-    HttpRequestFallbackAction,
-    RateLimitStrategy,
-    ThrottlingStrategy,
-)
+
+if TYPE_CHECKING:
+    from opensergo.spec.base import Resource
+    from opensergo.spec.faulttolerance import FaultToleranceRule
 
 log = logging.getLogger("opensergo.governance")
 
-STRATEGY_KINDS: tuple[type[Resource], ...] = (
-    HotParamRateLimitStrategy,
-    AdaptiveOverloadProtectionStrategy,
-    ConcurrencyLimitStrategy,
-    RateLimitStrategy,
-    ThrottlingStrategy,
-    CircuitBreakerStrategy,
-)
+# The kinds are the spec models (pydantic): they are imported with the first rules, or when these
+# names are first read (the module's __getattr__), so that importing the guard API stays light.
+STRATEGY_KINDS: tuple[type[Resource], ...]
 """Strategy kinds, in the order their checks run."""
 
-KINDS: tuple[str, ...] = (
-    FaultToleranceRule.KIND,
-    *(k.KIND for k in STRATEGY_KINDS),
-    HttpRequestFallbackAction.KIND,
-)
+KINDS: tuple[str, ...]
 """Every kind the engine consumes."""
 
-S = TypeVar("S", bound=Resource)
-Applied = list[tuple[Resource, RuleRef]]  # the strategies applied to one resource, in rule order
+
+@functools.cache
+def _kinds() -> tuple[tuple[type[Resource], ...], tuple[str, ...]]:
+    """(STRATEGY_KINDS, KINDS)."""
+    from opensergo.spec import faulttolerance as ft
+
+    strategies: tuple[type[Resource], ...] = (
+        ft.HotParamRateLimitStrategy,
+        ft.AdaptiveOverloadProtectionStrategy,
+        ft.ConcurrencyLimitStrategy,
+        ft.RateLimitStrategy,
+        ft.ThrottlingStrategy,
+        ft.CircuitBreakerStrategy,
+    )
+    kinds = (ft.FaultToleranceRule.KIND, *(k.KIND for k in strategies), ft.HttpRequestFallbackAction.KIND)
+    return strategies, kinds
+
+
+def __getattr__(name: str) -> object:
+    if name == "STRATEGY_KINDS":
+        return _kinds()[0]
+    if name == "KINDS":
+        return _kinds()[1]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+S = TypeVar("S", bound="Resource")
+Applied = list[tuple["Resource", RuleRef]]  # the strategies applied to one resource, in rule order
 
 
 def _of_kind(applied: Applied, kind: type[S]) -> list[tuple[S, RuleRef]]:
@@ -92,11 +102,11 @@ class Entry:
     ``ignore`` configuration.
     """
 
-    __slots__ = ("_checks", "_done", "_engine", "start")
+    __slots__ = ("_done", "_engine", "_exit", "start")
 
     def __init__(self, engine: Engine, checks: ResourceChecks | None, start: int) -> None:
         self._engine = engine
-        self._checks = checks
+        self._exit = checks.exit if checks is not None else None
         self.start = start
         self._done = False
 
@@ -104,11 +114,11 @@ class Entry:
         if self._done:
             return
         self._done = True
-        checks = self._checks
-        if checks is not None and checks.exits:
+        leave = self._exit
+        if leave is not None:
             if error is not None and not self._engine.counts_as_error(error):
                 error = None
-            checks.exit(self.start, error)
+            leave(self.start, error)
 
     def __enter__(self) -> Entry:
         return self
@@ -138,14 +148,20 @@ class _References:
     What cannot be resolved is skipped and described in ``problems``."""
 
     def __init__(self, objects: Mapping[str, list[Resource]], problems: list[str]) -> None:
+        from opensergo.spec.faulttolerance import FaultToleranceRule, HttpRequestFallbackAction
+
         self.problems = problems
         self.by_key: dict[tuple[str, str, str], Resource] = {}
         self.by_name: dict[tuple[str, str], list[Resource]] = {}
-        for kind in STRATEGY_KINDS:
+        for kind in _kinds()[0]:
             for obj in objects.get(kind.KIND, ()):
                 self.by_key[(obj.namespace, obj.kind, obj.name)] = obj
                 self.by_name.setdefault((obj.namespace, obj.name), []).append(obj)
-        self.actions = {(o.namespace, o.name): o for o in objects.get(HttpRequestFallbackAction.KIND, ())}
+        self.actions = {
+            (o.namespace, o.name): o
+            for o in objects.get(HttpRequestFallbackAction.KIND, ())
+            if isinstance(o, HttpRequestFallbackAction)
+        }
         self._rules = [
             r for r in objects.get(FaultToleranceRule.KIND, ()) if isinstance(r, FaultToleranceRule)
         ]
@@ -158,7 +174,7 @@ class _References:
         if ref is None:
             return None
         action = self.actions.get((rule.namespace, ref.name))
-        if isinstance(action, HttpRequestFallbackAction):
+        if action is not None:
             return FallbackResponse.from_action(action)
         self.problems.append(
             f"{_where(rule)}: fallbackAction {ref.name!r} not found "
@@ -300,14 +316,17 @@ class Engine:
     def objects(self) -> list[Resource]:
         """The fault-tolerance objects the current version was compiled from."""
         with self._compile_lock:
-            return [obj for kind in KINDS for obj in self._objects.get(kind, ())]
+            return [obj for kind in _kinds()[1] for obj in self._objects.get(kind, ())]
 
     def set_rules(self, objects: Iterable[Resource]) -> ApplyResult:
         """Replace every fault-tolerance object and recompile (non fault-tolerance objects are ignored)."""
+        from opensergo.spec.faulttolerance import GROUP
+
+        kinds = _kinds()[1]
         grouped: dict[str, list[Resource]] = {}
         ignored = 0
         for obj in objects:
-            if getattr(obj, "GROUP", None) == GROUP and obj.kind in KINDS:
+            if getattr(obj, "GROUP", None) == GROUP and obj.kind in kinds:
                 grouped.setdefault(obj.kind, []).append(obj)
             else:
                 ignored += 1
@@ -317,8 +336,9 @@ class Engine:
 
     def update_kind(self, kind: str, objects: Iterable[Resource]) -> ApplyResult:
         """Replace the objects of one kind (a per-kind push) and recompile."""
-        if kind not in KINDS:
-            raise ValueError(f"{kind!r} is not a fault-tolerance kind; expected one of {', '.join(KINDS)}")
+        kinds = _kinds()[1]
+        if kind not in kinds:
+            raise ValueError(f"{kind!r} is not a fault-tolerance kind; expected one of {', '.join(kinds)}")
         items = list(objects)
         for obj in items:
             if obj.kind != kind:
@@ -466,6 +486,15 @@ class Engine:
         self, resource: str, applied: Applied, node: ResourceNode, build: Compilation
     ) -> ResourceChecks:
         """Each strategy module compiles its part; the node keeps only what the parts use."""
+        from opensergo.spec.faulttolerance import (
+            AdaptiveOverloadProtectionStrategy,
+            CircuitBreakerStrategy,
+            ConcurrencyLimitStrategy,
+            HotParamRateLimitStrategy,
+            RateLimitStrategy,
+            ThrottlingStrategy,
+        )
+
         adaptive_check = adaptive.compile_check(
             _of_kind(applied, AdaptiveOverloadProtectionStrategy), node, build
         )

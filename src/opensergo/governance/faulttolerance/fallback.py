@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from opensergo.spec.faulttolerance import FallbackBehavior, HttpRequestFallbackAction
+if TYPE_CHECKING:
+    from opensergo.spec.faulttolerance import HttpRequestFallbackAction
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +28,8 @@ class FallbackResponse:
 
     @classmethod
     def from_action(cls, action: HttpRequestFallbackAction) -> FallbackResponse:
+        from opensergo.spec.faulttolerance import FallbackBehavior  # the models load with the rules
+
         spec = action.spec
         if spec.behavior is not FallbackBehavior.RETURN_PROVIDED_RESPONSE:  # pragma: no cover
             raise ValueError(f"unsupported fallback behavior {spec.behavior!r}")

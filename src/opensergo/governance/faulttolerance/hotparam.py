@@ -36,7 +36,6 @@ check refuses has still spent its value's token, as in Java.
 
 from __future__ import annotations
 
-import inspect
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -46,10 +45,12 @@ from typing import TYPE_CHECKING, Any
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 from opensergo.governance.errors import BlockedError, HotParamLimitedError
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import HotParamBehavior, HotParamRateLimitStrategy, ParamSource
 
+# The spec models (pydantic) are imported where used: the guard API imports this module, and stays
+# light until the first rules arrive.
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.spec.faulttolerance import HotParamRateLimitStrategy, ParamSource
 
 # Sentinel's default number of tracked values per rule at a 1 s duration (Java ParameterMetric,
 # Go traffic_shaping.go); both grow it with the duration, Java up to 200 000.
@@ -221,7 +222,7 @@ class ParamPacer(_ValueTable):
 
 # -- the engine's side ---------------------------------------------------------------------------
 
-ParamLookup = Callable[[ParamSource, str | None], object]
+ParamLookup = Callable[["ParamSource", "str | None"], object]
 """Reads one parameter from the request being admitted: ``(source, name) -> value``; None when the
 request has no such parameter (or the integration cannot read that source). A str is the value;
 a list, tuple or set means every element must pass (Sentinel Java); anything else is matched by
@@ -320,6 +321,8 @@ class HotParams:
 
 def table_for(strategy: HotParamRateLimitStrategy) -> ParamBuckets | ParamPacer:
     """A fresh table for ``strategy``."""
+    from opensergo.spec.faulttolerance import HotParamBehavior
+
     spec = strategy.spec
     seconds = spec.duration_seconds
     capacity = spec.maxTrackedValues or default_max_values(seconds)
@@ -358,6 +361,8 @@ def argument_reader(fn: Callable[..., Any]) -> ArgumentReader:
     (at decoration), so a call costs a dict lookup and an index, not ``Signature.bind``. Unknown
     names and ``*args`` / ``**kwargs`` collectors read as None; a parameter not passed reads as
     its default."""
+    import inspect
+
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: keyword arguments only
@@ -392,7 +397,7 @@ def argument_lookup(read: ArgumentReader, args: tuple[Any, ...], kwargs: Mapping
     come from its arguments; other sources do not exist there."""
 
     def lookup(source: ParamSource, name: str | None) -> object:
-        if source is ParamSource.ARGUMENT and name is not None:
+        if source == "argument" and name is not None:  # ParamSource.ARGUMENT (a StrEnum)
             return read(args, kwargs, name)
         return None
 

@@ -28,11 +28,11 @@ from opensergo.common.stats import Window
 from opensergo.governance.errors import BlockedError, RateLimitedError
 from opensergo.governance.faulttolerance.cluster import GlobalRate
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import LimitMode, RateLimitStrategy
 
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.compiling import Compilation
     from opensergo.governance.faulttolerance.node import ResourceNode
+    from opensergo.spec.faulttolerance import RateLimitStrategy
 
 Limits = tuple[tuple[int, RuleRef], ...]
 
@@ -98,6 +98,9 @@ def compile_check(
     build: Compilation,
 ) -> RateLimits | None:
     """The rate-limit check of ``resource`` (None: no rate limit applies)."""
+    # The spec models (pydantic) are imported with the first rules, not with this module.
+    from opensergo.spec.faulttolerance import LimitMode
+
     grouped: dict[int, tuple[Window, list[tuple[int, RuleRef]]]] = {}
     global_rates: list[tuple[GlobalRate, RuleRef]] = []
     source = build.token_source

@@ -26,10 +26,10 @@ from typing import TYPE_CHECKING
 from opensergo.common.clock import NS_PER_MS
 from opensergo.governance.errors import BlockedError, ThrottledError
 from opensergo.governance.faulttolerance.ref import RuleRef
-from opensergo.spec.faulttolerance import ThrottlingStrategy
 
 if TYPE_CHECKING:
     from opensergo.governance.faulttolerance.compiling import Compilation
+    from opensergo.spec.faulttolerance import ThrottlingStrategy
 
 REJECT = -1
 
