@@ -22,7 +22,7 @@ from opensergo.cache.nearcache import MISSING, NearCache
 from opensergo.cache.policy import Policy
 from opensergo.cache.rules import CacheRules
 from opensergo.cache.singleflight import AsyncSingleFlight
-from opensergo.cache.tracking import tracking_command
+from opensergo.cache.tracking import resp2_kwargs, tracking_command
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["AsyncGovernedRedis", "governed_async"]
@@ -38,6 +38,7 @@ class AsyncGovernedRedis(aredis.Redis):
 
     _og: Governor
     _og_flights: AsyncSingleFlight
+    _og_fills: AsyncSingleFlight
     _og_pool: aredis.ConnectionPool | None
 
     def __init__(self, *args: Any, cache_name: str | None = None, **kwargs: Any) -> None:
@@ -58,6 +59,7 @@ class AsyncGovernedRedis(aredis.Redis):
         pool = self.connection_pool
         self._og = Governor(name, pool.connection_class, pool.connection_kwargs, rules=rules, clock=clock)
         self._og_flights = AsyncSingleFlight()
+        self._og_fills = AsyncSingleFlight()
         self._og_pool = None
 
     @property
@@ -120,8 +122,8 @@ class AsyncGovernedRedis(aredis.Redis):
         if breaker is not None and not breaker.allow(now):
             return self._og_unavailable(policy, key, name, now)
         try:
-            if hot and near is not None:
-                value = await self._og_fill(policy, near, key, name)
+            if hot and near is not None:  # one fill per key at a time; the others wait for it
+                value = await self._og_fills.do(key, lambda: self._og_fill(policy, near, key, name))
             else:
                 value = await _plain_execute(self, "GET", name, keys=[name])
         except CACHE_ERRORS:
@@ -176,8 +178,7 @@ class AsyncGovernedRedis(aredis.Redis):
         pool = self._og_pool
         if pool is None:
             source = self.connection_pool
-            kwargs = dict(source.connection_kwargs)
-            kwargs.update(protocol=2, redis_connect_func=None)
+            kwargs = resp2_kwargs(source.connection_kwargs)
             pool = self._og_pool = aredis.ConnectionPool(connection_class=source.connection_class, **kwargs)
         get_connection: Callable[[], Awaitable[Any]] = pool.get_connection
         conn = await get_connection()
@@ -205,35 +206,22 @@ class AsyncGovernedRedis(aredis.Redis):
     ) -> Any:
         """As :meth:`GovernedRedis.get_or_load`, with an async ``loader``."""
         expiry = ttl_args(ttl)
+        policy = self._og.policy
+        if not policy.coalesce:
+            return await self._og_get_or_load(policy, key, loader, expiry)
+        return await self._og_flights.do(
+            key_bytes(key), lambda: self._og_get_or_load(policy, key, loader, expiry)
+        )
+
+    async def _og_get_or_load(
+        self, policy: Policy, key: Any, loader: Callable[[], Awaitable[Any]], expiry: dict[str, Any]
+    ) -> Any:
         try:
             value = await self.get(key)
         except CacheUnavailableError:
             value = None
         if value is not None:
             return value
-        policy = self._og.policy
-        if not policy.coalesce:
-            return await self._og_load(policy, key, loader, expiry, recheck=False)
-        return await self._og_flights.do(
-            key_bytes(key), lambda: self._og_load(policy, key, loader, expiry, recheck=True)
-        )
-
-    async def _og_load(
-        self,
-        policy: Policy,
-        key: Any,
-        loader: Callable[[], Awaitable[Any]],
-        expiry: dict[str, Any],
-        *,
-        recheck: bool,
-    ) -> Any:
-        if recheck:
-            try:
-                value = await self.get(key)
-            except CacheUnavailableError:
-                value = None
-            if value is not None:
-                return value
         guard = policy.loads
         text = key_text(key_bytes(key))
         if guard is not None:

@@ -36,7 +36,7 @@ from opensergo.cache.nearcache import MISSING, NearCache
 from opensergo.cache.policy import Policy
 from opensergo.cache.rules import CacheRules
 from opensergo.cache.singleflight import SingleFlight
-from opensergo.cache.tracking import tracking_command
+from opensergo.cache.tracking import resp2_kwargs, tracking_command
 from opensergo.common.clock import SYSTEM_CLOCK, Clock
 
 __all__ = ["DEFAULT_NAME", "ENV_CACHE_NAME", "GovernedRedis", "default_cache_name", "governed_sync"]
@@ -106,6 +106,7 @@ class GovernedRedis(redis.Redis):
 
     _og: Governor
     _og_flights: SingleFlight
+    _og_fills: SingleFlight
     _og_pool: redis.ConnectionPool | None
 
     def __init__(self, *args: Any, cache_name: str | None = None, **kwargs: Any) -> None:
@@ -127,6 +128,7 @@ class GovernedRedis(redis.Redis):
         pool = self.connection_pool
         self._og = Governor(name, pool.connection_class, pool.connection_kwargs, rules=rules, clock=clock)
         self._og_flights = SingleFlight()
+        self._og_fills = SingleFlight()
         self._og_pool = None
 
     @property
@@ -189,8 +191,8 @@ class GovernedRedis(redis.Redis):
         if breaker is not None and not breaker.allow(now):
             return self._og_unavailable(policy, key, name, now)
         try:
-            if hot and near is not None:
-                value = self._og_fill(policy, near, key, name)
+            if hot and near is not None:  # one fill per key at a time; the others wait for it
+                value = self._og_fills.do(key, lambda: self._og_fill(policy, near, key, name))
             else:
                 value = _plain_execute(self, "GET", name, keys=[name])
         except CACHE_ERRORS:
@@ -246,10 +248,7 @@ class GovernedRedis(redis.Redis):
         pool = self._og_pool
         if pool is None:
             source = self.connection_pool
-            kwargs = dict(source.connection_kwargs)
-            kwargs.update(protocol=2, redis_connect_func=None)
-            kwargs.pop("cache", None)
-            kwargs.pop("cache_config", None)
+            kwargs = resp2_kwargs(source.connection_kwargs)
             pool = self._og_pool = redis.ConnectionPool(connection_class=source.connection_class, **kwargs)
         conn: Any = pool.get_connection()
         try:
@@ -276,34 +275,26 @@ class GovernedRedis(redis.Redis):
     ) -> Any:
         """The cached value of ``key``, else ``loader()`` stored with ``ttl`` (seconds).
 
-        Concurrent misses of one key make one load (unless coalescing is disabled); loads are
+        Concurrent calls for one key share one GET and at most one load (unless coalescing is
+        disabled: then each call reads and, on a miss, loads); loads are
         limited per key by the policy's ``sourceProtection`` (SourceProtectedError beyond). While
         the cache is unavailable the value is loaded (under the same limits) and not stored.
         """
         expiry = ttl_args(ttl)
+        policy = self._og.policy
+        if not policy.coalesce:
+            return self._og_get_or_load(policy, key, loader, expiry)
+        return self._og_flights.do(key_bytes(key), lambda: self._og_get_or_load(policy, key, loader, expiry))
+
+    def _og_get_or_load(
+        self, policy: Policy, key: Any, loader: Callable[[], Any], expiry: dict[str, Any]
+    ) -> Any:
         try:
             value = self.get(key)
         except CacheUnavailableError:
             value = None
         if value is not None:
             return value
-        policy = self._og.policy
-        if not policy.coalesce:
-            return self._og_load(policy, key, loader, expiry, recheck=False)
-        return self._og_flights.do(
-            key_bytes(key), lambda: self._og_load(policy, key, loader, expiry, recheck=True)
-        )
-
-    def _og_load(
-        self, policy: Policy, key: Any, loader: Callable[[], Any], expiry: dict[str, Any], *, recheck: bool
-    ) -> Any:
-        if recheck:  # a load that finished while this caller's GET was in flight
-            try:
-                value = self.get(key)
-            except CacheUnavailableError:
-                value = None
-            if value is not None:
-                return value
         guard = policy.loads
         text = key_text(key_bytes(key))
         if guard is not None:

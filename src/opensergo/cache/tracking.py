@@ -32,7 +32,7 @@ from typing import Any
 import redis
 from redis.connection import AbstractConnection
 
-__all__ = ["CHANNEL", "InvalidationListener", "sync_connection_args", "tracking_command"]
+__all__ = ["CHANNEL", "InvalidationListener", "resp2_kwargs", "sync_connection_args", "tracking_command"]
 
 log = logging.getLogger("opensergo.cache")
 
@@ -63,6 +63,16 @@ def sync_connection_args(
     return cls, {k: v for k, v in kwargs.items() if k in _PORTABLE}
 
 
+def resp2_kwargs(kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """A pool's connection kwargs for a RESP2 connection of our own: no client-side cache, no
+    maintenance notifications (both need RESP3), and no connect hook of the app's."""
+    out = dict(kwargs)
+    for name in ("cache", "cache_config", "maint_notifications_config", "maint_notifications_pool_handler"):
+        out.pop(name, None)
+    out.update(protocol=2, redis_connect_func=None)
+    return out
+
+
 def tracking_command(client_id: int) -> tuple[str, ...]:
     return ("CLIENT", "TRACKING", "ON", "REDIRECT", str(client_id), "OPTIN")
 
@@ -82,14 +92,11 @@ class InvalidationListener:
         dead_after: float = 3.0,
         name: str = "",
     ) -> None:
-        kwargs = dict(connection_kwargs)
-        kwargs.update(protocol=2, decode_responses=False, redis_connect_func=None)
-        kwargs.setdefault("socket_connect_timeout", 1.0)
+        kwargs = resp2_kwargs(connection_kwargs)
+        kwargs["decode_responses"] = False  # keys as Redis names them
+        kwargs.pop("retry", None)  # this loop reconnects by itself
         if kwargs.get("socket_connect_timeout") is None:
             kwargs["socket_connect_timeout"] = 1.0
-        kwargs.pop("retry", None)
-        kwargs.pop("cache", None)
-        kwargs.pop("cache_config", None)
         self._connection_class = connection_class
         self._kwargs = kwargs
         # Weak: the thread must not keep the governed client alive.
