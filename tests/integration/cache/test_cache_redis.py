@@ -216,7 +216,7 @@ def test_redis_killed_mid_load_opens_breaker_serves_stale_within_bound_and_recov
     near = client.governor.policy.near
     breaker = client.governor.policy.breaker
     assert near is not None and breaker is not None
-    wait_until(lambda: client.get("hot") == "cached-value".encode() and near.fills > 0, what="hot key cached")
+    wait_until(lambda: client.get("hot") == b"cached-value" and near.fills > 0, what="hot key cached")
 
     outcomes: list[str] = []
     stop = threading.Event()
