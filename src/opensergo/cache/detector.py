@@ -3,11 +3,11 @@
 The window is cut into ``slices`` equal slices, each counted by its own
 :class:`~opensergo.cache.topk.SpaceSaving` summary of ``capacity`` counters, so memory is
 ``slices * capacity`` counters whatever the number of distinct keys. When a slice ends, the
-summaries of the whole window are merged: a key whose count over the window divided by its
-length reaches ``threshold`` (requests per second) is hot, and the ``report_top`` heaviest keys
-are kept for reporting. A key that reaches the threshold rate within the current slice alone is
-hot at once, so a sudden storm is caught within ``threshold * slice`` requests rather than at the
-next slice boundary.
+summaries of the whole window are merged: a key is hot while its rate over the window, or over
+any one slice of it, reaches ``threshold`` requests per second, and the ``report_top`` heaviest
+keys are kept for reporting. A key that reaches the threshold rate within the current slice is
+hot at once, so a sudden storm is caught within ``threshold * slice`` requests rather than at
+the next slice boundary, and it stays hot until the window no longer holds it.
 
 A call to :meth:`record` is a dictionary increment under a lock plus one set lookup.
 """
@@ -105,12 +105,16 @@ class HotKeyDetector:
 
     def _recompute(self) -> None:
         merged: dict[Hashable, int] = {}
+        peak: dict[Hashable, int] = {}  # the key's count in its busiest slice
         for i, summary in enumerate(self._ring):
             if i == self._index:
                 continue
             for key, count, _ in summary.items():
                 merged[key] = merged.get(key, 0) + count
+                if count > peak.get(key, 0):
+                    peak[key] = count
         floor = self.threshold * self.window
-        self._hot = frozenset(k for k, c in merged.items() if c >= floor)
+        slice_hot = self._slice_hot
+        self._hot = frozenset(k for k, c in merged.items() if c >= floor or peak[k] >= slice_hot)
         ranked = sorted(merged.items(), key=lambda kv: kv[1], reverse=True)[: self.report_top]
-        self._top = [HotKey(k, c / self.window, c >= floor) for k, c in ranked]
+        self._top = [HotKey(k, c / self.window, k in self._hot) for k, c in ranked]
