@@ -38,10 +38,10 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opensergo.cache import rules as cache_rules
 from opensergo.client.bootstrap import governance_enabled
 from opensergo.client.client import OpenSergoClient, Subscription
 from opensergo.client.tokens import TokenClient
-from opensergo.cache import rules as cache_rules
 from opensergo.database import rules as database_rules
 from opensergo.governance.api import default_engine
 from opensergo.governance.faulttolerance.engine import KINDS, Engine
