@@ -13,7 +13,10 @@ module installs import hooks which, when the program imports the framework, patc
 * ``starlette.applications.Starlette`` and ``fastapi.FastAPI``: each app gets
   :class:`~opensergo.integrations.asgi.OpenSergoMiddleware` as its outermost user middleware;
 * ``grpc.server`` / ``grpc.aio.server``: the OpenSergo server interceptor is appended to
-  ``interceptors``.
+  ``interceptors``;
+* ``redis.Redis`` / ``redis.asyncio.Redis``: replaced by the governed clients of
+  :mod:`opensergo.cache.auto` (CachePolicy for ``$OPENSERGO_CACHE_NAME``, else the client's
+  ``client_name``, else ``default``).
 
 The first patched construction calls :func:`~opensergo.governance.runtime.enable_from_env`
 (client from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``, app from ``--app`` /
@@ -438,6 +441,22 @@ def _patch_grpc_channels(module: ModuleType) -> None:
         setattr(module, name, make(original, name == "secure_channel"))
 
 
+def _patch_redis(module: ModuleType) -> None:
+    """``redis.Redis`` / ``StrictRedis`` and ``redis.asyncio.Redis`` / ``StrictRedis`` become the
+    governed clients of opensergo.cache. Both are patched once the ``redis`` package is complete
+    (it imports ``redis.asyncio`` first, before ``redis.Redis`` exists)."""
+    if getattr(module.Redis, "_opensergo", False):
+        return
+    from opensergo.cache.auto import async_class, sync_class
+
+    for name in ("Redis", "StrictRedis"):
+        setattr(module, name, sync_class())
+    asyncio_module = sys.modules.get("redis.asyncio")
+    if asyncio_module is not None:
+        for name in ("Redis", "StrictRedis"):
+            setattr(asyncio_module, name, async_class())
+
+
 def _internal_method(method: str) -> bool:
     """The SDK's own calls (OTLP exports) are not the application's: not guarded."""
     return method.startswith(("/opentelemetry.proto.", "/io.opensergo.", "/opensergo."))
@@ -456,6 +475,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "werkzeug.serving": _patch_werkzeug,
     "httpx": _patch_httpx,
     "requests": _patch_requests,
+    "redis": _patch_redis,
 }
 """Module name -> the patch applied once that module has been executed."""
 
