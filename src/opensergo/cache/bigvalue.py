@@ -54,7 +54,7 @@ class BigValueCheck:
 
     def check_read(self, key: Any, value: Any) -> bool:
         """Whether the read value may be kept in the near-cache (counts and logs big ones)."""
-        size = size_of(value)
+        size = len(value) if type(value) is bytes else size_of(value)
         if size <= self.floor:
             return True
         if self.refuse_above is not None and size > self.refuse_above:

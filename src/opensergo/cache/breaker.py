@@ -41,17 +41,22 @@ class CacheBreaker:
         self._bucket_len = stat_window / _BUCKETS
         self._clock = clock
         self._lock = threading.Lock()
-        self._starts = [-1] * _BUCKETS  # bucket number each slot holds
-        self._totals = [0] * _BUCKETS
-        self._errors = [0] * _BUCKETS
+        # Completed buckets: bucket number -> (calls, errors); the current one in plain fields,
+        # so that a success (every cache call) is one comparison and one increment.
+        self._done: dict[int, tuple[int, int]] = {}
+        self._number = -1
+        self._end = float("-inf")
+        self._total = 0
+        self._errors = 0
         self.state = BreakerState.CLOSED
+        self.closed = True
         self._opened_at = 0.0
         self._probing = False
         self.opens = 0
 
     def allow(self, now: float | None = None) -> bool:
         """Whether a call may be sent now (in half-open: only the one probe)."""
-        if self.state is BreakerState.CLOSED:
+        if self.closed:
             return True
         now = self._clock() if now is None else now
         with self._lock:
@@ -66,52 +71,60 @@ class CacheBreaker:
             return True
 
     def on_success(self, now: float | None = None) -> None:
-        if self.state is not BreakerState.CLOSED:
+        if not self.closed:
             with self._lock:
                 self._close()
             return
-        self._count(self._clock() if now is None else now, error=False)
+        if now is None:
+            now = self._clock()
+        if now >= self._end:
+            self._roll(now)
+        self._total += 1  # unlocked: a success racing a roll may be lost, which a ratio affords
 
     def on_error(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
-        if self.state is not BreakerState.CLOSED:
-            with self._lock:
+        with self._lock:
+            if not self.closed:
                 self._open(now)
-            return
-        total, errors = self._count(now, error=True)
-        if total >= self.min_requests and errors >= self.error_ratio * total:
-            with self._lock:
-                if self.state is BreakerState.CLOSED:
-                    self._open(now)
+                return
+            if now >= self._end:
+                self._roll(now)
+            self._total += 1
+            self._errors += 1
+            oldest = self._number - _BUCKETS + 1
+            total, errors = self._total, self._errors
+            for number, (t, e) in self._done.items():
+                if number >= oldest:
+                    total += t
+                    errors += e
+            if total >= self.min_requests and errors >= self.error_ratio * total:
+                self._open(now)
 
-    def _count(self, now: float, *, error: bool) -> tuple[int, int]:
-        """Add one call; (calls, errors) over the window when it was an error, else (0, 0).
-        Unlocked: a success racing a bucket reset may be lost, which a ratio can afford."""
+    def _roll(self, now: float) -> None:
+        """Close the current bucket and start the one holding ``now``."""
         number = int(now // self._bucket_len)
-        i = number % _BUCKETS
-        if self._starts[i] != number:
-            self._starts[i] = number
-            self._totals[i] = 0
-            self._errors[i] = 0
-        self._totals[i] += 1
-        if not error:
-            return 0, 0
-        self._errors[i] += 1
+        if self._total:
+            self._done[self._number] = (self._total, self._errors)
         oldest = number - _BUCKETS + 1
-        total = errors = 0
-        for j in range(_BUCKETS):
-            if self._starts[j] >= oldest:
-                total += self._totals[j]
-                errors += self._errors[j]
-        return total, errors
+        for old in [n for n in self._done if n < oldest]:
+            del self._done[old]
+        self._number = number
+        self._end = (number + 1) * self._bucket_len
+        self._total = 0
+        self._errors = 0
 
     def _open(self, now: float) -> None:
         self.state = BreakerState.OPEN
+        self.closed = False
         self._opened_at = now
         self._probing = False
         self.opens += 1
 
     def _close(self) -> None:
         self.state = BreakerState.CLOSED
+        self.closed = True
         self._probing = False
-        self._starts = [-1] * _BUCKETS
+        self._done.clear()
+        self._end = float("-inf")
+        self._total = 0
+        self._errors = 0

@@ -179,7 +179,7 @@ class GovernedRedis(redis.Redis):
     def _og_get(self, policy: Policy, name: Any) -> Any:
         governor = self._og
         now = governor.now()
-        key = key_bytes(name)
+        key = name.encode() if type(name) is str else key_bytes(name)
         detector = policy.detector
         hot = detector is not None and detector.record(key, now)
         near = policy.near
@@ -204,7 +204,7 @@ class GovernedRedis(redis.Redis):
                     return stale
             raise
         if breaker is not None:
-            breaker.on_success()
+            breaker.on_success(now)
         if policy.big is not None and not (hot and near is not None):
             policy.big.check_read(name, value)
         return value

@@ -9,7 +9,8 @@ keys are kept for reporting. A key that reaches the threshold rate within the cu
 hot at once, so a sudden storm is caught within ``threshold * slice`` requests rather than at
 the next slice boundary, and it stays hot until the window no longer holds it.
 
-A call to :meth:`record` is a dictionary increment under a lock plus one set lookup.
+A call to :meth:`record` is, for a key already counted in the current slice, one dictionary
+increment and one set lookup, without a lock.
 """
 
 from __future__ import annotations
@@ -72,13 +73,24 @@ class HotKeyDetector:
         """Count one request of ``key``; returns whether the key is hot."""
         if now is None:
             now = self._clock()
-        with self._lock:
-            if now >= self._slice_end:
-                self._advance(now)
-            count = self._ring[self._index].add(key)
-            if count >= self._slice_hot and key not in self._hot:
+        summary = self._ring[self._index]
+        counts = summary.counts
+        count = counts.get(key)
+        if count is not None and now < self._slice_end:
+            # The common case, without the lock: one dictionary update under the GIL. Racing
+            # an eviction can re-add a key the summary just dropped; the slice's summary is
+            # replaced when the slice ends, so such strays do not accumulate.
+            count += 1
+            counts[key] = count
+        else:
+            with self._lock:
+                if now >= self._slice_end:
+                    self._advance(now)
+                count = self._ring[self._index].add(key)
+        if count >= self._slice_hot and key not in self._hot:
+            with self._lock:
                 self._hot = self._hot | {key}
-                return True
+            return True
         return key in self._hot
 
     def is_hot(self, key: Hashable) -> bool:

@@ -5,6 +5,7 @@ near-cache needs while the policy has one with tracking."""
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +51,8 @@ class Governor:
         self.namespace = namespace
         self.clock = clock
         self._ns = clock.now_ns
+        if clock is SYSTEM_CLOCK:  # the same clock, read without a Python frame
+            self.now = time.monotonic  # type: ignore[method-assign]
         self._connection = sync_connection_args(connection_class, connection_kwargs)
         self._rules = rules if rules is not None else default_rules()
         self.listener: InvalidationListener | None = None

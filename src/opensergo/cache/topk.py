@@ -21,13 +21,13 @@ __all__ = ["SpaceSaving"]
 class SpaceSaving:
     """Approximate counts of the heaviest ``capacity`` items."""
 
-    __slots__ = ("_counts", "_errors", "_heap", "capacity", "total")
+    __slots__ = ("_errors", "_heap", "capacity", "counts", "total")
 
     def __init__(self, capacity: int) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1 (got {capacity})")
         self.capacity = capacity
-        self._counts: dict[Hashable, int] = {}
+        self.counts: dict[Hashable, int] = {}
         self._errors: dict[Hashable, int] = {}
         self._heap: list[tuple[int, int, Hashable]] = []  # (count when pushed, tie-break, item)
         self.total = 0
@@ -35,7 +35,7 @@ class SpaceSaving:
     def add(self, item: Hashable, weight: int = 1) -> int:
         """Count ``item`` ``weight`` more times; returns its (over-)estimated count."""
         self.total += weight
-        counts = self._counts
+        counts = self.counts
         count = counts.get(item)
         if count is not None:
             count += weight
@@ -55,20 +55,27 @@ class SpaceSaving:
 
     def _evict_min(self) -> int:
         heap = self._heap
-        counts = self._counts
+        counts = self.counts
         while True:
+            if not heap:  # only strays of racing updates are left: drop any one
+                item = next(iter(counts))
+                self._errors.pop(item, None)
+                return counts.pop(item)
             pushed, tie, item = heap[0]
-            current = counts[item]
+            current = counts.get(item)
+            if current is None:  # dropped by a racing update; its heap entry is stale
+                heapq.heappop(heap)
+                continue
             if current == pushed:
                 heapq.heappop(heap)
                 del counts[item]
-                del self._errors[item]
+                self._errors.pop(item, None)
                 return current
             heapq.heapreplace(heap, (current, tie, item))  # stale: re-file under its real count
 
     def count(self, item: Hashable) -> int:
         """The estimated count (0 if not kept)."""
-        return self._counts.get(item, 0)
+        return self.counts.get(item, 0)
 
     def error(self, item: Hashable) -> int:
         """How much the count may over-estimate."""
@@ -77,12 +84,12 @@ class SpaceSaving:
     def items(self) -> Iterator[tuple[Hashable, int, int]]:
         """(item, count, error) for every kept item, in no order."""
         errors = self._errors
-        for item, count in self._counts.items():
-            yield item, count, errors[item]
+        for item, count in list(self.counts.items()):
+            yield item, count, errors.get(item, 0)
 
     def top(self, k: int) -> list[tuple[Hashable, int]]:
         """The ``k`` items with the highest estimated counts, highest first."""
-        return heapq.nlargest(k, self._counts.items(), key=lambda kv: kv[1])
+        return heapq.nlargest(k, self.counts.items(), key=lambda kv: kv[1])
 
     def __len__(self) -> int:
-        return len(self._counts)
+        return len(self.counts)
