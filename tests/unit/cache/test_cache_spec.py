@@ -120,3 +120,17 @@ def test_sample_policy_file_parses() -> None:
 
     [obj] = load_paths([Path(__file__).with_name("cache-policy.yaml")])
     assert isinstance(obj, CachePolicy) and obj.spec.cacheNames == ["product-cache"]
+
+
+def test_docs_example_parses() -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).parents[3] / "docs" / "cache.md").read_text()
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert blocks
+    objects = [obj for block in blocks for obj in parse_documents(block, source="docs/cache.md")]
+    assert [o.kind for o in objects] == ["CachePolicy"]
+    assert objects[0] == parse_documents(
+        Path(__file__).with_name("cache-policy.yaml").read_text(), source="cache-policy.yaml"
+    )[0]
