@@ -131,6 +131,9 @@ def test_docs_example_parses() -> None:
     assert blocks
     objects = [obj for block in blocks for obj in parse_documents(block, source="docs/cache.md")]
     assert [o.kind for o in objects] == ["CachePolicy"]
-    assert objects[0] == parse_documents(
-        Path(__file__).with_name("cache-policy.yaml").read_text(), source="cache-policy.yaml"
-    )[0]
+    assert (
+        objects[0]
+        == parse_documents(
+            Path(__file__).with_name("cache-policy.yaml").read_text(), source="cache-policy.yaml"
+        )[0]
+    )
