@@ -35,7 +35,9 @@ def test_hot_keys_reported_to_the_control_plane_per_app(
 ) -> None:
     cache_rules.apply(parse_documents(POLICY), namespace="default")
     client = governed(redis.Redis(port=redis_server.port), "products", rules=cache_rules)
-    handle = enable_metrics(app="hot-app", endpoint=control_plane.grpc_address, engine=Engine(), interval=0.25)
+    handle = enable_metrics(
+        app="hot-app", endpoint=control_plane.grpc_address, engine=Engine(), interval=0.25
+    )
 
     def hot_keys() -> list[dict[str, Any]]:
         for _ in range(300):  # product:7 hot (~hundreds/s), product:8 warm
