@@ -68,7 +68,7 @@ class Governor:
 
     def policies_changed(self) -> None:
         obj = self._rules.policy_for(self.cache, self.namespace)
-        if obj is self.policy.source:
+        if obj == self.policy.source:  # a re-push of the same object keeps the warm state
             return
         policy = compile_policy(self.cache, obj, self.clock)
         if policy.tracking:

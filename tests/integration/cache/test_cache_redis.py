@@ -9,6 +9,7 @@ of commands for that key. MONITOR is not used: it halves the server's throughput
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections.abc import Iterator
@@ -350,4 +351,65 @@ def test_source_protection_limits_loads_per_key_not_other_keys(
         client.get_or_load("missing:1", load_none)
     for i in range(2, 6):  # other keys have their own allowance
         assert client.get_or_load(f"missing:{i}", load_none) is None
+    client.close()
+
+
+def test_asyncio_client_breaker_serves_stale_then_errors_for_misses(
+    redis_server: RedisServer, plain: redis.Redis, cache_rules: CacheRules
+) -> None:
+    from redis.asyncio.retry import Retry as AsyncRetry
+
+    use(cache_rules, policy(BREAKER))
+    plain.set("hot", "cached-value")
+
+    async def run() -> None:
+        client = governed(
+            aredis.Redis(
+                port=redis_server.port,
+                socket_timeout=0.5,
+                socket_connect_timeout=0.5,
+                retry=AsyncRetry(NoBackoff(), 0),
+            ),
+            "products",
+            rules=cache_rules,
+        )
+        await asyncio.to_thread(wait_until, lambda: tracking_up(client), 10.0)
+        near = client.governor.policy.near
+        breaker = client.governor.policy.breaker
+        assert near is not None and breaker is not None
+        while near.fills == 0:
+            assert await client.get("hot") == b"cached-value"
+        redis_server.kill9()
+        for _ in range(20):  # failures open the breaker
+            with contextlib.suppress(redis.ConnectionError):
+                await client.get("cold")
+            if breaker.state is BreakerState.OPEN:
+                break
+            await asyncio.sleep(0.01)
+        assert breaker.state is BreakerState.OPEN
+        assert await client.get("hot") == b"cached-value"  # stale, within staleIfError
+        with pytest.raises(CacheUnavailableError):
+            await client.get("cold")
+        with pytest.raises(CacheUnavailableError):  # any other command while open
+            await client.set("cold", "x")
+        await client.aclose()
+
+    asyncio.run(run())
+
+
+def test_re_push_of_the_same_policy_keeps_the_near_cache(
+    redis_server: RedisServer, plain: redis.Redis, cache_rules: CacheRules
+) -> None:
+    use(cache_rules, policy(HOT_NEAR))
+    plain.set("k", "v")
+    client = governed(redis.Redis(port=redis_server.port), "products", rules=cache_rules)
+    wait_until(lambda: tracking_up(client), what="invalidation connection up")
+    near = client.governor.policy.near
+    assert near is not None
+    while near.fills == 0:
+        client.get("k")
+    use(cache_rules, policy(HOT_NEAR))  # the same object pushed again
+    assert client.governor.policy.near is near and len(near) == 1
+    use(cache_rules, policy(HOT_NEAR.replace("ttl: 30s", "ttl: 20s")))  # a change recompiles
+    assert client.governor.policy.near is not near
     client.close()
