@@ -56,6 +56,7 @@ WRITES_FIRST_KEY = frozenset(
      "DECRBY", "INCRBYFLOAT", "SETRANGE", "EXPIRE", "PEXPIRE", "EXPIREAT", "PEXPIREAT", "PERSIST"}
 )  # fmt: skip
 WRITES_ALL_KEYS = frozenset({"DEL", "UNLINK"})
+_NAME_TYPES = (str, bytes)
 
 # The unwrapped command path (redis-py's own methods are untyped).
 _plain_execute: Callable[..., Any] = redis.Redis.execute_command
@@ -179,17 +180,21 @@ class GovernedRedis(redis.Redis):
     def _og_get(self, policy: Policy, name: Any) -> Any:
         governor = self._og
         now = governor.now()
-        key = name.encode() if type(name) is str else key_bytes(name)
         detector = policy.detector
-        hot = detector is not None and detector.record(key, now)
+        # The detector counts names as given (str or bytes); only hot keys need Redis' spelling.
+        hot = detector is not None and detector.record(
+            name if type(name) in _NAME_TYPES else key_bytes(name), now
+        )
         near = policy.near
+        key = b""
         if hot and near is not None:
+            key = key_bytes(name)
             value = near.get_fresh(key, now)
             if value is not MISSING:
                 return value
         breaker = policy.breaker
         if breaker is not None and not breaker.allow(now):
-            return self._og_unavailable(policy, key, name, now)
+            return self._og_unavailable(policy, key_bytes(name), name, now)
         try:
             if hot and near is not None:  # one fill per key at a time; the others wait for it
                 value = self._og_fills.do(key, lambda: self._og_fill(policy, near, key, name))
@@ -199,7 +204,7 @@ class GovernedRedis(redis.Redis):
             if breaker is not None:
                 breaker.on_error()
             if policy.stale and near is not None:
-                stale = near.get_stale(key, governor.now())
+                stale = near.get_stale(key_bytes(name), governor.now())
                 if stale is not MISSING:
                     return stale
             raise

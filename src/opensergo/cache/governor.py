@@ -25,6 +25,8 @@ def key_bytes(name: Any) -> bytes:
     """A key as Redis spells it on the wire (and in invalidation messages)."""
     if type(name) is bytes:
         return name
+    if type(name) is str:
+        return name.encode("utf-8")
     if isinstance(name, str):
         return name.encode("utf-8")
     if isinstance(name, bytes | bytearray | memoryview):
