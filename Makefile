@@ -92,6 +92,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ack_latency.py 100 50
 	$(PY) benchmarks/cluster.py
 	$(PY) benchmarks/database.py
+	$(PY) benchmarks/cache.py
 	$(PY) benchmarks/sidecar.py --envoys 10,100
 	$(PY) benchmarks/observability.py 20000
 

@@ -9,6 +9,7 @@ command -v etcdctl >/dev/null 2>&1 || need+=(etcd-client) # kube-apiserver tests
 [ -x /usr/bin/chromium ] || need+=(chromium)              # dashboard browser tests (Playwright)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)     # kube-apiserver tests: service-account keys
 { command -v mariadbd && ls /usr/lib/postgresql/*/bin/pg_basebackup; } >/dev/null 2>&1 || need+=(mariadb-server postgresql)  # database tests
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)  # cache tests: ephemeral servers on free ports
 command -v java >/dev/null 2>&1 || need+=(default-jdk-headless)  # interop tests: the official Java SDK
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 

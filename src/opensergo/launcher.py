@@ -16,6 +16,9 @@ module installs import hooks which, when the program imports the framework, patc
   ``interceptors``;
 * ``grpc.insecure_channel`` / ``secure_channel`` and their ``grpc.aio`` twins: outbound calls
   are guarded, and a channel to a service name routes each call by the service's rules.
+* ``redis.Redis`` / ``redis.asyncio.Redis``: replaced by the governed clients of
+  :mod:`opensergo.cache.auto` (CachePolicy for ``$OPENSERGO_CACHE_NAME``, else the client's
+  ``client_name``, else ``default``).
 
 The first patched construction calls :func:`~opensergo.governance.runtime.enable_from_env`
 (client from ``OPENSERGO_BOOTSTRAP_CONFIG`` / ``OPENSERGO_BOOTSTRAP``, app from ``--app`` /
@@ -491,6 +494,22 @@ def _patch_grpc_aio_channels(module: ModuleType) -> None:
         setattr(module, name, make(original))
 
 
+def _patch_redis(module: ModuleType) -> None:
+    """``redis.Redis`` / ``StrictRedis`` and ``redis.asyncio.Redis`` / ``StrictRedis`` become the
+    governed clients of opensergo.cache. Both are patched once the ``redis`` package is complete
+    (it imports ``redis.asyncio`` first, before ``redis.Redis`` exists)."""
+    if getattr(module.Redis, "_opensergo", False):
+        return
+    from opensergo.cache.auto import async_class, sync_class
+
+    for name in ("Redis", "StrictRedis"):
+        setattr(module, name, sync_class())
+    asyncio_module = sys.modules.get("redis.asyncio")
+    if asyncio_module is not None:
+        for name in ("Redis", "StrictRedis"):
+            setattr(asyncio_module, name, async_class())
+
+
 def _internal_method(method: str) -> bool:
     """The SDK's own calls (OTLP exports) are not the application's: not guarded."""
     return method.startswith(("/opentelemetry.proto.", "/io.opensergo.", "/opensergo."))
@@ -509,6 +528,7 @@ PATCHES: dict[str, Callable[[ModuleType], None]] = {
     "werkzeug.serving": _patch_werkzeug,
     "httpx": _patch_httpx,
     "requests": _patch_requests,
+    "redis": _patch_redis,
 }
 """Module name -> the patch applied once that module has been executed."""
 

@@ -15,10 +15,14 @@ __all__ = [
     "BLOCK_EVENT",
     "BREAKER_STATE",
     "BREAKER_STATES",
+    "CACHE",
+    "CACHE_HOT",
+    "CACHE_KEY",
     "CONCURRENCY",
     "DURATION",
     "ERRORS",
     "FRAMEWORK",
+    "HOT_KEYS",
     "PASSED",
     "RESOURCE",
     "RT_BOUNDARIES_MS",
@@ -44,13 +48,22 @@ CONCURRENCY: Final = "opensergo.requests.concurrency"
 BREAKER_STATE: Final = "opensergo.circuit_breaker.state"
 """Gauge: 0 closed, 1 open, 2 half-open (attributes: resource, strategy)."""
 
-ALL: Final = (PASSED, BLOCKED, ERRORS, DURATION, CONCURRENCY, BREAKER_STATE)
+HOT_KEYS: Final = "opensergo.cache.hot_keys"
+"""Gauge, requests per second: the heaviest keys of a governed cache over its detection window
+(attributes: cache, key, hot). Its points are not per resource."""
+
+ALL: Final = (PASSED, BLOCKED, ERRORS, DURATION, CONCURRENCY, BREAKER_STATE, HOT_KEYS)
 
 # Attributes.
 RESOURCE: Final = "opensergo.resource"
 RULE: Final = "opensergo.rule"
 STRATEGY: Final = "opensergo.strategy"
 STRATEGY_KIND: Final = "opensergo.strategy.kind"
+CACHE: Final = "opensergo.cache"
+"""The name a cache is governed under (``opensergo.cache.governed(client, name=...)``)."""
+CACHE_KEY: Final = "opensergo.cache.key"
+CACHE_HOT: Final = "opensergo.cache.hot"
+"""``true`` when the key's rate reached the CachePolicy's hotKey threshold."""
 FRAMEWORK: Final = "opensergo.framework"
 """Resource attribute: the web framework the app serves with (fastapi, flask, grpc, ...)."""
 

@@ -358,6 +358,9 @@ def load_rules(
     from opensergo.database import rules as database_rules  # loads the database models
 
     database_rules.replace(selected, namespace=namespace)  # the database.opensergo.io kinds
+    from opensergo.cache import rules as cache_rules
+
+    cache_rules.replace(selected, namespace=namespace)  # the cache.opensergo.io kinds
     skipped = len(objects) - len(selected)
     if skipped:
         result = ApplyResult(result.version, result.resources, result.problems, result.ignored + skipped)

@@ -38,6 +38,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from opensergo.cache import rules as cache_rules
 from opensergo.client.bootstrap import governance_enabled
 from opensergo.client.client import OpenSergoClient, Subscription
 from opensergo.client.tokens import TokenClient
@@ -109,6 +110,9 @@ class Governance:
         for db_kind in database_rules.KINDS:  # opensergo.database engines follow these
             callback = functools.partial(_apply_database, db_kind.KIND, self.client.namespace)
             self._subs.append(self.client.subscribe(db_kind.KIND, callback=callback))
+        for cache_kind in cache_rules.KINDS:  # opensergo.cache governed clients follow these
+            callback = functools.partial(_apply_cache, cache_kind.KIND, self.client.namespace)
+            self._subs.append(self.client.subscribe(cache_kind.KIND, callback=callback))
         if self.track_instances:
             self._subs.append(self.client.subscribe(INSTANCE_KIND, callback=self._on_instances))
         return self
@@ -256,6 +260,10 @@ class Governance:
 
 def _apply_database(kind: str, namespace: str, resources: list[Resource], version: int) -> None:
     database_rules.apply(kind, resources, namespace=namespace)
+
+
+def _apply_cache(kind: str, namespace: str, resources: list[Resource], version: int) -> None:
+    cache_rules.apply(kind, resources, namespace=namespace)
 
 
 def attach(

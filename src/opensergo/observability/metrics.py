@@ -7,6 +7,8 @@ control plane's OTLP receiver, an OTel Collector, Prometheus, ...):
 * read from the engine when the reader collects: blocks per (resource, rule, strategy)
   (observable counter over ``Engine.block_counts()``), requests in flight (``in_flight``), and
   breaker states (``breaker_states()``);
+* read when the reader collects, from :mod:`opensergo.cache.report`: the top keys of every
+  governed cache and their rates (``opensergo.cache.hot_keys``);
 * recorded per request, through the engine's observer hook (``Engine.set_observer``, when the
   engine has it): passes, errors, and the response-time histogram. Each block also adds an event
   (``opensergo.block``) to the current span.
@@ -70,6 +72,19 @@ def record_block(error: BlockedError) -> None:
         span.add_event(names.BLOCK_EVENT, block_event_attributes(error))
 
 
+def _observe_hot_keys(options: CallbackOptions) -> Iterable[Observation]:
+    # The governed caches' detectors, on the engine metrics' channel (the control plane's
+    # dashboard shows them per app); no cache governed: no points.
+    from opensergo.cache.report import hot_key_points
+
+    return [
+        Observation(
+            p.rate, {names.CACHE: p.cache, names.CACHE_KEY: p.key, names.CACHE_HOT: str(p.hot).lower()}
+        )
+        for p in hot_key_points()
+    ]
+
+
 class GovernanceMetrics:
     """OTel instruments fed by one engine. ``close()`` detaches the observer hook."""
 
@@ -125,6 +140,12 @@ class GovernanceMetrics:
             names.BREAKER_STATE,
             callbacks=[self._observe_breakers],
             description="Circuit breaker state: 0 closed, 1 open, 2 half-open.",
+        )
+        meter.create_observable_gauge(
+            names.HOT_KEYS,
+            callbacks=[_observe_hot_keys],
+            unit="{request}/s",
+            description="The heaviest keys of each governed cache (opensergo.cache) and their rates.",
         )
         self.hooked = False
         if hook:

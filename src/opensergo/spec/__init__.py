@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opensergo.spec.base import ObjectMeta, Resource, SpecModel
+    from opensergo.spec.cache import CachePolicy
     from opensergo.spec.codec import NATIVE_TYPE_URL, decode, encode_native, encode_upstream
     from opensergo.spec.database import (
         DatabaseDiscovery,
@@ -51,6 +52,7 @@ _LAZY: dict[str, str] = {
     "ObjectMeta": "opensergo.spec.base",
     "Resource": "opensergo.spec.base",
     "SpecModel": "opensergo.spec.base",
+    "CachePolicy": "opensergo.spec.cache",
     "NATIVE_TYPE_URL": "opensergo.spec.codec",
     "decode": "opensergo.spec.codec",
     "encode_native": "opensergo.spec.codec",
@@ -108,6 +110,7 @@ def __dir__() -> list[str]:
 __all__ = [
     "NATIVE_TYPE_URL",
     "AdaptiveOverloadProtectionStrategy",
+    "CachePolicy",
     "CircuitBreakerStrategy",
     "ConcurrencyLimitStrategy",
     "DatabaseDiscovery",

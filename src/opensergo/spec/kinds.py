@@ -20,6 +20,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from opensergo.spec import cache as cache_spec
 from opensergo.spec import database, discovery, faulttolerance, traffic
 from opensergo.spec.base import Resource
 from opensergo.spec.secrets import UNMARKED, SecretNode, model_secrets
@@ -91,6 +92,7 @@ _KINDS: tuple[KindInfo, ...] = (
     _info(database.Shadow),
     _info(database.DatabaseDiscovery),
     _info(database.DistributedTransaction),
+    _info(cache_spec.CachePolicy),
     _info(discovery.ServiceInstance, None, ("si", "instance", "instances")),
     _info(discovery.ServiceContract, None, ("contract", "contracts")),
 )

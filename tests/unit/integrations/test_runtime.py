@@ -8,6 +8,7 @@ from collections.abc import Callable
 import pytest
 import yaml
 
+from opensergo.cache import rules as cache_rules
 from opensergo.database import rules as database_rules
 from opensergo.governance import Engine, RateLimitedError, runtime
 from opensergo.governance.faulttolerance.engine import KINDS
@@ -61,6 +62,7 @@ def governance(engine: Engine, coalesce: float = 0.0) -> tuple[FakeClient, runti
 def test_attach_subscribes_every_fault_tolerance_kind_and_instances(engine: Engine) -> None:
     client, gov = governance(engine)
     database_kinds = {k.KIND for k in database_rules.KINDS}  # opensergo.database follows these too
+    database_kinds |= {k.KIND for k in cache_rules.KINDS}  # and opensergo.cache these
     assert set(client.callbacks) == {*KINDS, "ServiceInstance", *database_kinds}
     gov.detach()
     assert client.callbacks == {}

@@ -36,7 +36,7 @@ UPSTREAM_KINDS = {
 
 def test_registry_shape() -> None:
     kinds = all_kinds()
-    assert len(kinds) == 21  # 8 fault-tolerance, 3 traffic, 8 database, 2 discovery
+    assert len(kinds) == 22  # 8 fault-tolerance, 3 traffic, 8 database, 1 cache, 2 discovery
     assert len({k.full_kind for k in kinds}) == len(kinds)
     assert len({k.model for k in kinds}) == len(kinds)
     for k in kinds:

@@ -102,6 +102,19 @@ async def metrics_series(
     return {"namespace": namespace, "app": app_name, "start": start, "end": end, "resources": out}
 
 
+@router.get("/api/v1/metrics/hotkeys", tags=["metrics"])
+async def metrics_hot_keys(
+    ctx: Context, caller: Caller, namespace: str, app_name: str = Query(alias="app")
+) -> dict[str, Any]:
+    """The app's governed caches' heaviest keys (opensergo.cache), live: per key the rate summed
+    over the instances that reported it in the last 15 s, and whether any finds it hot."""
+    if not caller.can_view(namespace):
+        raise forbidden_namespace(caller.name, namespace)
+    store = _metric_store(ctx)
+    items = store.app_hot_keys(namespace, app_name)
+    return {"namespace": namespace, "app": app_name, "time": store.now(), "items": items}
+
+
 @router.get("/api/v1/metrics/history", tags=["metrics"])
 async def metrics_history(
     ctx: Context,

@@ -36,6 +36,7 @@ from opentelemetry.proto.metrics.v1 import metrics_pb2
 
 from opensergo.common import metric_names as names
 from opensergo.controlplane.limits import Limits
+from opensergo.controlplane.metrics.hotkeys import HotKeyBoard, HotKeyReport
 
 BOUNDS: tuple[float, ...] = names.RT_BOUNDARIES_MS
 NBUCKETS = len(BOUNDS) + 1  # the last bucket is (BOUNDS[-1], +inf)
@@ -276,6 +277,7 @@ DROP_REASONS = (
     "total_series",  # a new series beyond otlp_series_total
     "app_instances",  # a new exporting instance beyond otlp_instances_per_app
     "instance_points",  # a new cumulative point beyond what one instance may have
+    "hot_keys",  # a cache key beyond the hot keys remembered per app
 )
 
 
@@ -326,6 +328,7 @@ class MetricStore:
         # (ns, app, resource) -> {(instance, strategy or ""): (value, received)}
         self._gauges: dict[tuple[str, tuple[str, str, str]], dict[tuple[str, str], tuple[float, float]]] = {}
         self.stats = IngestStats()
+        self.hot_keys = HotKeyBoard()
 
     # -- ingest -----------------------------------------------------------------------------
 
@@ -423,7 +426,27 @@ class MetricStore:
         if name in (names.CONCURRENCY, names.BREAKER_STATE) and which in ("gauge", "sum"):
             gpoints = metric.gauge.data_points if which == "gauge" else metric.sum.data_points
             return self._gauge(info, metric, gpoints[: self._take(budget, len(gpoints))], now)
+        if name == names.HOT_KEYS and which == "gauge":
+            kpoints = metric.gauge.data_points
+            return self._hot_keys(info, kpoints[: self._take(budget, len(kpoints))], now)
         return 0
+
+    def _hot_keys(self, info: InstanceInfo, points: Sequence[metrics_pb2.NumberDataPoint], now: float) -> int:
+        """An instance's current hot-key list (opensergo.cache), which replaces its previous one."""
+        reports = []
+        for dp in points:
+            attrs = _attrs(dp.attributes)
+            value = dp.as_double if dp.WhichOneof("value") == "as_double" else float(dp.as_int)
+            cache, key = attrs.get(names.CACHE), attrs.get(names.CACHE_KEY)
+            if not _usable(value) or value < 0:
+                self._drop("non_finite")
+                continue
+            if cache and key is not None:
+                reports.append(HotKeyReport(cache, key, value, attrs.get(names.CACHE_HOT) == "true"))
+        used, dropped = self.hot_keys.replace(info.namespace, info.app, info.instance, reports, now)
+        if dropped:
+            self._drop("hot_keys", dropped)
+        return used
 
     def _counter(
         self,
@@ -624,6 +647,10 @@ class MetricStore:
                     entry[k] = d[k]
         return out
 
+    def app_hot_keys(self, namespace: str, app: str, now: float | None = None) -> list[dict[str, Any]]:
+        """The hot keys of the app's governed caches (see :mod:`.hotkeys`)."""
+        return self.hot_keys.app(namespace, app, self.now() if now is None else now)
+
     def app_instances(self, namespace: str, app: str) -> list[dict[str, Any]]:
         return [i.to_dict() for k, i in sorted(self.instances.items()) if k[0] == namespace and k[1] == app]
 
@@ -639,6 +666,7 @@ class MetricStore:
         for ikey in [k for k, i in self.instances.items() if i.last_seen < horizon]:
             del self.instances[ikey]
             _decrement(self._instances_per_app, (ikey[0], ikey[1]))
+        self.hot_keys.expire(horizon)
         for gkey, members in list(self._gauges.items()):
             for m in [m for m, (_, at) in members.items() if at < horizon]:
                 del members[m]

@@ -47,6 +47,23 @@ export const SCHEMAS = {
     { path: ["spec", "behaviorDesc", "responseStatusCode"], label: "Response status code", type: "int", hint: "100-599" },
     { path: ["spec", "behaviorDesc", "responseContentBody"], label: "Response body", type: "textarea" },
   ],
+  CachePolicy: [
+    { path: ["spec", "cacheNames"], label: "Cache names", type: "lines", hint: "one per line: the name given to opensergo.cache.governed(client, name=...)" },
+    { path: ["spec", "hotKey", "threshold"], label: "Hot-key threshold (requests/s per key)", type: "number", hint: "a key this busy on one instance is hot" },
+    { path: ["spec", "hotKey", "window"], label: "Detection window", type: "text", hint: DURATION_HINT },
+    { path: ["spec", "hotKey", "capacity"], label: "Top-k capacity (counters per window slice)", type: "int", hint: "bounded memory; keys rarer than 1/capacity of requests may be missed" },
+    { path: ["spec", "nearCache", "maxEntries"], label: "Near-cache entries", type: "int", hint: "hot keys kept in process memory" },
+    { path: ["spec", "nearCache", "ttl"], label: "Near-cache TTL", type: "text", hint: DURATION_HINT },
+    { path: ["spec", "nearCache", "invalidation"], label: "Invalidation", type: "select", options: ["Tracking", "TtlOnly"], hint: "Tracking: Redis CLIENT TRACKING evicts on writes" },
+    { path: ["spec", "sourceProtection", "maxLoadsPerSecond"], label: "Loads per second per key", type: "int", hint: "get_or_load: Sentinel token bucket per key" },
+    { path: ["spec", "sourceProtection", "maxConcurrentLoads"], label: "Concurrent loads per key", type: "int" },
+    { path: ["spec", "breaker", "errorRatio"], label: "Breaker error ratio", type: "text", hint: "e.g. 50%" },
+    { path: ["spec", "breaker", "recoveryTimeout"], label: "Breaker recovery timeout", type: "text", hint: DURATION_HINT },
+    { path: ["spec", "breaker", "staleIfError"], label: "Stale if error", type: "text", hint: `${DURATION_HINT}; serve near-cache values this long past freshness while the cache fails` },
+    { path: ["spec", "breaker", "whenOpen"], label: "When open and no stale value", type: "select", options: ["Error", "Miss"] },
+    { path: ["spec", "bigValue", "warnAbove"], label: "Warn above (bytes or 512KiB)", type: "text" },
+    { path: ["spec", "bigValue", "refuseAbove"], label: "Refuse above (bytes or 8MiB)", type: "text" },
+  ],
   FaultToleranceRule: [
     { path: ["spec", "targets"], label: "Target resources", type: "targets", hint: "one resource per line, e.g. GET:/foo or /pkg.Service/Method" },
     { path: ["spec", "strategies"], label: "Strategies", type: "strategies" },
@@ -64,6 +81,7 @@ export const TEMPLATES = {
   AdaptiveOverloadProtectionStrategy: { metricType: "CpuPercentage", triggerThreshold: "80%", adaptiveStrategy: "BBR" },
   HotParamRateLimitStrategy: { param: { source: "query", name: "user_id" }, threshold: 10, statDuration: "1s" },
   HttpRequestFallbackAction: { behavior: "ReturnProvidedResponse", behaviorDesc: { responseStatusCode: 429, responseContentBody: "Too many requests" } },
+  CachePolicy: { cacheNames: ["product-cache"], hotKey: { threshold: 100, window: "10s" }, nearCache: { maxEntries: 1000, ttl: "30s" } },
   FaultToleranceRule: { targets: [{ targetResourceName: "GET:/hello" }], strategies: [{ name: "my-rate-limit", kind: "RateLimitStrategy" }] },
 };
 
@@ -99,6 +117,7 @@ function parseScalar(type, raw) {
   const text = raw.trim();
   if (text === "") return undefined;
   if (type === "int") return /^-?\d+$/.test(text) ? Number(text) : text;
+  if (type === "number") return /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
   return text;
 }
 
@@ -154,6 +173,15 @@ export function buildForm(object, onChange, { readOnly = false, lockName = false
           return { value: line.slice(0, at).trim(), threshold: parseScalar("int", line.slice(at + 1)) };
         });
         set(obj, f.path, items.length ? items : undefined);
+        emit();
+      });
+      addField(f.path, f.label, control, f.hint);
+    } else if (f.type === "lines") {
+      const control = h("textarea", { id, rows: "2", disabled: readOnly, style: "width:100%", class: "mono" });
+      control.value = (get(obj, f.path) || []).join("\n");
+      control.addEventListener("input", () => {
+        const lines = control.value.split("\n").map((l) => l.trim()).filter(Boolean);
+        set(obj, f.path, lines.length ? lines : undefined);
         emit();
       });
       addField(f.path, f.label, control, f.hint);

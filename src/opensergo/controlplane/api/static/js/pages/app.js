@@ -3,6 +3,7 @@ import { h, fill, table, tabs, badge, fmtAgo, fmtTime, shortKind, STATE_BADGE, p
 import { liveMetrics } from "../metrics.js";
 import { tracesView } from "../traces.js";
 import { endpointsView, contractVersionsView } from "../endpoints.js";
+import { hotKeysView } from "../hotkeys.js";
 
 const TABS = [
   { id: "instances", label: "Instances" },
@@ -11,6 +12,7 @@ const TABS = [
   { id: "subscriptions", label: "Subscribed kinds" },
   { id: "rules", label: "Rules" },
   { id: "metrics", label: "Live metrics" },
+  { id: "hotkeys", label: "Hot keys" },
   { id: "traces", label: "Traces" },
 ];
 const PAGE = 100;
@@ -95,6 +97,7 @@ export async function render(root, { match, params, setParams }) {
   let current = params.get("tab") || "instances";
   let metrics = null;
   let endpoints = null;
+  let hotKeys = null;
   const panel = h("div", { id: "tabpanel", role: "tabpanel", tabindex: "0" });
   const tabHolder = h("div");
 
@@ -104,6 +107,7 @@ export async function render(root, { match, params, setParams }) {
     if (id !== "traces") setParams({ resource: null, blocked: null, start: null, end: null });
     if (metrics) { metrics.stop(); metrics = null; }
     if (endpoints) { endpoints.stop(); endpoints = null; }
+    if (hotKeys) { hotKeys.stop(); hotKeys = null; }
     tabHolder.replaceChildren(tabs(TABS, current, select, "App sections"));
     if (focus) tabHolder.querySelector(`#tab-${id}`)?.focus({ preventScroll: true });
     panel.setAttribute("aria-labelledby", `tab-${id}`);
@@ -112,6 +116,7 @@ export async function render(root, { match, params, setParams }) {
     else if (id === "contracts") panel.replaceChildren(contractsView(app));
     else if (id === "subscriptions") panel.replaceChildren(subscriptionsView(app));
     else if (id === "rules") panel.replaceChildren(rulesView(app));
+    else if (id === "hotkeys") { hotKeys = hotKeysView(namespace, name); panel.replaceChildren(hotKeys.el); }
     else if (id === "traces") panel.replaceChildren(tracesView(namespace, name, new URLSearchParams(location.hash.split("?")[1] || ""), setParams));
     else {
       metrics = liveMetrics(namespace, name);
@@ -130,5 +135,5 @@ export async function render(root, { match, params, setParams }) {
       h("dt", {}, "Subscribed kinds"), h("dd", {}, app.subscriptions.map((s) => shortKind(s.kind)).join(", ") || "–")),
     tabHolder, panel);
   select(current, false);
-  return () => { if (metrics) metrics.stop(); if (endpoints) endpoints.stop(); };
+  return () => { if (metrics) metrics.stop(); if (endpoints) endpoints.stop(); if (hotKeys) hotKeys.stop(); };
 }
