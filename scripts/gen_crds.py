@@ -128,6 +128,10 @@ def _keyword(key: str, value: Any, defs: dict[str, Any], path: str) -> dict[str,
         return {}  # False: dropped, see the module docstring.
     if key in ("maximum", "minimum") and abs(value) > 2**53:
         return {}  # int64 bounds: implied by format int64, and not exact in float64
+    if key in ("exclusiveMinimum", "exclusiveMaximum") and not isinstance(value, bool):
+        # JSON Schema 2020-12 (pydantic's gt/lt) gives the bound; OpenAPI 3.0, which the
+        # kube-apiserver reads, wants the bound in minimum/maximum and a boolean flag.
+        return {key.replace("exclusiveM", "m"): value, key: True}
     return {key: value}
 
 
