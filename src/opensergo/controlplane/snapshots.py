@@ -122,6 +122,10 @@ class SnapshotCache:
 
     def apply(self, event: WatchEvent) -> list[Snapshot]:
         """Fold one event; returns the snapshots that changed (already sent to listeners)."""
+        return self._publish(dict.fromkeys(self._fold(event), event.revision))
+
+    def _fold(self, event: WatchEvent) -> set[SubscriptionKey]:
+        """Apply one event to the objects; returns the groups it touched."""
         obj = event.object
         okey: ObjectKey = (obj.kind, obj.namespace, obj.name)
         old = self._objects.pop(okey, None)
@@ -146,11 +150,15 @@ class SnapshotCache:
                 self._members.setdefault(gkey, {})[obj.name] = new
                 touched.add(gkey)
         self.revision = max(self.revision, event.revision)
+        return touched
+
+    def _publish(self, groups: dict[SubscriptionKey, int]) -> list[Snapshot]:
+        """New snapshots of ``groups`` (group -> revision of its last change), to the listeners."""
         changed = []
-        for gkey in sorted(touched):
+        for gkey in sorted(groups):
             members = self._members.get(gkey, {})
             resources = tuple(members[n] for n in sorted(members))
-            snapshot = Snapshot(gkey, event.revision, resources)
+            snapshot = Snapshot(gkey, groups[gkey], resources)
             self._snapshots[gkey] = snapshot
             changed.append(snapshot)
         for snapshot in changed:
@@ -159,11 +167,38 @@ class SnapshotCache:
         return changed
 
     async def follow(self, store: Store, ready: asyncio.Event | None = None) -> None:
-        """Replay the store's log, set ``ready`` at the first bookmark, then follow live events."""
-        async for event in store.watch(self.revision):
-            if isinstance(event, Bookmark):
-                self.revision = max(self.revision, event.revision)
-                if ready is not None:
-                    ready.set()
-                continue
-            self.apply(event)
+        """Replay the store's log, set ``ready`` at the first bookmark, then follow live events.
+
+        Events that arrive together (a batch of registrations, a replay) are folded first and
+        each touched group gets one new snapshot, published once the watch has nothing more
+        ready: a burst of 1,000 instances of one app is one push per stream, not 1,000, and
+        one sort of the group, not 1,000. A batch written at one store revision (etcd) is
+        delivered in one watch response, so no group is published halfway through it."""
+        loop = asyncio.get_running_loop()
+        pending: dict[SubscriptionKey, int] = {}
+        scheduled: asyncio.Handle | None = None
+
+        def flush() -> None:
+            nonlocal scheduled
+            scheduled = None
+            groups = dict(pending)
+            pending.clear()
+            self._publish(groups)
+
+        try:
+            async for event in store.watch(self.revision):
+                if isinstance(event, Bookmark):
+                    if scheduled is not None:
+                        scheduled.cancel()
+                        flush()
+                    self.revision = max(self.revision, event.revision)
+                    if ready is not None:
+                        ready.set()
+                    continue
+                for gkey in self._fold(event):
+                    pending[gkey] = event.revision
+                if scheduled is None and pending:
+                    scheduled = loop.call_soon(flush)
+        finally:
+            if scheduled is not None:
+                scheduled.cancel()
