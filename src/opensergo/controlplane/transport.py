@@ -9,9 +9,12 @@ by a queue, so pushes and replies never interleave (upstream writes from two gor
 Pending pushes are coalesced per group: a slow client gets the newest snapshot, not every
 intermediate one.
 
-A push is serialized once per (snapshot, encoding, status) and shared by every stream; only the
-``response_id`` differs, and protobuf lets a field be appended to an encoded message, so each
-stream writes the shared bytes plus its own few bytes. A group whose objects cannot be encoded
+A change push is serialized once per (snapshot, encoding), response_id included, and the same
+bytes object is written to every subscribed stream: its response_id names the push, not the
+stream, and the control plane maps it back to (group, version) when an ACK names it. A fan-out
+to 10,000 streams therefore builds no message and copies no payload per stream. An initial push
+answers a request_id of the client's own: the shared frame plus that field (protobuf lets a
+field be appended to an encoded message). A group whose objects cannot be encoded
 gets a NACK (code 4000, naming the object) instead of a push; the stream's other groups go on.
 
 Bounds (:class:`~opensergo.controlplane.limits.Limits`): subscriptions per stream (beyond: a
@@ -59,7 +62,8 @@ from opensergo.spec import kinds
 
 log = logging.getLogger(__name__)
 
-_INFLIGHT_LIMIT = 4096
+_INFLIGHT_LIMIT = 1024  # initial pushes per stream awaiting an answer (forgotten when answered)
+_PUSHES_KEPT = 65_536  # change pushes (one per snapshot and encoding) whose ACKs can be matched
 _OUTBOX_LIMIT = 4096  # queued items per stream; pushes are at most one per subscribed group
 _NAME_MAX = 253  # namespace and app names (Kubernetes names are at most 253 characters)
 
@@ -203,7 +207,8 @@ class ClientStream:
             self._inflight.popitem(last=False)
 
     def lookup(self, response_id: str) -> tuple[SubscriptionKey, int] | None:
-        return self._inflight.get(response_id)
+        """The push an answer names (answered once: forgotten here)."""
+        return self._inflight.pop(response_id, None)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -254,6 +259,10 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
         self._index: dict[SubscriptionKey, set[ClientStream]] = {}
+        # Change pushes by response_id (shared by every stream they went to): (group, version).
+        self._pushes: OrderedDict[str, tuple[SubscriptionKey, int]] = OrderedDict()
+        self._push_ids = itertools.count(1)
+        self._push_prefix = f"{uuid.uuid4().hex[:8]}-"
         self._open_per_owner: dict[str, int] = {}
         self.refused_streams = 0
         self.refused_subscriptions = 0
@@ -418,24 +427,31 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 del self._index[key]
 
     def _render(self, stream: ClientStream, key: SubscriptionKey, request_id: str | None) -> bytes | None:
-        """The encoded push for one stream: the shared frame plus this stream's response_id."""
+        """The encoded push for one stream: shared bytes for a change push; for an initial push
+        (``request_id`` given) the shared frame plus the client's response_id."""
         state = stream.subscriptions.get(key)
         if state is None:
             return None
         snapshot = self._snapshots.get(state.key)
-        code = CODE_SUCCESS if request_id is not None else CODE_CHANGE_PUSH
-        response_id = request_id if request_id else stream.next_response_id()
-        stream.remember(response_id, state.key, snapshot.version)
         state.pushed_version = snapshot.version
         state.pushed_at = time.time()
         if state.acked_version != snapshot.version:
             state.last_response = "pending"
+        encoding = state.encoding
         try:
-            frame = snapshot.memo((state.encoding, code), lambda: self._frame(snapshot, state.encoding, code))
+            if request_id is None:
+                return snapshot.memo(
+                    (encoding, CODE_CHANGE_PUSH), lambda: self._change_push(snapshot, encoding)
+                )
+            frame = snapshot.memo(
+                (encoding, CODE_SUCCESS), lambda: self._frame(snapshot, encoding, CODE_SUCCESS)
+            )
         except EncodeError as err:  # logged once by the snapshot
             state.last_response = "failed"
             state.last_code = CODE_UNKNOWN_ERROR
             state.last_message = str(err)
+            response_id = request_id or stream.next_response_id()
+            stream.remember(response_id, state.key, snapshot.version)
             return pb.SubscribeResponse(
                 status=pb.Status(code=CODE_UNKNOWN_ERROR, message=str(err)),
                 ack=NACK,
@@ -445,6 +461,16 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 control_plane=self._control_plane,
                 response_id=response_id,
             ).SerializeToString()
+        stream.remember(request_id, state.key, snapshot.version)
+        return frame + pb.SubscribeResponse(response_id=request_id).SerializeToString()
+
+    def _change_push(self, snapshot: Snapshot, encoding: Encoding) -> bytes:
+        """A change push, response_id included: the same bytes go to every subscribed stream."""
+        response_id = f"{self._push_prefix}{next(self._push_ids)}"
+        self._pushes[response_id] = (snapshot.key, snapshot.version)
+        while len(self._pushes) > _PUSHES_KEPT:
+            self._pushes.popitem(last=False)
+        frame = self._frame(snapshot, encoding, CODE_CHANGE_PUSH)
         return frame + pb.SubscribeResponse(response_id=response_id).SerializeToString()
 
     def _frame(self, snapshot: Snapshot, encoding: Encoding, code: int) -> bytes:
@@ -494,7 +520,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     def _record_answer(self, stream: ClientStream, request: pb.SubscribeRequest) -> None:
         code = request.status.code if request.HasField("status") else 0
         message = _cut(request.status.message, self.limits.nack_message_chars)
-        found = stream.lookup(request.request_id) if request.request_id else None
+        found = None
+        if request.request_id:
+            found = stream.lookup(request.request_id) or self._pushes.get(request.request_id)
         if found is None and request.response_ack == NACK:
             # The Java SDK NACKs without request_id: blame the newest unanswered push.
             pending = [s for s in stream.subscriptions.values() if s.last_response == "pending"]
