@@ -38,6 +38,11 @@ class Snapshot:
     key: SubscriptionKey
     version: int
     resources: tuple[Resource, ...]
+    # Encodes one resource; the cache passes its per-object memo, so a new snapshot of a group
+    # of 5,000 instances encodes the one that changed, not all 5,000.
+    encode: Callable[[Resource, Encoding], any_pb2.Any] = field(
+        default=lambda r, e: _encode(r, e), repr=False
+    )
     _encoded: dict[Encoding, tuple[any_pb2.Any, ...]] = field(default_factory=dict, repr=False)
     _memo: dict[object, bytes] = field(default_factory=dict, repr=False)
     _failed: dict[Encoding, str] = field(default_factory=dict, repr=False)
@@ -50,7 +55,8 @@ class Snapshot:
             if failure is not None:
                 raise EncodeError(failure)
             try:
-                cached = tuple(_encode(r, encoding) for r in self.resources)
+                encode = self.encode
+                cached = tuple(encode(r, encoding) for r in self.resources)
             except Exception as err:
                 failure = self._failed[encoding] = _encode_failure(self, encoding, err)
                 raise EncodeError(failure) from None
@@ -99,6 +105,8 @@ class SnapshotCache:
         self._objects: dict[ObjectKey, Resource] = {}
         self._members: dict[SubscriptionKey, dict[str, Resource]] = {}
         self._snapshots: dict[SubscriptionKey, Snapshot] = {}
+        # Each current object's encoded forms, by id() of its Resource (held, so ids stay unique).
+        self._any: dict[int, tuple[Resource, dict[Encoding, any_pb2.Any]]] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
         self.invalid: dict[ObjectKey, str] = {}
@@ -129,6 +137,8 @@ class SnapshotCache:
         obj = event.object
         okey: ObjectKey = (obj.kind, obj.namespace, obj.name)
         old = self._objects.pop(okey, None)
+        if old is not None:
+            self._any.pop(id(old), None)
         self.invalid.pop(okey, None)
         new: Resource | None = None
         if event.type != EventType.DELETED:
@@ -145,6 +155,7 @@ class SnapshotCache:
             touched.add(gkey)
         if new is not None:
             self._objects[okey] = new
+            self._any[id(new)] = (new, {})
             if new.app:
                 gkey = SubscriptionKey(obj.namespace, new.app, obj.kind)
                 self._members.setdefault(gkey, {})[obj.name] = new
@@ -152,13 +163,24 @@ class SnapshotCache:
         self.revision = max(self.revision, event.revision)
         return touched
 
+    def _encode_once(self, resource: Resource, encoding: Encoding) -> any_pb2.Any:
+        """A current object's encoded form, built once per object version and encoding and
+        shared by every snapshot that holds it (Any messages are not modified once built)."""
+        entry = self._any.get(id(resource))
+        if entry is None or entry[0] is not resource:
+            return _encode(resource, encoding)  # no longer current: not worth keeping
+        packed = entry[1].get(encoding)
+        if packed is None:
+            packed = entry[1][encoding] = _encode(resource, encoding)
+        return packed
+
     def _publish(self, groups: dict[SubscriptionKey, int]) -> list[Snapshot]:
         """New snapshots of ``groups`` (group -> revision of its last change), to the listeners."""
         changed = []
         for gkey in sorted(groups):
             members = self._members.get(gkey, {})
             resources = tuple(members[n] for n in sorted(members))
-            snapshot = Snapshot(gkey, groups[gkey], resources)
+            snapshot = Snapshot(gkey, groups[gkey], resources, self._encode_once)
             self._snapshots[gkey] = snapshot
             changed.append(snapshot)
         for snapshot in changed:

@@ -291,17 +291,24 @@ class SqliteStore:
                     dict.fromkeys((r[2], r[3], r[4], r[2], r[3], r[4], self.history_per_object) for r in rows)
                 ),
             )
+        gone = [(r[2], r[3], r[4]) for e, r in zip(events, rows, strict=True) if e.type == EventType.DELETED]
+        if gone:
+            await db.executemany("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", gone)
+        # The newest state of each object written (a batch may hold several writes of one).
+        current: dict[ObjectKey, tuple[str, str, str, str, int]] = {}
         for event, row in zip(events, rows, strict=True):
             key = (row[2], row[3], row[4])
             if event.type == EventType.DELETED:
-                await db.execute("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", key)
+                current.pop(key, None)
             else:
-                await db.execute(
-                    "INSERT INTO objects (kind, namespace, name, body, revision) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body,"
-                    " revision=excluded.revision",
-                    (*key, row[5], event.revision),
-                )
+                current[key] = (*key, row[5], event.revision)
+        if current:
+            await db.executemany(
+                "INSERT INTO objects (kind, namespace, name, body, revision) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body,"
+                " revision=excluded.revision",
+                list(current.values()),
+            )
 
     def _notify(self, event: WatchEvent) -> None:
         for watcher in list(self._watchers):
