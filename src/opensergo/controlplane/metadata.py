@@ -41,6 +41,7 @@ from opensergo.common.kube_names import InvalidName, check_app, check_label, che
 from opensergo.controlplane.contracts import ContractRegistry, contract_hashes
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
+from opensergo.controlplane.reclaim import MemoryReclaimer
 from opensergo.controlplane.store.base import Delete, NotFoundError, Put, Store, StoredObject
 from opensergo.controlplane.store.groupcommit import GroupCommit
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
@@ -184,6 +185,7 @@ class MetadataRegistry:
         live_replicas: Callable[[], set[str]] | None = None,
         limits: Limits | None = None,
         contracts: ContractRegistry | None = None,
+        reclaimer: MemoryReclaimer | None = None,
     ) -> None:
         """``replica_id`` and ``live_replicas`` (ids of the replicas alive now) matter on a store
         that several replicas share and that has no TTLs (Kubernetes): each replica then expires
@@ -202,6 +204,7 @@ class MetadataRegistry:
         self._by_client: dict[str, set[tuple[str, str, str]]] = {}  # client id -> its instances
         # Instance writes of concurrent reports share store transactions (see groupcommit.py).
         self._writes = GroupCommit(store)
+        self._reclaimer = reclaimer  # told of each expiry: thousands at once free much memory
         self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -403,6 +406,8 @@ class MetadataRegistry:
         if instance is None:
             return
         self._index_client(key, instance.client_id, "")
+        if self._reclaimer is not None:
+            self._reclaimer.released()
         log.info(
             "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
         )

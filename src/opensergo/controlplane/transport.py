@@ -55,6 +55,7 @@ from opensergo.common.protocol import (
 from opensergo.controlplane.api.auth import ANONYMOUS, Principal
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
+from opensergo.controlplane.reclaim import MemoryReclaimer
 from opensergo.controlplane.snapshots import EncodeError, Snapshot, SnapshotCache
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
@@ -215,6 +216,12 @@ class ClientStream:
     def close(self) -> None:
         if self._writer is not None:
             self._writer.cancel()
+            self._writer = None  # nor its task, frame and exception
+        # A closed stream is kept for the dashboard a while: keep its state, not the gRPC call.
+        self._context = None
+        self._outbox.clear()
+        self._pending.clear()
+        self._inflight.clear()
 
     def next_response_id(self) -> str:
         return f"{self.id}-{next(self._ids)}"
@@ -289,6 +296,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._disconnect_listeners: list[Callable[[str], Coroutine[Any, Any, None]]] = []
         self._answer_listeners: list[AnswerListener] = []
         self._background: set[asyncio.Task[None]] = set()
+        self.reclaimer = MemoryReclaimer()  # shared with the registry (app.py)
         snapshots.add_listener(self._on_snapshot)
 
     def add_answer_listener(self, listener: AnswerListener) -> None:
@@ -593,6 +601,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
 
     def _drop(self, stream: ClientStream) -> None:
         self._streams.pop(stream.id, None)
+        self.reclaimer.released()
         for key in list(stream.subscriptions):
             streams = self._index.get(key)
             if streams is not None:

@@ -123,6 +123,8 @@ class Store(Protocol):
     shared: bool
     # True when objects have a status subresource (Kubernetes): set_status writes it.
     status_subresource: bool
+    # The most operations apply_batch takes at once.
+    max_batch: int
 
     async def open(self) -> None: ...
 

@@ -91,6 +91,7 @@ class EtcdStore:
     supports_ttl = True
     shared = True
     status_subresource = False
+    max_batch = MAX_TXN_OPS
 
     def __init__(
         self,
@@ -306,7 +307,9 @@ class EtcdStore:
         """The current state of several keys in one (read-only) transaction."""
 
         async def txn(client: aetcd.Client) -> BatchResults:
-            _, responses = await client.transaction(compare=[], success=[_txn.Get(k) for k in keys])
+            _, responses = await client.transaction(
+                compare=[], success=[_txn.Get(k) for k in keys], failure=[]
+            )
             out: BatchResults = []
             for key, found in zip(keys, responses, strict=True):
                 if not found:

@@ -22,18 +22,16 @@ from opensergo.controlplane.store.base import BatchOp, Delete, NotFoundError, Pu
 log = logging.getLogger(__name__)
 
 DEFAULT_WINDOW = 0.002  # seconds a batch waits for company after its first write
-DEFAULT_MAX_BATCH = 128  # etcd's default --max-txn-ops
 
 
 class GroupCommit:
     """Coalesces writes into batches; see the module docstring."""
 
-    def __init__(
-        self, store: Store, *, window: float = DEFAULT_WINDOW, max_batch: int = DEFAULT_MAX_BATCH
-    ) -> None:
+    def __init__(self, store: Store, *, window: float = DEFAULT_WINDOW, max_batch: int | None = None) -> None:
+        """``max_batch``: at most the store's own bound (etcd: 128 operations per transaction)."""
         self._store = store
         self.window = window
-        self.max_batch = max_batch
+        self.max_batch = min(max_batch or store.max_batch, store.max_batch)
         self._queue: deque[tuple[BatchOp, asyncio.Future[StoredObject | None]]] = deque()
         self._flusher: asyncio.Task[None] | None = None
         self._arrived = asyncio.Event()

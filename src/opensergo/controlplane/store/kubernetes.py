@@ -114,6 +114,7 @@ class KubernetesStore:
     supports_ttl = False
     shared = True
     status_subresource = True
+    max_batch = 64  # concurrent requests per batch
 
     def __init__(
         self,

@@ -82,6 +82,7 @@ class SqliteStore:
     supports_ttl = False
     shared = False  # one process: nothing to share with other replicas
     status_subresource = False
+    max_batch = 1000  # one transaction: bounded only to keep each commit short
 
     def __init__(self, data_dir: str | Path, history_per_object: int | None = None) -> None:
         """``history_per_object``: changes kept per object, trimmed at each write (None: all)."""
