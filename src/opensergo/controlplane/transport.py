@@ -63,7 +63,7 @@ from opensergo.spec import kinds
 
 log = logging.getLogger(__name__)
 
-_INFLIGHT_LIMIT = 1024  # initial pushes per stream awaiting an answer (forgotten when answered)
+_INFLIGHT_LIMIT = 1024  # initial pushes per stream whose answers can be matched
 _PUSHES_KEPT = 65_536  # change pushes (one per snapshot and encoding) whose ACKs can be matched
 _OUTBOX_LIMIT = 4096  # queued items per stream; pushes are at most one per subscribed group
 _NAME_MAX = 253  # namespace and app names (Kubernetes names are at most 253 characters)
@@ -232,8 +232,8 @@ class ClientStream:
             self._inflight.popitem(last=False)
 
     def lookup(self, response_id: str) -> tuple[SubscriptionKey, int] | None:
-        """The push an answer names (answered once: forgotten here)."""
-        return self._inflight.pop(response_id, None)
+        """The push an answer names (a client may answer one push more than once)."""
+        return self._inflight.get(response_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {
