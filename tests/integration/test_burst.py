@@ -150,6 +150,7 @@ def test_registration_burst_discovery_and_mass_disconnect(tmp_path: Path) -> Non
             interval=0.5,
             what=f"RSS back within 10% of {baseline} kB (peak {peak} kB, now {rss_kb(cp.proc.pid)} kB)",
         )
+        print(f"RSS: baseline {baseline} kB, peak {peak} kB, after {rss_kb(cp.proc.pid)} kB")
     except BaseException:
         print(cp.logs()[-5000:])
         raise
