@@ -219,13 +219,9 @@ class InstanceFilter:
     healthy: bool | None = None
     q: str = ""
 
-    def matches(
-        self, name: str, node: str, host: str, addresses: Iterable[str], labels: dict[str, str]
-    ) -> bool:
-        needle = self.q.lower()
-        if not needle:
-            return True
-        return needle in " ".join([name, node, host, *addresses, *labels.values()]).lower()
+    def finds(self, words: Iterable[str]) -> bool:
+        """Whether ``q`` is in the words (build them only when ``q`` is set)."""
+        return self.q.lower() in " ".join(words).lower()
 
 
 def instance_page(
@@ -245,21 +241,33 @@ def instance_page(
             continue
         if select.healthy is not None and (now - i.last_seen <= registry.ttl) != select.healthy:
             continue
-        ident = i.report.node.identifier
-        addresses = (a.url for a in addresses_of(i.report))
-        if select.matches(i.name, i.node_id, ident.host_name, addresses, i.labels):
+        if not select.q or select.finds(_local_words(i)):
             found[(i.namespace, i.name)] = i
-    for obj in snapshots.objects(INSTANCE_KIND.full_kind):
+    # Instances registered through other replicas (a shared store) are in the snapshot cache only;
+    # the keys come first, so that the ones already found cost no model access.
+    for obj_namespace, name, obj in snapshots.named(INSTANCE_KIND.full_kind):
+        if (obj_namespace, name) in found or select.healthy is False:
+            continue
+        if (namespace and obj_namespace != namespace) or not viewer.can_view(obj_namespace):
+            continue
         spec = obj.spec
-        if (obj.namespace, obj.name) in found or (app and spec.app != app) or select.healthy is False:
+        if app and spec.app != app:
             continue
-        if (namespace and obj.namespace != namespace) or not viewer.can_view(obj.namespace):
-            continue
-        if select.matches(obj.name, spec.nodeId, spec.hostName, (a.url for a in spec.addresses), spec.labels):
-            found[(obj.namespace, obj.name)] = obj
+        if not select.q or select.finds(_remote_words(obj)):
+            found[(obj_namespace, name)] = obj
     shown = page.slice([found[k] for k in sorted(found)])
     items = [i.to_dict(now, registry.ttl) if isinstance(i, Instance) else _remote_instance(i) for i in shown]
     return page.of(len(found), items)
+
+
+def _local_words(i: Instance) -> list[str]:
+    words = [i.name, i.node_id, i.report.node.identifier.host_name, *i.labels.values()]
+    return words + [a.url for a in addresses_of(i.report)]
+
+
+def _remote_words(obj: Any) -> list[str]:
+    spec = obj.spec
+    return [obj.name, spec.nodeId, spec.hostName, *spec.labels.values(), *(a.url for a in spec.addresses)]
 
 
 def _remote_instance(obj: Any) -> dict[str, Any]:

@@ -125,6 +125,10 @@ class SnapshotCache:
         """Every current object of one kind, whatever its app."""
         return [r for (k, _, _), r in sorted(self._objects.items()) if k == kind]
 
+    def named(self, kind: str) -> list[tuple[str, str, Resource]]:
+        """Every current object of one kind as (namespace, name, object), in that order."""
+        return [(ns, name, r) for (k, ns, name), r in sorted(self._objects.items()) if k == kind]
+
     def groups(self) -> list[Snapshot]:
         return [self._snapshots[k] for k in sorted(self._snapshots)]
 
