@@ -41,7 +41,9 @@ from opensergo.common.kube_names import InvalidName, check_app, check_label, che
 from opensergo.controlplane.contracts import ContractRegistry, contract_hashes
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
-from opensergo.controlplane.store.base import NotFoundError, Store
+from opensergo.controlplane.reclaim import MemoryReclaimer
+from opensergo.controlplane.store.base import Delete, NotFoundError, Put, Store, StoredObject
+from opensergo.controlplane.store.groupcommit import GroupCommit
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 from opensergo.spec.discovery import InstanceAddress, ServiceInstance
@@ -79,7 +81,10 @@ class Instance:
     first_seen: float
     last_seen: float
     reports: int = 1
-    persisted: dict[str, Any] | None = None  # the body last written to the store
+    # The body last written to the store (set when the write is queued, cleared if it fails),
+    # and that write while it is in flight: a heartbeat repeating it waits for it.
+    persisted: dict[str, Any] | None = None
+    pending: asyncio.Future[StoredObject | None] | None = None
 
     def to_dict(self, now: float, ttl: float) -> dict[str, Any]:
         node = self.report.node
@@ -180,6 +185,7 @@ class MetadataRegistry:
         live_replicas: Callable[[], set[str]] | None = None,
         limits: Limits | None = None,
         contracts: ContractRegistry | None = None,
+        reclaimer: MemoryReclaimer | None = None,
     ) -> None:
         """``replica_id`` and ``live_replicas`` (ids of the replicas alive now) matter on a store
         that several replicas share and that has no TTLs (Kubernetes): each replica then expires
@@ -195,7 +201,10 @@ class MetadataRegistry:
         self.expire_on_disconnect = expire_on_disconnect
         self.allow_loopback = allow_loopback
         self._instances: dict[tuple[str, str, str], Instance] = {}
-        self._lock = asyncio.Lock()
+        self._by_client: dict[str, set[tuple[str, str, str]]] = {}  # client id -> its instances
+        # Instance writes of concurrent reports share store transactions (see groupcommit.py).
+        self._writes = GroupCommit(store)
+        self._reclaimer = reclaimer  # told of each expiry: thousands at once free much memory
         self._expiry: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -254,6 +263,53 @@ class MetadataRegistry:
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
         existing = self._instances.get(key)
+        body = self._checked_body(existing, namespace, nid, request, labels)
+        if self._contracts is not None and (existing is None or body is not existing.persisted):
+            await self._contracts.record(namespace, request)  # the body holds the contract hashes
+        # From here to the queued write nothing awaits: concurrent reports of one instance are
+        # applied, and their writes queued, in one order.
+        instance = self._instances.get(key)
+        client_id = headers.get(CLIENT_ID_HEADER, "")
+        if instance is None:
+            instance = Instance(
+                namespace, request.app_name, nid, object_name(request.app_name, nid), request,
+                labels, peer, client_id, now, now,
+            )  # fmt: skip
+            self._instances[key] = instance
+            self._index_client(key, "", client_id)
+            log.info("instance %s of %s/%s registered from %s", nid, namespace, request.app_name, peer)
+            changed = True
+        else:
+            changed = instance.reports == 0  # adopted from an earlier run: write it once
+            instance.report = request
+            instance.labels = labels
+            instance.last_seen = now
+            instance.peer = peer
+            if client_id and client_id != instance.client_id:
+                self._index_client(key, instance.client_id, client_id)
+                instance.client_id = client_id
+            instance.reports += 1
+        visible_change = changed or (body is not instance.persisted and body != instance.persisted)
+        if visible_change:
+            write = self._persist(instance, body)
+        elif instance.pending is not None and not instance.pending.done():
+            write = instance.pending  # the same body is being written: answer once it is durable
+        elif await self._refresh(instance):
+            return instance
+        else:
+            write = self._persist(instance, body)  # its lease expired: write it again
+        await asyncio.shield(write)
+        return instance
+
+    def _checked_body(
+        self,
+        existing: Instance | None,
+        namespace: str,
+        nid: str,
+        request: sc.ReportMetadataRequest,
+        labels: dict[str, str],
+    ) -> dict[str, Any]:
+        """The ServiceInstance body of a report; RegistrationError when it cannot be stored."""
         if (
             existing is not None
             and existing.persisted is not None
@@ -261,45 +317,30 @@ class MetadataRegistry:
             and existing.labels == labels
         ):
             # A heartbeat repeating the report last accepted: nothing to check, build or write.
-            body = existing.persisted
-        else:
-            addresses = addresses_of(request)
-            if not self.allow_loopback:
-                bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
-                if bad:
-                    raise RegistrationError(
-                        f"listening address {', '.join(bad)} is not reachable by other hosts; advertise"
-                        " a routable address (or start the control plane with --allow-loopback)"
-                    )
-            name = existing.name if existing is not None else object_name(request.app_name, nid)
-            body = self._body_of(namespace, request.app_name, nid, name, request, labels, addresses)
-            if existing is None or body != existing.persisted:
-                _check_instance(body)  # what is stored must be a valid object
-        async with self._lock:
-            instance = self._instances.get(key)
-            if instance is None:
-                instance = Instance(
-                    namespace, request.app_name, nid, object_name(request.app_name, nid), request,
-                    labels, peer, headers.get(CLIENT_ID_HEADER, ""), now, now,
-                )  # fmt: skip
-                self._instances[key] = instance
-                log.info("instance %s of %s/%s registered from %s", nid, namespace, request.app_name, peer)
-                changed = True
-            else:
-                changed = instance.reports == 0  # adopted from an earlier run: write it once
-                instance.report = request
-                instance.labels = labels
-                instance.last_seen = now
-                instance.peer = peer
-                instance.client_id = headers.get(CLIENT_ID_HEADER, instance.client_id)
-                instance.reports += 1
-            # The body holds the contract hashes.
-            visible_change = changed or (body is not instance.persisted and body != instance.persisted)
-            if visible_change and self._contracts is not None:
-                await self._contracts.record(namespace, request)
-            if visible_change or not await self._refresh(instance):
-                await self._persist(instance, body)
-        return instance
+            return existing.persisted
+        addresses = addresses_of(request)
+        if not self.allow_loopback:
+            bad = [a.url for a in addresses if a.is_loopback_or_unspecified]
+            if bad:
+                raise RegistrationError(
+                    f"listening address {', '.join(bad)} is not reachable by other hosts; advertise"
+                    " a routable address (or start the control plane with --allow-loopback)"
+                )
+        name = existing.name if existing is not None else object_name(request.app_name, nid)
+        body = self._body_of(namespace, request.app_name, nid, name, request, labels, addresses)
+        if existing is None or body != existing.persisted:
+            _check_instance(body)  # what is stored must be a valid object
+        return body
+
+    def _index_client(self, key: tuple[str, str, str], old: str, new: str) -> None:
+        if old:
+            keys = self._by_client.get(old)
+            if keys is not None:
+                keys.discard(key)
+                if not keys:
+                    del self._by_client[old]
+        if new:
+            self._by_client.setdefault(new, set()).add(key)
 
     async def _refresh(self, instance: Instance) -> bool:
         """Extend a TTL-store lease; False when the object is gone and must be written again."""
@@ -344,37 +385,52 @@ class MetadataRegistry:
         }
         return body
 
-    async def _persist(self, instance: Instance, body: dict[str, Any]) -> None:
+    def _persist(self, instance: Instance, body: dict[str, Any]) -> asyncio.Future[StoredObject | None]:
+        """Queue the write of ``body``; the returned future completes once it is durable."""
         ttl = self.ttl if self._store.supports_ttl else None
-        await self._store.put(INSTANCE_KIND.full_kind, instance.namespace, instance.name, body, ttl=ttl)
+        write = self._writes.submit(
+            Put(INSTANCE_KIND.full_kind, instance.namespace, instance.name, body, ttl)
+        )
         instance.persisted = body
+        instance.pending = write
+
+        def failed(done: asyncio.Future[StoredObject | None]) -> None:
+            if (done.cancelled() or done.exception() is not None) and instance.persisted is body:
+                instance.persisted = None  # not stored: the next report writes it again
+
+        write.add_done_callback(failed)
+        return write
 
     async def expire(self, key: tuple[str, str, str], reason: str) -> None:
-        async with self._lock:
-            instance = self._instances.pop(key, None)
-            if instance is None:
-                return
-            log.info(
-                "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
-            )
-            with contextlib.suppress(NotFoundError):
-                await self._store.delete(INSTANCE_KIND.full_kind, instance.namespace, instance.name)
+        instance = self._instances.pop(key, None)
+        if instance is None:
+            return
+        self._index_client(key, instance.client_id, "")
+        if self._reclaimer is not None:
+            self._reclaimer.released()
+        log.info(
+            "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
+        )
+        with contextlib.suppress(NotFoundError):
+            await self._writes.delete(Delete(INSTANCE_KIND.full_kind, instance.namespace, instance.name))
 
     async def client_disconnected(self, client_id: str) -> None:
         """The subscribe stream of ``client_id`` ended: expire its instances now (if configured)."""
         if not self.expire_on_disconnect or not client_id:
             return
-        for key, instance in list(self._instances.items()):
-            if instance.client_id == client_id:
-                await self.expire(key, "its subscribe stream ended")
+        keys = sorted(self._by_client.get(client_id, ()))
+        await asyncio.gather(*(self.expire(key, "its subscribe stream ended") for key in keys))
 
     async def expire_stale(self, now: float | None = None) -> None:
         now = time.time() if now is None else now
-        for key, instance in list(self._instances.items()):
-            if now - instance.last_seen > self.ttl:
-                await self.expire(
-                    key, f"no heartbeat for {now - instance.last_seen:.1f}s (TTL {self.ttl:g}s)"
-                )
+        stale = [(k, i) for k, i in self._instances.items() if now - i.last_seen > self.ttl]
+        # Concurrently: their deletions share store transactions.
+        await asyncio.gather(
+            *(
+                self.expire(key, f"no heartbeat for {now - i.last_seen:.1f}s (TTL {self.ttl:g}s)")
+                for key, i in stale
+            )
+        )
 
     async def collect_orphans(self) -> int:
         """Shared store without TTLs: delete instances whose registering replica is gone (seen so
@@ -394,7 +450,9 @@ class MetadataRegistry:
                 if stored.name in self._orphans:
                     log.info("instance %s expired: replica %r that registered it is gone", stored.name, owner)
                     with contextlib.suppress(NotFoundError):
-                        await self._store.delete(INSTANCE_KIND.full_kind, stored.namespace, stored.name)
+                        await self._writes.delete(
+                            Delete(INSTANCE_KIND.full_kind, stored.namespace, stored.name)
+                        )
         deleted = len(orphans & self._orphans)
         self._orphans = orphans - self._orphans
         return deleted

@@ -14,18 +14,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
 
 from opensergo.common.protocol import SubscriptionKey
 from opensergo.controlplane.contracts import CONTRACT_KIND
-from opensergo.controlplane.metadata import INSTANCE_KIND, Instance, MetadataRegistry
+from opensergo.controlplane.metadata import INSTANCE_KIND, Instance, MetadataRegistry, addresses_of
 from opensergo.controlplane.metrics.store import MetricStore
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.store.base import Store
-from opensergo.controlplane.transport import TransportService
+from opensergo.controlplane.transport import ClientStream, TransportService
 from opensergo.spec import kinds
+from opensergo.spec.base import Resource
 from opensergo.spec.kinds import KindInfo
 
+T = TypeVar("T")
 Client = dict[str, Any]  # a ClientStream.to_dict(), plus the replica that holds the stream
 Subscription = dict[str, Any]  # one item of a client's "subscriptions"
 Group = tuple[str, str, str]  # (namespace, app, full kind)
@@ -60,6 +63,86 @@ def merge_clients(
         if other != replica_id and isinstance(clients, list):
             items += [dict(c, replica=other) for c in clients if isinstance(c, dict)]
     return items
+
+
+@dataclass(frozen=True)
+class Page:
+    """A slice of a list view, as ``/api/v1/rules`` pages: ``offset`` and ``limit`` (None: all)."""
+
+    offset: int = 0
+    limit: int | None = None
+
+    def of(self, total: int, items: list[Any]) -> dict[str, Any]:
+        """The response body: ``items`` (this page) with ``total``, ``offset`` and ``limit``."""
+        return {"total": total, "offset": self.offset, "limit": self.limit, "items": items}
+
+    def slice(self, items: list[T]) -> list[T]:
+        end = None if self.limit is None else self.offset + self.limit
+        return items[self.offset : end]
+
+
+@dataclass(frozen=True)
+class ClientFilter:
+    """Which clients a view lists: connected or not, subscribed to a namespace / app, and a
+    case-insensitive text found in the identifier, id, peer or a subscribed app or kind."""
+
+    connected: bool | None = None
+    namespace: str | None = None
+    app: str | None = None
+    q: str = ""
+
+    def matches_stream(self, stream: ClientStream, viewer: Viewer) -> bool:
+        """The same test as :meth:`matches` on a stream itself (no dict built for it)."""
+        if self.connected is not None and (stream.disconnected_at is None) != self.connected:
+            return False
+        keys: Iterable[SubscriptionKey] = stream.subscriptions.keys()
+        if not viewer.views_every_namespace:
+            keys = [k for k in keys if viewer.can_view(k.namespace)]
+            if not keys:
+                return False
+        return self._matches(
+            stream.identifier, stream.id, stream.peer, [(k.namespace, k.app, k.kind) for k in keys]
+        )
+
+    def matches(self, client: Client) -> bool:
+        if self.connected is not None and bool(client.get("connected")) != self.connected:
+            return False
+        subs = [(s["namespace"], s["app"], s["kind"]) for s in client.get("subscriptions", [])]
+        return self._matches(client.get("identifier", ""), client.get("id", ""), client.get("peer", ""), subs)
+
+    def _matches(self, identifier: str, sid: str, peer: str, subs: list[tuple[str, str, str]]) -> bool:
+        if self.namespace and not any(ns == self.namespace for ns, _, _ in subs):
+            return False
+        if self.app and not any(app == self.app for _, app, _ in subs):
+            return False
+        needle = self.q.lower()
+        if not needle:
+            return True
+        text = " ".join([identifier, sid, peer, *(f"{app} {kind}" for _, app, kind in subs)])
+        return needle in text.lower()
+
+
+def client_page(
+    transport: TransportService,
+    replica_id: str,
+    status: dict[str, dict[str, Any]],
+    viewer: Viewer,
+    select: ClientFilter,
+    page: Page,
+) -> dict[str, Any]:
+    """One page of :func:`merge_clients` as ``viewer`` sees it, filtered before anything is
+    built: at 10,000 streams only the page's clients become dicts."""
+    local = [s for s in transport.clients() if select.matches_stream(s, viewer)]
+    others: list[Client] = []
+    for other, document in status.items():
+        clients = document.get("clients")
+        if other != replica_id and isinstance(clients, list):
+            others += [dict(c, replica=other) for c in clients if isinstance(c, dict)]
+    others = [c for c in visible_clients(others, viewer) if select.matches(c)]
+    total = len(local) + len(others)
+    shown: list[ClientStream | Client] = page.slice([*local, *others])
+    items = [dict(c.to_dict(), replica=replica_id) if isinstance(c, ClientStream) else c for c in shown]
+    return page.of(total, visible_clients(items, viewer))
 
 
 async def all_clients(store: Store, transport: TransportService, replica_id: str) -> list[Client]:
@@ -122,19 +205,86 @@ def list_instances(
             continue
         if (namespace and obj.namespace != namespace) or not viewer.can_view(obj.namespace):
             continue
-        local[(obj.namespace, obj.name)] = {
-            "namespace": obj.namespace,
-            "app": spec.app,
-            "name": obj.name,
-            "nodeId": spec.nodeId,
-            "hostName": spec.hostName,
-            "pid": spec.pid,
-            "labels": dict(spec.labels),
-            "addresses": [a.url for a in spec.addresses],
-            "lastSeen": None,
-            "healthy": True,  # its lease is alive, or it would be gone
-        }
+        local[(obj.namespace, obj.name)] = _remote_instance(obj)
     return [local[k] for k in sorted(local)]
+
+
+@dataclass(frozen=True)
+class InstanceFilter:
+    """Which instances a view lists: by app, namespace, health, and a case-insensitive text
+    found in the name, node id, host name, an address or a label value."""
+
+    app: str | None = None
+    namespace: str | None = None
+    healthy: bool | None = None
+    q: str = ""
+
+    def finds(self, words: Iterable[str]) -> bool:
+        """Whether ``q`` is in the words (build them only when ``q`` is set)."""
+        return self.q.lower() in " ".join(words).lower()
+
+
+def instance_page(
+    registry: MetadataRegistry,
+    snapshots: SnapshotCache,
+    viewer: Viewer,
+    select: InstanceFilter,
+    page: Page,
+) -> dict[str, Any]:
+    """One page of :func:`list_instances`, filtered and sliced before the (costly) detail of
+    each instance is built."""
+    now = time.time()
+    app, namespace = select.app, select.namespace
+    found: dict[tuple[str, str], Instance | Resource] = {}
+    for i in registry.instances(app, namespace):
+        if not viewer.can_view(i.namespace):
+            continue
+        if select.healthy is not None and (now - i.last_seen <= registry.ttl) != select.healthy:
+            continue
+        if not select.q or select.finds(_local_words(i)):
+            found[(i.namespace, i.name)] = i
+    # Instances registered through other replicas (a shared store) are in the snapshot cache only;
+    # the keys come first, so that the ones already found cost no model access.
+    for obj_namespace, name, obj in snapshots.named(INSTANCE_KIND.full_kind):
+        if (obj_namespace, name) in found or select.healthy is False:
+            continue
+        if (namespace and obj_namespace != namespace) or not viewer.can_view(obj_namespace):
+            continue
+        spec = obj.spec
+        if app and spec.app != app:
+            continue
+        if not select.q or select.finds(_remote_words(obj)):
+            found[(obj_namespace, name)] = obj
+    shown = page.slice([found[k] for k in sorted(found)])
+    items = [i.to_dict(now, registry.ttl) if isinstance(i, Instance) else _remote_instance(i) for i in shown]
+    return page.of(len(found), items)
+
+
+def _local_words(i: Instance) -> list[str]:
+    words = [i.name, i.node_id, i.report.node.identifier.host_name, *i.labels.values()]
+    return words + [a.url for a in addresses_of(i.report)]
+
+
+def _remote_words(obj: Any) -> list[str]:
+    spec = obj.spec
+    return [obj.name, spec.nodeId, spec.hostName, *spec.labels.values(), *(a.url for a in spec.addresses)]
+
+
+def _remote_instance(obj: Any) -> dict[str, Any]:
+    """An instance registered through another replica, as the shared store has it."""
+    spec = obj.spec
+    return {
+        "namespace": obj.namespace,
+        "app": spec.app,
+        "name": obj.name,
+        "nodeId": spec.nodeId,
+        "hostName": spec.hostName,
+        "pid": spec.pid,
+        "labels": dict(spec.labels),
+        "addresses": [a.url for a in spec.addresses],
+        "lastSeen": None,
+        "healthy": True,  # its lease is alive, or it would be gone
+    }
 
 
 def list_apps(

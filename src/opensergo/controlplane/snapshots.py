@@ -38,6 +38,11 @@ class Snapshot:
     key: SubscriptionKey
     version: int
     resources: tuple[Resource, ...]
+    # Encodes one resource; the cache passes its per-object memo, so a new snapshot of a group
+    # of 5,000 instances encodes the one that changed, not all 5,000.
+    encode: Callable[[Resource, Encoding], any_pb2.Any] = field(
+        default=lambda r, e: _encode(r, e), repr=False
+    )
     _encoded: dict[Encoding, tuple[any_pb2.Any, ...]] = field(default_factory=dict, repr=False)
     _memo: dict[object, bytes] = field(default_factory=dict, repr=False)
     _failed: dict[Encoding, str] = field(default_factory=dict, repr=False)
@@ -50,7 +55,8 @@ class Snapshot:
             if failure is not None:
                 raise EncodeError(failure)
             try:
-                cached = tuple(_encode(r, encoding) for r in self.resources)
+                encode = self.encode
+                cached = tuple(encode(r, encoding) for r in self.resources)
             except Exception as err:
                 failure = self._failed[encoding] = _encode_failure(self, encoding, err)
                 raise EncodeError(failure) from None
@@ -99,6 +105,8 @@ class SnapshotCache:
         self._objects: dict[ObjectKey, Resource] = {}
         self._members: dict[SubscriptionKey, dict[str, Resource]] = {}
         self._snapshots: dict[SubscriptionKey, Snapshot] = {}
+        # Each current object's encoded forms, by id() of its Resource (held, so ids stay unique).
+        self._any: dict[int, tuple[Resource, dict[Encoding, any_pb2.Any]]] = {}
         self._listeners: list[Listener] = []
         self.revision = 0
         self.invalid: dict[ObjectKey, str] = {}
@@ -117,14 +125,24 @@ class SnapshotCache:
         """Every current object of one kind, whatever its app."""
         return [r for (k, _, _), r in sorted(self._objects.items()) if k == kind]
 
+    def named(self, kind: str) -> list[tuple[str, str, Resource]]:
+        """Every current object of one kind as (namespace, name, object), in that order."""
+        return [(ns, name, r) for (k, ns, name), r in sorted(self._objects.items()) if k == kind]
+
     def groups(self) -> list[Snapshot]:
         return [self._snapshots[k] for k in sorted(self._snapshots)]
 
     def apply(self, event: WatchEvent) -> list[Snapshot]:
         """Fold one event; returns the snapshots that changed (already sent to listeners)."""
+        return self._publish(dict.fromkeys(self._fold(event), event.revision))
+
+    def _fold(self, event: WatchEvent) -> set[SubscriptionKey]:
+        """Apply one event to the objects; returns the groups it touched."""
         obj = event.object
         okey: ObjectKey = (obj.kind, obj.namespace, obj.name)
         old = self._objects.pop(okey, None)
+        if old is not None:
+            self._any.pop(id(old), None)
         self.invalid.pop(okey, None)
         new: Resource | None = None
         if event.type != EventType.DELETED:
@@ -141,16 +159,32 @@ class SnapshotCache:
             touched.add(gkey)
         if new is not None:
             self._objects[okey] = new
+            self._any[id(new)] = (new, {})
             if new.app:
                 gkey = SubscriptionKey(obj.namespace, new.app, obj.kind)
                 self._members.setdefault(gkey, {})[obj.name] = new
                 touched.add(gkey)
         self.revision = max(self.revision, event.revision)
+        return touched
+
+    def _encode_once(self, resource: Resource, encoding: Encoding) -> any_pb2.Any:
+        """A current object's encoded form, built once per object version and encoding and
+        shared by every snapshot that holds it (Any messages are not modified once built)."""
+        entry = self._any.get(id(resource))
+        if entry is None or entry[0] is not resource:
+            return _encode(resource, encoding)  # no longer current: not worth keeping
+        packed = entry[1].get(encoding)
+        if packed is None:
+            packed = entry[1][encoding] = _encode(resource, encoding)
+        return packed
+
+    def _publish(self, groups: dict[SubscriptionKey, int]) -> list[Snapshot]:
+        """New snapshots of ``groups`` (group -> revision of its last change), to the listeners."""
         changed = []
-        for gkey in sorted(touched):
+        for gkey in sorted(groups):
             members = self._members.get(gkey, {})
             resources = tuple(members[n] for n in sorted(members))
-            snapshot = Snapshot(gkey, event.revision, resources)
+            snapshot = Snapshot(gkey, groups[gkey], resources, self._encode_once)
             self._snapshots[gkey] = snapshot
             changed.append(snapshot)
         for snapshot in changed:
@@ -159,11 +193,38 @@ class SnapshotCache:
         return changed
 
     async def follow(self, store: Store, ready: asyncio.Event | None = None) -> None:
-        """Replay the store's log, set ``ready`` at the first bookmark, then follow live events."""
-        async for event in store.watch(self.revision):
-            if isinstance(event, Bookmark):
-                self.revision = max(self.revision, event.revision)
-                if ready is not None:
-                    ready.set()
-                continue
-            self.apply(event)
+        """Replay the store's log, set ``ready`` at the first bookmark, then follow live events.
+
+        Events that arrive together (a batch of registrations, a replay) are folded first and
+        each touched group gets one new snapshot, published once the watch has nothing more
+        ready: a burst of 1,000 instances of one app is one push per stream, not 1,000, and
+        one sort of the group, not 1,000. A batch written at one store revision (etcd) is
+        delivered in one watch response, so no group is published halfway through it."""
+        loop = asyncio.get_running_loop()
+        pending: dict[SubscriptionKey, int] = {}
+        scheduled: asyncio.Handle | None = None
+
+        def flush() -> None:
+            nonlocal scheduled
+            scheduled = None
+            groups = dict(pending)
+            pending.clear()
+            self._publish(groups)
+
+        try:
+            async for event in store.watch(self.revision):
+                if isinstance(event, Bookmark):
+                    if scheduled is not None:
+                        scheduled.cancel()
+                        flush()
+                    self.revision = max(self.revision, event.revision)
+                    if ready is not None:
+                        ready.set()
+                    continue
+                for gkey in self._fold(event):
+                    pending[gkey] = event.revision
+                if scheduled is None and pending:
+                    scheduled = loop.call_soon(flush)
+        finally:
+            if scheduled is not None:
+                scheduled.cancel()

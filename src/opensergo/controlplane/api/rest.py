@@ -28,13 +28,16 @@ from opensergo.controlplane.api.errors import ApiError, not_found
 from opensergo.controlplane.api.redact import redact
 from opensergo.controlplane.api.validation import expected_revision, read_body, validate_object
 from opensergo.controlplane.readmodels import (
+    ClientFilter,
+    InstanceFilter,
+    Page,
     all_clients,
     body_app,
+    client_page,
     index_subscriptions,
+    instance_page,
     list_apps,
-    list_instances,
     rollout,
-    visible_clients,
 )
 from opensergo.controlplane.store.base import (
     Bookmark,
@@ -52,6 +55,7 @@ router = APIRouter()
 NAMESPACED = "/apis/{group}/{version}/namespaces/{namespace}/{plural}"
 MAX_REVISION = 2**63 - 1  # revisions are int64 in every store
 OBJECT = NAMESPACED + "/{name}"
+MAX_PAGE = 1000
 
 
 def _kind(group: str, version: str, plural: str) -> KindInfo:
@@ -338,14 +342,33 @@ async def rollout_of(
 # -- status views ---------------------------------------------------------------------------------
 
 
+# Paging of the status lists, as /api/v1/rules pages: ``offset`` and ``limit`` (1..1000), the body
+# says ``total``. Without ``limit`` a list is whole (as before paging existed).
+OFFSET = Query(default=0, ge=0, le=2**31)
+LIMIT = Query(default=None, ge=-(2**31), le=2**31)  # clamped to 1..1000 below
+
+
+def _page(offset: int, limit: int | None) -> Page:
+    return Page(offset, None if limit is None else max(1, min(limit, MAX_PAGE)))
+
+
 @router.get("/api/v1/clients", tags=["status"])
-async def clients(ctx: Context, caller: Caller, connected: bool | None = None) -> dict[str, Any]:
+async def clients(
+    ctx: Context,
+    caller: Caller,
+    connected: bool | None = None,
+    namespace: str | None = None,
+    app: str | None = None,
+    q: str | None = None,
+    offset: int = OFFSET,
+    limit: int | None = LIMIT,
+) -> dict[str, Any]:
     """Data planes with per-subscription ACK state: this replica's (connected and recently
-    disconnected) and, with a shared store, the connected ones of every other replica."""
-    items = await all_clients(ctx.store, ctx.transport, ctx.replica_id)
-    if connected is not None:
-        items = [c for c in items if c["connected"] == connected]
-    return {"items": visible_clients(items, caller)}
+    disconnected) and, with a shared store, the connected ones of every other replica; filtered
+    (subscribed namespace / app, ``q``: text in identifier, peer, app or kind) and paged."""
+    select = ClientFilter(connected, namespace or None, app or None, q or "")
+    status = await ctx.store.read_status()
+    return client_page(ctx.transport, ctx.replica_id, status, caller, select, _page(offset, limit))
 
 
 @router.get("/api/v1/snapshots", tags=["status"])
@@ -381,7 +404,16 @@ async def apps(ctx: Context, caller: Caller) -> dict[str, Any]:
 
 @router.get("/api/v1/instances", tags=["status"])
 async def instances(
-    ctx: Context, caller: Caller, app: str | None = None, namespace: str | None = None
+    ctx: Context,
+    caller: Caller,
+    app: str | None = None,
+    namespace: str | None = None,
+    healthy: bool | None = None,
+    q: str | None = None,
+    offset: int = OFFSET,
+    limit: int | None = LIMIT,
 ) -> dict[str, Any]:
-    """Registered instances with their last heartbeat (all namespaces unless given)."""
-    return {"items": list_instances(ctx.registry, ctx.snapshots, caller, app, namespace)}
+    """Registered instances with their last heartbeat (all namespaces unless given); filtered
+    (``q``: text in name, node, host, address or a label value) and paged."""
+    select = InstanceFilter(app or None, namespace or None, healthy, q or "")
+    return instance_page(ctx.registry, ctx.snapshots, caller, select, _page(offset, limit))

@@ -8,7 +8,7 @@ revision of the write that produced them, so versions only ever increase, across
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -19,6 +19,9 @@ class EventType(StrEnum):
     ADDED = "ADDED"
     MODIFIED = "MODIFIED"
     DELETED = "DELETED"
+
+
+ObjectKey = tuple[str, str, str]  # (full kind, namespace, name)
 
 
 @dataclass(frozen=True)
@@ -72,6 +75,38 @@ class InvalidObjectError(ValueError):
 WatchEvents = list[WatchEvent]  # spelled out here: inside Store, `list` is the method
 
 
+@dataclass(frozen=True)
+class Put:
+    """One write of a batch (:meth:`Store.apply_batch`): create or replace, unconditionally."""
+
+    kind: str
+    namespace: str
+    name: str
+    body: dict[str, Any]
+    ttl: float | None = None
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+
+@dataclass(frozen=True)
+class Delete:
+    """One deletion of a batch; deleting an object that does not exist is no error (None)."""
+
+    kind: str
+    namespace: str
+    name: str
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        return (self.kind, self.namespace, self.name)
+
+
+BatchOp = Put | Delete
+BatchResults = list[StoredObject | None]
+
+
 class Store(Protocol):
     """Async storage of OpenSergo objects. Bodies are validated before they get here.
 
@@ -88,6 +123,8 @@ class Store(Protocol):
     shared: bool
     # True when objects have a status subresource (Kubernetes): set_status writes it.
     status_subresource: bool
+    # The most operations apply_batch takes at once.
+    max_batch: int
 
     async def open(self) -> None: ...
 
@@ -115,6 +152,13 @@ class Store(Protocol):
     ) -> StoredObject:
         """Create or replace. ``expected_revision`` enables optimistic concurrency; ``ttl`` makes
         the object expire unless refreshed (only where ``supports_ttl``)."""
+        ...
+
+    async def apply_batch(self, ops: Sequence[BatchOp]) -> BatchResults:
+        """Apply many writes at once, atomically where the store can (one SQLite transaction,
+        one etcd transaction): all are durable when it returns, or none and it raises. A key
+        appears at most once per batch. Results in order: the stored object of a Put, the last
+        state of a Delete (None when there was nothing to delete)."""
         ...
 
     async def refresh(self, kind: str, namespace: str, name: str) -> bool:

@@ -28,19 +28,24 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aetcd
+from aetcd import transactions as _txn
 
 from opensergo.controlplane.store.base import (
+    BatchOp,
+    BatchResults,
     Bookmark,
     CompactedError,
     ConflictError,
+    Delete,
     EventType,
     NotFoundError,
+    Put,
     StoredObject,
     WatchEvent,
     WatchEvents,
@@ -49,6 +54,8 @@ from opensergo.controlplane.store.base import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_TXN_OPS = 128  # etcd's default --max-txn-ops
 
 T = TypeVar("T")
 
@@ -84,6 +91,7 @@ class EtcdStore:
     supports_ttl = True
     shared = True
     status_subresource = False
+    max_batch = MAX_TXN_OPS
 
     def __init__(
         self,
@@ -245,6 +253,92 @@ class EtcdStore:
                 raise ConflictError(f"{kind} {namespace}/{name} was modified concurrently")
         raise ConflictError(f"{kind} {namespace}/{name}: too much write contention")
 
+    async def apply_batch(self, ops: Sequence[BatchOp]) -> BatchResults:
+        """One read transaction for the current states, then one write transaction comparing
+        every key's mod_revision (retried whole when another writer got in between). Leases are
+        granted per object (each instance expires on its own), concurrently, before the write.
+        Every object of the batch shares the transaction's revision. At most 128 operations:
+        etcd's default --max-txn-ops."""
+        if not ops:
+            return []
+        if len(ops) > MAX_TXN_OPS:
+            raise ValueError(f"a batch holds at most {MAX_TXN_OPS} operations, not {len(ops)}")
+        keys = [self._key(*op.key) for op in ops]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a batch writes each object at most once")
+        for _ in range(16):
+            currents = await self._read_many(keys)
+            compare: list[Any] = []
+            success: list[Any] = []
+            results: BatchResults = []
+            ttls = {i: op.ttl for i, op in enumerate(ops) if isinstance(op, Put) and op.ttl}
+            granted = await asyncio.gather(*(self._lease(ttl) for ttl in ttls.values()))
+            leases = dict(zip(ttls, granted, strict=True))
+            pending: list[tuple[Put | Delete, dict[str, Any] | StoredObject | None]] = []
+            for i, (op, key, current) in enumerate(zip(ops, keys, currents, strict=True)):
+                compare.append(_txn.Mod(key) == (current.revision if current else 0))
+                if isinstance(op, Delete):
+                    if current is not None:
+                        success.append(_txn.Delete(key))
+                    pending.append((op, current))
+                    continue
+                stored = with_server_metadata(op.body, current, op.namespace)
+                stored["metadata"].pop("resourceVersion", None)
+                success.append(
+                    _txn.Put(key, json.dumps(stored, sort_keys=True).encode(), lease=leases.get(i))
+                )
+                pending.append((op, stored))
+            revision = await self._commit(compare, success)
+            if revision is None:
+                continue  # another writer changed one of the objects: read again
+            for i, (op, state) in enumerate(pending):
+                if isinstance(op, Delete):
+                    results.append(state if isinstance(state, StoredObject) else None)
+                    self._leases.pop(keys[i], None)
+                    continue
+                assert isinstance(state, dict)
+                if i in leases:
+                    self._leases[keys[i]] = leases[i].id
+                results.append(StoredObject(*op.key, with_revision(state, revision), revision))
+            return results
+        raise ConflictError("batch: too much write contention")
+
+    async def _read_many(self, keys: Sequence[bytes]) -> BatchResults:
+        """The current state of several keys in one (read-only) transaction."""
+
+        async def txn(client: aetcd.Client) -> BatchResults:
+            _, responses = await client.transaction(
+                compare=[], success=[_txn.Get(k) for k in keys], failure=[]
+            )
+            out: BatchResults = []
+            for key, found in zip(keys, responses, strict=True):
+                if not found:
+                    out.append(None)
+                    continue
+                value, meta = found[0]
+                self._seen(int(meta.header.revision))
+                out.append(self._decode(key, value, int(meta.mod_revision)))
+            return out
+
+        return await self._call(txn)
+
+    async def _commit(self, compare: Sequence[Any], success: Sequence[Any]) -> int | None:
+        """Run a write transaction; its revision, None when a comparison failed."""
+        if not success:
+            return self._revision  # only deletions of objects that do not exist: nothing to write
+
+        async def txn(client: aetcd.Client) -> int | None:
+            ok, responses = await client.transaction(compare=compare, success=success, failure=[])
+            if not ok:
+                return None
+            first = responses[0]
+            which = first.WhichOneof("response")
+            revision = int(getattr(first, which).header.revision)
+            self._seen(revision)
+            return revision
+
+        return await self._call(txn)
+
     async def _lease(self, ttl: float) -> Any:
         return await self._call(lambda client: client.lease(max(1, round(ttl))))
 
@@ -318,13 +412,13 @@ class EtcdStore:
         # Watch the whole prefix: besides objects it carries the sync marker that this watch
         # writes once it is established; its event proves that the replay is complete.
         objects = f"{self._prefix}/o/".encode()
-        last = since_revision
+        cursor = _Cursor(since_revision)
         delay = 0.05
         while not self._closed:
             try:
                 client = await self._connected()
                 watch = await client.watch_prefix(
-                    self._prefix.encode() + b"/", start_revision=last + 1, prev_kv=True
+                    self._prefix.encode() + b"/", start_revision=cursor.resume(), prev_kv=True
                 )
                 marker = f"{self._prefix}/sync/{uuid.uuid4().hex}".encode()
                 await self._call(partial(_put, key=marker, value=b""))
@@ -341,24 +435,22 @@ class EtcdStore:
                         if not key.startswith(objects):
                             continue
                         converted = self._event(event)
-                        if converted.revision <= last:
-                            continue
-                        last = converted.revision
-                        self._seen(last)
-                        yield converted
+                        if cursor.advance(converted.revision):
+                            self._seen(converted.revision)
+                            yield converted
                 finally:
                     with contextlib.suppress(Exception):  # the stream may already be gone
                         await watch.cancel()
             except aetcd.RevisionCompactedError as err:
-                if last != 0:
+                if cursor.last != 0:
                     raise CompactedError(
-                        f"revision {last} is older than etcd's history ({err.compacted_revision})"
+                        f"revision {cursor.last} is older than etcd's history ({err.compacted_revision})"
                     ) from None
                 # A replay from the start: the current objects are the state it would reach.
                 objects_now, revision = await self._list_at_revision()
                 for obj in sorted(objects_now, key=lambda o: o.revision):
                     yield WatchEvent(EventType.ADDED, obj, obj.revision)
-                last = revision
+                cursor = _Cursor(revision)
                 self._seen(revision)
             except _RETRYABLE as err:
                 if self._closed:
@@ -465,6 +557,34 @@ class EtcdStore:
 
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         raise NotImplementedError("etcd objects have no status subresource (status_subresource is False)")
+
+
+class _Cursor:
+    """Where a watch is: a batch writes several objects at one revision, so besides the last
+    revision delivered it counts the events of that revision delivered, and a resumed watch
+    replays that revision and skips them."""
+
+    def __init__(self, revision: int) -> None:
+        self.last = revision
+        self._delivered = 0  # events of revision ``last`` delivered
+        self._skip = 0
+
+    def resume(self) -> int:
+        """The start revision of a (re)opened watch."""
+        self._skip = self._delivered
+        return self.last if self._delivered else self.last + 1
+
+    def advance(self, revision: int) -> bool:
+        """Whether an event of ``revision`` is new (and so is delivered)."""
+        if revision < self.last or (revision == self.last and not self._delivered):
+            return False
+        if revision == self.last and self._skip > 0:
+            self._skip -= 1
+            return False
+        if revision > self.last:
+            self.last, self._delivered, self._skip = revision, 0, 0
+        self._delivered += 1
+        return True
 
 
 async def _put(client: aetcd.Client, *, key: bytes, value: bytes) -> Any:

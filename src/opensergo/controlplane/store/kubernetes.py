@@ -42,7 +42,7 @@ import os
 import re
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +50,14 @@ import aiohttp
 import kubernetes_asyncio as _k8s_module
 
 from opensergo.controlplane.store.base import (
+    BatchOp,
+    BatchResults,
     Bookmark,
     ConflictError,
     EventType,
     InvalidObjectError,
     NotFoundError,
+    Put,
     StoredObject,
     WatchEvent,
     WatchEvents,
@@ -111,6 +114,7 @@ class KubernetesStore:
     supports_ttl = False
     shared = True
     status_subresource = True
+    max_batch = 64  # concurrent requests per batch
 
     def __init__(
         self,
@@ -345,6 +349,20 @@ class KubernetesStore:
             if stored is not None:
                 return stored
         raise ConflictError(f"{what}: too much write contention")
+
+    async def apply_batch(self, ops: Sequence[BatchOp]) -> BatchResults:
+        """The API server has no multi-object transaction: the writes run concurrently, one
+        request each (a failure fails the batch, though some writes may have been applied)."""
+
+        async def one(op: BatchOp) -> StoredObject | None:
+            if isinstance(op, Put):
+                return await self.put(*op.key, op.body)
+            try:
+                return await self.delete(*op.key)
+            except NotFoundError:
+                return None
+
+        return list(await asyncio.gather(*(one(op) for op in ops)))
 
     async def _create(self, info: KindInfo, namespace: str, request: dict[str, Any]) -> StoredObject | None:
         """Create; None when it already exists (409)."""

@@ -15,18 +15,23 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
 from opensergo.controlplane.store.base import (
+    BatchOp,
+    BatchResults,
     Bookmark,
     CompactedError,
     ConflictError,
+    Delete,
     EventType,
     NotFoundError,
+    ObjectKey,
+    Put,
     StoredObject,
     WatchEvent,
     WatchEvents,
@@ -77,6 +82,7 @@ class SqliteStore:
     supports_ttl = False
     shared = False  # one process: nothing to share with other replicas
     status_subresource = False
+    max_batch = 1000  # one transaction: bounded only to keep each commit short
 
     def __init__(self, data_dir: str | Path, history_per_object: int | None = None) -> None:
         """``history_per_object``: changes kept per object, trimmed at each write (None: all)."""
@@ -101,7 +107,12 @@ class SqliteStore:
             await self._db.execute("ALTER TABLE events ADD COLUMN at REAL")
             await self._db.execute("UPDATE events SET at = ?", (time.time(),))
         await self._db.commit()
-        async with self._db.execute("SELECT COALESCE(MAX(revision), 0) FROM events") as cur:
+        # The highest revision ever issued: the log's newest, or AUTOINCREMENT's record of it
+        # when compaction dropped the newest rows (revisions are never issued twice).
+        async with self._db.execute(
+            "SELECT MAX(COALESCE((SELECT MAX(revision) FROM events), 0),"
+            " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
+        ) as cur:
             row = await cur.fetchone()
         self._revision = int(row[0]) if row else 0
         self.compacted_revision = int(await self.get_value(_COMPACTED) or 0)
@@ -170,9 +181,9 @@ class SqliteStore:
                         f"{kind} {namespace}/{name} was modified: resourceVersion is {actual},"
                         f" not {expected_revision}"
                     )
-            body = with_server_metadata(body, current, namespace)
-            event_type = EventType.MODIFIED if current else EventType.ADDED
-            return await self._write(event_type, kind, namespace, name, body)
+            (stored,) = await self._transaction([(kind, namespace, name)], [Put(kind, namespace, name, body)])
+            assert stored is not None  # a Put always stores
+            return stored
 
     async def delete(
         self, kind: str, namespace: str, name: str, *, expected_revision: int | None = None
@@ -186,48 +197,119 @@ class SqliteStore:
                     f"{kind} {namespace}/{name} was modified: resourceVersion is {current.revision},"
                     f" not {expected_revision}"
                 )
-            return await self._write(EventType.DELETED, kind, namespace, name, current.body)
+            (deleted,) = await self._transaction([(kind, namespace, name)], [Delete(kind, namespace, name)])
+            assert deleted is not None  # it existed: checked above, under the lock
+            return deleted
 
-    async def _write(
-        self, event_type: EventType, kind: str, namespace: str, name: str, body: dict[str, Any]
-    ) -> StoredObject:
+    async def apply_batch(self, ops: Sequence[BatchOp]) -> BatchResults:
+        """Every write in one transaction (one commit, one fsync); see Store.apply_batch."""
+        if not ops:
+            return []
+        async with self._lock:
+            return await self._transaction([op.key for op in ops], ops)
+
+    async def _transaction(self, keys: Sequence[ObjectKey], ops: Sequence[BatchOp]) -> BatchResults:
+        """Apply ``ops`` in one transaction, then tell the watchers. The caller holds the lock."""
         db = self._conn
+        revision = self._revision
+        events: list[WatchEvent] = []
+        results: BatchResults = []
+        seen: dict[ObjectKey, StoredObject | None] = {}
         try:
-            cur = await db.execute(
-                "INSERT INTO events (type, kind, namespace, name, body, at) VALUES (?, ?, ?, ?, '', ?)",
-                (event_type.value, kind, namespace, name, time.time()),
-            )
-            revision = int(cur.lastrowid or 0)
-            stored_body = with_revision(body, revision) if event_type != EventType.DELETED else body
-            text = json.dumps(stored_body, sort_keys=True)
-            await db.execute("UPDATE events SET body=? WHERE revision=?", (text, revision))
-            if self.history_per_object is not None:
-                # Keep the object's newest changes only (the index makes this a short range scan).
-                await db.execute(
-                    "DELETE FROM events WHERE kind=? AND namespace=? AND name=? AND revision <="
-                    " (SELECT revision FROM events WHERE kind=? AND namespace=? AND name=?"
-                    " ORDER BY revision DESC LIMIT 1 OFFSET ?)",
-                    (kind, namespace, name, kind, namespace, name, self.history_per_object),
-                )
-            if event_type == EventType.DELETED:
-                await db.execute(
-                    "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", (kind, namespace, name)
-                )
-            else:
-                await db.execute(
-                    "INSERT INTO objects (kind, namespace, name, body, revision) VALUES (?, ?, ?, ?, ?)"
-                    " ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body,"
-                    " revision=excluded.revision",
-                    (kind, namespace, name, text, revision),
-                )
-            await db.commit()
+            currents = await self._current(keys)
+            for op in ops:
+                current = seen[op.key] if op.key in seen else currents.get(op.key)
+                if isinstance(op, Delete):
+                    if current is None:
+                        results.append(None)
+                        continue
+                    revision += 1
+                    # The last state, at the revision of its deletion (as the watch reports it).
+                    gone = StoredObject(op.kind, op.namespace, op.name, current.body, revision)
+                    event = WatchEvent(EventType.DELETED, gone, revision)
+                    seen[op.key] = None
+                    results.append(gone)
+                else:
+                    revision += 1
+                    body = with_revision(with_server_metadata(op.body, current, op.namespace), revision)
+                    obj = StoredObject(op.kind, op.namespace, op.name, body, revision)
+                    event = WatchEvent(EventType.MODIFIED if current else EventType.ADDED, obj, revision)
+                    seen[op.key] = obj
+                    results.append(obj)
+                events.append(event)
+            if events:
+                await self._write_rows(events)
+                await db.commit()
         except BaseException:
             await db.rollback()
             raise
         self._revision = revision
-        obj = StoredObject(kind, namespace, name, stored_body, revision)
-        self._notify(WatchEvent(event_type, obj, revision))
-        return obj
+        for event in events:
+            self._notify(event)
+        return results
+
+    async def _current(self, keys: Sequence[ObjectKey]) -> dict[ObjectKey, StoredObject]:
+        """The current state of some objects, read in as few statements as SQLite allows."""
+        out: dict[tuple[str, str, str], StoredObject] = {}
+        unique: Sequence[ObjectKey] = tuple(dict.fromkeys(keys))
+        for start in range(0, len(unique), 250):  # 3 parameters per key, under SQLite's 999
+            chunk = unique[start : start + 250]
+            where = " OR ".join(["(kind=? AND namespace=? AND name=?)"] * len(chunk))
+            async with self._conn.execute(
+                f"SELECT kind, namespace, name, body, revision FROM objects WHERE {where}",
+                [part for key in chunk for part in key],
+            ) as cur:
+                for row in await cur.fetchall():
+                    out[(row[0], row[1], row[2])] = StoredObject(
+                        row[0], row[1], row[2], json.loads(row[3]), int(row[4])
+                    )
+        return out
+
+    async def _write_rows(self, events: Sequence[WatchEvent]) -> None:
+        """The log rows and object rows of some events (inside the caller's transaction).
+
+        Revisions are assigned here rather than by AUTOINCREMENT so that a body can carry its own
+        resourceVersion in one INSERT; open() starts from the highest revision ever issued."""
+        db = self._conn
+        now = time.time()
+        rows = []
+        for event in events:
+            obj = event.object
+            text = json.dumps(obj.body, sort_keys=True)
+            rows.append((event.revision, event.type.value, obj.kind, obj.namespace, obj.name, text, now))
+        await db.executemany(
+            "INSERT INTO events (revision, type, kind, namespace, name, body, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        if self.history_per_object is not None:
+            # Keep each object's newest changes only (the index makes this a short range scan).
+            await db.executemany(
+                "DELETE FROM events WHERE kind=? AND namespace=? AND name=? AND revision <="
+                " (SELECT revision FROM events WHERE kind=? AND namespace=? AND name=?"
+                " ORDER BY revision DESC LIMIT 1 OFFSET ?)",
+                list(
+                    dict.fromkeys((r[2], r[3], r[4], r[2], r[3], r[4], self.history_per_object) for r in rows)
+                ),
+            )
+        gone = [(r[2], r[3], r[4]) for e, r in zip(events, rows, strict=True) if e.type == EventType.DELETED]
+        if gone:
+            await db.executemany("DELETE FROM objects WHERE kind=? AND namespace=? AND name=?", gone)
+        # The newest state of each object written (a batch may hold several writes of one).
+        current: dict[ObjectKey, tuple[str, str, str, str, int]] = {}
+        for event, row in zip(events, rows, strict=True):
+            key = (row[2], row[3], row[4])
+            if event.type == EventType.DELETED:
+                current.pop(key, None)
+            else:
+                current[key] = (*key, row[5], event.revision)
+        if current:
+            await db.executemany(
+                "INSERT INTO objects (kind, namespace, name, body, revision) VALUES (?, ?, ?, ?, ?)"
+                " ON CONFLICT (kind, namespace, name) DO UPDATE SET body=excluded.body,"
+                " revision=excluded.revision",
+                list(current.values()),
+            )
 
     def _notify(self, event: WatchEvent) -> None:
         for watcher in list(self._watchers):

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { h, fill, table, tabs, badge, fmtAgo, fmtTime, shortKind, STATE_BADGE, pager } from "../dom.js";
+import { h, fill, table, tabs, badge, debounce, fmtAgo, fmtTime, shortKind, STATE_BADGE, pager } from "../dom.js";
 import { liveMetrics } from "../metrics.js";
 import { tracesView } from "../traces.js";
 import { endpointsView, contractVersionsView } from "../endpoints.js";
@@ -17,11 +17,20 @@ const TABS = [
 ];
 const PAGE = 100;
 
+// Filtered and paged by the server (/api/v1/instances?app=&namespace=&q=&offset=&limit=): an app
+// with 10,000 instances fetches and draws 100 at a time.
 function instancesView(app) {
-  const holder = h("div");
+  const holder = h("div", { "aria-live": "polite" });
+  const search = h("input", { id: "instance-filter", type: "search", placeholder: "host, node, address, label…" });
   let offset = 0;
-  const draw = () => {
-    const rows = app.instances.slice(offset, offset + PAGE).map((i) => [
+  let seq = 0;
+  const draw = async () => {
+    const id = ++seq;
+    const data = await api("/api/v1/instances", {
+      params: { namespace: app.namespace, app: app.app, q: search.value.trim(), offset, limit: PAGE },
+    });
+    if (id !== seq) return;
+    const rows = data.items.map((i) => [
       h("span", { class: "mono" }, i.hostName ? `${i.hostName}/${i.pid}` : i.nodeId || i.name),
       i.tag || i.labels.tag || h("span", { class: "muted" }, "–"),
       i.env || i.labels.env || h("span", { class: "muted" }, "–"),
@@ -34,15 +43,18 @@ function instancesView(app) {
     fill(holder,
       table([{ label: "Identity" }, { label: "Tag" }, { label: "Env" }, { label: "Cluster" }, { label: "Locality" },
              { label: "Addresses" }, { label: "Health" }, { label: "Last heartbeat" }], rows,
-      { caption: "Instances", className: "instances", empty: "No registered instance." }),
-      app.instances.length > PAGE ? pager(app.instances.length, offset, PAGE, (o) => { offset = o; draw(); }) : null);
+      { caption: "Instances", className: "instances", empty: search.value.trim() ? "No instance matches." : "No registered instance." }),
+      data.total > PAGE ? pager(data.total, data.offset, data.limit, (o) => { offset = o; draw(); }) : null);
   };
+  search.addEventListener("input", debounce(() => { offset = 0; draw(); }, 150));
   draw();
   const exporters = app.metricExporters.length
     ? [h("h2", {}, "Metric exporters"), table([{ label: "Instance" }, { label: "Language" }, { label: "SDK" }, { label: "Last export" }],
         app.metricExporters.map((e) => [h("span", { class: "mono" }, e.instance), e.language || "–", e.sdk || "–", fmtAgo(e.lastSeen)]))]
     : [];
-  return h("div", {}, holder, exporters);
+  const toolbar = h("div", { class: "toolbar" },
+    h("div", { class: "field grow" }, h("label", { for: "instance-filter" }, "Filter"), search));
+  return h("div", {}, toolbar, holder, exporters);
 }
 
 function contractsView(app) {
