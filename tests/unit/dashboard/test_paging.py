@@ -116,3 +116,16 @@ async def test_clients_are_filtered_and_paged(
     found = (await client.get("/api/v1/clients", params={"q": "SDK-07"})).json()
     assert [c["identifier"] for c in found["items"]] == ["sdk-07"]
     assert (await client.get("/api/v1/clients", params={"namespace": "other"})).json()["total"] == 0
+
+
+async def test_the_app_page_can_leave_the_instance_list_out(
+    setup: tuple[httpx.AsyncClient, TransportService, MetadataRegistry],
+) -> None:
+    client, _, registry = setup
+    await asyncio.gather(*(registry.report(report("shop", i), "ipv4:1.2.3.4:1") for i in range(1, 6)))
+    whole = (await client.get("/api/v1/apps/default/shop")).json()
+    assert len(whole["instances"]) == whole["instanceCount"] == 5  # as before: the list is there
+    summary = (await client.get("/api/v1/apps/default/shop", params={"instances": "false"})).json()
+    assert "instances" not in summary
+    assert (summary["instanceCount"], summary["healthyInstances"]) == (5, whole["healthyInstances"])
+    assert summary["services"] == whole["services"]

@@ -142,28 +142,35 @@ def _first_label(instances: list[dict[str, Any]], label: str) -> str | None:
 
 
 @router.get("/api/v1/apps/{namespace}/{app_name}", tags=["dashboard"])
-async def app_detail(namespace: str, app_name: str, ctx: Context, caller: Caller) -> dict[str, Any]:
-    """One app: instances, service contracts, subscribed kinds and their ACK state, rules."""
+async def app_detail(
+    namespace: str, app_name: str, ctx: Context, caller: Caller, instances: bool = True
+) -> dict[str, Any]:
+    """One app: instances, service contracts, subscribed kinds and their ACK state, rules.
+
+    ``instances=false`` leaves the instance list out (the counts stay): the dashboard pages it
+    from ``/api/v1/instances`` instead, as an app may have thousands."""
+    include_instances = instances
     if not caller.can_view(namespace):
         raise forbidden_namespace(caller.name, namespace)
     metric_store = ctx.metric_store
-    instances = list_instances(ctx.registry, ctx.snapshots, caller, app_name, namespace)
-    services, types = app_contracts(instances)
+    listed = list_instances(ctx.registry, ctx.snapshots, caller, app_name, namespace)
+    services, types = app_contracts(listed)
     exporters = metric_store.app_instances(namespace, app_name) if metric_store else []
     clients = visible_clients(await all_clients(ctx.store, ctx.transport, ctx.replica_id), caller)
     subscriptions = app_subscriptions(clients, namespace, app_name)
     rules = ctx.rules.of_app(namespace, app_name)
-    if not instances and not subscriptions and not rules and not exporters:
+    if not listed and not subscriptions and not rules and not exporters:
         raise not_found(f"no app {app_name!r} in namespace {namespace}")
     info = metric_store.app_info().get((namespace, app_name), {}) if metric_store else {}
-    return {
+    detail = {
         "namespace": namespace,
         "app": app_name,
-        "language": _first_label(instances, "language") or info.get("language", ""),
-        "framework": _first_label(instances, "framework") or info.get("framework", ""),
+        "language": _first_label(listed, "language") or info.get("language", ""),
+        "framework": _first_label(listed, "framework") or info.get("framework", ""),
         "sdk": info.get("sdk", ""),
-        "instances": instances,
-        "healthyInstances": sum(1 for i in instances if i.get("healthy")),
+        "instances": listed,
+        "instanceCount": len(listed),
+        "healthyInstances": sum(1 for i in listed if i.get("healthy")),
         "services": services,
         "types": types,
         "subscriptions": subscriptions,
@@ -171,6 +178,9 @@ async def app_detail(namespace: str, app_name: str, ctx: Context, caller: Caller
         "metricExporters": exporters,
         "metricResources": [k[2] for k in metric_store.keys(namespace, app_name)] if metric_store else [],
     }
+    if not include_instances:
+        del detail["instances"]
+    return detail
 
 
 # -- rules ----------------------------------------------------------------------------------------

@@ -105,7 +105,8 @@ function rulesView(app) {
 
 export async function render(root, { match, params, setParams }) {
   const [namespace, name] = match;
-  const app = await api(`/api/v1/apps/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}`);
+  // The instances tab pages them from /api/v1/instances: leave the (possibly long) list out here.
+  const app = await api(`/api/v1/apps/${encodeURIComponent(namespace)}/${encodeURIComponent(name)}?instances=false`);
   let current = params.get("tab") || "instances";
   let metrics = null;
   let endpoints = null;
@@ -141,7 +142,7 @@ export async function render(root, { match, params, setParams }) {
     h("h1", {}, name),
     h("dl", { class: "meta" },
       h("dt", {}, "Namespace"), h("dd", {}, namespace),
-      h("dt", {}, "Instances"), h("dd", {}, `${app.healthyInstances} healthy of ${app.instances.length}`),
+      h("dt", {}, "Instances"), h("dd", {}, `${app.healthyInstances} healthy of ${app.instanceCount}`),
       h("dt", {}, "Language"), h("dd", {}, app.language || "–"),
       h("dt", {}, "Framework"), h("dd", {}, app.framework || "–"),
       h("dt", {}, "Subscribed kinds"), h("dd", {}, app.subscriptions.map((s) => shortKind(s.kind)).join(", ") || "–")),
