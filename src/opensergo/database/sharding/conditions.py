@@ -221,7 +221,13 @@ def bind_group(
             continue
         column = predicate.column
         if predicate.op == "in":
-            bound = tuple(dict.fromkeys(_hashable(s(params)) for s in predicate.values))
+            sources = predicate.values
+            if len(sources) == 1:  # ``column = value``: the common case
+                value = _hashable(sources[0](params))
+                hash(value)  # unhashable values fail here as they do below
+                bound: tuple[Any, ...] = (value,)
+            else:
+                bound = tuple(dict.fromkeys(_hashable(s(params)) for s in sources))
             if column in values:
                 bound = tuple(v for v in values[column] if any(_same(v, w) for w in bound))
                 if not bound:
