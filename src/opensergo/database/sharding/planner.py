@@ -191,6 +191,8 @@ class ShardedStatement:
 
     def bind(self, parameters: Any) -> dict[str, Any]:
         """The parameters by name (positional ones as ``__os_p<n>``); never modified."""
+        if type(parameters) is dict and not self.positional:  # the common case, first
+            return parameters
         if self.positional or isinstance(parameters, list | tuple):
             values = list(parameters or ())
             return {_POSITIONAL.format(i): v for i, v in enumerate(values)}
