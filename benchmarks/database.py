@@ -96,18 +96,41 @@ def timed(fn: Callable[[int], None], n: int) -> float:
     return timed_both(fn, n)[0]
 
 
-def timed_both(fn: Callable[[int], None], n: int) -> tuple[float, float]:
+def timed_both(fn: Callable[[int], None], n: int, start: int = 0) -> tuple[float, float]:
     """(wall, CPU of this process) microseconds per call; the CPU figure is what the routing
     layer adds on the client, unaffected by other load on a shared machine."""
     gc.collect()
     gc.disable()
     try:
-        start, cpu = time.perf_counter(), time.process_time()
-        for i in range(n):
+        wall, cpu = time.perf_counter(), time.process_time()
+        for i in range(start, start + n):
             fn(i)
-        return (time.perf_counter() - start) / n * 1e6, (time.process_time() - cpu) / n * 1e6
+        return (time.perf_counter() - wall) / n * 1e6, (time.process_time() - cpu) / n * 1e6
     finally:
         gc.enable()
+
+
+def interleaved(
+    cases: dict[str, tuple[Callable[[int], None], int]], rounds: int, slices: int = 20
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Median (wall, CPU) microseconds per call of each case over ``rounds`` rounds. Each round
+    runs every case's count in ``slices`` slices, the cases taking turns slice by slice, so that
+    load changes on a shared machine hit every case alike instead of whichever ran then."""
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
+    for _ in range(rounds):
+        totals = {k: [0.0, 0.0] for k in cases}
+        for part in range(slices):
+            for name, (fn, count) in cases.items():
+                size = count // slices + (1 if part < count % slices else 0)
+                if size:
+                    wall, cpu = timed_both(fn, size, start=part * (count // slices + 1))
+                    totals[name][0] += wall * size
+                    totals[name][1] += cpu * size
+        for name, (_, count) in cases.items():
+            samples[name].append((totals[name][0] / count, totals[name][1] / count))
+    wall_med = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
+    cpu_med = {k: statistics.median(c for _, c in v) for k, v in samples.items()}
+    return wall_med, cpu_med
 
 
 def main() -> None:
@@ -178,18 +201,16 @@ def run(cluster: MariaDBCluster, n: int, rounds: int) -> None:
     }
     for fn in cases.values():  # warm up pools, compiled caches, plan caches
         timed(fn, 200)
-    samples: dict[str, list[float]] = {k: [] for k in cases}
-    for _ in range(rounds):
-        for name, fn in cases.items():
-            samples[name].append(timed(fn, n))
-    med = {k: statistics.median(v) for k, v in samples.items()}
+    med, cpu = interleaved({k: (fn, n) for k, fn in cases.items()}, rounds)
     version = cluster.primary.sql("SELECT VERSION() AS v")[0]["v"]
     print(f"MariaDB {version}, {n} statements x {rounds} rounds (median)")
+    print("cpu = this process's CPU per statement")
     print(f"{'statement':<10} {'plain SQLAlchemy':>18} {'routing':>18} {'routing+encrypt':>18}")
     for kind in ("select", "insert"):
-        p, r, e = med[f"{kind} plain"], med[f"{kind} routing"], med[f"{kind} encrypt"]
-        print(f"{kind:<10} {p:>15.1f} us {r:>9.1f} us ({100 * (r / p - 1):+.1f} %) "
-              f"{e:>9.1f} us ({100 * (e / p - 1):+.1f} %)")  # fmt: skip
+        for figures, label in ((med, kind), (cpu, f"{kind} cpu")):
+            p, r, e = figures[f"{kind} plain"], figures[f"{kind} routing"], figures[f"{kind} encrypt"]
+            print(f"{label:<10} {p:>15.1f} us {r:>9.1f} us ({100 * (r / p - 1):+.1f} %) "
+                  f"{e:>9.1f} us ({100 * (e / p - 1):+.1f} %)")  # fmt: skip
     mix(encrypt)
     for engine in (plain, routing, encrypt):
         engine.dispose()
@@ -332,12 +353,7 @@ def run_sharding(first: MariaDBCluster, second: MariaDBCluster, n: int, rounds: 
     }
     for fn, count in cases.values():  # warm up pools, compiled caches, plan caches
         timed(fn, min(count, 100))
-    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in cases}
-    for _ in range(rounds):
-        for name, (fn, count) in cases.items():
-            samples[name].append(timed_both(fn, count))
-    med = {k: statistics.median(w for w, _ in v) for k, v in samples.items()}
-    cpu = {k: statistics.median(c for _, c in v) for k, v in samples.items()}
+    med, cpu = interleaved(cases, rounds)
 
     def versus(name: str, base: str) -> str:
         return (

@@ -136,14 +136,19 @@ class VirtualConnection:
         conn.pool.release(conn, broken=True)
 
     def _end(self, commit: bool) -> None:
+        if not self.held:  # nothing ran on a held connection (a plain read): only reset
+            self.transaction = None
+            if self._enlisted:
+                self._enlisted = set()
+            self._pinned = None
+            self.explicit = False
+            return
         held = list(self.held.values())
         self.held = {}
         transaction, self.transaction = self.transaction, None
         enlisted, self._enlisted = self._enlisted, set()
         self._pinned = None
         self.explicit = False
-        if not held:
-            return
         joined = [c for c in held if id(c) in enlisted]
         local = [c for c in held if id(c) not in enlisted]  # autocommit mode, or only a driver call
         broken: set[int] = set()

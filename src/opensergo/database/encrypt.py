@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -66,6 +67,8 @@ class Encryptor(Protocol):
 
 
 class AESEncryptor:
+    """AES-128/ECB/PKCS5Padding of the UTF-8 text, base64 (ShardingSphere's AES encryptor)."""
+
     type = "AES"
     deterministic = True
 
@@ -79,19 +82,37 @@ class AESEncryptor:
         except ValueError:
             raise ConfigurationError(f"unknown digest-algorithm-name {digest!r}") from None
         self._cipher = Cipher(algorithms.AES(hashed[:16]), modes.ECB())
+        self._local = threading.local()
+
+    def _contexts(self) -> tuple[Any, Any]:
+        """This thread's (encryptor, decryptor). ECB keeps no state between whole blocks, so one
+        pair serves every value, fed whole blocks only and never finalized: creating a cipher
+        context per value costs more than the AES itself."""
+        pair: tuple[Any, Any] | None = getattr(self._local, "pair", None)
+        if pair is None:
+            pair = self._local.pair = (self._cipher.encryptor(), self._cipher.decryptor())
+        return pair
 
     def encrypt(self, value: Any) -> str | None:
         if value is None:
             return None
-        padder = padding.PKCS7(128).padder()
-        data = padder.update(java_string(value).encode("utf-8")) + padder.finalize()
-        encryptor = self._cipher.encryptor()
-        return base64.b64encode(encryptor.update(data) + encryptor.finalize()).decode("ascii")
+        data = java_string(value).encode("utf-8")
+        pad = 16 - len(data) % 16  # PKCS#7: always 1..16 bytes
+        encrypted: bytes = self._contexts()[0].update(data + bytes((pad,)) * pad)
+        return base64.b64encode(encrypted).decode("ascii")
 
     def decrypt(self, value: Any) -> Any:
         if value is None:
             return None
         raw = base64.b64decode(value if isinstance(value, bytes | str) else str(value))
+        if raw and len(raw) % 16 == 0:
+            data: bytes = self._contexts()[1].update(raw)
+            pad = data[-1]
+            if 1 <= pad <= 16 and data.endswith(bytes((pad,)) * pad):
+                return data[:-pad].decode("utf-8").strip(_JAVA_TRIM)
+        return self._decrypt_checked(raw)  # malformed: fails as the padding checks say
+
+    def _decrypt_checked(self, raw: bytes) -> Any:
         decryptor = self._cipher.decryptor()
         unpadder = padding.PKCS7(128).unpadder()
         data = unpadder.update(decryptor.update(raw) + decryptor.finalize()) + unpadder.finalize()

@@ -32,6 +32,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as _sa_create_async_engine
 from sqlalchemy.orm import Session, SessionTransaction, SessionTransactionOrigin
+from sqlalchemy.pool import AsyncAdaptedQueuePool, Pool, QueuePool
 
 from opensergo.database import dialects
 from opensergo.database.dbapi import MySQLVirtualConnection, PostgreSQLVirtualConnection, VirtualConnection
@@ -291,11 +292,22 @@ def _after_session_begin(session: Session, transaction: SessionTransaction, conn
     virtual.session_info = session.info
 
 
-def _dispose_endpoints(engine: Engine) -> None:
-    state = _states.get(engine)
-    if state is not None:
+def _pool_class(state: EngineState, asynchronous: bool) -> type[Pool]:
+    """The engine's pool class: SQLAlchemy's default one, whose ``dispose()`` (``engine.dispose()``)
+    also closes the idle connections of the endpoint pools.
+
+    An ``engine_disposed`` listener would do the same, but any engine-level listener makes
+    SQLAlchemy dispatch the connection events on every statement (``Engine._has_events``).
+    ``Pool.recreate()`` keeps the class, so the hook outlives a dispose.
+    """
+    base: type[QueuePool] = AsyncAdaptedQueuePool if asynchronous else QueuePool
+
+    def dispose(self: QueuePool) -> None:
+        base.dispose(self)
         for pool in list(state.resources.pools.values()):
             pool.close_idle()
+
+    return type(f"Routing{base.__name__}", (base,), {"dispose": dispose})
 
 
 def _on_checkin(dbapi_connection: Any, record: Any) -> None:
@@ -349,13 +361,13 @@ def _prepare(
     engine_options.setdefault("pool_size", 64)
     engine_options.setdefault("max_overflow", -1)
     engine_options["creator"] = state.new_connection
+    engine_options["poolclass"] = _pool_class(state, asynchronous)
     return state, url, engine_options
 
 
 def _wire(engine: Engine, state: EngineState) -> None:
     engine._connection_cls = RoutingConnection
     event.listen(engine.pool, "checkin", _on_checkin)
-    event.listen(engine, "engine_disposed", _dispose_endpoints)
     _hook_sessions()
     _states[engine] = state
     weakref.finalize(engine, state.dispose)

@@ -123,6 +123,7 @@ class EndpointPool:
         self._idle: deque[PhysicalConnection] = deque()
         self._lock = threading.Lock()
         self._freed = threading.Condition(self._lock)
+        self._waiting = 0  # sync callers blocked in acquire (a release notifies only then)
         self._size = 0  # open connections, idle or in use
         self._closing: list[PhysicalConnection] = []  # async: to close at the next greenlet call
         self.drained = False
@@ -217,7 +218,11 @@ class EndpointPool:
             else:
                 with self._lock:
                     if not self._idle and self._size >= settings.max_size and not self.drained:
-                        self._freed.wait(remaining)
+                        self._waiting += 1
+                        try:
+                            self._freed.wait(remaining)
+                        finally:
+                            self._waiting -= 1
 
     def _fill_minimum(self) -> None:
         """Open connections up to ``minPoolSize`` (at first use, then whenever below it)."""
@@ -243,7 +248,8 @@ class EndpointPool:
             with self._lock:
                 if not self.drained:
                     self._idle.append(conn)
-                    self._freed.notify()
+                    if self._waiting:
+                        self._freed.notify()
                     return
         self._discard(conn)
 

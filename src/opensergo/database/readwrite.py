@@ -101,6 +101,10 @@ class HealthBoard:
     def mark_up(self, name: str) -> None:
         self._down.pop(name, None)
 
+    @property
+    def all_up(self) -> bool:
+        return not self._down
+
     def is_up(self, name: str) -> bool:
         until = self._down.get(name)
         if until is None:
@@ -171,6 +175,8 @@ class ReadWriteRule:
 
     def read_candidates(self) -> list[str]:
         names = self.topology.replicas() if self.topology is not None else self.reads
+        if self.health.all_up:  # the common case: nothing to filter
+            return list(names)
         return [n for n in names if self.health.is_up(n)]
 
     def read_source(self, exclude: Sequence[str] = ()) -> str:

@@ -210,6 +210,15 @@ def _same(a: Any, b: Any) -> bool:
     return str(a) == str(b)  # 5 and '5' meet in SQL
 
 
+def _bind_values(sources: tuple[ValueSource, ...], params: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The distinct values of an ``=`` / ``IN`` predicate."""
+    if len(sources) == 1:  # ``column = value``: the common case
+        value = _hashable(sources[0](params))
+        hash(value)  # an unhashable value fails here as it does in dict.fromkeys
+        return (value,)
+    return tuple(dict.fromkeys(_hashable(s(params)) for s in sources))
+
+
 def bind_group(
     group: Sequence[Predicate], params: Mapping[str, Any], tables: frozenset[str | None]
 ) -> dict[str, ColumnCondition] | _Empty:
@@ -221,7 +230,7 @@ def bind_group(
             continue
         column = predicate.column
         if predicate.op == "in":
-            bound = tuple(dict.fromkeys(_hashable(s(params)) for s in predicate.values))
+            bound = _bind_values(predicate.values, params)
             if column in values:
                 bound = tuple(v for v in values[column] if any(_same(v, w) for w in bound))
                 if not bound:

@@ -68,6 +68,8 @@ def integer(value: int) -> JavaInt:
 
 def java_value(value: Any) -> Any:
     """A Python value (from a driver parameter or a SQL literal) as the Java value an algorithm sees."""
+    if type(value) is int:  # the common case, first
+        return integer(value)
     if value is None or isinstance(value, JavaInt | Decimal | float | str | list):
         return value
     if isinstance(value, bool):

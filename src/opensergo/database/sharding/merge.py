@@ -112,6 +112,65 @@ def _key_function(
     return key
 
 
+# Types whose values compare among themselves natively exactly as :func:`_compare` does (never a
+# TypeError); numbers of different types compare exactly too.
+_NUMBERS = frozenset({int, bool, float, Decimal})
+_NATIVE = (_NUMBERS, frozenset({str}), frozenset({bytes}))
+
+
+def _native_key(
+    items: tuple[OrderItem, ...], norm: Callable[[Any], Any], streams: Sequence[Iterable[Sequence[Any]]]
+) -> tuple[Callable[[Sequence[Any]], Any], bool] | None:
+    """``(key, reverse)`` for :func:`heapq.merge` with plain tuple keys, when they order the
+    rows exactly as :class:`_SortKey` would: one direction for every ORDER BY item, and each
+    item's values (in fetched node rows) of one family of natively comparable types, no NaN.
+    None otherwise. Much cheaper than ``_SortKey``'s Python-level comparisons."""
+    reverse = items[0].desc
+    if any(item.desc != reverse for item in items) or not all(isinstance(s, list) for s in streams):
+        return None
+    indexes = tuple(item.index for item in items)
+    for index in indexes:
+        types = {type(row[index]) for stream in streams for row in stream}
+        types.discard(type(None))
+        if not types:
+            continue
+        if not any(types <= family for family in _NATIVE):
+            return None
+        if float in types or Decimal in types:
+            for stream in streams:
+                for row in stream:
+                    value = row[index]
+                    if value != value:  # NaN (float or Decimal)
+                        return None
+    # A NULL sorts before every value (rank 0) or after (rank 2) in the output order.
+    ranks = tuple(0 if item.nulls_first != reverse else 2 for item in items)
+    if len(items) == 1:
+        index, rank = indexes[0], ranks[0]
+
+        def single(row: Sequence[Any]) -> Any:
+            value = row[index]
+            return (rank,) if value is None else (1, norm(value))
+
+        return single, reverse
+    pairs = tuple(zip(indexes, ranks, strict=True))
+
+    def several(row: Sequence[Any]) -> Any:
+        return tuple((r,) if row[i] is None else (1, norm(row[i])) for i, r in pairs)
+
+    return several, reverse
+
+
+def _ordered(
+    streams: Sequence[Iterable[Sequence[Any]]], items: tuple[OrderItem, ...], norm: Callable[[Any], Any]
+) -> Iterator[Sequence[Any]]:
+    """The node streams (each sorted by ``items``) merged into one sorted stream."""
+    native = _native_key(items, norm, streams)
+    if native is not None:
+        key, reverse = native
+        return heapq.merge(*streams, key=key, reverse=reverse)
+    return heapq.merge(*streams, key=_key_function(items, norm))
+
+
 def _fold(
     rows: list[Sequence[Any]], aggregates: tuple[Aggregate, ...], norm: Callable[[Any], Any]
 ) -> list[Any]:
@@ -198,7 +257,7 @@ def merge(
             collected = [r for stream in streams for r in stream]
             rows = [_fold(collected, spec.aggregates, norm)] if collected else []
         elif spec.stream_group and key is not None:
-            rows = _stream_groups(heapq.merge(*streams, key=key), spec, norm)
+            rows = _stream_groups(_ordered(streams, spec.order, norm), spec, norm)
         else:
             groups: dict[tuple[Any, ...], list[Sequence[Any]]] = {}
             for stream in streams:
@@ -209,7 +268,7 @@ def merge(
                 folded.sort(key=key)
             rows = folded
     elif key is not None:
-        rows = heapq.merge(*streams, key=key)
+        rows = _ordered(streams, spec.order, norm)
     else:
         rows = itertools.chain.from_iterable(streams)
     cut = spec.derived

@@ -191,6 +191,8 @@ class ShardedStatement:
 
     def bind(self, parameters: Any) -> dict[str, Any]:
         """The parameters by name (positional ones as ``__os_p<n>``); never modified."""
+        if type(parameters) is dict and not self.positional:  # the common case, first
+            return parameters
         if self.positional or isinstance(parameters, list | tuple):
             values = list(parameters or ())
             return {_POSITIONAL.format(i): v for i, v in enumerate(values)}
@@ -273,6 +275,10 @@ class _Routed(ShardedStatement):
         self.limit_static: int | None = None
         self.limit_dynamic = False
         self.index_names: list[exp.Expression] = []
+        # One sharded table, one AND-group, no hints: the point statement's shortcut in route().
+        simple = len(sharded) == 1 and len(groups) == 1 and not ddl and not single and not self.primary.hinted
+        self._point: ShardedTable | None = self.primary if simple else None
+        self._point_key = self.primary.logic.lower()
 
     # -- routing
     def _nodes(self, table: ShardedTable, params: Mapping[str, Any]) -> list[DataNode]:
@@ -332,8 +338,29 @@ class _Routed(ShardedStatement):
             )
         return out
 
+    def _point_route(
+        self, table: ShardedTable, params: Mapping[str, Any], parameters: Any
+    ) -> Execution | None:
+        """What :meth:`route` does for a statement that hits one node, in fewer steps; None when
+        it hits none or several (the general path then decides, raising the same errors)."""
+        key = self._point_key
+        conditions = bind_group(self.groups[0], params, self.condition_tables[key])
+        if conditions is EMPTY:
+            return None
+        assert isinstance(conditions, dict)
+        nodes = table.route(conditions)
+        if len(nodes) != 1:
+            return None
+        node = nodes[0]
+        driver_params = params if (self.positional or parameters is not None) else parameters
+        return Execution([Unit(node.data_source, self.renderer.sql({key: node.table}), driver_params)])
+
     def route(self, parameters: Any) -> Execution:
         params = self.bind(parameters)
+        if self._point is not None and not self.index_names:
+            found = self._point_route(self._point, params, parameters)
+            if found is not None:
+                return found
         mappings = self._mappings(params)
         if self.single and any(ds != self.rule.default_source for ds, _ in mappings):
             raise _refuse(

@@ -167,10 +167,11 @@ class ShardedTable:
     ) -> list[DataNode]:
         """The data nodes a statement with ``conditions`` (and hint values) touches."""
         out: list[DataNode] = []
+        nodes, index = self.nodes, self.index
         for ds in self.database.targets(self.data_sources, conditions, database_hint, self.database_info):
             tables = self.tables_in[ds]
             for table in self.table.targets(tables, conditions, table_hint, self.table_info):
-                out.append(DataNode(ds, table))
+                out.append(nodes[index[(ds, table)]])  # targets are checked to be among ``tables``
         return out
 
 
