@@ -27,6 +27,12 @@ class BreakerState(IntEnum):
 
 
 class CacheBreaker:
+    # Slots: every cache call touches this object; a slotted one is fewer cache lines.
+    __slots__ = (
+        "_bucket_len", "_clock", "_done", "_errors", "_lock", "_number", "_opened_at", "_probing",
+        "bucket_calls", "bucket_end", "closed", "error_ratio", "min_requests", "opens", "recovery", "state",
+    )  # fmt: skip
+
     def __init__(
         self,
         error_ratio: float,

@@ -36,6 +36,12 @@ class HotKey:
 class HotKeyDetector:
     """Sliding-window Space-Saving; ``clock`` gives seconds (``time.monotonic`` by default)."""
 
+    # Slots: every cache read touches this object; a slotted one is fewer cache lines.
+    __slots__ = (
+        "_clock", "_index", "_lock", "_ring", "_slice_len", "_slices", "_top", "capacity", "counts", "hot",
+        "report_top", "rotations", "slice_end", "slice_hot", "threshold", "window",
+    )  # fmt: skip
+
     def __init__(
         self,
         threshold: float,
