@@ -32,6 +32,8 @@ def size_of(value: Any) -> int:
 
 
 class BigValueCheck:
+    __slots__ = ("_logged_at", "cache", "floor", "refuse_above", "refused", "warn_above", "warned")
+
     def __init__(self, cache: str, warn_above: int | None, refuse_above: int | None) -> None:
         self.cache = cache
         self.warn_above = warn_above

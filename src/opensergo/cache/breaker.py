@@ -27,6 +27,12 @@ class BreakerState(IntEnum):
 
 
 class CacheBreaker:
+    # Slots: every cache call touches this object; a slotted one is fewer cache lines.
+    __slots__ = (
+        "_bucket_len", "_clock", "_done", "_errors", "_lock", "_number", "_opened_at", "_probing",
+        "bucket_calls", "bucket_end", "closed", "error_ratio", "min_requests", "opens", "recovery", "state",
+    )  # fmt: skip
+
     def __init__(
         self,
         error_ratio: float,
@@ -42,11 +48,12 @@ class CacheBreaker:
         self._clock = clock
         self._lock = threading.Lock()
         # Completed buckets: bucket number -> (calls, errors); the current one in plain fields,
-        # so that a success (every cache call) is one comparison and one increment.
+        # so that a success (every cache call) is one comparison and one increment. They are
+        # public so that a caller's hot path can do that step inline (see :meth:`on_success`).
         self._done: dict[int, tuple[int, int]] = {}
         self._number = -1
-        self._end = float("-inf")
-        self._total = 0
+        self.bucket_end = float("-inf")
+        self.bucket_calls = 0
         self._errors = 0
         self.state = BreakerState.CLOSED
         self.closed = True
@@ -71,15 +78,17 @@ class CacheBreaker:
             return True
 
     def on_success(self, now: float | None = None) -> None:
+        """Count a successful call. While ``closed`` and ``now < bucket_end`` this is
+        ``bucket_calls += 1``, which a caller may do inline."""
         if not self.closed:
             with self._lock:
                 self._close()
             return
         if now is None:
             now = self._clock()
-        if now >= self._end:
+        if now >= self.bucket_end:
             self._roll(now)
-        self._total += 1  # unlocked: a success racing a roll may be lost, which a ratio affords
+        self.bucket_calls += 1  # unlocked: a success racing a roll may be lost, which a ratio affords
 
     def on_error(self, now: float | None = None) -> None:
         now = self._clock() if now is None else now
@@ -87,12 +96,12 @@ class CacheBreaker:
             if not self.closed:
                 self._open(now)
                 return
-            if now >= self._end:
+            if now >= self.bucket_end:
                 self._roll(now)
-            self._total += 1
+            self.bucket_calls += 1
             self._errors += 1
             oldest = self._number - _BUCKETS + 1
-            total, errors = self._total, self._errors
+            total, errors = self.bucket_calls, self._errors
             for number, (t, e) in self._done.items():
                 if number >= oldest:
                     total += t
@@ -103,14 +112,14 @@ class CacheBreaker:
     def _roll(self, now: float) -> None:
         """Close the current bucket and start the one holding ``now``."""
         number = int(now // self._bucket_len)
-        if self._total:
-            self._done[self._number] = (self._total, self._errors)
+        if self.bucket_calls:
+            self._done[self._number] = (self.bucket_calls, self._errors)
         oldest = number - _BUCKETS + 1
         for old in [n for n in self._done if n < oldest]:
             del self._done[old]
         self._number = number
-        self._end = (number + 1) * self._bucket_len
-        self._total = 0
+        self.bucket_end = (number + 1) * self._bucket_len
+        self.bucket_calls = 0
         self._errors = 0
 
     def _open(self, now: float) -> None:
@@ -125,6 +134,6 @@ class CacheBreaker:
         self.closed = True
         self._probing = False
         self._done.clear()
-        self._end = float("-inf")
-        self._total = 0
+        self.bucket_end = float("-inf")
+        self.bucket_calls = 0
         self._errors = 0

@@ -172,46 +172,80 @@ class GovernedRedis(redis.Redis):
     # -- GET ------------------------------------------------------------------------------------
 
     def get(self, name: Any) -> Any:
+        # A non-hot GET runs this one frame plus redis-py's: the detector's, breaker's and
+        # big-value check's common cases are inlined (each is documented on its class). Not for
+        # the instructions saved, which are few: between two GETs the process waits on the
+        # socket and other processes evict its caches, so every frame, object and attribute the
+        # path touches is a likely cache miss; measured, the per-call helpers cost several times
+        # their in-cache price that way (see docs/cache.md, "Measured here").
         policy = self._og.policy
-        if policy.detector is None and policy.breaker is None and policy.big is None:
-            return _plain_execute(self, "GET", name, keys=[name])
-        return self._og_get(policy, name)
-
-    def _og_get(self, policy: Policy, name: Any) -> Any:
-        governor = self._og
-        now = governor.now()
         detector = policy.detector
-        # The detector counts names as given (str or bytes); only hot keys need Redis' spelling.
-        hot = detector is not None and detector.record(
-            name if type(name) in _NAME_TYPES else key_bytes(name), now
-        )
-        near = policy.near
-        key = b""
-        if hot and near is not None:
-            key = key_bytes(name)
-            value = near.get_fresh(key, now)
-            if value is not MISSING:
-                return value
         breaker = policy.breaker
-        if breaker is not None and not breaker.allow(now):
+        big = policy.big
+        if detector is None and breaker is None and big is None:
+            return _plain_execute(self, "GET", name, keys=[name])
+        now = self._og.now()
+        hot = False
+        if detector is not None:
+            # The detector counts names as given (str or bytes); only hot keys need Redis' spelling.
+            counted = name if type(name) in _NAME_TYPES else key_bytes(name)
+            counts = detector.counts
+            count = counts.get(counted)
+            if count is not None and now < detector.slice_end and count + 1 < detector.slice_hot:
+                counts[counted] = count + 1
+                hot = counted in detector.hot
+            else:
+                hot = detector.record(counted, now)
+            if hot and policy.near is not None:
+                return self._og_get_hot(policy, policy.near, name, now)
+        if breaker is not None and not breaker.closed and not breaker.allow(now):
             return self._og_unavailable(policy, key_bytes(name), name, now)
         try:
-            if hot and near is not None:  # one fill per key at a time; the others wait for it
-                value = self._og_fills.do(key, lambda: self._og_fill(policy, near, key, name))
+            value = _plain_execute(self, "GET", name, keys=[name])
+        except CACHE_ERRORS:
+            stale = self._og_failed(policy, name)
+            if stale is MISSING:
+                raise
+            return stale
+        if breaker is not None:
+            if breaker.closed and now < breaker.bucket_end:
+                breaker.bucket_calls += 1
             else:
-                value = _plain_execute(self, "GET", name, keys=[name])
+                breaker.on_success(now)
+        if big is not None and (type(value) is not bytes or len(value) > big.floor):
+            big.check_read(name, value)
+        return value
+
+    def _og_failed(self, policy: Policy, name: Any) -> Any:
+        """After a GET failed with a cache error: count it; the stale value to serve, or MISSING."""
+        if policy.breaker is not None:
+            policy.breaker.on_error()
+        near = policy.near
+        if policy.stale and near is not None:
+            return near.get_stale(key_bytes(name), self._og.now())
+        return MISSING
+
+    def _og_get_hot(self, policy: Policy, near: NearCache, name: Any, now: float) -> Any:
+        """GET a hot key: from the near-cache while fresh, else through one fill per key."""
+        key = key_bytes(name)
+        value = near.get_fresh(key, now)
+        if value is not MISSING:
+            return value
+        breaker = policy.breaker
+        if breaker is not None and not breaker.allow(now):
+            return self._og_unavailable(policy, key, name, now)
+        try:  # one fill per key at a time; the others wait for it
+            value = self._og_fills.do(key, lambda: self._og_fill(policy, near, key, name))
         except CACHE_ERRORS:
             if breaker is not None:
                 breaker.on_error()
-            if policy.stale and near is not None:
-                stale = near.get_stale(key_bytes(name), governor.now())
+            if policy.stale:
+                stale = near.get_stale(key, self._og.now())
                 if stale is not MISSING:
                     return stale
             raise
         if breaker is not None:
             breaker.on_success(now)
-        if policy.big is not None and not (hot and near is not None):
-            policy.big.check_read(name, value)
         return value
 
     def _og_unavailable(self, policy: Policy, key: bytes, name: Any, now: float) -> Any:

@@ -70,7 +70,7 @@ class LoadGuard:
                 self._in_flight.pop(key, None)
 
 
-@dataclass
+@dataclass(slots=True)
 class Policy:
     cache: str
     name: str  # the CachePolicy object's name
