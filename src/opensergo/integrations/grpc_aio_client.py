@@ -38,6 +38,7 @@ from opensergo.integrations.grpc_client import (
     GrpcCallView,
     Metadata,
     RoutingRpcError,
+    call_kwargs,
 )
 
 __all__ = ["AioRoutingChannel"]
@@ -279,20 +280,6 @@ class _Callable:
         return call
 
 
-def _kwargs(
-    timeout: float | None,
-    credentials: grpc.CallCredentials | None,
-    wait_for_ready: bool | None,
-    compression: grpc.Compression | None,
-) -> dict[str, Any]:
-    return {
-        "timeout": timeout,
-        "credentials": credentials,
-        "wait_for_ready": wait_for_ready,
-        "compression": compression,
-    }
-
-
 class _UnaryUnary(_Callable, _UnaryUnaryBase):
     kind = "unary_unary"
 
@@ -305,7 +292,7 @@ class _UnaryUnary(_Callable, _UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        return self._start(request, metadata, _kwargs(timeout, credentials, wait_for_ready, compression))
+        return self._start(request, metadata, call_kwargs(timeout, credentials, wait_for_ready, compression))
 
 
 class _UnaryStream(_Callable, _UnaryStreamBase):
@@ -320,7 +307,7 @@ class _UnaryStream(_Callable, _UnaryStreamBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        return self._start(request, metadata, _kwargs(timeout, credentials, wait_for_ready, compression))
+        return self._start(request, metadata, call_kwargs(timeout, credentials, wait_for_ready, compression))
 
 
 class _StreamUnary(_Callable, _StreamUnaryBase):
@@ -335,7 +322,7 @@ class _StreamUnary(_Callable, _StreamUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         return self._start(request_iterator, metadata, kwargs)
 
 
@@ -351,7 +338,7 @@ class _StreamStream(_Callable, _StreamStreamBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         return self._start(request_iterator, metadata, kwargs)
 
 

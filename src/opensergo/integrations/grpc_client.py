@@ -383,7 +383,7 @@ _HTTP_TO_GRPC = {
 }
 
 
-def _kwargs(
+def call_kwargs(
     timeout: float | None,
     credentials: grpc.CallCredentials | None,
     wait_for_ready: bool | None,
@@ -409,7 +409,7 @@ class _UnaryUnary(_Callable, _UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         return self._blocking("__call__", request, metadata, kwargs)
 
     def with_call(
@@ -421,7 +421,7 @@ class _UnaryUnary(_Callable, _UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> tuple[Any, grpc.Call]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         result: tuple[Any, grpc.Call] = self._blocking("with_call", request, metadata, kwargs)
         return result
 
@@ -434,7 +434,7 @@ class _UnaryUnary(_Callable, _UnaryUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.CallFuture[Any]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         future: grpc.CallFuture[Any] = self._async("future", request, metadata, kwargs)
         return future
 
@@ -451,7 +451,7 @@ class _UnaryStream(_Callable, _UnaryStreamBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.CallIterator[Any]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         responses: grpc.CallIterator[Any] = self._async("__call__", request, metadata, kwargs)
         return responses
 
@@ -468,7 +468,7 @@ class _StreamUnary(_Callable, _StreamUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> Any:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         return self._blocking("__call__", request_iterator, metadata, kwargs)
 
     def with_call(
@@ -480,7 +480,7 @@ class _StreamUnary(_Callable, _StreamUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> tuple[Any, grpc.Call]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         result: tuple[Any, grpc.Call] = self._blocking("with_call", request_iterator, metadata, kwargs)
         return result
 
@@ -493,7 +493,7 @@ class _StreamUnary(_Callable, _StreamUnaryBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.CallFuture[Any]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         future: grpc.CallFuture[Any] = self._async("future", request_iterator, metadata, kwargs)
         return future
 
@@ -510,7 +510,7 @@ class _StreamStream(_Callable, _StreamStreamBase):
         wait_for_ready: bool | None = None,
         compression: grpc.Compression | None = None,
     ) -> grpc.CallIterator[Any]:
-        kwargs = _kwargs(timeout, credentials, wait_for_ready, compression)
+        kwargs = call_kwargs(timeout, credentials, wait_for_ready, compression)
         responses: grpc.CallIterator[Any] = self._async("__call__", request_iterator, metadata, kwargs)
         return responses
 
