@@ -15,16 +15,11 @@ Thread safety: rolling (moving to a new bucket) takes a lock, once per bucket le
 updates are single ``+=`` statements on ints without calls in between, which the GIL does not
 interrupt in CPython 3.11+; like Sentinel (whose adders race with a bucket reset), a count that
 lands exactly while another thread moves to the next bucket may be attributed to either bucket.
-The concurrency gauge does not rely on that: it is a ``collections.deque`` whose ``append`` /
-``pop`` / ``len`` are documented thread-safe, which makes "check and count" exact (see
-:class:`ConcurrencyGauge`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import threading
-from collections import deque
 from dataclasses import dataclass
 
 from opensergo.common.clock import NS_PER_MS
@@ -246,38 +241,3 @@ def window_shape(interval_ms: int) -> tuple[int, int]:
         if interval_ms % n == 0 and interval_ms // n >= floor:
             return n, interval_ms
     return 1, interval_ms  # pragma: no cover - n = 1 always qualifies
-
-
-class ConcurrencyGauge:
-    """In-flight requests; ``try_acquire(limit)`` is an exact check-and-count.
-
-    The count is ``len(slots)``. Acquiring appends first and then checks, undoing its own append
-    when over the limit. Every admitted caller saw ``len <= limit`` just after its own append, with
-    all earlier admitted callers' items still present, so admitted callers never exceed ``limit``
-    at any moment, with threads or asyncio alike. Concurrent losers can make a caller fail while
-    the true count is momentarily below the limit (a conservative false reject), never the reverse.
-    """
-
-    __slots__ = ("slots",)
-
-    def __init__(self) -> None:
-        self.slots: deque[None] = deque()
-
-    def try_acquire(self, limit: int) -> bool:
-        slots = self.slots
-        slots.append(None)
-        if len(slots) > limit:
-            slots.pop()
-            return False
-        return True
-
-    def acquire(self) -> None:
-        self.slots.append(None)
-
-    def release(self) -> None:
-        with contextlib.suppress(IndexError):  # an unbalanced release never goes below zero
-            self.slots.pop()
-
-    @property
-    def value(self) -> int:
-        return len(self.slots)

@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from opensergo.common.clock import NS_PER_MS
-from opensergo.common.stats import ConcurrencyGauge, Window, window_shape
+from opensergo.common.stats import Window, window_shape
 
 pytestmark = pytest.mark.unit
 
@@ -131,15 +131,3 @@ def test_window_validation() -> None:
 )
 def test_window_shape(interval: int, buckets: int) -> None:
     assert window_shape(interval) == (buckets, interval)
-
-
-def test_gauge_try_acquire_is_exact() -> None:
-    g = ConcurrencyGauge()
-    assert all(g.try_acquire(3) for _ in range(3))
-    assert not g.try_acquire(3)
-    assert g.value == 3
-    g.release()
-    assert g.try_acquire(3)
-    for _ in range(5):
-        g.release()
-    assert g.value == 0
