@@ -201,5 +201,11 @@ def test_leases_outside_the_callers_namespaces_are_refused(
         finally:
             await stream.close()
 
-    error = asyncio.run(scenario())
+    for _ in range(3):
+        error = asyncio.run(scenario())
+        # grpc.aio's client race: a request written just as the server ends the call fails in the
+        # client's core, which then records its own INTERNAL instead of the server's status. The
+        # server's answer is asked for again on a new stream; it must be the expected one.
+        if (error.code(), error.details()) != (grpc.StatusCode.INTERNAL, "Internal error from Core"):
+            break
     assert error.code() == code, error.details()
