@@ -196,7 +196,9 @@ class Sidecar:
             + (f", outbound 127.0.0.1:{o.outbound_port}" if o.outbound_port else "")
             + f", admin 127.0.0.1:{o.admin_port}, control plane {o.control_plane}"
         )
-        self.process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, preexec_fn=_die_with_parent()
+        )
         threading.Thread(target=_pump, args=(self.process.stdout, self.out), daemon=True).start()
         if self.client is None and o.register:
             self.client = self._client()
@@ -248,6 +250,26 @@ class Sidecar:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """On Linux, a function for the child after fork that has the kernel send it SIGTERM when the
+    sidecar dies, so that Envoy does not outlive a sidecar killed with -9 (or by the OOM killer).
+    prctl is looked up here, in the parent: the child only makes the call."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    pr_set_pdeathsig = 1
+
+    def set_death_signal() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+
+    return set_death_signal
 
 
 def main_options_from_env(control_plane: str | None) -> str:

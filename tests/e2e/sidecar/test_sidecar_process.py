@@ -51,3 +51,13 @@ def test_registration_logs_sigterm_and_envoy_exit(mesh: Mesh) -> None:
     os.kill(envoy, signal.SIGKILL)
     assert other.proc.wait(timeout=20) == 128 + signal.SIGKILL
     wait_until(lambda: not mesh.instances("billing"), timeout=10, what="billing deregistered")
+
+
+def test_envoy_does_not_outlive_a_killed_sidecar(mesh: Mesh) -> None:
+    # kill -9 (or the OOM killer) gives the sidecar no chance to stop Envoy: the kernel must.
+    sidecar = mesh.sidecar("audit", "audit", mesh.app("audit"))
+    envoy = _envoy_pid(sidecar.proc.pid)
+    assert envoy is not None and _running(envoy)
+    sidecar.proc.kill()
+    sidecar.proc.wait(timeout=10)
+    wait_until(lambda: not _running(envoy), timeout=15, what="envoy gone with its sidecar")
