@@ -255,7 +255,9 @@ class Sidecar:
 def _die_with_parent() -> Callable[[], None] | None:
     """On Linux, a function for the child after fork that has the kernel send it SIGTERM when the
     sidecar dies, so that Envoy does not outlive a sidecar killed with -9 (or by the OOM killer).
-    prctl is looked up here, in the parent: the child only makes the call."""
+    prctl is looked up here, in the parent: the child only makes the call. The kernel ties the
+    signal to the thread that started Envoy, so ``start`` belongs on a thread that lives as long
+    as the sidecar (``run`` calls it on the main thread)."""
     if not sys.platform.startswith("linux"):
         return None
     import ctypes
