@@ -56,6 +56,17 @@ spec:
 """
 
 
+FT = "fault-tolerance.opensergo.io/v1alpha1"
+
+
+def _acked(mesh: Mesh, plural: str, name: str) -> bool:
+    """Every client subscribed to the object ACKed its current version (each kind is pushed on its
+    own, so the rate limit being in force says nothing about the breaker's kinds)."""
+    url = f"{mesh.cp.http_url}/apis/{FT}/namespaces/default/{plural}/{name}/rollout"
+    clients = httpx.get(url, headers=mesh.headers, timeout=5).json()["clients"]
+    return bool(clients) and all(c["state"] == "acked" for c in clients)
+
+
 def test_slow_ratio_breaker_and_sliding_window_through_the_sdk_engine(mesh: Mesh) -> None:
     sidecar = mesh.sidecar("orders", "orders", mesh.app("orders"), engine="ext_proc")
     mesh.apply(RULES)
@@ -64,6 +75,12 @@ def test_slow_ratio_breaker_and_sliding_window_through_the_sdk_engine(mesh: Mesh
         wait_until(
             lambda: http.get(base + "/limited").status_code == 429, timeout=10, what="rules in the engine"
         )
+        for plural, name in (
+            ("circuitbreakerstrategies", "slow"),
+            ("httprequestfallbackactions", "open"),
+            ("faulttolerancerules", "breaker"),
+        ):
+            wait_until(lambda: _acked(mesh, plural, name), timeout=10, what=f"{name} ACKed")  # noqa: B023
         blocked = http.get(base + "/limited")
         assert blocked.text == "Blocked by OpenSergo (flow limiting)"
         assert http.get(base + "/other").status_code == 200  # ungoverned paths pass
