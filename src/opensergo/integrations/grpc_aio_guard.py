@@ -21,8 +21,8 @@ import grpc
 import grpc.aio
 
 from opensergo.governance.api import default_engine
-from opensergo.governance.blocking import ErrorStatus
 from opensergo.governance.faulttolerance.engine import Engine, Entry
+from opensergo.integrations.grpc_guard import status_error
 
 __all__ = ["AioGuardClientInterceptor"]
 
@@ -85,11 +85,7 @@ class AioGuardClientInterceptor(*_BASES):  # type: ignore[misc]
             code = await call.code()
         except BaseException:  # cancelled before a status: no error to count
             code = None
-        counted = code is not None and code != grpc.StatusCode.OK
-        if counted and (self.error_codes is None or code in self.error_codes):
-            entry.exit(ErrorStatus(code, name))
-        else:
-            entry.exit(None)
+        entry.exit(status_error(code, name, self.error_codes))
 
     async def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return await self._call(continuation, client_call_details, request)

@@ -35,6 +35,18 @@ _BASES = (
 )
 
 
+def status_error(
+    code: grpc.StatusCode | None, name: str, error_codes: Collection[grpc.StatusCode] | None
+) -> ErrorStatus | None:
+    """What a call that ended with ``code`` reports to the breakers: None for OK (or no status),
+    and for a code outside ``error_codes`` when those are given; else an ErrorStatus."""
+    if code is None or code == grpc.StatusCode.OK:
+        return None
+    if error_codes is not None and code not in error_codes:
+        return None
+    return ErrorStatus(code, name)
+
+
 class GuardClientInterceptor(*_BASES):  # type: ignore[misc]
     """Guards every call of the channel it intercepts; see the module documentation."""
 
@@ -73,11 +85,7 @@ class GuardClientInterceptor(*_BASES):  # type: ignore[misc]
             code = call.code()
         except Exception:  # pragma: no cover - a call without a status
             return None
-        if code is None or code == grpc.StatusCode.OK:
-            return None
-        if self.error_codes is not None and code not in self.error_codes:
-            return None
-        return ErrorStatus(code, name)
+        return status_error(code, name, self.error_codes)
 
     def intercept_unary_unary(self, continuation: Any, client_call_details: Any, request: Any) -> Any:
         return self._call(continuation, client_call_details, request)
