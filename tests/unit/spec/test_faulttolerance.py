@@ -410,16 +410,23 @@ def test_rule_without_fallback_sends_no_action() -> None:
     assert not to_proto(rule).HasField("action")
 
 
-@pytest.mark.parametrize(
-    "kind",
-    [  # spelled out, not read from StrategyKind, so that a kind dropped there fails here
-        "RateLimitStrategy",
-        "ThrottlingStrategy",
-        "ConcurrencyLimitStrategy",
-        "CircuitBreakerStrategy",
-        "AdaptiveOverloadProtectionStrategy",
-    ],
-)
+# Spelled out, not read from StrategyKind, so that a kind dropped there fails here.
+STRATEGY_KINDS = [
+    "RateLimitStrategy",
+    "ThrottlingStrategy",
+    "ConcurrencyLimitStrategy",
+    "CircuitBreakerStrategy",
+    "AdaptiveOverloadProtectionStrategy",
+    "HotParamRateLimitStrategy",
+]
+
+
+def test_the_strategy_kinds_below_are_every_kind() -> None:
+    # A kind added to StrategyKind without a case here fails too.
+    assert sorted(kind.value for kind in StrategyKind) == sorted(STRATEGY_KINDS)
+
+
+@pytest.mark.parametrize("kind", STRATEGY_KINDS)
 def test_rule_accepts_every_strategy_kind(kind: str) -> None:
     rule = one(RULE.replace("kind: CircuitBreakerStrategy", f"kind: {kind}"))
     assert isinstance(rule, FaultToleranceRule)
