@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import traceback
 
 import pytest
 
@@ -325,3 +326,28 @@ def test_entry_context_manager_and_error_classification(engine: Engine, clock: M
         raise KeyError("x")
     b2 = ignoring.breaker(R, "cb")
     assert b2 is not None and b2.snapshot(clock.now_ns()) == (1, 0)
+
+
+def test_compiled_path_holds_only_the_parts_a_resource_has(engine: Engine, clock: ManualClock) -> None:
+    """enter/exit are generated per combination of checks: an absent check leaves no test behind
+    (no closure variable, no branch), and a refusal raised in generated code keeps a readable
+    traceback."""
+    rl, cb, cc = rate_limit("rl", 1), breaker("cb"), concurrency("cc", 5)
+    engine.set_rules([rl, cb, cc, rule("rate", ["GET:/rate"], [rl]), rule("all", ["GET:/all"], [rl, cb, cc])])
+    rate, every = engine.checks("GET:/rate"), engine.checks("GET:/all")
+    assert rate is not None and every is not None
+    assert set(rate.enter.__code__.co_freevars) == {"now_ns", "w", "threshold", "refuse_rate"}
+    assert rate.exit is None  # a rate limit alone has nothing to do on exit
+    assert {"flight", "w", "b"} <= set(every.enter.__code__.co_freevars)
+    assert every.exit is not None
+    assert set(every.exit.__code__.co_freevars) == {"flight", "now_ns", "b", "min_requests"}
+    # One code object per combination, shared by resources with the same parts.
+    engine.set_rules([rl, rule("r", ["GET:/x", "GET:/y"], [rl])])
+    x, y = engine.checks("GET:/x"), engine.checks("GET:/y")
+    assert x is not None and y is not None
+    assert x.enter.__code__ is y.enter.__code__ and x.enter is not y.enter
+    engine.entry("GET:/x").exit()
+    with pytest.raises(RateLimitedError) as refused:
+        engine.entry("GET:/x")
+    shown = "".join(traceback.format_tb(refused.tb))
+    assert "refuse_rate(w, now)" in shown  # the generated source line, from linecache
