@@ -100,7 +100,7 @@ def test_global_to_local_share_follows_instances(control_plane: ControlPlaneProc
         [listed] = [i for i in instances(control_plane) if i["pid"] == other.pid]
         join = updated - listed["firstSeen"]
         print(f"\n[{APP}] 2nd instance registered -> local share 5: {join * 1000:.0f} ms")
-        assert 0 < join < 1.0
+        assert 0 < join < 3.0  # a speed figure (printed above): only a hang or a 10x regression fails
         assert admitted(engine) == 5
 
         other.send_signal(signal.SIGTERM)
@@ -109,7 +109,7 @@ def test_global_to_local_share_follows_instances(control_plane: ControlPlaneProc
         wait_until(lambda: engine.instances == 1, timeout=5, interval=0.01, what="instance left")
         leave = time.monotonic() - gone
         print(f"[{APP}] 2nd instance exited -> local share 10: {leave * 1000:.0f} ms")
-        assert leave < 1.0
+        assert leave < 3.0
         assert threshold(engine) == 10
     finally:
         if other is not None and other.poll() is None:

@@ -383,17 +383,17 @@ def test_async_engine_queries_nodes_concurrently(shard_logs: list[MariaDB], rule
                     [{"u": u} for u in range(20)],
                 )
             async with engine.connect() as conn:
-                # SLEEP on every node: concurrent tasks finish in about one sleep, not four.
+                # Rows of users 0 and 1 live on two data sources; SLEEP(1) runs once per row, so
+                # concurrent nodes finish in about 1 s and nodes run in turn in 2 s (the old 0.3 s
+                # sleeps with a 1 s bound passed either way).
                 loop = asyncio.get_running_loop()
                 started = loop.time()
                 result = await conn.execute(
-                    sa.text(
-                        "SELECT user_id, SLEEP(0.3) FROM t_order WHERE user_id IN (0, 1) ORDER BY user_id"
-                    )
+                    sa.text("SELECT user_id, SLEEP(1) FROM t_order WHERE user_id IN (0, 1) ORDER BY user_id")
                 )
                 elapsed = loop.time() - started
                 assert [r[0] for r in result] == [0, 1]
-                assert elapsed < 1.0, elapsed
+                assert elapsed < 1.7, elapsed
                 count = await conn.execute(sa.text("SELECT COUNT(*) FROM t_order"))
                 assert count.scalar() == 20
             async with engine.begin() as conn:
