@@ -37,14 +37,12 @@ TOKENS = {
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if CHROMIUM.exists():
-        return
-    skip = pytest.mark.skip(reason="Debian's chromium is not installed (apt-get install chromium)")
-    here = Path(__file__).parent
-    for item in items:
-        if here in Path(str(item.fspath)).parents:
-            item.add_marker(skip)
+@pytest.fixture(autouse=True)
+def _chromium_installed() -> None:
+    """Every browser test needs Debian's chromium; without it they fail (never skip: a skipped
+    test passes nothing). ``make test`` installs it (scripts/system-deps.sh)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"Debian's chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
 
 def screenshot(page: Page, name: str, full_page: bool = False) -> None:

@@ -51,10 +51,10 @@ def _go_available() -> bool:
 def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The Go interop client binary (interop/go), built once per session."""
     if not _go_available():
-        pytest.skip("go is not installed")
+        pytest.fail("go is not installed (make test installs it; a missing tool fails, it never skips)")
     if shutil.which("mvn") is None:
         # the Go build takes the upstream .proto files from the Java SDK jar in the Maven cache
-        pytest.skip("mvn is not installed (the Go build needs the Java SDK jar from the Maven cache)")
+        pytest.fail("mvn is not installed (the Go build needs the Java SDK jar from the Maven cache)")
     return Path(build.build_go(tmp_path_factory.mktemp("go-bin")))
 
 
@@ -62,7 +62,7 @@ def go_client(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def java_client() -> Any:
     """How to run the Java interop client (interop/java), compiled once per session."""
     if shutil.which("mvn") is None or shutil.which("java") is None:
-        pytest.skip("mvn/java is not installed")
+        pytest.fail("mvn/java is not installed (make test installs them)")
     return build.build_java()
 
 
