@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.helpers import ROOT, ControlPlaneProcess, wait_until
+from tests.helpers import ROOT, ControlPlaneProcess, start_inside_a_breaker_window, wait_until
 
 from .conftest import EXAMPLES, Cli, LiveApp
 
@@ -173,6 +173,7 @@ def test_fastapi_app_live_rate_limit_and_breaker(
     returned = cli.apply(breaker)
     wait_until(lambda: "GET:/flaky" in app.status()["resources"], timeout=5, what="breaker rule")
     print(f"[{app.app}] breaker rule visible after {(time.monotonic() - returned) * 1000:.0f} ms (polled)")
+    start_inside_a_breaker_window(10)  # the four failures in one statDuration window
     for _ in range(4):
         assert app.http.get("/flaky", params={"fail": "true"}).status_code == 500
     opened = app.http.get("/flaky")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from tests.e2e.sidecar.conftest import Mesh
-from tests.helpers import wait_until
+from tests.helpers import start_inside_a_breaker_window, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
 
@@ -86,6 +86,7 @@ def test_slow_ratio_breaker_and_sliding_window_through_the_sdk_engine(mesh: Mesh
         assert http.get(base + "/other").status_code == 200  # ungoverned paths pass
 
         # Two slow calls (> 100 ms) trip the breaker: the next call, even a fast one, is refused.
+        start_inside_a_breaker_window(10)
         assert [http.get(base + "/sleep/200").status_code for _ in range(2)] == [200, 200]
         refused = http.get(base + "/sleep/1")
         assert (refused.status_code, refused.text, refused.headers["x-breaker"]) == (
