@@ -296,9 +296,9 @@ def run_cli(
 def start_inside_a_breaker_window(stat_s: float, margin_s: float = 2.0) -> None:
     """Wait, if need be, until a statDuration window has ``margin_s`` left. A breaker counts in
     fixed windows aligned on the monotonic clock (as Sentinel's does), and CLOCK_MONOTONIC is the
-    same in every process of the machine: two slow calls straddling a boundary land in two windows, neither reaching
-    minRequestAmount, and the breaker rightly stays closed (a full run of
-    tests/e2e/sidecar/test_ext_proc.py hit that once)."""
+    same in every process of the machine: two slow calls straddling a boundary land in two
+    windows, neither reaching minRequestAmount, and the breaker rightly stays closed (a full run
+    of tests/e2e/sidecar/test_ext_proc.py hit that once)."""
     left = stat_s - time.monotonic() % stat_s
     if left < margin_s:
         time.sleep(left + 0.05)

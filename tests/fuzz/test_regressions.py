@@ -264,3 +264,76 @@ def test_a_tag_its_value_does_not_fit_is_a_400_with_the_line(fuzzed_cp: FuzzedCo
         assert answer.status_code == 400, answer.text
         assert "line " in answer.json()["message"]
     fuzzed_cp.assert_healthy()
+
+
+# -- found by the deep run (make fuzz, 10^5 cases) --------------------------------------------------
+
+
+@pytest.mark.parametrize("escape", ["\\U001e4000", "\\Ud000EE4A", "\\UFFFFFFFF"])
+def test_an_escape_beyond_u10ffff_is_a_syntax_error_with_the_line(escape: str) -> None:
+    """PyYAML's chr() raised ValueError ('arg not in range') or OverflowError out of the parser."""
+    text = f'metadata:\n  name: "a{escape}"\n'
+    with pytest.raises(YamlSyntaxError) as refused:
+        load_yaml(text)
+    assert refused.value.line == 2 and "U+10FFFF" in refused.value.problem
+
+
+def test_a_whole_float_beyond_2_53_travels_as_a_float() -> None:
+    """triggerThreshold 9007199254740994.0 (a float, valid) came back from the native payload as
+    an int beyond 2**53, which the decoder refused: the stream would NACK an accepted rule."""
+    info = kinds.lookup("AdaptiveOverloadProtectionStrategy")
+    obj = parse_object(
+        {
+            "apiVersion": info.api_version,
+            "kind": info.kind,
+            "metadata": {"name": "big", "namespace": "regress", "labels": {"app": "regress-app"}},
+            "spec": {"metricType": "SystemLoad", "triggerThreshold": 9007199254740994.0},
+        }
+    )
+    back = codec.decode(codec.encode_native(obj), kind=info, namespace="regress", app="regress-app")
+    assert back.spec.triggerThreshold == 9007199254740994.0
+
+
+@pytest.mark.parametrize("version", ["10000000000000000000", "²"])
+def test_a_resource_version_the_wire_cannot_carry_encodes_as_none(version: str) -> None:
+    """A resourceVersion beyond int64 raised ValueError out of encode_native ('Value out of
+    range'); "²" passes str.isdigit() and int() refused it. Both are opaque versions: 0 on the wire."""
+    body = _rate_limit("v", 1)
+    body["metadata"] = {**body["metadata"], "resourceVersion": version}  # type: ignore[dict-item]
+    payload = codec.encode_native(parse_object(body))
+    back = codec.decode(payload, kind=RATE, namespace="regress", app="regress-app")
+    assert back.metadata.resourceVersion is None
+
+
+def test_an_unknown_kind_in_a_query_names_the_parameter(fuzzed_cp: FuzzedControlPlane) -> None:
+    """GET /api/v1/rules?kind=%20 answered 400 "unknown kind ' '" naming no field."""
+    answer = httpx.get(fuzzed_cp.http_url + "/api/v1/rules", params={"kind": " "})
+    assert answer.status_code == 400 and _field(answer) == "kind", answer.text
+
+
+def test_a_report_whose_contract_would_be_invalid_is_refused_naming_the_field(
+    fuzzed_cp: FuzzedControlPlane,
+) -> None:
+    """A contract with an unnamed service was stored as a ServiceContract object no data plane
+    could decode (its pushes failed): the report is refused instead, and nothing is stored."""
+    request = sc.ReportMetadataRequest(
+        app_name="regress-contract",
+        service_metadata=[
+            sc.ServiceMetadata(
+                listening_addresses=[sc.SocketAddress(address="10.0.0.9", port_value=8080)],
+                service_contract=sc.ServiceContract(services=[sc.ServiceDescriptor(description="no name")]),
+            )
+        ],
+    )
+    with grpc.insecure_channel(fuzzed_cp.grpc_address) as channel:
+        call = channel.unary_unary(
+            REPORT,
+            request_serializer=sc.ReportMetadataRequest.SerializeToString,
+            response_deserializer=sc.ReportMetadataReply.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    assert "service_metadata[0].service_contract.services[0].name" in refused.value.details()  # type: ignore[attr-defined]
+    listed = httpx.get(fuzzed_cp.http_url + "/api/v1/instances", params={"app": "regress-contract"}).json()
+    assert not (listed["items"] if isinstance(listed, dict) else listed)

@@ -26,13 +26,16 @@ from google.protobuf.json_format import MessageToDict
 from opensergo.controlplane.store.base import ConflictError, Store
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.spec.discovery import ServiceContract
+from opensergo.spec.errors import SpecError
 from opensergo.spec.kinds import by_full_kind
+from opensergo.spec.loader import parse_object
 
 log = logging.getLogger(__name__)
 
 __all__ = [
     "CONTRACT_KIND",
     "ContractRegistry",
+    "InvalidContract",
     "contract_body",
     "contract_hash",
     "contract_hashes",
@@ -126,15 +129,22 @@ class ContractRegistry:
         self.written = 0
 
     async def record(self, namespace: str, request: sc.ReportMetadataRequest) -> list[str]:
-        """Store the contracts of a report that are new; returns the hashes it carries."""
-        digests = []
-        for metadata in request.service_metadata:
+        """Store the contracts of a report that are new; returns the hashes it carries.
+        InvalidContract (naming the field) when one would not be a valid object: nothing of the
+        report is stored then."""
+        digests, new = [], []
+        for index, metadata in enumerate(request.service_metadata):
             contract = metadata.service_contract
             if not _has_content(contract):
                 continue
             body = contract_body(namespace, request.app_name, metadata.protocols, contract)
             digest = body["spec"]["hash"]
             digests.append(digest)
+            if (namespace, request.app_name, digest) not in self._known:
+                _check_contract(body, f"service_metadata[{index}].service_contract")
+                new.append(body)
+        for body in new:
+            digest = body["spec"]["hash"]
             key = (namespace, request.app_name, digest)
             if key in self._known:
                 continue
@@ -148,6 +158,18 @@ class ContractRegistry:
                     pass  # another replica stored it first
             self._known.add(key)
         return digests
+
+
+class InvalidContract(ValueError):
+    """A reported contract that would not be a valid ServiceContract object."""
+
+
+def _check_contract(body: dict[str, Any], where: str) -> None:
+    try:
+        parse_object(body)
+    except SpecError as err:
+        field = err.field.removeprefix("spec.").removeprefix("spec")
+        raise InvalidContract(f"{where}{'.' if field else ''}{field}: {err.message}") from None
 
 
 def _methods(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -38,7 +38,7 @@ import grpc
 from google.protobuf.json_format import MessageToDict
 
 from opensergo.common.kube_names import InvalidName, check_app, check_label, check_namespace
-from opensergo.controlplane.contracts import ContractRegistry, contract_hashes
+from opensergo.controlplane.contracts import ContractRegistry, InvalidContract, contract_hashes
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.reclaim import MemoryReclaimer
@@ -265,7 +265,10 @@ class MetadataRegistry:
         existing = self._instances.get(key)
         body = self._checked_body(existing, namespace, nid, request, labels)
         if self._contracts is not None and (existing is None or body is not existing.persisted):
-            await self._contracts.record(namespace, request)  # the body holds the contract hashes
+            try:
+                await self._contracts.record(namespace, request)  # the body holds the contract hashes
+            except InvalidContract as err:
+                raise RegistrationError(str(err)) from None
         # From here to the queued write nothing awaits: concurrent reports of one instance are
         # applied, and their writes queued, in one order.
         instance = self._instances.get(key)

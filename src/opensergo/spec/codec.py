@@ -23,6 +23,7 @@ from opensergo.proto.ext.v1 import resource_pb2
 from opensergo.spec.base import Resource
 from opensergo.spec.errors import SpecError
 from opensergo.spec.kinds import TYPE_URL_PREFIX, KindInfo
+from opensergo.spec.limits import INT64_MAX, MAX_EXACT_INTEGER
 from opensergo.spec.loader import parse_object
 from opensergo.spec.upstream.codec import decode_upstream, encode_upstream
 
@@ -33,7 +34,11 @@ NATIVE_TYPE_URL = TYPE_URL_PREFIX + NATIVE_MESSAGE
 
 
 def _resource_version(value: str | None) -> int:
-    return int(value) if value and value.isdigit() else 0
+    """The int64 the native payload carries; 0 for an opaque (non-numeric) or out-of-range one."""
+    if not value or not (value.isascii() and value.isdigit()):  # "²".isdigit() is True too
+        return 0
+    number = int(value)
+    return number if number <= INT64_MAX else 0
 
 
 def encode_native(resource: Resource) -> any_pb2.Any:
@@ -57,8 +62,10 @@ def encode_native(resource: Resource) -> any_pb2.Any:
 
 
 def _ints(value: Any) -> Any:
-    """Struct keeps every number as a double; give whole numbers back as ints."""
-    if isinstance(value, float) and value.is_integer():
+    """Struct keeps every number as a double; give whole numbers back as ints. Integers beyond
+    ±2**53 never travel (limits.check_exact_integers refuses them), so a whole double beyond that
+    was sent as a float and stays one."""
+    if isinstance(value, float) and value.is_integer() and abs(value) <= MAX_EXACT_INTEGER:
         return int(value)
     if isinstance(value, dict):
         return {k: _ints(v) for k, v in value.items()}

@@ -57,6 +57,16 @@ class _Loader(yaml.SafeLoader):
             raise yaml.scanner.ScannerError(None, None, f"nested deeper than {self.max_depth} levels", mark)
         super().fetch_flow_collection_start(TokenClass)
 
+    def scan_flow_scalar_non_spaces(self, double: bool, start_mark: Any) -> list[str]:
+        # PyYAML turns a "\\U" escape into chr(code) unchecked: a code point beyond U+10FFFF
+        # escaped the parser as ValueError or OverflowError (found by make fuzz).
+        try:
+            return super().scan_flow_scalar_non_spaces(double, start_mark)
+        except (ValueError, OverflowError):
+            problem = "an escape beyond U+10FFFF"
+            context = "while scanning a double-quoted scalar"
+            raise yaml.scanner.ScannerError(context, start_mark, problem, self.get_mark()) from None
+
     def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)

@@ -193,6 +193,7 @@ async def test_lane_is_inherited_by_tasks_and_copied_contexts() -> None:
 def test_opentelemetry_baggage_is_set_and_read() -> None:
     from opentelemetry import baggage as otel_baggage  # the otel extra: installed by make test
     from opentelemetry import context as otel_context
+
     manager = LaneManager()
     token = manager.enter_from_headers({"x-opensergo-traffic": "Gray"})
     try:

@@ -192,7 +192,7 @@ def _selected_kinds(kind: str | None) -> tuple[KindInfo, ...]:
     try:
         return (kinds.lookup(kind),)
     except KeyError as err:
-        raise bad_request(str(err.args[0])) from None
+        raise bad_request(str(err.args[0]), "kind") from None
 
 
 def _matches(obj: StoredObject, app: str | None, app_name: str | None, needle: str) -> bool:

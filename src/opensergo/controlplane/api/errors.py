@@ -57,8 +57,11 @@ class ApiError(Exception):
         return body
 
 
-def bad_request(message: str) -> ApiError:
-    return ApiError(400, "BadRequest", message)
+def bad_request(message: str, field: str | None = None) -> ApiError:
+    """400; naming ``field`` (a query or path parameter, a body field) when one is at fault."""
+    if field is None:
+        return ApiError(400, "BadRequest", message)
+    return ApiError(400, "BadRequest", f"{field}: {message}", [{"field": field, "message": message}])
 
 
 def beyond_limit(err: LimitError, what: str = "request body") -> ApiError:

@@ -24,7 +24,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from opensergo.controlplane.api.context import Caller, Context
 from opensergo.controlplane.api.diffs import diff
-from opensergo.controlplane.api.errors import ApiError, not_found
+from opensergo.controlplane.api.errors import ApiError, bad_request, not_found
 from opensergo.controlplane.api.redact import redact
 from opensergo.controlplane.api.validation import expected_revision, read_body, validate_object
 from opensergo.controlplane.readmodels import (
@@ -271,7 +271,7 @@ def _requested_revision(data: dict[str, Any]) -> int:
         revision = -1
     if isinstance(value, bool) or not 0 < revision <= MAX_REVISION:
         message = "must be a revision number (a positive integer)"
-        raise ApiError(400, "BadRequest", f"revision: {message}", [{"field": "revision", "message": message}])
+        raise bad_request(message, "revision")
     return revision
 
 

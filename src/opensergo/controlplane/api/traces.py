@@ -65,7 +65,7 @@ async def list_traces(
 async def get_trace(ctx: Context, caller: Caller, trace_id: str) -> dict[str, Any]:
     """Every span of one trace (parents before children, by start time) and its log records."""
     if len(trace_id) != 32 or any(c not in "0123456789abcdefABCDEF" for c in trace_id):
-        raise bad_request(f"trace id {trace_id!r} is not 32 hex digits")
+        raise bad_request(f"{trace_id!r} is not 32 hex digits", "traceId")
     trace = _store(ctx).trace(trace_id)
     if trace is None or not trace.spans:
         raise not_found(f"trace {trace_id} is not held by this control plane (it keeps recent traces only)")

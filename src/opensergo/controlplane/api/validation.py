@@ -62,7 +62,7 @@ def _invalid(kind: KindInfo, name: str, field: str, message: str) -> ApiError:
 
 def _mismatch(field: str, message: str) -> ApiError:
     """A body that contradicts its URL (or is unreadable at one field): 400 naming the field."""
-    return ApiError(400, "BadRequest", f"{field}: {message}", [{"field": field, "message": message}])
+    return bad_request(message, field)
 
 
 def with_url_metadata(

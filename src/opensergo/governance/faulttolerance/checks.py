@@ -14,9 +14,10 @@ completion window).
 Each strategy module compiled its part from the specs (``compile_check``) and decides everything
 about it: what refuses, which rule is blamed, how a refusal is undone. This module only runs those
 parts in order. ``enter`` and ``exit`` are generated per resource from one template each, with
-only the parts the resource has, as closures over the objects they read; the tests that run on every call (a counter against a limit, a breaker's state) read those
-objects' fields directly rather than calling a method per strategy: a Python call per strategy
-would cost more than the checks themselves.
+only the parts the resource has, as closures over the objects they read; the tests that run on
+every call (a counter against a limit, a breaker's state) read those objects' fields directly
+rather than calling a method per strategy: a Python call per strategy would cost more than the
+checks themselves.
 
 A request queued by throttling waits between the checks before the queue and the breakers after
 it: ``enter`` sleeps there (``clock.sleep``); :meth:`~ResourceChecks.aenter` runs the same
