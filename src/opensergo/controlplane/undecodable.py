@@ -39,16 +39,35 @@ async def _refuse(context: Any, request: _Undecodable) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
 
 
-async def _checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-    async for request in requests:
+class _Checked:
+    """The requests of a stream up to the first one that did not decode.
+
+    A plain async iterator rather than an async generator: a generator kept its frame (and the
+    last request) alive for as long as the stream lived, a few hundred bytes per open stream.
+    """
+
+    __slots__ = ("_context", "_requests")
+
+    def __init__(self, requests: AsyncIterator[Any], context: Any) -> None:
+        self._requests: AsyncIterator[Any] | None = aiter(requests)
+        self._context = context
+
+    def __aiter__(self) -> _Checked:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._requests is None:
+            raise StopAsyncIteration
+        request = await anext(self._requests)
         if isinstance(request, _Undecodable):
             # Not abort(): the servicer may be writing on the stream right now, and gRPC refuses
             # a second operation at once. The requests end here (the servicer sees a half-close
             # and finishes as usual) and the call ends with this status.
-            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-            context.set_details(request.reason)
-            return
-        yield request
+            self._requests = None
+            self._context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+            self._context.set_details(request.reason)
+            raise StopAsyncIteration
+        return request
 
 
 def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -66,13 +85,13 @@ def _streaming(behavior: Callable[..., Any]) -> Callable[[Any, Any], Any]:
     if inspect.isasyncgenfunction(behavior):
 
         async def generate(requests: Any, context: Any) -> AsyncIterator[Any]:
-            async for response in behavior(_checked(requests, context), context):
+            async for response in behavior(_Checked(requests, context), context):
                 yield response
 
         return generate
 
     async def call(requests: Any, context: Any) -> Any:
-        result = behavior(_checked(requests, context), context)
+        result = behavior(_Checked(requests, context), context)
         return await result if inspect.isawaitable(result) else result
 
     return call
