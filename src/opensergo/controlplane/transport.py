@@ -346,6 +346,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams: dict[str, ClientStream] = {}
         self._closed: OrderedDict[str, ClientStream] = OrderedDict()
         self._index: dict[SubscriptionKey, set[ClientStream]] = {}
+        # One key object per subscribed group (the keys of _index), shared by the subscriptions of
+        # every stream: a key built from a request holds three strings of its own.
+        self._keys: dict[SubscriptionKey, SubscriptionKey] = {}
         # Change pushes by response_id (shared by every stream they went to): (group, version).
         self._pushes: OrderedDict[str, tuple[SubscriptionKey, int]] = OrderedDict()
         self._push_ids = itertools.count(1)
@@ -496,6 +499,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
     def _subscribe(
         self, stream: ClientStream, key: SubscriptionKey, encoding: Encoding, request_id: str
     ) -> None:
+        key = self._keys.setdefault(key, key)
         state = stream.subscriptions.get(key)
         if state is None:
             stream.subscriptions[key] = SubscriptionState(key, encoding)
@@ -509,11 +513,15 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         stream.subscriptions.pop(key, None)
         if stream._pending is not None:
             stream._pending.pop(key, None)
+        self._leave(stream, key)
+
+    def _leave(self, stream: ClientStream, key: SubscriptionKey) -> None:
         streams = self._index.get(key)
         if streams is not None:
             streams.discard(stream)
             if not streams:
                 del self._index[key]
+                del self._keys[key]
 
     def _render(self, stream: ClientStream, key: SubscriptionKey, request_id: str | None) -> bytes | None:
         """The encoded push for one stream: shared bytes for a change push; for an initial push
@@ -666,11 +674,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams.pop(stream.id, None)
         self.reclaimer.released()
         for key in list(stream.subscriptions):
-            streams = self._index.get(key)
-            if streams is not None:
-                streams.discard(stream)
-                if not streams:
-                    del self._index[key]
+            self._leave(stream, key)
         stream.disconnected_at = time.time()
         left = self._open_per_owner.get(stream.owner, 1) - 1
         if left > 0:
