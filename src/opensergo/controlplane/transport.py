@@ -102,6 +102,7 @@ class SubscriptionState:
 
 
 Render = Callable[["ClientStream", SubscriptionKey, "str | None"], "bytes | None"]
+_Push = tuple[SubscriptionKey, int]  # the group and version a push carried
 
 
 class _Marker:
@@ -168,7 +169,9 @@ class ClientStream:
         # None (idle), _SCHEDULED, the write coroutine in progress, or _STOPPED.
         self._writing: Any = None
         self._waiting: asyncio.Future[Any] | None = None  # what the write in progress waits on
-        self._inflight: dict[str, tuple[SubscriptionKey, int]] | None = None
+        # Answered initial pushes, oldest first: none, one (response_id, key, version) (most
+        # streams), or a dict of response_id -> (key, version).
+        self._inflight: tuple[str, SubscriptionKey, int] | dict[str, _Push] | None = None
         self._next_id = 0
 
     def schedule_push(self, key: SubscriptionKey, request_id: str | None) -> None:
@@ -287,15 +290,22 @@ class ClientStream:
 
     def remember(self, response_id: str, key: SubscriptionKey, version: int) -> None:
         inflight = self._inflight
-        if inflight is None:
-            inflight = self._inflight = {}
+        if inflight is None or (isinstance(inflight, tuple) and inflight[0] == response_id):
+            self._inflight = (response_id, key, version)
+            return
+        if isinstance(inflight, tuple):
+            first_id, first_key, first_version = inflight
+            inflight = self._inflight = {first_id: (first_key, first_version)}
         inflight[response_id] = (key, version)
         if len(inflight) > _INFLIGHT_LIMIT:
             del inflight[next(iter(inflight))]
 
     def lookup(self, response_id: str) -> tuple[SubscriptionKey, int] | None:
         """The push an answer names (a client may answer one push more than once)."""
-        return self._inflight.get(response_id) if self._inflight is not None else None
+        inflight = self._inflight
+        if isinstance(inflight, tuple):
+            return (inflight[1], inflight[2]) if inflight[0] == response_id else None
+        return inflight.get(response_id) if inflight is not None else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
