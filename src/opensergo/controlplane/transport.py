@@ -32,8 +32,8 @@ import logging
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -82,7 +82,8 @@ class SubscriptionState:
     last_response: str = "pending"  # pending | acked | nacked | outdated | rejected | failed
     last_code: int | None = None
     last_message: str = ""
-    nacks: list[dict[str, Any]] = field(default_factory=list)
+    # The last ten NACKs; replaced on each one, never appended to (an empty tuple until one).
+    nacks: Sequence[dict[str, Any]] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return {
