@@ -57,6 +57,7 @@ from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.reclaim import MemoryReclaimer
 from opensergo.controlplane.snapshots import EncodeError, Snapshot, SnapshotCache
+from opensergo.controlplane.undecodable import checks_undecodable, refused
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.proto.transport.v1 import protocol_pb2_grpc as pb_grpc
 from opensergo.spec import kinds
@@ -420,6 +421,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
 
     # --- the rpc ---
 
+    @checks_undecodable
     async def SubscribeConfig(
         self,
         request_iterator: AsyncIterator[pb.SubscribeRequest],
@@ -441,6 +443,8 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         log.info("stream %s opened from %s", stream.id, stream.peer)
         try:
             async for request in request_iterator:
+                if refused(request, context):
+                    break  # not a valid message: the call ends with INVALID_ARGUMENT
                 self._handle(stream, request)
             await stream.flush()  # the client half-closed: deliver what is queued, then end
         except grpc.aio.AioRpcError:
