@@ -105,6 +105,7 @@ class SubscriptionState:
 
 Render = Callable[["ClientStream", SubscriptionKey, "str | None"], "bytes | None"]
 _Push = tuple[SubscriptionKey, int]  # the group and version a push carried
+_EOF: object = grpc.aio.EOF  # type: ignore[attr-defined]  # missing from grpc-stubs
 
 
 class _Marker:
@@ -442,7 +443,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
         try:
-            async for request in request_iterator:
+            # context.read(), not request_iterator: gRPC's iterator is an async generator over
+            # read() whose frames live as long as the call (0.4 KB per open stream).
+            while (request := await context.read()) is not _EOF:
                 if refused(request, context):
                     break  # not a valid message: the call ends with INVALID_ARGUMENT
                 self._handle(stream, request)
