@@ -375,6 +375,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
         self._answer_listeners: list[AnswerListener] = []
         self._background: set[asyncio.Task[None]] = set()
         self.reclaimer = MemoryReclaimer()  # shared with the registry (app.py)
+        self._render_push: Render = self._render  # one bound method for every stream
         snapshots.add_listener(self._on_snapshot)
 
     def add_answer_listener(self, listener: AnswerListener) -> None:
@@ -438,7 +439,7 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 f"too many open streams from {owner} (at most {self.limits.streams_per_peer})",
             )
         self._open_per_owner[owner] = open_streams + 1
-        stream = ClientStream(context.peer(), context, self._render, owner)
+        stream = ClientStream(context.peer(), context, self._render_push, owner)
         stream.principal = self._access.caller()
         self._streams[stream.id] = stream
         log.info("stream %s opened from %s", stream.id, stream.peer)
