@@ -450,6 +450,9 @@ class TransportService(pb_grpc.OpenSergoUniversalTransportServiceServicer):
                 if refused(request, context):
                     break  # not a valid message: the call ends with INVALID_ARGUMENT
                 self._handle(stream, request)
+                # Not kept while waiting for the next one: a parsed message holds its upb arena
+                # (about 0.7 KB of RSS, outside what tracemalloc sees).
+                del request
             await stream.flush()  # the client half-closed: deliver what is queued, then end
         except grpc.aio.AioRpcError:
             pass
