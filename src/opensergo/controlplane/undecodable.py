@@ -7,15 +7,22 @@ This interceptor makes the answer the same everywhere: the deserializer returns 
 of raising, and the call ends with INVALID_ARGUMENT naming the message type, before the servicer
 sees the request (for a stream: its requests end at that message, as if the client had
 half-closed, and the servicer's own end of the call carries the status).
+
+A stream handler marked with :func:`checks_undecodable` ends its requests itself (with
+:func:`refused`): the interceptor then only swaps its deserializer and adds no coroutine nor
+iterator of its own to each call, a few hundred bytes per open stream (SubscribeConfig).
 """
 
 from __future__ import annotations
 
 import inspect
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
+
+_CHECKS_ITSELF = "_opensergo_checks_undecodable"
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class _Undecodable:
@@ -39,16 +46,50 @@ async def _refuse(context: Any, request: _Undecodable) -> None:
     await context.abort(grpc.StatusCode.INVALID_ARGUMENT, request.reason)
 
 
-async def _checked(requests: AsyncIterator[Any], context: Any) -> AsyncIterator[Any]:
-    async for request in requests:
-        if isinstance(request, _Undecodable):
-            # Not abort(): the servicer may be writing on the stream right now, and gRPC refuses
-            # a second operation at once. The requests end here (the servicer sees a half-close
-            # and finishes as usual) and the call ends with this status.
-            context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
-            context.set_details(request.reason)
-            return
-        yield request
+def checks_undecodable(behavior: F) -> F:
+    """Marks a stream handler that calls :func:`refused` on each request and ends its requests
+    at the first refused one."""
+    setattr(behavior, _CHECKS_ITSELF, True)
+    return behavior
+
+
+def refused(request: Any, context: Any) -> bool:
+    """True when ``request`` did not decode: the call then ends with INVALID_ARGUMENT, and the
+    stream's requests must end here.
+
+    Not abort(): the servicer may be writing on the stream right now, and gRPC refuses a second
+    operation at once. The code and details are set; the servicer finishes as on a half-close
+    and its end of the call carries them.
+    """
+    if not isinstance(request, _Undecodable):
+        return False
+    context.set_code(grpc.StatusCode.INVALID_ARGUMENT)
+    context.set_details(request.reason)
+    return True
+
+
+class _Checked:
+    """The requests of a stream up to the first one that did not decode (for handlers that do
+    not check themselves). A plain async iterator: between requests it keeps neither a frame
+    nor the last request, as an async generator did."""
+
+    __slots__ = ("_context", "_requests")
+
+    def __init__(self, requests: AsyncIterator[Any], context: Any) -> None:
+        self._requests: AsyncIterator[Any] | None = aiter(requests)
+        self._context = context
+
+    def __aiter__(self) -> _Checked:
+        return self
+
+    async def __anext__(self) -> Any:
+        if self._requests is None:
+            raise StopAsyncIteration
+        request = await anext(self._requests)
+        if refused(request, self._context):
+            self._requests = None  # the requests end here
+            raise StopAsyncIteration
+        return request
 
 
 def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Any], Awaitable[Any]]:
@@ -62,17 +103,19 @@ def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Any], Awaitable[Any]]
 
 
 def _streaming(behavior: Callable[..., Any]) -> Callable[[Any, Any], Any]:
+    if getattr(behavior, _CHECKS_ITSELF, False):
+        return behavior
     # The server picks how to run a handler by its function type: keep that type.
     if inspect.isasyncgenfunction(behavior):
 
         async def generate(requests: Any, context: Any) -> AsyncIterator[Any]:
-            async for response in behavior(_checked(requests, context), context):
+            async for response in behavior(_Checked(requests, context), context):
                 yield response
 
         return generate
 
     async def call(requests: Any, context: Any) -> Any:
-        result = behavior(_checked(requests, context), context)
+        result = behavior(_Checked(requests, context), context)
         return await result if inspect.isawaitable(result) else result
 
     return call
