@@ -24,6 +24,7 @@ from opensergo.controlplane.api.guards import HostPolicy
 from opensergo.controlplane.api.server import create_app
 from opensergo.controlplane.contracts import ContractRegistry
 from opensergo.controlplane.grpcauth import GrpcAuth
+from opensergo.controlplane.handlers import Registrar
 from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.metadata import DEFAULT_HEARTBEAT_INTERVAL, MetadataRegistry, MetadataService
 from opensergo.controlplane.metrics import otlp
@@ -41,7 +42,7 @@ from opensergo.controlplane.traces import otlp as otlp_traces
 from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService, peer_host
-from opensergo.controlplane.undecodable import UndecodableRequests
+from opensergo.controlplane.undecodable import refuse_undecodable
 from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -219,9 +220,7 @@ class ControlPlane:
         self._tasks.append(asyncio.create_task(self._compact_history()))
         limits = self.settings.limits
 
-        interceptor = self.grpc_auth.interceptor()
         self._grpc = grpc.aio.server(
-            interceptors=[*([interceptor] if interceptor is not None else []), UndecodableRequests()],
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
@@ -234,25 +233,29 @@ class ControlPlane:
                 ("grpc.max_receive_message_length", limits.grpc_max_message_bytes),
             ],
         )
-        self._grpc.add_generic_rpc_handlers((self.transport.rpc_handler(),))
+        # Every service is registered through this: its handlers authenticate (auth on) and
+        # refuse undecodable requests, wrapped once here rather than intercepted per call.
+        authenticate = self.grpc_auth.handler_wrapper()
+        services = Registrar(self._grpc, [*([authenticate] if authenticate else []), refuse_undecodable])
+        services.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
             TokenService(
                 self.global_limits,
                 self.replicas.token_owner if self.store.shared else None,
                 self.grpc_auth,
             ),
-            self._grpc,
+            services,
         )
         # The generated registration function is untyped.
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            MetadataService(self.registry, self.grpc_auth), self._grpc
+            MetadataService(self.registry, self.grpc_auth), services
         )
-        otlp.add_to_server(self.metric_store, self._grpc, self.grpc_auth)
-        otlp_traces.add_to_server(self.trace_store, self._grpc, self.otlp_forwarder, self.grpc_auth)
+        otlp.add_to_server(self.metric_store, services, self.grpc_auth)
+        otlp_traces.add_to_server(self.trace_store, services, self.otlp_forwarder, self.grpc_auth)
         if self.otlp_forwarder is not None:
             await self.otlp_forwarder.start()
         self.xds = add_xds_to_server(
-            self._grpc,
+            services,
             self.snapshots,
             self.transport,
             self.global_limits,

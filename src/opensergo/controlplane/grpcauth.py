@@ -1,6 +1,7 @@
 """Authentication and authorization of the gRPC port, with the tokens and roles of the HTTP API.
 
-One server interceptor authenticates every call of every service on the port (SubscribeConfig,
+A wrapper around every method handler (put there once, at registration: handlers.py)
+authenticates every call of every service on the port (SubscribeConfig,
 ReportMetadata, the token service, the OTLP receiver, and whatever is added later) before the
 service sees it; a call without a valid identity ends with ``UNAUTHENTICATED``. The identity is:
 
@@ -19,7 +20,7 @@ an editor is therefore not a data plane.
 
 Auth is on for the gRPC port exactly when it is on for the HTTP port (``--auth``; ``auto`` means
 on unless the control plane listens on loopback only). With auth off every caller is
-:data:`ANONYMOUS` (every role) and no interceptor runs.
+:data:`ANONYMOUS` (every role) and no handler is wrapped for auth.
 
 With auth on, the transport's per-peer stream limit (:class:`~opensergo.controlplane.limits.Limits`)
 counts the authenticated caller's streams instead of its host's (:meth:`GrpcAuth.peer_identity`).
@@ -28,21 +29,22 @@ counts the authenticated caller's streams instead of its host's (:meth:`GrpcAuth
 from __future__ import annotations
 
 import inspect
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextvars import ContextVar
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 
 from opensergo.controlplane.api.auth import ANONYMOUS, NOBODY, AuthConfig, Principal, Role
+from opensergo.controlplane.handlers import HandlerWrapper
 
 __all__ = ["DATA_PLANE_ROLES", "OPEN", "Action", "GrpcAuth", "authorization_header"]
 
 AUTHORIZATION = "authorization"
 DATA_PLANE_ROLES = frozenset({Role.AGENT, Role.ADMIN})
 
-# The caller of the RPC this task serves: set by the interceptor before the service runs (each
+# The caller of the RPC this task serves: set by the auth wrapper before the service runs (each
 # RPC runs in its own task, so its own context).
 _caller: ContextVar[Principal] = ContextVar("opensergo_grpc_caller", default=NOBODY)
 
@@ -59,7 +61,7 @@ class Action(StrEnum):
 
 
 class GrpcAuth:
-    """The gRPC port's authentication (an interceptor) and authorization (namespace checks)."""
+    """The gRPC port's authentication (a handler wrapper) and authorization (namespace checks)."""
 
     def __init__(self, config: AuthConfig, *, client_certificates: bool = False) -> None:
         """``client_certificates``: the port verifies client certificates (--tls-client-ca), so
@@ -71,13 +73,14 @@ class GrpcAuth:
     def enabled(self) -> bool:
         return self.config.enabled
 
-    def interceptor(self) -> grpc.aio.ServerInterceptor[Any, Any] | None:
-        """The interceptor that authenticates every call; None with auth off."""
-        return _Authenticator(self) if self.enabled else None
+    def handler_wrapper(self) -> HandlerWrapper | None:
+        """What wraps every method handler to authenticate its calls (see handlers.py); None with
+        auth off."""
+        return _Authenticator(self).guard if self.enabled else None
 
     def caller(self) -> Principal:
         """Who made the RPC being served: ANONYMOUS with auth off; NOBODY (no role) if the
-        interceptor did not run, so that a wiring mistake fails closed."""
+        auth wrapper did not run, so that a wiring mistake fails closed."""
         return _caller.get() if self.enabled else ANONYMOUS
 
     def peer_identity(self, fallback: Callable[[Any], str]) -> Callable[[Any], str]:
@@ -142,36 +145,14 @@ def certificate_names(auth_context: Mapping[str, Iterable[bytes]]) -> list[str]:
 
 Behavior = Callable[..., Any]
 
-if TYPE_CHECKING:  # the stubs make it generic; the runtime class is not subscriptable
-    _Interceptor = grpc.aio.ServerInterceptor[Any, Any]
-else:
-    _Interceptor = grpc.aio.ServerInterceptor
 
-
-class _Authenticator(_Interceptor):
-    """Wraps every method handler: authenticate, remember the caller, then run the method."""
+class _Authenticator:
+    """Wraps a method handler: authenticate, remember the caller, then run the method."""
 
     def __init__(self, auth: GrpcAuth) -> None:
         self._auth = auth
-        # Wrapped handlers by method: the services registered on a server do not change once it
-        # runs, and wrapping once keeps the per-call cost to the authentication itself.
-        self._handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        method = handler_call_details.method
-        wrapped = self._handlers.get(method)
-        if wrapped is None:
-            handler = await continuation(handler_call_details)
-            if handler is None:
-                return handler  # unknown method: gRPC answers UNIMPLEMENTED
-            wrapped = self._handlers[method] = self._guard(handler)
-        return wrapped
-
-    def _guard(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    def guard(self, handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
         wrap = self._wrap
         if handler.unary_unary is not None:
             return grpc.unary_unary_rpc_method_handler(

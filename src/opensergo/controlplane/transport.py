@@ -1,6 +1,6 @@
 """OpenSergoUniversalTransportService: SubscribeConfig streams, pushes, ACK/NACK bookkeeping.
 
-One stream per data plane, authenticated when it opens (grpcauth's interceptor); each target is
+One stream per data plane, authenticated when it opens (grpcauth's handler wrapper); each target is
 authorized on its own: a target in a namespace where the caller is not a data plane (role agent or
 admin) is refused with a NACK reply of code 4003 (PERMISSION_DENIED) and nothing is pushed for it,
 while the stream and its other subscriptions go on (one stream multiplexes many targets, and the

@@ -3,8 +3,9 @@
 gRPC's own handling of a message that does not decode depends on the call shape: a unary call
 answers UNKNOWN, a streaming call raises ``DecodeError`` into the servicer (the token service
 then fails with UNKNOWN and a logged traceback; SubscribeConfig ended with OK and no answer).
-This interceptor makes the answer the same everywhere: the deserializer returns a marker instead
-of raising, and the call ends with INVALID_ARGUMENT naming the message type, before the servicer
+Every handler is wrapped (:func:`refuse_undecodable`, at registration: see handlers.py) so that
+the answer is the same everywhere: the deserializer returns a marker instead of raising, and the
+call ends with INVALID_ARGUMENT naming the message type, before the servicer
 sees the request (for a stream: its requests end at that message, as if the client had
 half-closed, and the servicer's own end of the call carries the status).
 
@@ -121,7 +122,8 @@ def _streaming(behavior: Callable[..., Any]) -> Callable[[Any, Any], Any]:
     return call
 
 
-def _guarded(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+def refuse_undecodable(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """``handler`` with a lenient deserializer, and INVALID_ARGUMENT for what does not decode."""
     deserialize = handler.request_deserializer
     if deserialize is None:
         return handler
@@ -140,23 +142,3 @@ def _guarded(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[
             _streaming(handler.stream_stream), request_deserializer=parse, response_serializer=serialize
         )
     return handler  # unary-stream: no service of ours has one
-
-
-class UndecodableRequests(grpc.aio.ServerInterceptor):  # type: ignore[type-arg]
-    """The server interceptor; handlers are wrapped once each and reused."""
-
-    def __init__(self) -> None:
-        self._wrapped: dict[int, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]] = {}
-
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any]:
-        handler = await continuation(handler_call_details)
-        if handler is None:
-            return handler
-        cached = self._wrapped.get(id(handler))
-        if cached is None or cached[0] is not handler:
-            cached = self._wrapped[id(handler)] = (handler, _guarded(handler))
-        return cached[1]

@@ -85,12 +85,12 @@ def test_data_plane_actions_need_agent_or_admin(token: str, namespace: str, allo
         assert repr(namespace) in denial and "agent or admin" in denial
 
 
-def test_auth_off_is_anonymous_and_a_missing_interceptor_fails_closed() -> None:
-    assert OPEN.caller() is ANONYMOUS and OPEN.interceptor() is None
+def test_auth_off_is_anonymous_and_a_missing_auth_wrapper_fails_closed() -> None:
+    assert OPEN.caller() is ANONYMOUS and OPEN.handler_wrapper() is None
     assert OPEN.denial(ANONYMOUS, "any", Action.LEASE) is None
     enabled = auth()
-    assert enabled.interceptor() is not None
-    # No interceptor ran in this context: nobody, with no role anywhere.
+    assert enabled.handler_wrapper() is not None
+    # No auth wrapper ran in this context: nobody, with no role anywhere.
     assert enabled.denial(enabled.caller(), "shop", Action.REPORT) is not None
 
 

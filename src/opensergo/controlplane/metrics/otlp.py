@@ -24,6 +24,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 from opensergo.common import metric_names as names
 from opensergo.common.kube_names import InvalidName, check_app, check_namespace
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
+from opensergo.controlplane.handlers import HandlerRegistry
 from opensergo.controlplane.metrics.store import MetricStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,6 @@ def resource_target(resource: resource_pb2.Resource) -> tuple[str, str] | None:
     return namespace, app
 
 
-def add_to_server(store: MetricStore, server: grpc.aio.Server, access: GrpcAuth = OPEN) -> None:
+def add_to_server(store: MetricStore, server: HandlerRegistry, access: GrpcAuth = OPEN) -> None:
     # The generated registration function is untyped.
     ms_grpc.add_MetricsServiceServicer_to_server(OtlpMetricsService(store, access), server)  # type: ignore[no-untyped-call]

@@ -5,7 +5,7 @@ Any OpenTelemetry SDK's OTLP/gRPC span or log exporter can point at the control 
 address. Exports are folded into the :class:`~.store.TraceStore` and, with ``--otlp-forward``,
 passed on unchanged to a real backend. The servicers are registered with :func:`add_to_server`
 exactly as the metrics one is, so whatever guards the gRPC port (TLS client certificates,
-grpcauth's interceptor) guards them too. As for metrics, the caller must be a data plane (role
+grpcauth's handler wrapper) guards them too. As for metrics, the caller must be a data plane (role
 agent or admin) in every namespace an export's resources name (``service.namespace``, else
 "default", as the store files them); otherwise the export ends PERMISSION_DENIED and nothing of it
 is stored or forwarded.
@@ -26,6 +26,7 @@ from opentelemetry.proto.resource.v1 import resource_pb2
 
 from opensergo.common import metric_names as names
 from opensergo.controlplane.grpcauth import OPEN, Action, GrpcAuth
+from opensergo.controlplane.handlers import HandlerRegistry
 from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore, attributes
 
@@ -107,7 +108,7 @@ class OtlpLogsService(logs_grpc.LogsServiceServicer):
 
 def add_to_server(
     store: TraceStore,
-    server: grpc.aio.Server,
+    server: HandlerRegistry,
     forwarder: OtlpForwarder | None = None,
     access: GrpcAuth = OPEN,
 ) -> None:

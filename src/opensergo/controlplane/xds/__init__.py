@@ -3,9 +3,8 @@ into Envoy resources beside it, and the RateLimitService behind Global limits on
 
 from __future__ import annotations
 
-from typing import Any
-
 from opensergo.controlplane.grpcauth import OPEN, GrpcAuth
+from opensergo.controlplane.handlers import HandlerRegistry
 from opensergo.controlplane.snapshots import SnapshotCache
 from opensergo.controlplane.tokens import GlobalLimits
 from opensergo.controlplane.transport import TransportService
@@ -16,7 +15,7 @@ __all__ = ["AdsService", "RateLimitService", "add_to_server"]
 
 
 def add_to_server(
-    server: Any,
+    server: HandlerRegistry,
     snapshots: SnapshotCache,
     transport: TransportService,
     limits: GlobalLimits,

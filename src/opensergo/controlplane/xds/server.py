@@ -17,7 +17,7 @@ Protocol points (reference envoy-xds.md §1):
 * ``version_info`` is ``<store revision>.<content digest>``: it grows with the store and changes
   whenever the content does.
 
-Authorization (``--auth on``): the stream was authenticated by the port's interceptor
+Authorization (``--auth on``): the stream was authenticated by the port's auth wrapper
 (grpcauth.py: a bearer token in the call metadata, or a client certificate listed in the tokens
 file), else it already ended ``UNAUTHENTICATED``. Its node's namespace selects everything it is
 sent, so the first request's node must name a namespace where the caller is ``agent`` or
