@@ -5,13 +5,13 @@ answers UNKNOWN, a streaming call raises ``DecodeError`` into the servicer (the 
 then fails with UNKNOWN and a logged traceback; SubscribeConfig ended with OK and no answer).
 Every handler is wrapped (:func:`refuse_undecodable`, at registration: see handlers.py) so that
 the answer is the same everywhere: the deserializer returns a marker instead of raising, and the
-call ends with INVALID_ARGUMENT naming the message type, before the servicer
-sees the request (for a stream: its requests end at that message, as if the client had
-half-closed, and the servicer's own end of the call carries the status).
+call ends with INVALID_ARGUMENT naming the message type, before the servicer sees the request
+(for a stream: its requests end at that message, as if the client had half-closed, and the
+servicer's own end of the call carries the status).
 
 A stream handler marked with :func:`checks_undecodable` ends its requests itself (with
-:func:`refused`): the interceptor then only swaps its deserializer and adds no coroutine nor
-iterator of its own to each call, a few hundred bytes per open stream (SubscribeConfig).
+:func:`refused`): the wrapper then only swaps its deserializer and adds no coroutine nor iterator
+of its own to each call, a few hundred bytes per open stream (SubscribeConfig).
 """
 
 from __future__ import annotations
