@@ -47,6 +47,20 @@ def _url(cp: FuzzedControlPlane, name: str = "") -> str:
     return cp.http_url + path + (f"/{name}" if name else "")
 
 
+def _refused_report(cp: FuzzedControlPlane, request: sc.ReportMetadataRequest) -> str:
+    """Send ``request`` as a ReportMetadata call; it must end INVALID_ARGUMENT: its details."""
+    with grpc.insecure_channel(cp.grpc_address) as channel:
+        call = channel.unary_unary(
+            REPORT,
+            request_serializer=sc.ReportMetadataRequest.SerializeToString,
+            response_deserializer=sc.ReportMetadataReply.FromString,
+        )
+        with pytest.raises(grpc.RpcError) as refused:
+            call(request, timeout=10)
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
+    return str(refused.value.details())  # type: ignore[attr-defined]
+
+
 def _field(response: httpx.Response) -> str:
     return str(response.json()["details"]["causes"][0]["field"])
 
@@ -116,16 +130,7 @@ def test_a_report_that_would_make_an_invalid_instance_is_refused_naming_the_fiel
             sc.ServiceMetadata(listening_addresses=[sc.SocketAddress(address=address, port_value=port)])
         ],
     )
-    with grpc.insecure_channel(fuzzed_cp.grpc_address) as channel:
-        call = channel.unary_unary(
-            REPORT,
-            request_serializer=sc.ReportMetadataRequest.SerializeToString,
-            response_deserializer=sc.ReportMetadataReply.FromString,
-        )
-        with pytest.raises(grpc.RpcError) as refused:
-            call(request, timeout=10)
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert field in refused.value.details()  # type: ignore[attr-defined]
+    assert field in _refused_report(fuzzed_cp, request)
 
 
 # -- the YAML/JSON reader ---------------------------------------------------------------------------
@@ -325,15 +330,6 @@ def test_a_report_whose_contract_would_be_invalid_is_refused_naming_the_field(
             )
         ],
     )
-    with grpc.insecure_channel(fuzzed_cp.grpc_address) as channel:
-        call = channel.unary_unary(
-            REPORT,
-            request_serializer=sc.ReportMetadataRequest.SerializeToString,
-            response_deserializer=sc.ReportMetadataReply.FromString,
-        )
-        with pytest.raises(grpc.RpcError) as refused:
-            call(request, timeout=10)
-    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT  # type: ignore[attr-defined]
-    assert "service_metadata[0].service_contract.services[0].name" in refused.value.details()  # type: ignore[attr-defined]
+    assert "service_metadata[0].service_contract.services[0].name" in _refused_report(fuzzed_cp, request)
     listed = httpx.get(fuzzed_cp.http_url + "/api/v1/instances", params={"app": "regress-contract"}).json()
     assert not (listed["items"] if isinstance(listed, dict) else listed)
