@@ -232,10 +232,15 @@ def test_unknown_paths_and_methods_answer_a_status(fuzzed_cp: FuzzedControlPlane
 def test_deep_flow_nesting_is_refused_before_the_scanner_reads_ahead(fuzzed_cp: FuzzedControlPlane) -> None:
     """2 KB of "[" kept the event loop busy for 0.3 s (the scanner re-checked every open
     collection for every token), so a few requests a second stalled /healthz for seconds."""
-    started = time.perf_counter()
-    with pytest.raises(YamlSyntaxError) as refused:
-        load_yaml("[" * 2000)
-    assert time.perf_counter() - started < 0.05
+    # Refused while scanning: about 1 ms; scanned ahead first (the bug): about 170 ms here. The
+    # fastest of three tries, since a loaded machine can stall any one of them (once 0.1 s).
+    took = []
+    for _ in range(3):
+        started = time.perf_counter()
+        with pytest.raises(YamlSyntaxError) as refused:
+            load_yaml("[" * 2000)
+        took.append(time.perf_counter() - started)
+    assert min(took) < 0.05, took
     assert "nested deeper than 64 levels" in refused.value.problem and refused.value.column == 65
     assert load_yaml("[" * 64 + "]" * 64) is not None  # the limit itself still reads
     started = time.perf_counter()
