@@ -21,10 +21,23 @@ T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_GIVEN_PORTS: set[int] = set()
+_GIVEN_LOCK = threading.Lock()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port free now and never handed out before by this process. The probe socket
+    is closed at once, so the kernel may offer the same port again before its first taker binds
+    it: two sidecars started together once got one Envoy admin port, and one Envoy never ran."""
+    for _ in range(1000):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        with _GIVEN_LOCK:
+            if port not in _GIVEN_PORTS:
+                _GIVEN_PORTS.add(port)
+                return port
+    raise RuntimeError("no loopback port left that this process has not handed out already")
 
 
 def put_object(cp: ControlPlaneProcess, body: dict[str, Any], timeout: float = 30) -> httpx.Response:

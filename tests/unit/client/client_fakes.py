@@ -10,7 +10,6 @@ inspect every request the client sent.
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -306,14 +305,6 @@ class FakeControlPlane:
         found = wait_until(find, timeout, f"a reply with request_id {request_id!r}")
         assert found is not None
         return found
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound and released; grpc servers reuse it with SO_REUSEPORT)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 ClientFactory = Callable[..., OpenSergoClient]

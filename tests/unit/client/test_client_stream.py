@@ -12,6 +12,7 @@ from opensergo.client import Codec, Heartbeat, InstanceInfo, OpenSergoClient, Se
 from opensergo.common.protocol import Encoding
 from opensergo.proto.transport.v1 import protocol_pb2 as pb
 from opensergo.spec.base import Resource
+from tests.helpers import free_port
 from tests.unit.client.client_fakes import (
     FTR,
     RLS,
@@ -22,7 +23,6 @@ from tests.unit.client.client_fakes import (
     bad_any,
     fake_decoder,
     fake_parser,
-    free_port,
     native_any,
     push,
     upstream_rls_any,
