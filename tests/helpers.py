@@ -315,3 +315,16 @@ def start_inside_a_breaker_window(stat_s: float, margin_s: float = 2.0) -> None:
     left = stat_s - time.monotonic() % stat_s
     if left < margin_s:
         time.sleep(left + 0.05)
+
+
+INSTANCE_KIND = "discovery.opensergo.io/v1alpha1/ServiceInstance"
+
+
+def instance_body(name: str, port: int = 80) -> dict[str, Any]:
+    """A minimal ServiceInstance object of app "a" (store-level tests)."""
+    return {
+        "apiVersion": "discovery.opensergo.io/v1alpha1",
+        "kind": "ServiceInstance",
+        "metadata": {"name": name, "labels": {"app": "a"}},
+        "spec": {"app": "a", "nodeId": name, "addresses": [{"address": "10.0.0.1", "port": port}]},
+    }

@@ -3,27 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from opensergo.controlplane.store.base import Bookmark, Delete, EventType, Put, WatchEvent
 from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
 from opensergo.controlplane.store.groupcommit import GroupCommit
+from tests.helpers import INSTANCE_KIND as KIND
 from tests.helpers import EtcdCluster
+from tests.helpers import instance_body as body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
-
-KIND = "discovery.opensergo.io/v1alpha1/ServiceInstance"
-
-
-def body(name: str, port: int = 80) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.opensergo.io/v1alpha1",
-        "kind": "ServiceInstance",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"app": "a", "nodeId": name, "addresses": [{"address": "10.0.0.1", "port": port}]},
-    }
 
 
 async def test_a_batch_is_one_transaction_and_the_watch_delivers_all_of_it(etcd: EtcdCluster) -> None:

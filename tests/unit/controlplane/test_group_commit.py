@@ -5,26 +5,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from opensergo.controlplane.store.base import BatchOp, BatchResults, Delete, EventType, Put, WatchEvent
 from opensergo.controlplane.store.groupcommit import GroupCommit
 from opensergo.controlplane.store.sqlite import SqliteStore
+from tests.helpers import INSTANCE_KIND as KIND
+from tests.helpers import instance_body as body
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(20)]
-
-KIND = "discovery.opensergo.io/v1alpha1/ServiceInstance"
-
-
-def body(name: str, port: int = 80) -> dict[str, Any]:
-    return {
-        "apiVersion": "discovery.opensergo.io/v1alpha1",
-        "kind": "ServiceInstance",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"app": "a", "nodeId": name, "addresses": [{"address": "10.0.0.1", "port": port}]},
-    }
 
 
 class CountingStore(SqliteStore):
