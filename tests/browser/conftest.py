@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,18 @@ def login(page: Page, url: str, token: str = "alice-admin-token") -> None:
     page.get_by_label("Access token").fill(token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("main[data-ready=overview]")
+
+
+@contextmanager
+def logged_in_page(browser: Browser, url: str) -> Iterator[Page]:
+    """A page of a fresh context, logged in as alice; on leaving, no page error and no console
+    error (but the 401s of the login itself) may have happened."""
+    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
+    p = context.new_page()
+    errors: list[str] = []
+    p.on("pageerror", lambda e: errors.append(str(e)))
+    p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
+    login(p, url)
+    yield p
+    context.close()
+    assert not errors, errors

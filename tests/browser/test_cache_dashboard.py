@@ -19,7 +19,7 @@ from opensergo.cache.rules import CacheRules
 from opensergo.governance import Engine
 from opensergo.observability import enable_metrics
 from opensergo.spec.loader import parse_documents
-from tests.browser.conftest import VIEWPORT, login, screenshot
+from tests.browser.conftest import logged_in_page, screenshot
 from tests.helpers import ControlPlaneProcess, wait_until
 from tests.integration.cache.redis_server import RedisServer
 
@@ -40,15 +40,8 @@ spec:
 
 @pytest.fixture
 def page(browser: Browser, secured_cp: ControlPlaneProcess) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
-    login(p, secured_cp.http_url)
-    yield p
-    context.close()
-    assert not errors, errors
+    with logged_in_page(browser, secured_cp.http_url) as p:
+        yield p
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ from opensergo.client import Heartbeat, InstanceInfo, OpenSergoClient, ServiceIn
 from opensergo.governance import BlockedError, Engine, guard, load_rules
 from opensergo.observability import enable_metrics
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
-from tests.browser.conftest import VIEWPORT, login, screenshot
+from tests.browser.conftest import VIEWPORT, logged_in_page, screenshot
 from tests.helpers import ControlPlaneProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -106,15 +106,8 @@ def sdk(
 
 @pytest.fixture(scope="module")
 def page(browser: Browser, secured_cp: ControlPlaneProcess) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
-    login(p, secured_cp.http_url)
-    yield p
-    context.close()
-    assert not errors, errors
+    with logged_in_page(browser, secured_cp.http_url) as p:
+        yield p
 
 
 def test_login(browser: Browser, secured_cp: ControlPlaneProcess) -> None:

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
-from tests.browser.conftest import VIEWPORT, login, screenshot
+from tests.browser.conftest import logged_in_page, screenshot
 from tests.helpers import ControlPlaneProcess, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -21,15 +21,8 @@ ADMIN = {"Authorization": "Bearer alice-admin-token"}
 
 @pytest.fixture
 def page(browser: Browser, secured_cp: ControlPlaneProcess) -> Iterator[Page]:
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    p = context.new_page()
-    errors: list[str] = []
-    p.on("pageerror", lambda e: errors.append(str(e)))
-    p.on("console", lambda m: errors.append(m.text) if m.type == "error" and "401" not in m.text else None)
-    login(p, secured_cp.http_url)
-    yield p
-    context.close()
-    assert not errors, errors
+    with logged_in_page(browser, secured_cp.http_url) as p:
+        yield p
 
 
 def test_hot_param_form_edits_threshold_and_exception_items(
