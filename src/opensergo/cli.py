@@ -499,6 +499,14 @@ def control_plane(
     trace_max_spans: Annotated[
         int, typer.Option(help="Spans and log records of recent traces kept in memory for the dashboard.")
     ] = 200_000,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Processes serving the gRPC port (SO_REUSEPORT), one per core: they share the store"
+            " (the SQLite file, etcd or Kubernetes); the first also serves HTTP.",
+        ),
+    ] = 1,
     otlp_forward: Annotated[
         str | None,
         typer.Option(
@@ -539,6 +547,7 @@ def control_plane(
         external_names=tuple(external_name or ()),
         trace_max_spans=trace_max_spans,
         otlp_forward=otlp_forward,
+        workers=workers,
     )
     try:
         settings.limits = replace(

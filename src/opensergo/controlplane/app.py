@@ -10,8 +10,9 @@ import os
 import secrets
 import signal
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import grpc
@@ -43,6 +44,7 @@ from opensergo.controlplane.traces.forward import OtlpForwarder
 from opensergo.controlplane.traces.store import TraceStore
 from opensergo.controlplane.transport import TransportService, peer_host
 from opensergo.controlplane.undecodable import refuse_undecodable
+from opensergo.controlplane.workers import OtlpRelay, WorkerPool
 from opensergo.controlplane.xds import add_to_server as add_xds_to_server
 from opensergo.proto.flowcontrol.v1 import token_pb2_grpc as tk_grpc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
@@ -83,6 +85,8 @@ class Settings:
     # Traces and logs (OTLP): spans (and log records) kept in memory, and a backend to forward to.
     trace_max_spans: int = 200_000
     otlp_forward: str | None = None
+    # Processes serving the gRPC port (see workers.py); more than one shares the store.
+    workers: int = 1
 
 
 def control_plane_identity() -> str:
@@ -95,7 +99,8 @@ def control_plane_identity() -> str:
 
 def open_store(settings: Settings) -> Store:
     if settings.store in ("sqlite", ""):
-        return SqliteStore(settings.data_dir, settings.limits.history_per_object)
+        shared = settings.workers > 1
+        return SqliteStore(settings.data_dir, settings.limits.history_per_object, shared=shared)
     if settings.store.startswith("etcd://"):
         from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
 
@@ -124,10 +129,18 @@ class _EmbeddedUvicorn(uvicorn.Server):
 
 
 class ControlPlane:
-    """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop."""
+    """Store + snapshot cache + gRPC (transport, metadata) + HTTP (REST), in one event loop.
 
-    def __init__(self, settings: Settings) -> None:
+    ``worker`` > 0: one of the primary's worker processes (workers.py): gRPC only, OTLP exports
+    relayed to the primary at ``relay``."""
+
+    def __init__(self, settings: Settings, *, worker: int = 0, relay: str = "") -> None:
+        if settings.workers < 1:
+            raise ValueError(f"workers must be at least 1, not {settings.workers}")
         self.settings = settings
+        self.worker = worker
+        self._relay = OtlpRelay(relay) if worker else None
+        self.workers: WorkerPool | None = None
         self.tls = load_server_tls(settings.tls_cert, settings.tls_key, settings.tls_client_ca)
         self.store = open_store(settings)
         self.snapshots = SnapshotCache()
@@ -199,6 +212,7 @@ class ControlPlane:
             trace_store=self.trace_store,
         )
         self.grpc_port = settings.grpc_port
+        self.own_grpc_port = 0  # with workers: this process's own gRPC port (see workers.py)
         self.http_port = settings.http_port
         self._grpc: grpc.aio.Server | None = None
         self._http: _EmbeddedUvicorn | None = None
@@ -206,9 +220,11 @@ class ControlPlane:
 
     async def start(self) -> None:
         await self.store.open()
-        # The session key is the store's (shared by the replicas), cached in the data directory.
-        self.auth.sessions.key = await load_session_key(self.settings.data_dir, self.store)
-        self.auth.sessions.store = self.store
+        primary = not self.worker
+        if primary:
+            # The session key is the store's (shared by the replicas), cached in the data directory.
+            self.auth.sessions.key = await load_session_key(self.settings.data_dir, self.store)
+            self.auth.sessions.store = self.store
         ready = asyncio.Event()
         self._tasks.append(asyncio.create_task(self.snapshots.follow(self.store, ready)))
         await ready.wait()
@@ -217,10 +233,30 @@ class ControlPlane:
             self._tasks.append(asyncio.create_task(self.replicas.run()))
         if self.store.status_subresource:
             self._tasks.append(asyncio.create_task(self.rollout_status.run()))
-        self._tasks.append(asyncio.create_task(self._compact_history()))
-        limits = self.settings.limits
+        if primary:
+            self._tasks.append(asyncio.create_task(self._compact_history()))
+        if self.otlp_forwarder is not None:
+            await self.otlp_forwarder.start()
+        self._grpc = self._grpc_server()
+        self._listen()
+        await self._grpc.start()
+        if self.workers is not None:
+            await self.workers.start(self.grpc_port)
+        if self.tls is None and not is_loopback(self.settings.host):
+            log.warning(
+                "gRPC on %s:%d is plaintext: rules (with their secrets), metadata and access tokens"
+                " travel in the clear%s; pass --tls-cert and --tls-key (and --tls-client-ca to"
+                " require client certificates)",
+                self.settings.host,
+                self.grpc_port,
+                "" if self.auth.enabled else ", and with --auth off any host can subscribe or register",
+            )
+        if primary:
+            await self._start_http()
 
-        self._grpc = grpc.aio.server(
+    def _grpc_server(self) -> grpc.aio.Server:
+        """The gRPC server with every service registered, not listening yet."""
+        server = grpc.aio.server(
             options=[
                 ("grpc.keepalive_time_ms", 30_000),
                 ("grpc.keepalive_timeout_ms", 10_000),
@@ -230,13 +266,13 @@ class ControlPlane:
                 # defaults reject new calls beyond 1,000 pending (3,000 hard).
                 ("grpc.server.max_pending_requests", 100_000),
                 ("grpc.server.max_pending_requests_hard_limit", 100_000),
-                ("grpc.max_receive_message_length", limits.grpc_max_message_bytes),
+                ("grpc.max_receive_message_length", self.settings.limits.grpc_max_message_bytes),
             ],
         )
         # Every service is registered through this: its handlers authenticate (auth on) and
         # refuse undecodable requests, wrapped once here rather than intercepted per call.
         authenticate = self.grpc_auth.handler_wrapper()
-        services = Registrar(self._grpc, [*([authenticate] if authenticate else []), refuse_undecodable])
+        services = Registrar(server, [*([authenticate] if authenticate else []), refuse_undecodable])
         services.add_generic_rpc_handlers((self.transport.rpc_handler(),))
         tk_grpc.add_TokenServiceServicer_to_server(  # type: ignore[no-untyped-call]
             TokenService(
@@ -250,10 +286,11 @@ class ControlPlane:
         sc_grpc.add_MetadataServiceServicer_to_server(  # type: ignore[no-untyped-call]
             MetadataService(self.registry, self.grpc_auth), services
         )
-        otlp.add_to_server(self.metric_store, services, self.grpc_auth)
-        otlp_traces.add_to_server(self.trace_store, services, self.otlp_forwarder, self.grpc_auth)
-        if self.otlp_forwarder is not None:
-            await self.otlp_forwarder.start()
+        if self._relay is not None:  # the primary authenticates and keeps them
+            server.add_generic_rpc_handlers((self._relay,))
+        else:
+            otlp.add_to_server(self.metric_store, services, self.grpc_auth)
+            otlp_traces.add_to_server(self.trace_store, services, self.otlp_forwarder, self.grpc_auth)
         self.xds = add_xds_to_server(
             services,
             self.snapshots,
@@ -262,26 +299,32 @@ class ControlPlane:
             self.transport.identity,
             self.grpc_auth,
         )
-        address = f"{self.settings.host}:{self.settings.grpc_port}"
-        if self.tls is not None:
-            self.grpc_port = self._grpc.add_secure_port(address, self.tls.grpc_credentials())
-        else:
-            self.grpc_port = self._grpc.add_insecure_port(address)
+        return server
+
+    def _listen(self) -> None:
+        """Bind the gRPC port; with workers also this process's own port, and on the primary
+        the workers' relay socket."""
+        assert self._grpc is not None
+        server, settings = self._grpc, self.settings
+
+        def bind(address: str) -> int:
+            if self.tls is not None:
+                return server.add_secure_port(address, self.tls.grpc_credentials())
+            return server.add_insecure_port(address)
+
+        self.grpc_port = bind(f"{settings.host}:{settings.grpc_port}")
         if self.grpc_port == 0:
-            raise OSError(f"cannot listen on {self.settings.host}:{self.settings.grpc_port}")
-        await self._grpc.start()
-        if self.tls is None and not is_loopback(self.settings.host):
-            log.warning(
-                "gRPC on %s:%d is plaintext: rules (with their secrets), metadata and access tokens"
-                " travel in the clear%s; pass --tls-cert and --tls-key (and --tls-client-ca to"
-                " require client certificates)",
-                self.settings.host,
-                self.grpc_port,
-                "" if self.auth.enabled else ", and with --auth off any host can subscribe or register",
-            )
+            raise OSError(f"cannot listen on {settings.host}:{settings.grpc_port}")
+        if settings.workers > 1:
+            # The address other processes redirect this process's token-service clients to.
+            self.own_grpc_port = bind(f"{settings.host}:0")
+            if not self.worker:
+                self.workers = WorkerPool(settings, serve_worker)
+                server.add_insecure_port(self.workers.relay_address)
+
+    async def _start_http(self) -> None:
         self.metrics_history.open()
         self._tasks.append(asyncio.create_task(self.metrics_history.run(self.metric_store)))
-
         config = uvicorn.Config(
             self.http_app,
             host=self.settings.host,
@@ -314,11 +357,12 @@ class ControlPlane:
 
     @property
     def advertise_address(self) -> str:
-        """host:port at which other replicas' clients can reach this replica's gRPC port."""
+        """host:port at which other replicas' clients can reach this replica's gRPC port (this
+        process's own port when several share the gRPC port)."""
         host = self.settings.host
         if host in ("0.0.0.0", "::", ""):
             host = routable_address()
-        return f"{host}:{self.grpc_port}"
+        return f"{host}:{self.own_grpc_port or self.grpc_port}"
 
     async def stop(self) -> None:
         await self.registry.stop()
@@ -327,6 +371,10 @@ class ControlPlane:
         self.registry.expire_on_disconnect = False
         if self._grpc is not None:
             await self._grpc.stop(grace=1.0)
+        if self.workers is not None:
+            await self.workers.stop()
+        if self._relay is not None:
+            await self._relay.close()
         if self._http is not None:
             self._http.should_exit = True
             if self.tls is not None:
@@ -342,7 +390,9 @@ class ControlPlane:
             await self.otlp_forwarder.stop()
         await self.store.close()
 
-    async def run_forever(self) -> None:
+    async def run_forever(self, on_ready: Callable[[], None] | None = None, parent: int = 0) -> None:
+        """Serve until SIGINT or SIGTERM. A worker calls ``on_ready`` once it listens, and stops
+        when its primary (process ``parent``) is gone."""
         await self.start()
         # Tens of thousands of long-lived stream objects make CPython's default GC thresholds
         # rescan them constantly (17% of CPU at 5,000 streams): move what exists now out of the
@@ -351,19 +401,42 @@ class ControlPlane:
         gc.set_threshold(50_000, 20, 100)
         host = self.settings.host
         scheme = "https" if self.tls is not None else "http"
-        print(
-            f"OpenSergo control plane ready: grpc={host}:{self.grpc_port}"
-            f" http={scheme}://{host}:{self.http_port}"
-            f" store={self.settings.store} data-dir={self.settings.data_dir}"
-            f" auth={'on' if self.auth.enabled else 'off'}"
-            f" tls={self.tls.mode if self.tls is not None else 'off'}",
-            flush=True,
-        )
+        if on_ready is not None:
+            on_ready()
+        if not self.worker:
+            print(
+                f"OpenSergo control plane ready: grpc={host}:{self.grpc_port}"
+                f" http={scheme}://{host}:{self.http_port}"
+                f" store={self.settings.store} data-dir={self.settings.data_dir}"
+                f" auth={'on' if self.auth.enabled else 'off'}"
+                f" tls={self.tls.mode if self.tls is not None else 'off'}"
+                f" workers={self.settings.workers}",
+                flush=True,
+            )
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             with contextlib.suppress(NotImplementedError):
                 loop.add_signal_handler(sig, stop.set)
+        if parent:
+            self._tasks.append(asyncio.create_task(_when_orphaned(parent, stop)))
         await stop.wait()
         log.info("shutting down")
         await self.stop()
+
+
+async def _when_orphaned(parent: int, stop: asyncio.Event) -> None:
+    """Set ``stop`` once process ``parent`` is gone (this process was re-parented)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    log.warning("the primary process %d is gone: stopping", parent)
+    stop.set()
+
+
+def serve_worker(settings: Settings, index: int, relay: str, ready: Event, log_level: int) -> None:
+    """A worker process's main (see workers.py): gRPC only, until SIGTERM or the primary's end."""
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s %(levelname)s worker-{index} %(name)s: %(message)s"
+    )
+    plane = ControlPlane(settings, worker=index, relay=relay)
+    asyncio.run(plane.run_forever(on_ready=ready.set, parent=os.getppid()))

@@ -6,6 +6,11 @@ as the replay source of ``watch(since)`` and as the per-object version history. 
 than the retention except each object's current state. A watch from before a dropped deletion
 raises CompactedError. Table ``server_values`` holds the control plane's own values (the session
 key, revoked sessions).
+
+Opened ``shared``, several processes (the workers of one replica, see workers.py) use one file:
+a writer takes SQLite's write lock first (``BEGIN IMMEDIATE``) and continues from the revision
+the others reached, a watch polls the log for the others' changes, and status documents live in
+``server_values``.
 """
 
 from __future__ import annotations
@@ -68,6 +73,9 @@ CREATE TABLE IF NOT EXISTS server_values (
 _COMPACTED = "store/compacted-revision"  # server value: the newest deletion compaction dropped
 
 _WATCH_QUEUE_LIMIT = 10_000
+_STATUS_PREFIX = "replica-status/"  # server values: the status documents of a shared store
+# How often a shared store's watch reads the log for other processes' changes (s): their latency.
+SHARED_POLL_INTERVAL = 0.01
 
 
 class _Watcher:
@@ -77,17 +85,21 @@ class _Watcher:
 
 
 class SqliteStore:
-    """Store backed by ``<data_dir>/opensergo.db``. One process owns it: a single replica."""
+    """Store backed by ``<data_dir>/opensergo.db``: one process, or the processes of one machine
+    when ``shared`` (see the module's docstring)."""
 
     supports_ttl = False
-    shared = False  # one process: nothing to share with other replicas
     status_subresource = False
     max_batch = 1000  # one transaction: bounded only to keep each commit short
 
-    def __init__(self, data_dir: str | Path, history_per_object: int | None = None) -> None:
-        """``history_per_object``: changes kept per object, trimmed at each write (None: all)."""
+    def __init__(
+        self, data_dir: str | Path, history_per_object: int | None = None, *, shared: bool = False
+    ) -> None:
+        """``history_per_object``: changes kept per object, trimmed at each write (None: all).
+        ``shared``: other processes open the same file (``shared`` in the Store protocol)."""
         self.path = Path(data_dir) / "opensergo.db"
         self.history_per_object = history_per_object
+        self.shared = shared
         self._db: aiosqlite.Connection | None = None
         self._revision = 0
         self._lock = asyncio.Lock()
@@ -97,7 +109,8 @@ class SqliteStore:
 
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = await aiosqlite.connect(self.path)
+        # A writer of another process holds the lock for one transaction: wait for it.
+        self._db = await aiosqlite.connect(self.path, timeout=30.0)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(_SCHEMA)
@@ -107,15 +120,33 @@ class SqliteStore:
             await self._db.execute("ALTER TABLE events ADD COLUMN at REAL")
             await self._db.execute("UPDATE events SET at = ?", (time.time(),))
         await self._db.commit()
-        # The highest revision ever issued: the log's newest, or AUTOINCREMENT's record of it
-        # when compaction dropped the newest rows (revisions are never issued twice).
-        async with self._db.execute(
+        self._revision = await self._highest_revision()
+        self.compacted_revision = int(await self.get_value(_COMPACTED) or 0)
+
+    async def _highest_revision(self) -> int:
+        """The highest revision ever issued: the log's newest, or AUTOINCREMENT's record of it
+        when compaction dropped the newest rows (revisions are never issued twice)."""
+        async with self._conn.execute(
             "SELECT MAX(COALESCE((SELECT MAX(revision) FROM events), 0),"
             " COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'events'), 0))"
         ) as cur:
             row = await cur.fetchone()
-        self._revision = int(row[0]) if row else 0
-        self.compacted_revision = int(await self.get_value(_COMPACTED) or 0)
+        return int(row[0]) if row else 0
+
+    @contextlib.asynccontextmanager
+    async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive write access: this process's lock, and when ``shared`` SQLite's write lock
+        too, taken before anything is read so that checks and writes see the others' commits."""
+        async with self._lock:
+            db = self._conn
+            if self.shared:
+                await db.execute("BEGIN IMMEDIATE")
+                self._revision = max(self._revision, await self._highest_revision())
+            try:
+                yield db
+            finally:
+                if db.in_transaction:  # nothing committed (nothing to write, or an error)
+                    await db.rollback()
 
     async def close(self) -> None:
         for watcher in list(self._watchers):
@@ -170,7 +201,7 @@ class SqliteStore:
         create_only: bool = False,
         ttl: float | None = None,  # not supported: the caller expires objects (supports_ttl False)
     ) -> StoredObject:
-        async with self._lock:
+        async with self._writing():
             current = await self.get(kind, namespace, name)
             if current is not None and create_only:
                 raise ConflictError(f"{kind} {namespace}/{name} already exists")
@@ -188,7 +219,7 @@ class SqliteStore:
     async def delete(
         self, kind: str, namespace: str, name: str, *, expected_revision: int | None = None
     ) -> StoredObject:
-        async with self._lock:
+        async with self._writing():
             current = await self.get(kind, namespace, name)
             if current is None:
                 raise NotFoundError(f"{kind} {namespace}/{name} not found")
@@ -205,11 +236,11 @@ class SqliteStore:
         """Every write in one transaction (one commit, one fsync); see Store.apply_batch."""
         if not ops:
             return []
-        async with self._lock:
+        async with self._writing():
             return await self._transaction([op.key for op in ops], ops)
 
     async def _transaction(self, keys: Sequence[ObjectKey], ops: Sequence[BatchOp]) -> BatchResults:
-        """Apply ``ops`` in one transaction, then tell the watchers. The caller holds the lock."""
+        """Apply ``ops`` in one transaction, then tell the watchers. The caller is ``_writing``."""
         db = self._conn
         revision = self._revision
         events: list[WatchEvent] = []
@@ -334,11 +365,7 @@ class SqliteStore:
         last = since_revision
         try:
             while True:
-                if 0 < last < self.compacted_revision:
-                    raise CompactedError(
-                        f"revision {last} is older than the history kept (compacted at"
-                        f" {self.compacted_revision}); list again"
-                    )
+                await self._check_resumable(last)
                 # Replay from the log until caught up, then switch to live events.
                 while True:
                     batch = await self._events_after(last)
@@ -349,6 +376,10 @@ class SqliteStore:
                         break
                 yield Bookmark(max(last, self._revision))
                 watcher.overflowed = False
+                if self.shared:
+                    async for event in self._follow_shared(watcher, last):
+                        yield event
+                    return
                 while True:
                     live = await watcher.queue.get()
                     if live is None:
@@ -363,21 +394,65 @@ class SqliteStore:
         finally:
             self._watchers.discard(watcher)
 
+    async def _check_resumable(self, last: int) -> None:
+        """CompactedError when the log no longer holds every change after revision ``last``."""
+        if self.shared:  # another process may have compacted since this one opened
+            self.compacted_revision = int(await self.get_value(_COMPACTED) or 0)
+        if 0 < last < self.compacted_revision:
+            raise CompactedError(
+                f"revision {last} is older than the history kept (compacted at"
+                f" {self.compacted_revision}); list again"
+            )
+
+    async def _follow_shared(self, watcher: _Watcher, last: int) -> AsyncIterator[WatchEvent]:
+        """Live events of a shared store, read from the log: other processes' commits are seen
+        by polling it, this process's wake it at once. Reading rather than taking this process's
+        events from the queue keeps the order of revisions across processes."""
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SHARED_POLL_INTERVAL):
+                    if await watcher.queue.get() is None:
+                        return
+            while not watcher.queue.empty():
+                if watcher.queue.get_nowait() is None:
+                    return
+            async with self._lock:  # not inside this process's own write transaction
+                batch = await self._events_after(last)
+            for event in batch:
+                last = event.revision
+                yield event
+            self._revision = max(self._revision, last)
+
     async def refresh(self, kind: str, namespace: str, name: str) -> bool:
         return await self.get(kind, namespace, name) is not None
 
     async def publish_status(self, replica: str, document: dict[str, Any], ttl: float) -> None:
-        self._status[replica] = document  # single replica: nothing to share across processes
+        if not self.shared:
+            self._status[replica] = document  # one process: nothing to share
+            return
+        async with self._writing() as db:
+            await db.execute(
+                "INSERT INTO server_values (name, value, expires) VALUES (?, ?, ?) ON CONFLICT (name)"
+                " DO UPDATE SET value = excluded.value, expires = excluded.expires",
+                (_STATUS_PREFIX + replica, json.dumps(document), time.time() + ttl),
+            )
+            await db.commit()
 
     async def read_status(self) -> dict[str, dict[str, Any]]:
-        return dict(self._status)
+        if not self.shared:
+            return dict(self._status)
+        async with self._conn.execute(
+            "SELECT name, value FROM server_values WHERE name >= ? AND name < ? AND expires >= ?",
+            (_STATUS_PREFIX, _STATUS_PREFIX[:-1] + chr(ord(_STATUS_PREFIX[-1]) + 1), time.time()),
+        ) as cur:
+            rows = await cur.fetchall()
+        return {str(name)[len(_STATUS_PREFIX) :]: json.loads(value) for name, value in rows}
 
     async def set_status(self, kind: str, namespace: str, name: str, status: dict[str, Any]) -> StoredObject:
         raise NotImplementedError("sqlite objects have no status subresource (status_subresource is False)")
 
     async def compact(self, keep_per_object: int, retention: float) -> int:
-        db = self._conn
-        async with self._lock:
+        async with self._writing() as db:
             try:
                 cur = await db.execute(
                     "DELETE FROM events WHERE revision IN (SELECT revision FROM (SELECT revision,"
@@ -413,9 +488,8 @@ class SqliteStore:
         return dropped
 
     async def get_or_create_value(self, name: str, value: str, ttl: float | None = None) -> str:
-        db = self._conn
         now = time.time()
-        async with self._lock:
+        async with self._writing() as db:
             await db.execute("DELETE FROM server_values WHERE name = ? AND expires < ?", (name, now))
             await db.execute(
                 "INSERT OR IGNORE INTO server_values (name, value, expires) VALUES (?, ?, ?)",
