@@ -16,10 +16,15 @@ with the load average at the time (the machine is shared).
 3. The registrations and heartbeats again on a 3-member etcd cluster (Debian etcd-server).
 4. A Markdown table of the fan-out figures for docs/scaling.md.
 
+Every section runs once per worker count (``--workers 1,2``: the control plane's ``--workers``,
+processes sharing its gRPC port; their CPU and memory are counted with the primary's).
+
 Usage: python benchmarks/scale.py [--seconds 30] [--streams 1000,5000,10000,20000] [--quick]
-       [--register-rate 2500] [--heartbeat-rate 10000] [--no-etcd] [--auth] [--json OUT]
+       [--register-rate 2500] [--heartbeat-rate 10000] [--workers 1,2] [--no-etcd] [--auth]
+       [--json OUT]
 Environment: OPENSERGO_BENCH_QUICK=1 (as --quick: 5 s windows, 1k/5k streams, 3 changes),
-OPENSERGO_BENCH_SECONDS, OPENSERGO_BENCH_STREAMS (comma-separated), OPENSERGO_BENCH_SRC (the
+OPENSERGO_BENCH_SECONDS, OPENSERGO_BENCH_STREAMS and OPENSERGO_BENCH_WORKERS (comma-separated),
+OPENSERGO_BENCH_SRC (the
 control plane's sources, e.g. another worktree's src/, for a before/after comparison).
 """
 
@@ -94,6 +99,7 @@ class Bench:
         self.binary = binary
         self.auth = auth
         self.runs = 0
+        self.workers = 1  # the control planes' --workers
 
     @contextmanager
     def control_plane(self, store: str = "sqlite") -> Iterator[ControlPlaneProcess]:
@@ -101,7 +107,7 @@ class Bench:
         run = self.base / f"cp-{self.runs}"
         (run / "logs").mkdir(parents=True)
         args = ["--allow-loopback", "--max-streams-per-peer", "1000000", "--log-level", "warning"]
-        args += ["--store", store]
+        args += ["--store", store, "--workers", str(self.workers)]
         if self.auth:
             tokens = run / "tokens.yaml"
             tokens.write_text(
@@ -257,6 +263,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--register-rate", type=float, default=2500)
     parser.add_argument("--heartbeat-rate", type=float, default=10000)
     parser.add_argument("--heartbeat-instances", type=int, default=2000)
+    parser.add_argument(
+        "--workers",
+        default=os.environ.get("OPENSERGO_BENCH_WORKERS", "1,2"),
+        help="comma-separated control-plane process counts, each measured (default 1,2)",
+    )
     parser.add_argument("--no-etcd", action="store_true", help="skip the 3-member etcd figures")
     parser.add_argument("--only", default="", help=f"comma-separated, of: {','.join(SECTIONS)}")
     parser.add_argument("--auth", action="store_true", help="control planes with --auth on (a bearer token)")
@@ -267,15 +278,58 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         [1000, 5000] if args.quick else [1000, 5000, 10000, 20000]
     )
     args.rounds = args.rounds or (3 if args.quick else 5)
+    args.workers = [int(w) for w in args.workers.split(",") if w] or [1]
     args.only = set(filter(None, args.only.split(","))) or set(SECTIONS)
     if args.no_etcd:
         args.only.discard("etcd")
     return args
 
 
+def measure(bench: Bench, args: argparse.Namespace, processes: str) -> dict[str, Any]:
+    """Every section of ``args.only`` with ``bench``'s control planes; prints as it goes."""
+    seconds, rounds, only = args.seconds, args.rounds, args.only
+    results: dict[str, Any] = {}
+    if only & {"register", "heartbeat", "tokens"}:
+        print(f"\n== SQLite store, {processes} ==", flush=True)
+    if "register" in only:
+        r = results["sqlite_register"] = bench.registrations("sqlite", args.register_rate, seconds)
+        print(paced_line("registrations", r, args.register_rate), flush=True)
+    if "heartbeat" in only:
+        r = results["sqlite_heartbeat"] = bench.heartbeats(
+            "sqlite", args.heartbeat_rate, seconds, args.heartbeat_instances
+        )
+        print(paced_line("heartbeats", r, args.heartbeat_rate), flush=True)
+    if "tokens" in only:
+        r = results["tokens"] = bench.token_leases(seconds)
+        print(tokens_line(r), flush=True)
+    if "fanout" in only:
+        rows = results["fanout"] = [bench.fanout(size, rounds) for size in args.streams]
+        print(
+            f"\n== Fan-out, {processes}: one rule change until every stream received it"
+            f" ({rounds} changes each) =="
+        )
+        print(fanout_table(rows), flush=True)
+    if "etcd" in only:
+        print(f"\n== 3-member etcd, {processes} (a fresh cluster for each figure) ==", flush=True)
+        if "register" in only:
+            with bench.etcd() as url:
+                r = results["etcd_register"] = bench.registrations(url, args.register_rate, seconds)
+            print(paced_line("registrations", r, args.register_rate), flush=True)
+        if "heartbeat" in only:
+            with bench.etcd() as url:
+                r = results["etcd_heartbeat"] = bench.heartbeats(
+                    url, args.heartbeat_rate, seconds, args.heartbeat_instances
+                )
+            print(paced_line("heartbeats", r, args.heartbeat_rate), flush=True)
+    if "fanout" in only:
+        print(f"\nFor docs/scaling.md (fan-out of one rule change, one replica of {processes}, SQLite):\n")
+        print(fanout_markdown(results["fanout"]), flush=True)
+    return results
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    seconds, streams, rounds, only = args.seconds, args.streams, args.rounds, args.only
+    seconds = args.seconds
     raise_file_limit()
     binary = build_loadgen()
     results: dict[str, Any] = {"seconds": seconds, "load_average_start": load_average()}
@@ -287,41 +341,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="opensergo-bench-scale-") as tmp:
         bench = Bench(Path(tmp), binary, args.auth)
-        if only & {"register", "heartbeat", "tokens"}:
-            print("\n== SQLite store ==", flush=True)
-        if "register" in only:
-            r = results["sqlite_register"] = bench.registrations("sqlite", args.register_rate, seconds)
-            print(paced_line("registrations", r, args.register_rate), flush=True)
-        if "heartbeat" in only:
-            r = results["sqlite_heartbeat"] = bench.heartbeats(
-                "sqlite", args.heartbeat_rate, seconds, args.heartbeat_instances
+        for workers in args.workers:
+            bench.workers = workers
+            results[f"workers_{workers}"] = measure(
+                bench, args, f"{workers} process{'es' if workers > 1 else ''}"
             )
-            print(paced_line("heartbeats", r, args.heartbeat_rate), flush=True)
-        if "tokens" in only:
-            r = results["tokens"] = bench.token_leases(seconds)
-            print(tokens_line(r), flush=True)
-        if "fanout" in only:
-            rows = []
-            for size in streams:
-                rows.append(bench.fanout(size, rounds))
-            results["fanout"] = rows
-            print(f"\n== Fan-out: one rule change until every stream received it ({rounds} changes each) ==")
-            print(fanout_table(rows), flush=True)
-        if "etcd" in only:
-            print("\n== 3-member etcd (a fresh cluster for each figure) ==", flush=True)
-            if "register" in only:
-                with bench.etcd() as url:
-                    r = results["etcd_register"] = bench.registrations(url, args.register_rate, seconds)
-                print(paced_line("registrations", r, args.register_rate), flush=True)
-            if "heartbeat" in only:
-                with bench.etcd() as url:
-                    r = results["etcd_heartbeat"] = bench.heartbeats(
-                        url, args.heartbeat_rate, seconds, args.heartbeat_instances
-                    )
-                print(paced_line("heartbeats", r, args.heartbeat_rate), flush=True)
-        if "fanout" in only:
-            print("\nFor docs/scaling.md (fan-out of one rule change, one replica, SQLite):\n")
-            print(fanout_markdown(results["fanout"]), flush=True)
     results["load_average_end"] = load_average()
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

@@ -85,44 +85,76 @@ func ownCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// procCPU is a process's user + system CPU time from /proc/<pid>/stat (0 without a pid).
+// statFields are the fields of /proc/<pid>/stat after the command name (nil if unreadable).
+func statFields(pid int) []string {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil
+	}
+	text := string(data)
+	return strings.Fields(text[strings.LastIndexByte(text, ')')+1:])
+}
+
+// family is pid and its children: a control plane's worker processes (--workers) count as its own.
+func family(pid int) []int {
+	out := []int{pid}
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return out
+	}
+	for _, e := range entries {
+		child, err := strconv.Atoi(e.Name())
+		if err != nil || child == pid {
+			continue
+		}
+		if f := statFields(child); len(f) > 1 && f[1] == strconv.Itoa(pid) {
+			out = append(out, child)
+		}
+	}
+	return out
+}
+
+// procCPU is the user + system CPU time of a process and its children, from /proc/<pid>/stat (0
+// without a pid).
 func procCPU(pid int) time.Duration {
 	if pid <= 0 {
 		return 0
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
+	var ticks int64
+	for _, p := range family(pid) {
+		fields := statFields(p)
+		if len(fields) < 13 {
+			continue
+		}
+		utime, _ := strconv.ParseInt(fields[11], 10, 64)
+		stime, _ := strconv.ParseInt(fields[12], 10, 64)
+		ticks += utime + stime
 	}
-	text := string(data)
-	fields := strings.Fields(text[strings.LastIndexByte(text, ')')+1:])
-	if len(fields) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / clockTicks
+	return time.Duration(ticks) * time.Second / clockTicks
 }
 
-// procRSSKB is a process's resident memory from /proc/<pid>/status, in KiB (0 without a pid).
+// procRSSKB is the resident memory of a process and its children from /proc/<pid>/status, in KiB
+// (0 without a pid).
 func procRSSKB(pid int) int64 {
 	if pid <= 0 {
 		return 0
 	}
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			fields := strings.Fields(line)
-			if len(fields) >= 2 {
-				kb, _ := strconv.ParseInt(fields[1], 10, 64)
-				return kb
+	var total int64
+	for _, p := range family(pid) {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				if fields := strings.Fields(line); len(fields) >= 2 {
+					kb, _ := strconv.ParseInt(fields[1], 10, 64)
+					total += kb
+				}
 			}
 		}
 	}
-	return 0
+	return total
 }
 
 // cpuSample reads both CPU clocks at one instant; sub gives what each spent in between.

@@ -111,8 +111,11 @@ func main() {
 			fail("registering %d instances: %v", *instances, err)
 		}
 		fmt.Fprintf(logOut, "  %d instances registered in %.1f s\n", *instances, time.Since(began).Seconds())
-		res := runPaced(t, cs, pace, func(ctx context.Context, conn *grpc.ClientConn, i int64) error {
-			return report(ctx, conn, requests[i%int64(len(requests))])
+		// Each instance reports over one connection, as a data plane does: with several control-plane
+		// processes behind the port, always to the process that holds it.
+		res := runPaced(t, cs, pace, func(ctx context.Context, _ *grpc.ClientConn, i int64) error {
+			n := i % int64(len(requests))
+			return report(ctx, cs[n%int64(len(cs))], requests[n])
 		})
 		res.Instances = int64(*instances)
 		res.Description = fmt.Sprintf("ReportMetadata repeating the report of %d registered instances", *instances)
@@ -149,7 +152,8 @@ func mustDial(t target, n int) []*grpc.ClientConn {
 	return cs
 }
 
-// registerAll reports every request once, `concurrency` at a time.
+// registerAll reports every request once, `concurrency` at a time, request i over connection i mod
+// len(conns) (the one its heartbeats use).
 func registerAll(t target, conns []*grpc.ClientConn, requests [][]byte, concurrency int) error {
 	var errs errorCounts
 	var wg sync.WaitGroup
@@ -160,7 +164,7 @@ func registerAll(t target, conns []*grpc.ClientConn, requests [][]byte, concurre
 			defer wg.Done()
 			for i := range next {
 				ctx, cancel := context.WithTimeout(t.callContext(context.Background(), ""), 60*time.Second)
-				if err := report(ctx, conns[w%len(conns)], requests[i]); err != nil {
+				if err := report(ctx, conns[i%len(conns)], requests[i]); err != nil {
 					errs.add(err)
 				}
 				cancel()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -337,6 +338,10 @@ async def test_replicas_expire_only_their_own_instances_and_orphans(store: Kuber
     await b.collect_orphans()
     await b.collect_orphans()
     assert await stored() == {1: "A2", 2: "B"}
+    # It moves again, to B: A2's expiry of its stale copy leaves B's write alone.
+    await b.report(_report("shop", 1), "peer", headers)
+    await a2.expire_stale(now=time.time() + 3600)
+    assert await stored() == {1: "B", 2: "B"}
 
 
 def test_two_replicas_on_kubernetes_serve_sdk_clients_and_write_rollout_status(

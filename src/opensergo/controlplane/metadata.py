@@ -85,6 +85,7 @@ class Instance:
     # and that write while it is in flight: a heartbeat repeating it waits for it.
     persisted: dict[str, Any] | None = None
     pending: asyncio.Future[StoredObject | None] | None = None
+    revision: int | None = None  # of the last write stored
 
     def to_dict(self, now: float, ttl: float) -> dict[str, Any]:
         node = self.report.node
@@ -397,11 +398,13 @@ class MetadataRegistry:
         instance.persisted = body
         instance.pending = write
 
-        def failed(done: asyncio.Future[StoredObject | None]) -> None:
+        def settled(done: asyncio.Future[StoredObject | None]) -> None:
             if (done.cancelled() or done.exception() is not None) and instance.persisted is body:
                 instance.persisted = None  # not stored: the next report writes it again
+            elif not done.cancelled() and done.exception() is None and (stored := done.result()):
+                instance.revision = stored.revision
 
-        write.add_done_callback(failed)
+        write.add_done_callback(settled)
         return write
 
     async def expire(self, key: tuple[str, str, str], reason: str) -> None:
@@ -414,8 +417,13 @@ class MetadataRegistry:
         log.info(
             "instance %s of %s/%s expired: %s", instance.node_id, instance.namespace, instance.app, reason
         )
+        # On a shared store the instance may have moved to another replica (its client connected
+        # there again), which wrote it since: that write is not this replica's to delete.
+        revision = instance.revision if self._store.shared else None
         with contextlib.suppress(NotFoundError):
-            await self._writes.delete(Delete(INSTANCE_KIND.full_kind, instance.namespace, instance.name))
+            await self._writes.delete(
+                Delete(INSTANCE_KIND.full_kind, instance.namespace, instance.name, revision)
+            )
 
     async def client_disconnected(self, client_id: str) -> None:
         """The subscribe stream of ``client_id`` ended: expire its instances now (if configured)."""

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from opensergo.controlplane.store.base import Bookmark, ConflictError, Put, WatchEvent
+from opensergo.controlplane.metadata import INSTANCE_KIND, NAMESPACE_HEADER, REPLICA_LABEL, MetadataRegistry
+from opensergo.controlplane.store.base import Bookmark, ConflictError, Delete, Put, WatchEvent
 from opensergo.controlplane.store.sqlite import SqliteStore
+from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
@@ -144,3 +147,38 @@ async def test_an_unshared_store_keeps_status_to_itself(tmp_path: Path) -> None:
     assert await b.read_status() == {}
     await a.close()
     await b.close()
+
+
+async def test_an_instance_that_moved_is_not_deleted_by_the_replica_it_left(tmp_path: Path) -> None:
+    """Its client connected again to another process, which registered it there: the expiry of
+    the first process's stale copy must leave the other's write alone."""
+    headers = {NAMESPACE_HEADER: "default"}
+    store_a, store_b = await opened(tmp_path), await opened(tmp_path)
+    a = MetadataRegistry(store_a, allow_loopback=True, replica_id="A", live_replicas=lambda: {"A", "B"})
+    b = MetadataRegistry(store_b, allow_loopback=True, replica_id="B", live_replicas=lambda: {"A", "B"})
+    report = sc.ReportMetadataRequest(app_name="shop")
+    report.node.identifier.host_name, report.node.identifier.pid = "host", 7
+    await a.report(report, "peer", headers)
+    await b.report(report, "peer", headers)  # moved
+    await a.expire_stale(now=time.time() + 3600)
+    assert a.instances() == []
+    (stored,) = await store_b.list(INSTANCE_KIND.full_kind)
+    assert stored.body["metadata"]["labels"][REPLICA_LABEL] == "B"
+    # B's own expiry deletes it.
+    await b.expire_stale(now=time.time() + 3600)
+    assert await store_a.list(INSTANCE_KIND.full_kind) == []
+    for store in (store_a, store_b):
+        await store.close()
+
+
+async def test_a_delete_at_a_revision_spares_a_newer_write(tmp_path: Path) -> None:
+    store = await opened(tmp_path)
+    first = await store.put(KIND, "default", "x", body("x", 1))
+    await store.put(KIND, "default", "x", body("x", 2))
+    assert await store.apply_batch([Delete(KIND, "default", "x", first.revision)]) == [None]
+    assert await store.get(KIND, "default", "x") is not None
+    current = await store.get(KIND, "default", "x")
+    assert current is not None
+    (gone,) = await store.apply_batch([Delete(KIND, "default", "x", current.revision)])
+    assert gone is not None and await store.get(KIND, "default", "x") is None
+    await store.close()

@@ -92,11 +92,13 @@ class Put:
 
 @dataclass(frozen=True)
 class Delete:
-    """One deletion of a batch; deleting an object that does not exist is no error (None)."""
+    """One deletion of a batch; deleting an object that does not exist is no error (None).
+    With ``revision``, only the object at that revision is deleted (None when it changed since)."""
 
     kind: str
     namespace: str
     name: str
+    revision: int | None = None
 
     @property
     def key(self) -> tuple[str, str, str]:

@@ -358,8 +358,8 @@ class KubernetesStore:
             if isinstance(op, Put):
                 return await self.put(*op.key, op.body)
             try:
-                return await self.delete(*op.key)
-            except NotFoundError:
+                return await self.delete(*op.key, expected_revision=op.revision)
+            except (NotFoundError, ConflictError):  # gone, or changed since op.revision
                 return None
 
         return list(await asyncio.gather(*(one(op) for op in ops)))

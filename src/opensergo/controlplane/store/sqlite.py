@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -76,6 +77,7 @@ _WATCH_QUEUE_LIMIT = 10_000
 _STATUS_PREFIX = "replica-status/"  # server values: the status documents of a shared store
 # How often a shared store's watch reads the log for other processes' changes (s): their latency.
 SHARED_POLL_INTERVAL = 0.01
+_BUSY_TIMEOUT = 30.0  # s: how long a writer waits for another process's transaction
 
 
 class _Watcher:
@@ -110,7 +112,7 @@ class SqliteStore:
     async def open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # A writer of another process holds the lock for one transaction: wait for it.
-        self._db = await aiosqlite.connect(self.path, timeout=30.0)
+        self._db = await aiosqlite.connect(self.path, timeout=_BUSY_TIMEOUT)
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
         await self._db.executescript(_SCHEMA)
@@ -133,6 +135,23 @@ class SqliteStore:
             row = await cur.fetchone()
         return int(row[0]) if row else 0
 
+    @staticmethod
+    async def _begin_immediate(db: aiosqlite.Connection) -> None:
+        """Take SQLite's write lock. Its busy handler waits for another process's transaction,
+        but SQLite also answers "locked" at once in some WAL states (another process resetting or
+        checkpointing the log): those are retried here, for as long as the busy timeout."""
+        deadline = time.monotonic() + _BUSY_TIMEOUT
+        pause = 0.001
+        while True:
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
     @contextlib.asynccontextmanager
     async def _writing(self) -> AsyncIterator[aiosqlite.Connection]:
         """Exclusive write access: this process's lock, and when ``shared`` SQLite's write lock
@@ -140,7 +159,7 @@ class SqliteStore:
         async with self._lock:
             db = self._conn
             if self.shared:
-                await db.execute("BEGIN IMMEDIATE")
+                await self._begin_immediate(db)
                 self._revision = max(self._revision, await self._highest_revision())
             try:
                 yield db
@@ -251,7 +270,7 @@ class SqliteStore:
             for op in ops:
                 current = seen[op.key] if op.key in seen else currents.get(op.key)
                 if isinstance(op, Delete):
-                    if current is None:
+                    if current is None or op.revision not in (None, current.revision):
                         results.append(None)
                         continue
                     revision += 1
