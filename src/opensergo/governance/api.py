@@ -27,9 +27,10 @@ import threading
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
+from opensergo.governance.faulttolerance.checks import compile_around
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
 from opensergo.governance.faulttolerance.hotparam import argument_lookup, argument_reader
 
@@ -66,6 +67,45 @@ def _caller() -> object:
     return threading.get_ident()
 
 
+# The sync ``with`` path of one guard for one rule version: the resource's compiled checks with
+# the guard's bookkeeping around them (checks.compile_around), kept in the guard's ``__enter__`` /
+# ``__exit__`` slots. ``with`` looks special methods up on the type, where a slot is a descriptor
+# that returns the slot's value: it calls these functions directly, one Python frame per side,
+# without creating a bound method. They read only closure variables and the guard's own slots.
+_WITH_ENTER = (
+    "def enter():\n"
+    "    if engine.checks is not compiled_for:  # the rules changed since: compile again\n"
+    "        return recompile()\n",
+    "    if not parked:\n"
+    "        try:\n"
+    "            token.pop()\n"
+    "        except IndexError:  # the slots are in use\n"
+    "            pass\n"
+    "        else:\n"
+    "            guard._exit = leave\n"
+    "            guard._start = start\n"
+    "            return guard\n"
+    "    park(leave, start)\n"
+    "    return guard\n",
+)
+_WITH_EXIT = (
+    "def exit(exc_type, exc, tb, /):\n"
+    "    found = unpark() if parked else None\n"
+    "    if found is None:  # the entry in the slots\n"
+    "        if token:\n"
+    "            not_entered()\n"
+    "        entered, start = guard._exit, guard._start\n"
+    "        token.append(True)\n"
+    "    else:\n"
+    "        entered, start = found\n"
+    "    error = exc if exc is not None and counts_as_error(exc) else None\n"
+    "    if entered is not leave:  # admitted by another rule version: report to it\n"
+    "        if entered is not None:\n"
+    "            entered(start, error)\n"
+    "        return\n"
+)
+
+
 class Guard:
     """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`).
 
@@ -83,6 +123,8 @@ class Guard:
     """
 
     __slots__ = (
+        "__enter__",
+        "__exit__",
         "_errors",
         "_exit",
         "_ignore",
@@ -115,6 +157,49 @@ class Guard:
         self._token: list[bool] = [True]
         self._parked: list[tuple[object, ExitPath | None, int]] = []
         self._parking = _allocate_lock()
+        self._compile_with()
+
+    # The sync ``with`` path (see _WITH_ENTER): compiled for the rule version current when it was
+    # compiled, it compiles itself again on the first entry after a swap. Every version's exit
+    # takes any version's entry (an entry keeps the exit it must report to), so the two slots need
+    # not change together.
+    if TYPE_CHECKING:  # what the slots hold, typed as the methods they stand for
+
+        def __enter__(self) -> Guard: ...
+
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None: ...
+
+    def _compile_with(self) -> None:
+        get = self.engine.checks
+        names = {
+            "engine": self.engine,
+            "compiled_for": get,
+            "recompile": self._recompile_with,
+            "guard": self,
+            "token": self._token,
+            "parked": self._parked,
+            "park": self._park,
+            "unpark": self._unpark,
+            "not_entered": self._not_entered,
+            "counts_as_error": self.counts_as_error,
+            "inbound": self.inbound,
+            "defer": False,  # a sync caller queued by throttling sleeps
+        }
+        enter, exit_ = compile_around(get(self.resource), "with", _WITH_ENTER, _WITH_EXIT, names)
+        self.__enter__ = enter  # type: ignore[method-assign]
+        self.__exit__ = exit_  # type: ignore[method-assign]
+
+    def _recompile_with(self) -> Guard:
+        self._compile_with()
+        return self.__enter__()
+
+    def _not_entered(self) -> NoReturn:
+        raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
 
     def counts_as_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as an error for circuit breakers under this guard."""
@@ -142,46 +227,6 @@ class Guard:
                     del parked[i]
                     return leave, start
         return None
-
-    # The per-call path is the resource's compiled ``enter`` / ``exit`` (see checks.py); these
-    # only keep the entry's start and exit for ``__exit__``. Bound attributes are read into
-    # locals before calling them: a call through an instance attribute would not be specialized.
-
-    def __enter__(self) -> Guard:
-        get = self.engine.checks
-        checks = get(self.resource)
-        if checks is None:
-            leave, start = None, 0
-        else:
-            enter = checks.enter
-            start = enter(self.inbound)
-            leave = checks.exit
-        if not self._parked:
-            try:
-                self._token.pop()
-            except IndexError:  # the slots are in use
-                pass
-            else:
-                self._exit = leave
-                self._start = start
-                return self
-        self._park(leave, start)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        found = self._unpark() if self._parked else None
-        if found is None:  # the entry in the slots
-            token = self._token
-            if token:
-                raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
-            leave, start = self._exit, self._start
-            token.append(True)
-        else:
-            leave, start = found
-        if leave is not None:
-            leave(start, exc if exc is not None and self.counts_as_error(exc) else None)
 
     async def __aenter__(self) -> Guard:
         checks = self.engine.checks(self.resource)

@@ -432,6 +432,38 @@ def test_with_guard_allocates_no_guard_and_leaves_nothing_behind(engine: Engine)
     assert engine.in_flight(R) == 0
 
 
+def test_with_path_is_compiled_per_rule_version_and_entries_report_to_their_own(
+    clock: ManualClock,
+) -> None:
+    """``with`` runs the guard's path compiled for one rule version, compiled again by the first
+    entry after a swap. An entry reports to the version that admitted it, whichever version's
+    exit runs it: a block open across a swap, and the first ``with`` after one (its ``__exit__``
+    was looked up before its ``__enter__`` compiled the new version)."""
+    engine = Engine(clock=clock)
+    engine.set_rules(protect(R, breaker("first", min_requests=100)))
+    first = engine.breaker(R, "first")
+    g = guard(R, engine=engine)
+    with g:
+        pass
+    compiled = g.__enter__, g.__exit__
+    with g:  # same version: nothing compiled
+        engine.set_rules(protect(R, breaker("second", min_requests=100), concurrency("cc", 10)))
+        second = engine.breaker(R, "second")
+        assert (g.__enter__, g.__exit__) == compiled
+        with g:  # nested, after the swap: the second version (parked)
+            assert engine.in_flight(R) == 1
+        assert (g.__enter__, g.__exit__) != compiled
+        assert second is not None and second.snapshot(clock.now_ns()) == (1, 0)
+    assert first is not None and first.snapshot(clock.now_ns()) == (2, 0)  # the outer one too
+    engine.set_rules(protect(R, breaker("third", min_requests=100)))
+    third = engine.breaker(R, "third")
+    with pytest.raises(ValueError), g:  # admitted by the third; exited by the second's path
+        raise ValueError("boom")
+    assert third is not None and third.snapshot(clock.now_ns()) == (1, 1)
+    assert second.snapshot(clock.now_ns()) == (1, 0) and engine.in_flight(R) == 0
+    assert g._parked == [] and g._token == [True]
+
+
 def test_shared_guard_keeps_each_entrys_start_nested_and_across_threads(clock: ManualClock) -> None:
     """A caller whose entry is parked never takes the slots for a nested entry: each exit reports
     the RT of its own entry, even when the slots were freed in between by another thread."""

@@ -328,16 +328,18 @@ class ResourceChecks:
 
 
 # -- the per-call path, compiled per resource --------------------------------------------------
-# ``enter`` and ``exit`` are generated from the two templates below, keeping only the parts the
+# ``enter`` and ``exit`` are generated from the two bodies below, keeping only the parts the
 # resource has: a test for a part that is absent (``if flight is not None``) would be paid by
 # every call of every resource (about 60 ns of a guarded call's 350, measured). Each combination
 # of parts is compiled once; a resource's ``enter``/``exit`` are closures over its own objects, so
-# a call does no attribute lookups on the checks object. These templates are the only copy of the
-# per-call path: ``enter`` serves ``aenter`` (``defer``) and every guard form, ``exit`` every exit.
+# a call does no attribute lookups on the checks object. These bodies are the only copy of the
+# per-call path: ``enter`` serves ``aenter`` (``defer``) and every guard form, ``exit`` every exit;
+# :func:`compile_around` inlines the same bodies into a caller's code (the sync ``with`` form).
 
-# (part, source): a part's lines are kept when the resource has it ("" = always).
-_ENTER_TEMPLATE: tuple[tuple[str, str], ...] = (
-    ("", "def enter(inbound=True, defer=False, /):\n    now = now_ns()\n"),
+# (part, source): a part's lines are kept when the resource has it ("" = always). The entry body
+# sets ``start`` (the exit body reads it, and ``error``).
+_ENTER_BODY: tuple[tuple[str, str], ...] = (
+    ("", "    now = now_ns()\n"),
     (
         "flight",
         "    flight.count += 1  # counted first, then compared (see node.InFlight)\n"
@@ -354,12 +356,11 @@ _ENTER_TEMPLATE: tuple[tuple[str, str], ...] = (
         "        refuse_rate(w, now)\n"
         "    passes[i] += 1  # counted now; taken back if a later check refuses\n",
     ),
-    ("rare", "    return rare(now, defer)  # it checks the breakers itself\n"),
-    ("breaker", "    if b.state:  # not CLOSED\n        return admitted(now, now)\n"),
-    ("plain", "    return now\n"),
+    ("rare", "    start = rare(now, defer)  # it checks the breakers itself\n"),
+    ("breaker", "    start = admitted(now, now) if b.state else now  # b.state: not CLOSED\n"),
+    ("plain", "    start = now\n"),
 )
-_EXIT_TEMPLATE: tuple[tuple[str, str], ...] = (
-    ("", "def exit(start, error=None, /):\n"),
+_EXIT_BODY: tuple[tuple[str, str], ...] = (
     ("flight", "    flight.count -= 1\n"),
     ("clock", "    now = now_ns()\n"),
     (
@@ -377,7 +378,13 @@ _EXIT_TEMPLATE: tuple[tuple[str, str], ...] = (
     ),
     ("rare", "    rare(now, now - start, error is not None)\n"),
 )
-# What the templates read, bound per resource as closure variables.
+_ENTER_TEMPLATE = (
+    ("", "def enter(inbound=True, defer=False, /):\n"),
+    *_ENTER_BODY,
+    ("", "    return start\n"),
+)
+_EXIT_TEMPLATE = (("", "def exit(start, error=None, /):\n"), *_EXIT_BODY)
+# What the bodies read, bound per resource as closure variables.
 _READS = (
     "now_ns",
     "flight",
@@ -392,20 +399,24 @@ _READS = (
     "slow",
     "min_requests",
 )
-_FACTORIES: dict[tuple[str, frozenset[str]], Callable[..., Any]] = {}
+Template = tuple[tuple[str, str], ...]
+_FACTORIES: dict[tuple[str, str, Template, frozenset[str], tuple[str, ...]], Callable[..., Any]] = {}
 
 
-def _generate(name: str, template: tuple[tuple[str, str], ...], parts: frozenset[str]) -> Callable[..., Any]:
-    """The factory of ``name`` with ``parts``: called with the objects the function reads (every
-    name the template uses, by keyword), it returns the function, a closure over them."""
-    key = (name, parts)
+def _generate(
+    name: str, template: Template, parts: frozenset[str], names: tuple[str, ...] = _READS, label: str = ""
+) -> Callable[..., Any]:
+    """The factory of ``name`` with ``parts``: called with ``names`` (every name the template reads,
+    by keyword), it returns the function, a closure over them. ``label`` tells templates that
+    define the same name apart in tracebacks (their source is kept under its own file name)."""
+    key = (name, label, template, parts, names)
     factory = _FACTORIES.get(key)
     if factory is None:
         body = "".join(source for part, source in template if not part or part in parts)
         source = (
-            f"def factory(*, {', '.join(_READS)}):\n" + textwrap.indent(body, "    ") + f"    return {name}\n"
+            f"def factory(*, {', '.join(names)}):\n" + textwrap.indent(body, "    ") + f"    return {name}\n"
         )
-        filename = f"<opensergo {name}: {'+'.join(sorted(parts))}>"
+        filename = f"<opensergo {label}{name}: {'+'.join(sorted(parts))}>"
         namespace: dict[str, Any] = {}
         exec(compile(source, filename, "exec"), namespace)
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
@@ -413,9 +424,10 @@ def _generate(name: str, template: tuple[tuple[str, str], ...], parts: frozenset
     return factory
 
 
-def _compile_enter(c: ResourceChecks) -> EnterPath:
-    """Concurrency (adaptive protection and Global permits behind it), the first rate-limit
-    window, then the rare checks, or else the first breaker when it is not CLOSED."""
+def _enter_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
+    """What ``enter`` runs: concurrency (adaptive protection and Global permits behind it), the
+    first rate-limit window, then the rare checks, or else the first breaker when it is not CLOSED.
+    Returns its parts and what they read."""
     flight = c.in_flight
     limits = c.concurrency
     # Adaptive protection and Global permits are checked where a local limit refuses: -1 sends
@@ -429,29 +441,37 @@ def _compile_enter(c: ResourceChecks) -> EnterPath:
     b = c.breakers[0] if c.breakers and rare is None else None
     parts = {"flight": flight is not None, "window": w is not None, "rare": rare is not None}
     parts["breaker"] = b is not None
-    parts["plain"] = rare is None
-    factory = _generate("enter", _ENTER_TEMPLATE, frozenset(k for k, v in parts.items() if v))
+    parts["plain"] = rare is None and b is None
     reads = _reads(c, flight=flight, max_in_flight=max_in_flight, w=w, threshold=threshold, rare=rare, b=b)
-    return cast(EnterPath, factory(**reads))
+    return frozenset(k for k, v in parts.items() if v), reads
 
 
-def _compile_exit(c: ResourceChecks) -> ExitPath | None:
-    """The in-flight release, the first breaker's completion, then the rare rest (None: an exit
-    has nothing to do)."""
+def _exit_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
+    """What ``exit`` runs: the in-flight release, the first breaker's completion, then the rare
+    rest (no parts: an exit has nothing to do). Returns its parts and what they read."""
     flight = c.in_flight
     b = c.breakers[0] if c.breakers else None
     rare = c._exit_rare if c._rare_exit else None
-    if flight is None and b is None and rare is None:
-        return None
     slow = b.slow_rt_ns if b is not None else -1
     parts = {"flight": flight is not None, "breaker": b is not None, "rare": rare is not None}
     parts["clock"] = b is not None or rare is not None
     parts["errors"] = b is not None and slow < 0
     parts["slow"] = b is not None and slow >= 0
-    factory = _generate("exit", _EXIT_TEMPLATE, frozenset(k for k, v in parts.items() if v))
     min_requests = b.min_requests if b is not None else 0
     reads = _reads(c, flight=flight, b=b, rare=rare, slow=slow, min_requests=min_requests)
-    return cast(ExitPath, factory(**reads))
+    return frozenset(k for k, v in parts.items() if v), reads
+
+
+def _compile_enter(c: ResourceChecks) -> EnterPath:
+    parts, reads = _enter_parts(c)
+    return cast(EnterPath, _generate("enter", _ENTER_TEMPLATE, parts)(**reads))
+
+
+def _compile_exit(c: ResourceChecks) -> ExitPath | None:
+    parts, reads = _exit_parts(c)
+    if not parts:
+        return None
+    return cast(ExitPath, _generate("exit", _EXIT_TEMPLATE, parts)(**reads))
 
 
 def _reads(c: ResourceChecks, **given: Any) -> dict[str, Any]:
@@ -460,6 +480,41 @@ def _reads(c: ResourceChecks, **given: Any) -> dict[str, Any]:
     reads.update(now_ns=c.now, admit_in_flight=c._admit_in_flight, refuse_rate=c._refuse_rate)
     reads.update(admitted=c._admitted, **given)
     return reads
+
+
+def compile_around(
+    checks: ResourceChecks | None,
+    label: str,
+    enter_code: tuple[str, str],
+    exit_code: str,
+    names: Mapping[str, Any],
+) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``checks``' entry and exit bodies inlined into a caller's code: one function per side, so
+    that a caller that keeps state around the checks pays one Python call per side, not two.
+
+    ``enter_code`` is the source before and after the entry body, which sets ``start`` (``checks``
+    None: ``start = 0``); ``exit_code`` the source before the exit body, which reads ``start`` and
+    ``error`` (None: no body). The sources define ``enter`` and ``exit``, and read ``names``,
+    ``leave`` (``checks.exit``: what an entry admitted here must report to, None when nothing)
+    and, in the entry body, ``inbound`` and ``defer`` (give them in ``names``). ``label`` names
+    the caller's code in tracebacks."""
+    extra = tuple(sorted(names))
+    if checks is None:
+        enter_parts, enter_reads = frozenset({"none"}), dict.fromkeys(_READS)
+        exit_parts, exit_reads = frozenset[str](), dict.fromkeys(_READS)
+        leave = None
+    else:
+        enter_parts, enter_reads = _enter_parts(checks)
+        exit_parts, exit_reads = _exit_parts(checks)
+        leave = checks.exit
+    head, tail = enter_code
+    body: Template = (("none", "    start = 0\n"),) if checks is None else _ENTER_BODY
+    enter_template = (("", head), *body, ("", tail))
+    exit_template = (("", exit_code), *_EXIT_BODY)
+    names_and_reads = (*_READS, "leave", *extra)
+    enter_fn = _generate("enter", enter_template, enter_parts, names_and_reads, f"{label} ")
+    exit_fn = _generate("exit", exit_template, exit_parts, names_and_reads, f"{label} ")
+    return enter_fn(**enter_reads, leave=leave, **names), exit_fn(**exit_reads, leave=leave, **names)
 
 
 def describe(checks: ResourceChecks) -> dict[str, Any]:
