@@ -30,9 +30,9 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
-from opensergo.governance.faulttolerance.checks import compile_around
+from opensergo.governance.faulttolerance.checks import ENTRY_BODY, EXIT_BODY, compile_around
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
-from opensergo.governance.faulttolerance.hotparam import argument_lookup, argument_reader
+from opensergo.governance.faulttolerance.hotparam import ArgumentReader, argument_lookup, argument_reader
 
 # Imported where used, not here: the spec models (pydantic), asyncio and inspect would triple the
 # import time of this module, which every guarded application imports.
@@ -67,15 +67,20 @@ def _caller() -> object:
     return threading.get_ident()
 
 
-# The sync ``with`` path of one guard for one rule version: the resource's compiled checks with
-# the guard's bookkeeping around them (checks.compile_around), kept in the guard's ``__enter__`` /
-# ``__exit__`` slots. ``with`` looks special methods up on the type, where a slot is a descriptor
-# that returns the slot's value: it calls these functions directly, one Python frame per side,
-# without creating a bound method. They read only closure variables and the guard's own slots.
-_WITH_ENTER = (
-    "def enter():\n"
+# The sync forms' per-call path, compiled per guard (or decorated function) and rule version:
+# the resource's checks inlined into the guard's own code (checks.compile_around), so that a call
+# runs one Python function per side of ``with``, one around a decorated function. Each starts
+# with the test that compiles it again after a rule swap.
+_STALE = (
     "    if engine.checks is not compiled_for:  # the rules changed since: compile again\n"
-    "        return recompile()\n",
+    "        return recompile({})\n"
+)
+# ``with``: kept in the guard's ``__enter__`` / ``__exit__`` slots. ``with`` looks special methods
+# up on the type, where a slot is a descriptor returning the slot's value: it calls these
+# functions directly, without creating a bound method. They keep the entry as __enter__ did.
+_WITH_ENTER = (
+    "def enter():\n" + _STALE.format(""),
+    ENTRY_BODY,
     "    if not parked:\n"
     "        try:\n"
     "            token.pop()\n"
@@ -102,7 +107,28 @@ _WITH_EXIT = (
     "    if entered is not leave:  # admitted by another rule version: report to it\n"
     "        if entered is not None:\n"
     "            entered(start, error)\n"
-    "        return\n"
+    "        return\n",
+    EXIT_BODY,
+)
+# A decorated function, called with its arguments as they came.
+_CALL_AFTER_ENTRY = (
+    "    try:\n"
+    "        # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty\n"
+    "        result = fn(*args, **kwargs) if kwargs else fn(*args)\n"
+    "    except BaseException as exc:  # the rare path: the compiled exit, called\n"
+    "        if leave is not None:\n"
+    "            leave(start, exc if counts_as_error(exc) else None)\n"
+    "        raise\n"
+    "    error = None\n",
+    EXIT_BODY,
+    "    return result\n",
+)
+_CALL = ("def call(args, kwargs, /):\n" + _STALE.format("args, kwargs"), ENTRY_BODY, *_CALL_AFTER_ENTRY)
+# Hot-parameter limits read the arguments first (ResourceChecks.enter_params), then the checks.
+_CALL_PARAMS = (
+    _CALL[0],
+    "    start = enter_params(argument_lookup(read, args, kwargs), inbound)\n",
+    *_CALL_AFTER_ENTRY,
 )
 
 
@@ -157,7 +183,8 @@ class Guard:
         self._token: list[bool] = [True]
         self._parked: list[tuple[object, ExitPath | None, int]] = []
         self._parking = _allocate_lock()
-        self._compile_with()
+        # Compiled by the first entry: a guard that only decorates never compiles them.
+        self._use(self._recompile_with, self._compile_and_exit)
 
     # The sync ``with`` path (see _WITH_ENTER): compiled for the rule version current when it was
     # compiled, it compiles itself again on the first entry after a swap. Every version's exit
@@ -176,6 +203,7 @@ class Guard:
 
     def _compile_with(self) -> None:
         get = self.engine.checks
+        checks = get(self.resource)
         names = {
             "engine": self.engine,
             "compiled_for": get,
@@ -190,13 +218,23 @@ class Guard:
             "inbound": self.inbound,
             "defer": False,  # a sync caller queued by throttling sleeps
         }
-        enter, exit_ = compile_around(get(self.resource), "with", _WITH_ENTER, _WITH_EXIT, names)
+        enter = compile_around(checks, "with", "enter", _WITH_ENTER, names)
+        self._use(enter, compile_around(checks, "with", "exit", _WITH_EXIT, names))
+
+    def _use(self, enter: Callable[[], Guard], exit_: Callable[..., None]) -> None:
         self.__enter__ = enter  # type: ignore[method-assign]
         self.__exit__ = exit_  # type: ignore[method-assign]
 
     def _recompile_with(self) -> Guard:
         self._compile_with()
         return self.__enter__()
+
+    def _compile_and_exit(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """The exit of a ``with`` that began before the first compile (or of none)."""
+        self._compile_with()
+        self.__exit__(exc_type, exc, tb)
 
     def _not_entered(self) -> NoReturn:
         raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
@@ -254,35 +292,42 @@ class Guard:
         return cast(F, self._wrap_sync(fn))
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        engine = self.engine
-        resource = self.resource
-        inbound = self.inbound
-        counts = self.counts_as_error
         read = argument_reader(fn)  # hot-parameter limits on its named arguments
+        # The call compiled for one rule version (see _CALL), replaced in one assignment.
+        call: Callable[[tuple[Any, ...], dict[str, Any]], T]
+
+        def recompile(args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+            nonlocal call
+            call = self._compile_call(fn, read, recompile)
+            return call(args, kwargs)
+
+        call = self._compile_call(fn, read, recompile)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            get = engine.checks  # replaced at every rule swap: read per call
-            checks = get(resource)
-            if checks is None:
-                return fn(*args, **kwargs)
-            if checks.hot_params is None:
-                start = checks.enter(inbound)
-            else:
-                start = checks.enter_params(argument_lookup(read, args, kwargs), inbound)
-            leave = checks.exit
-            if leave is None:
-                return fn(*args, **kwargs)
-            try:
-                # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty
-                result = fn(*args, **kwargs) if kwargs else fn(*args)
-            except BaseException as exc:
-                leave(start, exc if counts(exc) else None)
-                raise
-            leave(start, None)
-            return result
+            return call(args, kwargs)
 
         return guarded
+
+    def _compile_call(
+        self, fn: Callable[..., T], read: ArgumentReader, recompile: Callable[..., T]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], T]:
+        get = self.engine.checks
+        checks = get(self.resource)
+        params = checks.enter_params if checks is not None and checks.hot_params is not None else None
+        names = {
+            "engine": self.engine,
+            "compiled_for": get,
+            "recompile": recompile,
+            "fn": fn,
+            "counts_as_error": self.counts_as_error,
+            "inbound": self.inbound,
+            "defer": False,  # a sync caller queued by throttling sleeps
+            "enter_params": params,
+            "argument_lookup": argument_lookup,
+            "read": read,
+        }
+        return compile_around(checks, "guarded", "call", _CALL if params is None else _CALL_PARAMS, names)
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         engine = self.engine

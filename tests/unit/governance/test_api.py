@@ -28,6 +28,7 @@ from opensergo.governance.errors import (
     ThrottledError,
 )
 from opensergo.spec import SpecErrors
+from opensergo.spec.base import Resource
 
 from .conftest import breaker, concurrency, protect, rate_limit, throttling
 
@@ -442,6 +443,8 @@ def test_with_path_is_compiled_per_rule_version_and_entries_report_to_their_own(
     engine = Engine(clock=clock)
     engine.set_rules(protect(R, breaker("first", min_requests=100)))
     first = engine.breaker(R, "first")
+    with pytest.raises(RuntimeError):
+        Guard(R, engine).__exit__(None, None, None)  # neither entered nor compiled yet
     g = guard(R, engine=engine)
     with g:
         pass
@@ -462,6 +465,38 @@ def test_with_path_is_compiled_per_rule_version_and_entries_report_to_their_own(
     assert third is not None and third.snapshot(clock.now_ns()) == (1, 1)
     assert second.snapshot(clock.now_ns()) == (1, 0) and engine.in_flight(R) == 0
     assert g._parked == [] and g._token == [True]
+
+
+def test_decorated_call_is_compiled_per_rule_version_and_reports_to_its_own(clock: ManualClock) -> None:
+    """A decorated function runs through a call compiled for one rule version, compiled again by
+    the first call after a swap; a call in flight across a swap reports to the version that
+    admitted it."""
+    engine = Engine(clock=clock)
+    swap_to: list[list[Resource]] = []
+
+    @guard(R, engine=engine)
+    def work(x: int, *, fail: bool = False) -> int:
+        if swap_to:
+            engine.set_rules(swap_to.pop())
+        if fail:
+            raise ValueError("boom")
+        return x
+
+    assert work(1) == 1  # no rule yet
+    engine.set_rules(protect(R, breaker("first", min_requests=100)))
+    first = engine.breaker(R, "first")
+    swap_to.append(protect(R, breaker("second", min_requests=100)))
+    assert work(2) == 2  # admitted by the first version, swapped out while it runs
+    second = engine.breaker(R, "second")
+    assert first is not None and first.snapshot(clock.now_ns()) == (1, 0)
+    assert second is not None and second.snapshot(clock.now_ns()) == (0, 0)
+    with pytest.raises(ValueError):
+        work(3, fail=True)
+    assert second.snapshot(clock.now_ns()) == (1, 1)
+    engine.set_rules(protect(R, rate_limit("rl", 1)))
+    assert work(x=4) == 4
+    with pytest.raises(RateLimitedError):
+        work(5)
 
 
 def test_shared_guard_keeps_each_entrys_start_nested_and_across_threads(clock: ManualClock) -> None:

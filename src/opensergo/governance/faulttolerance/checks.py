@@ -27,6 +27,7 @@ checks after the queue (:meth:`~ResourceChecks._admitted`).
 
 from __future__ import annotations
 
+import functools
 import linecache
 import logging
 import textwrap
@@ -356,7 +357,7 @@ _ENTER_BODY: tuple[tuple[str, str], ...] = (
         "        refuse_rate(w, now)\n"
         "    passes[i] += 1  # counted now; taken back if a later check refuses\n",
     ),
-    ("rare", "    start = rare(now, defer)  # it checks the breakers itself\n"),
+    ("rare", "    start = enter_rare(now, defer)  # it checks the breakers itself\n"),
     ("breaker", "    start = admitted(now, now) if b.state else now  # b.state: not CLOSED\n"),
     ("plain", "    start = now\n"),
 )
@@ -376,7 +377,7 @@ _EXIT_BODY: tuple[tuple[str, str], ...] = (
         "    elif b.state or b.total == min_requests:\n"
         "        b.judge(now, False)\n",
     ),
-    ("rare", "    rare(now, now - start, error is not None)\n"),
+    ("rare", "    exit_rare(now, now - start, error is not None)\n"),
 )
 _ENTER_TEMPLATE = (
     ("", "def enter(inbound=True, defer=False, /):\n"),
@@ -393,9 +394,10 @@ _READS = (
     "w",
     "threshold",
     "refuse_rate",
-    "rare",
+    "enter_rare",
     "b",
     "admitted",
+    "exit_rare",
     "slow",
     "min_requests",
 )
@@ -427,7 +429,7 @@ def _generate(
 def _enter_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
     """What ``enter`` runs: concurrency (adaptive protection and Global permits behind it), the
     first rate-limit window, then the rare checks, or else the first breaker when it is not CLOSED.
-    Returns its parts and what they read."""
+    Returns its parts and what they read (besides :func:`_reads`' common names)."""
     flight = c.in_flight
     limits = c.concurrency
     # Adaptive protection and Global permits are checked where a local limit refuses: -1 sends
@@ -438,11 +440,11 @@ def _enter_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
         max_in_flight = limits.max if limits is not None else NO_LIMIT
     w, threshold, _ = c.rates[0] if c.rates else (None, 0, ())
     rare = c._enter_rare if c._rare_entry else None
-    b = c.breakers[0] if c.breakers and rare is None else None
+    b = c.breakers[0] if c.breakers else None  # the exit's too, where both are inlined together
     parts = {"flight": flight is not None, "window": w is not None, "rare": rare is not None}
-    parts["breaker"] = b is not None
+    parts["breaker"] = b is not None and rare is None
     parts["plain"] = rare is None and b is None
-    reads = _reads(c, flight=flight, max_in_flight=max_in_flight, w=w, threshold=threshold, rare=rare, b=b)
+    reads = dict(flight=flight, max_in_flight=max_in_flight, w=w, threshold=threshold, enter_rare=rare, b=b)
     return frozenset(k for k, v in parts.items() if v), reads
 
 
@@ -458,23 +460,23 @@ def _exit_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
     parts["errors"] = b is not None and slow < 0
     parts["slow"] = b is not None and slow >= 0
     min_requests = b.min_requests if b is not None else 0
-    reads = _reads(c, flight=flight, b=b, rare=rare, slow=slow, min_requests=min_requests)
+    reads = dict(flight=flight, b=b, exit_rare=rare, slow=slow, min_requests=min_requests)
     return frozenset(k for k, v in parts.items() if v), reads
 
 
 def _compile_enter(c: ResourceChecks) -> EnterPath:
     parts, reads = _enter_parts(c)
-    return cast(EnterPath, _generate("enter", _ENTER_TEMPLATE, parts)(**reads))
+    return cast(EnterPath, _generate("enter", _ENTER_TEMPLATE, parts)(**_reads(c, reads)))
 
 
 def _compile_exit(c: ResourceChecks) -> ExitPath | None:
     parts, reads = _exit_parts(c)
     if not parts:
         return None
-    return cast(ExitPath, _generate("exit", _EXIT_TEMPLATE, parts)(**reads))
+    return cast(ExitPath, _generate("exit", _EXIT_TEMPLATE, parts)(**_reads(c, reads)))
 
 
-def _reads(c: ResourceChecks, **given: Any) -> dict[str, Any]:
+def _reads(c: ResourceChecks, given: dict[str, Any]) -> dict[str, Any]:
     """Every name in :data:`_READS`: ``given``, else the checks' clock and slow-path methods."""
     reads: dict[str, Any] = dict.fromkeys(_READS)
     reads.update(now_ns=c.now, admit_in_flight=c._admit_in_flight, refuse_rate=c._refuse_rate)
@@ -482,39 +484,53 @@ def _reads(c: ResourceChecks, **given: Any) -> dict[str, Any]:
     return reads
 
 
-def compile_around(
-    checks: ResourceChecks | None,
-    label: str,
-    enter_code: tuple[str, str],
-    exit_code: str,
-    names: Mapping[str, Any],
-) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``checks``' entry and exit bodies inlined into a caller's code: one function per side, so
-    that a caller that keeps state around the checks pays one Python call per side, not two.
+ENTRY_BODY = "<the entry body>"
+"""Where :func:`compile_around` inlines a resource's entry checks (they set ``start``)."""
+EXIT_BODY = "<the exit body>"
+"""Where :func:`compile_around` inlines a resource's exit (it reads ``start`` and ``error``)."""
 
-    ``enter_code`` is the source before and after the entry body, which sets ``start`` (``checks``
-    None: ``start = 0``); ``exit_code`` the source before the exit body, which reads ``start`` and
-    ``error`` (None: no body). The sources define ``enter`` and ``exit``, and read ``names``,
-    ``leave`` (``checks.exit``: what an entry admitted here must report to, None when nothing)
-    and, in the entry body, ``inbound`` and ``defer`` (give them in ``names``). ``label`` names
-    the caller's code in tracebacks."""
-    extra = tuple(sorted(names))
+
+def compile_around(
+    checks: ResourceChecks | None, label: str, name: str, code: tuple[str, ...], names: Mapping[str, Any]
+) -> Callable[..., Any]:
+    """The function ``name`` defined by ``code`` (source pieces), with ``checks``' entry checks
+    inlined at :data:`ENTRY_BODY` and its exit at :data:`EXIT_BODY` (function-level indentation).
+    A caller that keeps its own state around the checks so pays one Python call, not one per side.
+
+    The code reads ``names``, and ``leave``: ``checks.exit``, what an entry admitted here reports
+    to (None: nothing). The entry body reads ``inbound`` and ``defer``: give them in ``names``.
+    ``checks`` None (an unguarded resource): the entry body is ``start = 0``, the exit body
+    empty. ``label`` names the code in tracebacks."""
     if checks is None:
-        enter_parts, enter_reads = frozenset({"none"}), dict.fromkeys(_READS)
-        exit_parts, exit_reads = frozenset[str](), dict.fromkeys(_READS)
-        leave = None
+        parts, reads, leave = frozenset[str](), dict.fromkeys(_READS), None
     else:
-        enter_parts, enter_reads = _enter_parts(checks)
+        entry_parts, entry_reads = _enter_parts(checks)
         exit_parts, exit_reads = _exit_parts(checks)
+        # the two bodies' parts are told apart by a prefix (see _around)
+        parts = frozenset([*(f"entry {p}" for p in entry_parts), *(f"exit {p}" for p in exit_parts)])
+        reads = _reads(checks, {**entry_reads, **exit_reads})  # both read one flight, one first breaker
         leave = checks.exit
-    head, tail = enter_code
-    body: Template = (("none", "    start = 0\n"),) if checks is None else _ENTER_BODY
-    enter_template = (("", head), *body, ("", tail))
-    exit_template = (("", exit_code), *_EXIT_BODY)
-    names_and_reads = (*_READS, "leave", *extra)
-    enter_fn = _generate("enter", enter_template, enter_parts, names_and_reads, f"{label} ")
-    exit_fn = _generate("exit", exit_template, exit_parts, names_and_reads, f"{label} ")
-    return enter_fn(**enter_reads, leave=leave, **names), exit_fn(**exit_reads, leave=leave, **names)
+    extra = tuple(names)
+    template = _around(code, checks is None)
+    factory = _generate(name, template, parts, (*_READS, "leave", *extra), f"{label} ")
+    function: Callable[..., Any] = factory(**reads, leave=leave, **names)
+    return function
+
+
+@functools.cache
+def _around(code: tuple[str, ...], unguarded: bool) -> Template:
+    """``code`` with the bodies in, their parts prefixed ("entry ...", "exit ...")."""
+    entry_body = _ENTER_BODY if not unguarded else (("", "    start = 0\n"),)
+    exit_body = _EXIT_BODY if not unguarded else ()
+    template: list[tuple[str, str]] = []
+    for piece in code:
+        if piece == ENTRY_BODY:
+            template += ((f"entry {p}" if p else "", source) for p, source in entry_body)
+        elif piece == EXIT_BODY:
+            template += ((f"exit {p}" if p else "", source) for p, source in exit_body)
+        else:
+            template.append(("", piece))
+    return tuple(template)
 
 
 def describe(checks: ResourceChecks) -> dict[str, Any]:
