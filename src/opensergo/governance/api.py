@@ -69,15 +69,17 @@ def _caller() -> object:
 
 # The sync forms' per-call path, compiled per guard (or decorated function) and rule version:
 # the resource's checks inlined into the guard's own code (checks.compile_around), so that a call
-# runs one Python function per side of ``with``, one around a decorated function. Each starts
-# with the test that compiles it again after a rule swap.
+# runs one Python function per side of ``with``, one around a decorated function, and reads only
+# closure variables and the guard's slots. Each starts with the test that compiles it again after
+# a rule swap (the engine replaces its ``checks`` at every swap).
 _STALE = (
     "    if engine.checks is not compiled_for:  # the rules changed since: compile again\n"
     "        return recompile({})\n"
 )
 # ``with``: kept in the guard's ``__enter__`` / ``__exit__`` slots. ``with`` looks special methods
 # up on the type, where a slot is a descriptor returning the slot's value: it calls these
-# functions directly, without creating a bound method. They keep the entry as __enter__ did.
+# functions directly, without creating a bound method. They keep each entry's start and exit in
+# the slots or parked (see Guard).
 _WITH_ENTER = (
     "def enter():\n" + _STALE.format(""),
     ENTRY_BODY,
@@ -95,14 +97,13 @@ _WITH_ENTER = (
 )
 _WITH_EXIT = (
     "def exit(exc_type, exc, tb, /):\n"
-    "    found = unpark() if parked else None\n"
-    "    if found is None:  # the entry in the slots\n"
+    "    if parked and (found := unpark()) is not None:  # the caller's latest parked entry\n"
+    "        entered, start = found\n"
+    "    else:  # the entry in the slots\n"
     "        if token:\n"
     "            not_entered()\n"
     "        entered, start = guard._exit, guard._start\n"
     "        token.append(True)\n"
-    "    else:\n"
-    "        entered, start = found\n"
     "    error = exc if exc is not None and counts_as_error(exc) else None\n"
     "    if entered is not leave:  # admitted by another rule version: report to it\n"
     "        if entered is not None:\n"
@@ -146,6 +147,9 @@ class Guard:
     do: asyncio tasks, and sync ``with`` blocks around an ``await``, interleave on one thread.
     Generators that interleave uses of one guard object on one thread may swap their start times;
     give them their own guard.
+
+    The sync forms run code compiled for the current rule version around the resource's checks
+    (one Python function per side of ``with``), compiled again by the first use after a swap.
     """
 
     __slots__ = (

@@ -31,6 +31,7 @@ from opensergo.spec import SpecErrors
 from opensergo.spec.base import Resource
 
 from .conftest import breaker, concurrency, protect, rate_limit, throttling
+from .test_concurrency import fast_switching  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.unit
 
@@ -497,6 +498,39 @@ def test_decorated_call_is_compiled_per_rule_version_and_reports_to_its_own(cloc
     assert work(x=4) == 4
     with pytest.raises(RateLimitedError):
         work(5)
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_compiled_sync_paths_under_rule_swaps_and_threads(engine: Engine) -> None:
+    """Threads use one guard (``with``, nested) and one decorated function while the rules swap
+    between a version that counts requests in flight and one that does not, each thread's first
+    ``with`` after a swap compiling the guard again: the count (kept across versions) comes back
+    to 0, the slots are free and nothing stays parked."""
+    counting = protect(R, concurrency("cc", 10**6))
+    not_counting = protect(R, rate_limit("rl", 10**9))
+    engine.set_rules(counting)
+    g = guard(R, engine=engine)
+    decorated = guard(R, engine=engine)(lambda: None)
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with g:
+                decorated()
+                with g:
+                    pass
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(300):
+        engine.set_rules(not_counting if n % 2 == 0 else counting)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert engine.version == 301
+    assert engine.in_flight(R) == 0
+    assert g._parked == [] and g._token == [True]
 
 
 def test_shared_guard_keeps_each_entrys_start_nested_and_across_threads(clock: ManualClock) -> None:

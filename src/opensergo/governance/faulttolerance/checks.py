@@ -334,12 +334,14 @@ class ResourceChecks:
 # every call of every resource (about 60 ns of a guarded call's 350, measured). Each combination
 # of parts is compiled once; a resource's ``enter``/``exit`` are closures over its own objects, so
 # a call does no attribute lookups on the checks object. These bodies are the only copy of the
-# per-call path: ``enter`` serves ``aenter`` (``defer``) and every guard form, ``exit`` every exit;
-# :func:`compile_around` inlines the same bodies into a caller's code (the sync ``with`` form).
+# per-call path: ``enter`` serves ``aenter`` (``defer``), ``Engine.entry`` and the async guard
+# forms, ``exit`` their exits; :func:`compile_around` inlines the same bodies into the sync guard
+# forms' own code.
 
 # (part, source): a part's lines are kept when the resource has it ("" = always). The entry body
 # sets ``start`` (the exit body reads it, and ``error``).
-_ENTER_BODY: tuple[tuple[str, str], ...] = (
+_Template = tuple[tuple[str, str], ...]
+_ENTER_BODY: _Template = (
     ("", "    now = now_ns()\n"),
     (
         "flight",
@@ -361,7 +363,7 @@ _ENTER_BODY: tuple[tuple[str, str], ...] = (
     ("breaker", "    start = admitted(now, now) if b.state else now  # b.state: not CLOSED\n"),
     ("plain", "    start = now\n"),
 )
-_EXIT_BODY: tuple[tuple[str, str], ...] = (
+_EXIT_BODY: _Template = (
     ("flight", "    flight.count -= 1\n"),
     ("clock", "    now = now_ns()\n"),
     (
@@ -401,12 +403,11 @@ _READS = (
     "slow",
     "min_requests",
 )
-Template = tuple[tuple[str, str], ...]
-_FACTORIES: dict[tuple[str, str, Template, frozenset[str], tuple[str, ...]], Callable[..., Any]] = {}
+_FACTORIES: dict[tuple[str, str, _Template, frozenset[str], tuple[str, ...]], Callable[..., Any]] = {}
 
 
 def _generate(
-    name: str, template: Template, parts: frozenset[str], names: tuple[str, ...] = _READS, label: str = ""
+    name: str, template: _Template, parts: frozenset[str], names: tuple[str, ...] = _READS, label: str = ""
 ) -> Callable[..., Any]:
     """The factory of ``name`` with ``parts``: called with ``names`` (every name the template reads,
     by keyword), it returns the function, a closure over them. ``label`` tells templates that
@@ -518,7 +519,7 @@ def compile_around(
 
 
 @functools.cache
-def _around(code: tuple[str, ...], unguarded: bool) -> Template:
+def _around(code: tuple[str, ...], unguarded: bool) -> _Template:
     """``code`` with the bodies in, their parts prefixed ("entry ...", "exit ...")."""
     entry_body = _ENTER_BODY if not unguarded else (("", "    start = 0\n"),)
     exit_body = _EXIT_BODY if not unguarded else ()
