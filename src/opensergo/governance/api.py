@@ -27,11 +27,12 @@ import threading
 from _thread import allocate_lock as _allocate_lock
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypeVar, cast
 
 from opensergo.governance.errors import BlockedError
+from opensergo.governance.faulttolerance.checks import ENTRY_BODY, EXIT_BODY, compile_around
 from opensergo.governance.faulttolerance.engine import ApplyResult, Engine
-from opensergo.governance.faulttolerance.hotparam import argument_lookup, argument_reader
+from opensergo.governance.faulttolerance.hotparam import ArgumentReader, argument_lookup, argument_reader
 
 # Imported where used, not here: the spec models (pydantic), asyncio and inspect would triple the
 # import time of this module, which every guarded application imports.
@@ -66,6 +67,72 @@ def _caller() -> object:
     return threading.get_ident()
 
 
+# The sync forms' per-call path, compiled per guard (or decorated function) and rule version:
+# the resource's checks inlined into the guard's own code (checks.compile_around), so that a call
+# runs one Python function per side of ``with``, one around a decorated function, and reads only
+# closure variables and the guard's slots. Each starts with the test that compiles it again after
+# a rule swap (the engine replaces its ``checks`` at every swap).
+_STALE = (
+    "    if engine.checks is not compiled_for:  # the rules changed since: compile again\n"
+    "        return recompile({})\n"
+)
+# ``with``: kept in the guard's ``__enter__`` / ``__exit__`` slots. ``with`` looks special methods
+# up on the type, where a slot is a descriptor returning the slot's value: it calls these
+# functions directly, without creating a bound method. They keep each entry's start and exit in
+# the slots or parked (see Guard).
+_WITH_ENTER = (
+    "def enter():\n" + _STALE.format(""),
+    ENTRY_BODY,
+    "    if not parked:\n"
+    "        try:\n"
+    "            token.pop()\n"
+    "        except IndexError:  # the slots are in use\n"
+    "            pass\n"
+    "        else:\n"
+    "            guard._exit = leave\n"
+    "            guard._start = start\n"
+    "            return guard\n"
+    "    park(leave, start)\n"
+    "    return guard\n",
+)
+_WITH_EXIT = (
+    "def exit(exc_type, exc, tb, /):\n"
+    "    if parked and (found := unpark()) is not None:  # the caller's latest parked entry\n"
+    "        entered, start = found\n"
+    "    else:  # the entry in the slots\n"
+    "        if token:\n"
+    "            not_entered()\n"
+    "        entered, start = guard._exit, guard._start\n"
+    "        token.append(True)\n"
+    "    error = exc if exc is not None and counts_as_error(exc) else None\n"
+    "    if entered is not leave:  # admitted by another rule version: report to it\n"
+    "        if entered is not None:\n"
+    "            entered(start, error)\n"
+    "        return\n",
+    EXIT_BODY,
+)
+# A decorated function, called with its arguments as they came.
+_CALL_AFTER_ENTRY = (
+    "    try:\n"
+    "        # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty\n"
+    "        result = fn(*args, **kwargs) if kwargs else fn(*args)\n"
+    "    except BaseException as exc:  # the rare path: the compiled exit, called\n"
+    "        if leave is not None:\n"
+    "            leave(start, exc if counts_as_error(exc) else None)\n"
+    "        raise\n"
+    "    error = None\n",
+    EXIT_BODY,
+    "    return result\n",
+)
+_CALL = ("def call(args, kwargs, /):\n" + _STALE.format("args, kwargs"), ENTRY_BODY, *_CALL_AFTER_ENTRY)
+# Hot-parameter limits read the arguments first (ResourceChecks.enter_params), then the checks.
+_CALL_PARAMS = (
+    _CALL[0],
+    "    start = enter_params(argument_lookup(read, args, kwargs), inbound)\n",
+    *_CALL_AFTER_ENTRY,
+)
+
+
 class Guard:
     """Guards a resource; use ``with``, ``async with`` or as a decorator (see :func:`guard`).
 
@@ -80,9 +147,14 @@ class Guard:
     do: asyncio tasks, and sync ``with`` blocks around an ``await``, interleave on one thread.
     Generators that interleave uses of one guard object on one thread may swap their start times;
     give them their own guard.
+
+    The sync forms run code compiled for the current rule version around the resource's checks
+    (one Python function per side of ``with``), compiled again by the first use after a swap.
     """
 
     __slots__ = (
+        "__enter__",
+        "__exit__",
         "_errors",
         "_exit",
         "_ignore",
@@ -115,6 +187,61 @@ class Guard:
         self._token: list[bool] = [True]
         self._parked: list[tuple[object, ExitPath | None, int]] = []
         self._parking = _allocate_lock()
+        # Compiled by the first entry: a guard that only decorates never compiles them.
+        self._use(self._recompile_with, self._compile_and_exit)
+
+    # The sync ``with`` path (see _WITH_ENTER): compiled for the rule version current when it was
+    # compiled, it compiles itself again on the first entry after a swap. Every version's exit
+    # takes any version's entry (an entry keeps the exit it must report to), so the two slots need
+    # not change together.
+    if TYPE_CHECKING:  # what the slots hold, typed as the methods they stand for
+
+        def __enter__(self) -> Guard: ...
+
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None: ...
+
+    def _compile_with(self) -> None:
+        get = self.engine.checks
+        checks = get(self.resource)
+        names = {
+            "engine": self.engine,
+            "compiled_for": get,
+            "recompile": self._recompile_with,
+            "guard": self,
+            "token": self._token,
+            "parked": self._parked,
+            "park": self._park,
+            "unpark": self._unpark,
+            "not_entered": self._not_entered,
+            "counts_as_error": self.counts_as_error,
+            "inbound": self.inbound,
+            "defer": False,  # a sync caller queued by throttling sleeps
+        }
+        enter = compile_around(checks, "with", "enter", _WITH_ENTER, names)
+        self._use(enter, compile_around(checks, "with", "exit", _WITH_EXIT, names))
+
+    def _use(self, enter: Callable[[], Guard], exit_: Callable[..., None]) -> None:
+        self.__enter__ = enter  # type: ignore[method-assign]
+        self.__exit__ = exit_  # type: ignore[method-assign]
+
+    def _recompile_with(self) -> Guard:
+        self._compile_with()
+        return self.__enter__()
+
+    def _compile_and_exit(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """The exit of a ``with`` that began before the first compile (or of none)."""
+        self._compile_with()
+        self.__exit__(exc_type, exc, tb)
+
+    def _not_entered(self) -> NoReturn:
+        raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
 
     def counts_as_error(self, exc: BaseException) -> bool:
         """Whether ``exc`` counts as an error for circuit breakers under this guard."""
@@ -143,46 +270,6 @@ class Guard:
                     return leave, start
         return None
 
-    # The per-call path is the resource's compiled ``enter`` / ``exit`` (see checks.py); these
-    # only keep the entry's start and exit for ``__exit__``. Bound attributes are read into
-    # locals before calling them: a call through an instance attribute would not be specialized.
-
-    def __enter__(self) -> Guard:
-        get = self.engine.checks
-        checks = get(self.resource)
-        if checks is None:
-            leave, start = None, 0
-        else:
-            enter = checks.enter
-            start = enter(self.inbound)
-            leave = checks.exit
-        if not self._parked:
-            try:
-                self._token.pop()
-            except IndexError:  # the slots are in use
-                pass
-            else:
-                self._exit = leave
-                self._start = start
-                return self
-        self._park(leave, start)
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        found = self._unpark() if self._parked else None
-        if found is None:  # the entry in the slots
-            token = self._token
-            if token:
-                raise RuntimeError(f"guard({self.resource!r}) exited without being entered")
-            leave, start = self._exit, self._start
-            token.append(True)
-        else:
-            leave, start = found
-        if leave is not None:
-            leave(start, exc if exc is not None and self.counts_as_error(exc) else None)
-
     async def __aenter__(self) -> Guard:
         checks = self.engine.checks(self.resource)
         if checks is None or not checks.throttles:
@@ -209,35 +296,42 @@ class Guard:
         return cast(F, self._wrap_sync(fn))
 
     def _wrap_sync(self, fn: Callable[..., T]) -> Callable[..., T]:
-        engine = self.engine
-        resource = self.resource
-        inbound = self.inbound
-        counts = self.counts_as_error
         read = argument_reader(fn)  # hot-parameter limits on its named arguments
+        # The call compiled for one rule version (see _CALL), replaced in one assignment.
+        call: Callable[[tuple[Any, ...], dict[str, Any]], T]
+
+        def recompile(args: tuple[Any, ...], kwargs: dict[str, Any]) -> T:
+            nonlocal call
+            call = self._compile_call(fn, read, recompile)
+            return call(args, kwargs)
+
+        call = self._compile_call(fn, read, recompile)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> T:
-            get = engine.checks  # replaced at every rule swap: read per call
-            checks = get(resource)
-            if checks is None:
-                return fn(*args, **kwargs)
-            if checks.hot_params is None:
-                start = checks.enter(inbound)
-            else:
-                start = checks.enter_params(argument_lookup(read, args, kwargs), inbound)
-            leave = checks.exit
-            if leave is None:
-                return fn(*args, **kwargs)
-            try:
-                # fn(*args, **kwargs) copies kwargs into a new dict even when it is empty
-                result = fn(*args, **kwargs) if kwargs else fn(*args)
-            except BaseException as exc:
-                leave(start, exc if counts(exc) else None)
-                raise
-            leave(start, None)
-            return result
+            return call(args, kwargs)
 
         return guarded
+
+    def _compile_call(
+        self, fn: Callable[..., T], read: ArgumentReader, recompile: Callable[..., T]
+    ) -> Callable[[tuple[Any, ...], dict[str, Any]], T]:
+        get = self.engine.checks
+        checks = get(self.resource)
+        params = checks.enter_params if checks is not None and checks.hot_params is not None else None
+        names = {
+            "engine": self.engine,
+            "compiled_for": get,
+            "recompile": recompile,
+            "fn": fn,
+            "counts_as_error": self.counts_as_error,
+            "inbound": self.inbound,
+            "defer": False,  # a sync caller queued by throttling sleeps
+            "enter_params": params,
+            "argument_lookup": argument_lookup,
+            "read": read,
+        }
+        return compile_around(checks, "guarded", "call", _CALL if params is None else _CALL_PARAMS, names)
 
     def _wrap_async(self, fn: Callable[..., Awaitable[T]]) -> Callable[..., Awaitable[T]]:
         engine = self.engine

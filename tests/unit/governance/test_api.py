@@ -28,8 +28,10 @@ from opensergo.governance.errors import (
     ThrottledError,
 )
 from opensergo.spec import SpecErrors
+from opensergo.spec.base import Resource
 
 from .conftest import breaker, concurrency, protect, rate_limit, throttling
+from .test_concurrency import fast_switching  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.unit
 
@@ -430,6 +432,105 @@ def test_with_guard_allocates_no_guard_and_leaves_nothing_behind(engine: Engine)
     assert grown < 50  # nothing kept per call (10,000 calls)
     assert guard(R, engine=engine)._parked == []
     assert engine.in_flight(R) == 0
+
+
+def test_with_path_is_compiled_per_rule_version_and_entries_report_to_their_own(
+    clock: ManualClock,
+) -> None:
+    """``with`` runs the guard's path compiled for one rule version, compiled again by the first
+    entry after a swap. An entry reports to the version that admitted it, whichever version's
+    exit runs it: a block open across a swap, and the first ``with`` after one (its ``__exit__``
+    was looked up before its ``__enter__`` compiled the new version)."""
+    engine = Engine(clock=clock)
+    engine.set_rules(protect(R, breaker("first", min_requests=100)))
+    first = engine.breaker(R, "first")
+    with pytest.raises(RuntimeError):
+        Guard(R, engine).__exit__(None, None, None)  # neither entered nor compiled yet
+    g = guard(R, engine=engine)
+    with g:
+        pass
+    compiled = g.__enter__, g.__exit__
+    with g:  # same version: nothing compiled
+        engine.set_rules(protect(R, breaker("second", min_requests=100), concurrency("cc", 10)))
+        second = engine.breaker(R, "second")
+        assert (g.__enter__, g.__exit__) == compiled
+        with g:  # nested, after the swap: the second version (parked)
+            assert engine.in_flight(R) == 1
+        assert (g.__enter__, g.__exit__) != compiled
+        assert second is not None and second.snapshot(clock.now_ns()) == (1, 0)
+    assert first is not None and first.snapshot(clock.now_ns()) == (2, 0)  # the outer one too
+    engine.set_rules(protect(R, breaker("third", min_requests=100)))
+    third = engine.breaker(R, "third")
+    with pytest.raises(ValueError), g:  # admitted by the third; exited by the second's path
+        raise ValueError("boom")
+    assert third is not None and third.snapshot(clock.now_ns()) == (1, 1)
+    assert second.snapshot(clock.now_ns()) == (1, 0) and engine.in_flight(R) == 0
+    assert g._parked == [] and g._token == [True]
+
+
+def test_decorated_call_is_compiled_per_rule_version_and_reports_to_its_own(clock: ManualClock) -> None:
+    """A decorated function runs through a call compiled for one rule version, compiled again by
+    the first call after a swap; a call in flight across a swap reports to the version that
+    admitted it."""
+    engine = Engine(clock=clock)
+    swap_to: list[list[Resource]] = []
+
+    @guard(R, engine=engine)
+    def work(x: int, *, fail: bool = False) -> int:
+        if swap_to:
+            engine.set_rules(swap_to.pop())
+        if fail:
+            raise ValueError("boom")
+        return x
+
+    assert work(1) == 1  # no rule yet
+    engine.set_rules(protect(R, breaker("first", min_requests=100)))
+    first = engine.breaker(R, "first")
+    swap_to.append(protect(R, breaker("second", min_requests=100)))
+    assert work(2) == 2  # admitted by the first version, swapped out while it runs
+    second = engine.breaker(R, "second")
+    assert first is not None and first.snapshot(clock.now_ns()) == (1, 0)
+    assert second is not None and second.snapshot(clock.now_ns()) == (0, 0)
+    with pytest.raises(ValueError):
+        work(3, fail=True)
+    assert second.snapshot(clock.now_ns()) == (1, 1)
+    engine.set_rules(protect(R, rate_limit("rl", 1)))
+    assert work(x=4) == 4
+    with pytest.raises(RateLimitedError):
+        work(5)
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_compiled_sync_paths_under_rule_swaps_and_threads(engine: Engine) -> None:
+    """Threads use one guard (``with``, nested) and one decorated function while the rules swap
+    between a version that counts requests in flight and one that does not, each thread's first
+    ``with`` after a swap compiling the guard again: the count (kept across versions) comes back
+    to 0, the slots are free and nothing stays parked."""
+    counting = protect(R, concurrency("cc", 10**6))
+    not_counting = protect(R, rate_limit("rl", 10**9))
+    engine.set_rules(counting)
+    g = guard(R, engine=engine)
+    decorated = guard(R, engine=engine)(lambda: None)
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set():
+            with g:
+                decorated()
+                with g:
+                    pass
+
+    threads = [threading.Thread(target=worker) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for n in range(300):
+        engine.set_rules(not_counting if n % 2 == 0 else counting)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert engine.version == 301
+    assert engine.in_flight(R) == 0
+    assert g._parked == [] and g._token == [True]
 
 
 def test_shared_guard_keeps_each_entrys_start_nested_and_across_threads(clock: ManualClock) -> None:

@@ -27,6 +27,7 @@ checks after the queue (:meth:`~ResourceChecks._admitted`).
 
 from __future__ import annotations
 
+import functools
 import linecache
 import logging
 import textwrap
@@ -328,16 +329,20 @@ class ResourceChecks:
 
 
 # -- the per-call path, compiled per resource --------------------------------------------------
-# ``enter`` and ``exit`` are generated from the two templates below, keeping only the parts the
+# ``enter`` and ``exit`` are generated from the two bodies below, keeping only the parts the
 # resource has: a test for a part that is absent (``if flight is not None``) would be paid by
 # every call of every resource (about 60 ns of a guarded call's 350, measured). Each combination
 # of parts is compiled once; a resource's ``enter``/``exit`` are closures over its own objects, so
-# a call does no attribute lookups on the checks object. These templates are the only copy of the
-# per-call path: ``enter`` serves ``aenter`` (``defer``) and every guard form, ``exit`` every exit.
+# a call does no attribute lookups on the checks object. These bodies are the only copy of the
+# per-call path: ``enter`` serves ``aenter`` (``defer``), ``Engine.entry`` and the async guard
+# forms, ``exit`` their exits; :func:`compile_around` inlines the same bodies into the sync guard
+# forms' own code.
 
-# (part, source): a part's lines are kept when the resource has it ("" = always).
-_ENTER_TEMPLATE: tuple[tuple[str, str], ...] = (
-    ("", "def enter(inbound=True, defer=False, /):\n    now = now_ns()\n"),
+# (part, source): a part's lines are kept when the resource has it ("" = always). The entry body
+# sets ``start`` (the exit body reads it, and ``error``).
+_Template = tuple[tuple[str, str], ...]
+_ENTER_BODY: _Template = (
+    ("", "    now = now_ns()\n"),
     (
         "flight",
         "    flight.count += 1  # counted first, then compared (see node.InFlight)\n"
@@ -354,12 +359,11 @@ _ENTER_TEMPLATE: tuple[tuple[str, str], ...] = (
         "        refuse_rate(w, now)\n"
         "    passes[i] += 1  # counted now; taken back if a later check refuses\n",
     ),
-    ("rare", "    return rare(now, defer)  # it checks the breakers itself\n"),
-    ("breaker", "    if b.state:  # not CLOSED\n        return admitted(now, now)\n"),
-    ("plain", "    return now\n"),
+    ("rare", "    start = enter_rare(now, defer)  # it checks the breakers itself\n"),
+    ("breaker", "    start = admitted(now, now) if b.state else now  # b.state: not CLOSED\n"),
+    ("plain", "    start = now\n"),
 )
-_EXIT_TEMPLATE: tuple[tuple[str, str], ...] = (
-    ("", "def exit(start, error=None, /):\n"),
+_EXIT_BODY: _Template = (
     ("flight", "    flight.count -= 1\n"),
     ("clock", "    now = now_ns()\n"),
     (
@@ -375,9 +379,15 @@ _EXIT_TEMPLATE: tuple[tuple[str, str], ...] = (
         "    elif b.state or b.total == min_requests:\n"
         "        b.judge(now, False)\n",
     ),
-    ("rare", "    rare(now, now - start, error is not None)\n"),
+    ("rare", "    exit_rare(now, now - start, error is not None)\n"),
 )
-# What the templates read, bound per resource as closure variables.
+_ENTER_TEMPLATE = (
+    ("", "def enter(inbound=True, defer=False, /):\n"),
+    *_ENTER_BODY,
+    ("", "    return start\n"),
+)
+_EXIT_TEMPLATE = (("", "def exit(start, error=None, /):\n"), *_EXIT_BODY)
+# What the bodies read, bound per resource as closure variables.
 _READS = (
     "now_ns",
     "flight",
@@ -386,26 +396,30 @@ _READS = (
     "w",
     "threshold",
     "refuse_rate",
-    "rare",
+    "enter_rare",
     "b",
     "admitted",
+    "exit_rare",
     "slow",
     "min_requests",
 )
-_FACTORIES: dict[tuple[str, frozenset[str]], Callable[..., Any]] = {}
+_FACTORIES: dict[tuple[str, str, _Template, frozenset[str], tuple[str, ...]], Callable[..., Any]] = {}
 
 
-def _generate(name: str, template: tuple[tuple[str, str], ...], parts: frozenset[str]) -> Callable[..., Any]:
-    """The factory of ``name`` with ``parts``: called with the objects the function reads (every
-    name the template uses, by keyword), it returns the function, a closure over them."""
-    key = (name, parts)
+def _generate(
+    name: str, template: _Template, parts: frozenset[str], names: tuple[str, ...] = _READS, label: str = ""
+) -> Callable[..., Any]:
+    """The factory of ``name`` with ``parts``: called with ``names`` (every name the template reads,
+    by keyword), it returns the function, a closure over them. ``label`` tells templates that
+    define the same name apart in tracebacks (their source is kept under its own file name)."""
+    key = (name, label, template, parts, names)
     factory = _FACTORIES.get(key)
     if factory is None:
         body = "".join(source for part, source in template if not part or part in parts)
         source = (
-            f"def factory(*, {', '.join(_READS)}):\n" + textwrap.indent(body, "    ") + f"    return {name}\n"
+            f"def factory(*, {', '.join(names)}):\n" + textwrap.indent(body, "    ") + f"    return {name}\n"
         )
-        filename = f"<opensergo {name}: {'+'.join(sorted(parts))}>"
+        filename = f"<opensergo {label}{name}: {'+'.join(sorted(parts))}>"
         namespace: dict[str, Any] = {}
         exec(compile(source, filename, "exec"), namespace)
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
@@ -413,9 +427,10 @@ def _generate(name: str, template: tuple[tuple[str, str], ...], parts: frozenset
     return factory
 
 
-def _compile_enter(c: ResourceChecks) -> EnterPath:
-    """Concurrency (adaptive protection and Global permits behind it), the first rate-limit
-    window, then the rare checks, or else the first breaker when it is not CLOSED."""
+def _enter_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
+    """What ``enter`` runs: concurrency (adaptive protection and Global permits behind it), the
+    first rate-limit window, then the rare checks, or else the first breaker when it is not CLOSED.
+    Returns its parts and what they read (besides :func:`_reads`' common names)."""
     flight = c.in_flight
     limits = c.concurrency
     # Adaptive protection and Global permits are checked where a local limit refuses: -1 sends
@@ -426,40 +441,97 @@ def _compile_enter(c: ResourceChecks) -> EnterPath:
         max_in_flight = limits.max if limits is not None else NO_LIMIT
     w, threshold, _ = c.rates[0] if c.rates else (None, 0, ())
     rare = c._enter_rare if c._rare_entry else None
-    b = c.breakers[0] if c.breakers and rare is None else None
+    b = c.breakers[0] if c.breakers else None  # the exit's too, where both are inlined together
     parts = {"flight": flight is not None, "window": w is not None, "rare": rare is not None}
-    parts["breaker"] = b is not None
-    parts["plain"] = rare is None
-    factory = _generate("enter", _ENTER_TEMPLATE, frozenset(k for k, v in parts.items() if v))
-    reads = _reads(c, flight=flight, max_in_flight=max_in_flight, w=w, threshold=threshold, rare=rare, b=b)
-    return cast(EnterPath, factory(**reads))
+    parts["breaker"] = b is not None and rare is None
+    parts["plain"] = rare is None and b is None
+    reads = dict(flight=flight, max_in_flight=max_in_flight, w=w, threshold=threshold, enter_rare=rare, b=b)
+    return frozenset(k for k, v in parts.items() if v), reads
 
 
-def _compile_exit(c: ResourceChecks) -> ExitPath | None:
-    """The in-flight release, the first breaker's completion, then the rare rest (None: an exit
-    has nothing to do)."""
+def _exit_parts(c: ResourceChecks) -> tuple[frozenset[str], dict[str, Any]]:
+    """What ``exit`` runs: the in-flight release, the first breaker's completion, then the rare
+    rest (no parts: an exit has nothing to do). Returns its parts and what they read."""
     flight = c.in_flight
     b = c.breakers[0] if c.breakers else None
     rare = c._exit_rare if c._rare_exit else None
-    if flight is None and b is None and rare is None:
-        return None
     slow = b.slow_rt_ns if b is not None else -1
     parts = {"flight": flight is not None, "breaker": b is not None, "rare": rare is not None}
     parts["clock"] = b is not None or rare is not None
     parts["errors"] = b is not None and slow < 0
     parts["slow"] = b is not None and slow >= 0
-    factory = _generate("exit", _EXIT_TEMPLATE, frozenset(k for k, v in parts.items() if v))
     min_requests = b.min_requests if b is not None else 0
-    reads = _reads(c, flight=flight, b=b, rare=rare, slow=slow, min_requests=min_requests)
-    return cast(ExitPath, factory(**reads))
+    reads = dict(flight=flight, b=b, exit_rare=rare, slow=slow, min_requests=min_requests)
+    return frozenset(k for k, v in parts.items() if v), reads
 
 
-def _reads(c: ResourceChecks, **given: Any) -> dict[str, Any]:
+def _compile_enter(c: ResourceChecks) -> EnterPath:
+    parts, reads = _enter_parts(c)
+    return cast(EnterPath, _generate("enter", _ENTER_TEMPLATE, parts)(**_reads(c, reads)))
+
+
+def _compile_exit(c: ResourceChecks) -> ExitPath | None:
+    parts, reads = _exit_parts(c)
+    if not parts:
+        return None
+    return cast(ExitPath, _generate("exit", _EXIT_TEMPLATE, parts)(**_reads(c, reads)))
+
+
+def _reads(c: ResourceChecks, given: dict[str, Any]) -> dict[str, Any]:
     """Every name in :data:`_READS`: ``given``, else the checks' clock and slow-path methods."""
     reads: dict[str, Any] = dict.fromkeys(_READS)
     reads.update(now_ns=c.now, admit_in_flight=c._admit_in_flight, refuse_rate=c._refuse_rate)
     reads.update(admitted=c._admitted, **given)
     return reads
+
+
+ENTRY_BODY = "<the entry body>"
+"""Where :func:`compile_around` inlines a resource's entry checks (they set ``start``)."""
+EXIT_BODY = "<the exit body>"
+"""Where :func:`compile_around` inlines a resource's exit (it reads ``start`` and ``error``)."""
+
+
+def compile_around(
+    checks: ResourceChecks | None, label: str, name: str, code: tuple[str, ...], names: Mapping[str, Any]
+) -> Callable[..., Any]:
+    """The function ``name`` defined by ``code`` (source pieces), with ``checks``' entry checks
+    inlined at :data:`ENTRY_BODY` and its exit at :data:`EXIT_BODY` (function-level indentation).
+    A caller that keeps its own state around the checks so pays one Python call, not one per side.
+
+    The code reads ``names``, and ``leave``: ``checks.exit``, what an entry admitted here reports
+    to (None: nothing). The entry body reads ``inbound`` and ``defer``: give them in ``names``.
+    ``checks`` None (an unguarded resource): the entry body is ``start = 0``, the exit body
+    empty. ``label`` names the code in tracebacks."""
+    if checks is None:
+        parts, reads, leave = frozenset[str](), dict.fromkeys(_READS), None
+    else:
+        entry_parts, entry_reads = _enter_parts(checks)
+        exit_parts, exit_reads = _exit_parts(checks)
+        # the two bodies' parts are told apart by a prefix (see _around)
+        parts = frozenset([*(f"entry {p}" for p in entry_parts), *(f"exit {p}" for p in exit_parts)])
+        reads = _reads(checks, {**entry_reads, **exit_reads})  # both read one flight, one first breaker
+        leave = checks.exit
+    extra = tuple(names)
+    template = _around(code, checks is None)
+    factory = _generate(name, template, parts, (*_READS, "leave", *extra), f"{label} ")
+    function: Callable[..., Any] = factory(**reads, leave=leave, **names)
+    return function
+
+
+@functools.cache
+def _around(code: tuple[str, ...], unguarded: bool) -> _Template:
+    """``code`` with the bodies in, their parts prefixed ("entry ...", "exit ...")."""
+    entry_body = _ENTER_BODY if not unguarded else (("", "    start = 0\n"),)
+    exit_body = _EXIT_BODY if not unguarded else ()
+    template: list[tuple[str, str]] = []
+    for piece in code:
+        if piece == ENTRY_BODY:
+            template += ((f"entry {p}" if p else "", source) for p, source in entry_body)
+        elif piece == EXIT_BODY:
+            template += ((f"exit {p}" if p else "", source) for p, source in exit_body)
+        else:
+            template.append(("", piece))
+    return tuple(template)
 
 
 def describe(checks: ResourceChecks) -> dict[str, Any]:
