@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -521,7 +520,7 @@ def control_plane(
     from dataclasses import replace
 
     try:
-        from opensergo.controlplane.app import ControlPlane, Settings
+        from opensergo.controlplane.app import ControlPlane, Settings, serve
     except ImportError as e:
         fail_missing_extra(e)
 
@@ -562,7 +561,7 @@ def control_plane(
             history_retention=history_retention,
             session_ttl=session_ttl,
         )
-        asyncio.run(ControlPlane(settings).run_forever())
+        serve(ControlPlane(settings))
     except ImportError as e:  # the store's client (etcd, kubernetes) is imported when chosen
         fail_missing_extra(e)
     except (OSError, ValueError) as e:

@@ -86,6 +86,7 @@ class Instance:
     persisted: dict[str, Any] | None = None
     pending: asyncio.Future[StoredObject | None] | None = None
     revision: int | None = None  # of the last write stored
+    labels_header: str = ""  # the opensergo-labels header of the report last accepted
 
     def to_dict(self, now: float, ttl: float) -> dict[str, Any]:
         node = self.report.node
@@ -249,21 +250,22 @@ class MetadataRegistry:
         now: float | None = None,
     ) -> Instance:
         headers = headers or {}
-        if not request.app_name:
-            raise RegistrationError("app_name is required")
         namespace = report_namespace(headers)
-        try:
-            check_app(request.app_name, "app_name")
-        except InvalidName as err:
-            raise RegistrationError(str(err)) from None
         _check_addresses(request)  # before node_id(), which may take the first address
-        labels = _node_labels(request.node) | parse_labels(
-            headers.get(LABELS_HEADER, ""), self.limits.report_labels_bytes, self.limits.report_labels
-        )
-        now = time.time() if now is None else now
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
         existing = self._instances.get(key)
+        labels_header = headers.get(LABELS_HEADER, "")
+        if (
+            existing is not None
+            and existing.persisted is not None
+            and existing.labels_header == labels_header
+            and existing.report == request
+        ):
+            labels = existing.labels  # a heartbeat repeating the report last accepted: checked then
+        else:
+            labels = self._checked_labels(request, labels_header)
+        now = time.time() if now is None else now
         body = self._checked_body(existing, namespace, nid, request, labels)
         if self._contracts is not None and (existing is None or body is not existing.persisted):
             try:
@@ -277,7 +279,7 @@ class MetadataRegistry:
         if instance is None:
             instance = Instance(
                 namespace, request.app_name, nid, object_name(request.app_name, nid), request,
-                labels, peer, client_id, now, now,
+                labels, peer, client_id, now, now, labels_header=labels_header,
             )  # fmt: skip
             self._instances[key] = instance
             self._index_client(key, "", client_id)
@@ -287,6 +289,7 @@ class MetadataRegistry:
             changed = instance.reports == 0  # adopted from an earlier run: write it once
             instance.report = request
             instance.labels = labels
+            instance.labels_header = labels_header
             instance.last_seen = now
             instance.peer = peer
             if client_id and client_id != instance.client_id:
@@ -304,6 +307,18 @@ class MetadataRegistry:
             write = self._persist(instance, body)  # its lease expired: write it again
         await asyncio.shield(write)
         return instance
+
+    def _checked_labels(self, request: sc.ReportMetadataRequest, labels_header: str) -> dict[str, str]:
+        """A new report's app name checked; its labels (node fields and header)."""
+        if not request.app_name:
+            raise RegistrationError("app_name is required")
+        try:
+            check_app(request.app_name, "app_name")
+        except InvalidName as err:
+            raise RegistrationError(str(err)) from None
+        return _node_labels(request.node) | parse_labels(
+            labels_header, self.limits.report_labels_bytes, self.limits.report_labels
+        )
 
     def _checked_body(
         self,
