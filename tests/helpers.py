@@ -320,6 +320,19 @@ def start_inside_a_breaker_window(stat_s: float, margin_s: float = 2.0) -> None:
 INSTANCE_KIND = "discovery.opensergo.io/v1alpha1/ServiceInstance"
 
 
+RATE_LIMIT_KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
+
+
+def rate_limit_body(name: str, threshold: int, **spec: Any) -> dict[str, Any]:
+    """A RateLimitStrategy object of app "a" (store-level tests)."""
+    return {
+        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
+        "kind": "RateLimitStrategy",
+        "metadata": {"name": name, "labels": {"app": "a"}},
+        "spec": {"threshold": threshold, **spec},
+    }
+
+
 def instance_body(name: str, port: int = 80) -> dict[str, Any]:
     """A minimal ServiceInstance object of app "a" (store-level tests)."""
     return {

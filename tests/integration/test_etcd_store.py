@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
 from opensergo.controlplane.store.base import Bookmark, ConflictError, EventType, NotFoundError
 from opensergo.controlplane.store.etcd import EtcdStore, parse_endpoints
-from tests.helpers import EtcdCluster
+from tests.helpers import RATE_LIMIT_KIND, EtcdCluster, rate_limit_body
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
-
-
-def body(name: str, threshold: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
-        "kind": "RateLimitStrategy",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"threshold": threshold},
-    }
+KIND = RATE_LIMIT_KIND
+body = rate_limit_body
 
 
 def test_parse_endpoints() -> None:

@@ -17,20 +17,16 @@ import pytest
 
 from opensergo.controlplane.store.base import Bookmark, WatchEvent
 from opensergo.controlplane.store.kubernetes import KubernetesStore, revision_of
+from tests.helpers import RATE_LIMIT_KIND, rate_limit_body
 from tests.unit.kubernetes.fake_apiserver import FakeApiServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(60)]
 
-KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
+KIND = RATE_LIMIT_KIND
 
 
 def body(name: str, threshold: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
-        "kind": "RateLimitStrategy",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"threshold": threshold, "statDuration": "1s"},
-    }
+    return rate_limit_body(name, threshold, statDuration="1s")
 
 
 @pytest.fixture

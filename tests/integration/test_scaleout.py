@@ -169,50 +169,24 @@ def _items(cp: ControlPlaneProcess) -> list[dict[str, Any]]:
 def test_global_limit_is_exact_across_replicas(cluster: Cluster, tmp_path: Path) -> None:
     """Each key has one owner replica; clients of the other replica are redirected to it."""
     from tests.helpers import spawn_python
-    from tests.integration.apps.cluster_runs import admitted, first_steady_second, judged_seconds
+    from tests.integration.apps.cluster_runs import CLIENT, global_limit, judge, run_clients
 
     a, b = cluster.replicas
-    spec = {"metricType": "RequestAmount", "limitMode": "Global", "threshold": 60, "statDurationSeconds": 1}
-    body = {
-        "apiVersion": FT,
-        "kind": "RateLimitStrategy",
-        "metadata": {"name": "g60", "labels": {"app": "cluster-app"}},
-    }
-    httpx.put(
-        f"{a.http_url}/apis/{FT}/namespaces/default/ratelimitstrategies/g60", json={**body, "spec": spec}
-    )
-    rule_body = {
-        "apiVersion": FT,
-        "kind": "FaultToleranceRule",
-        "metadata": {"name": "g60-rule", "labels": {"app": "cluster-app"}},
-        "spec": {
-            "targets": [{"targetResourceName": "GET:/x"}],
-            "strategies": [{"name": "g60", "kind": "RateLimitStrategy"}],
-        },
-    }
+    strategy, rule_body = global_limit("g60", 60, "GET:/x")
+    put_object(a, strategy)
     put_object(b, rule_body)
     # Let both replicas see each other (status documents are published every second).
     time.sleep(2.5)
-    app = Path(__file__).parent / "apps" / "cluster_client.py"
     logs = [tmp_path / "via-a.log", tmp_path / "via-b.log"]
-    procs = [
-        spawn_python(app, cp.grpc_address, "GET:/x", "50", "10", log=log)
-        for cp, log in zip((a, b), logs, strict=True)
-    ]
-    try:
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs:
-            p.kill()
-    results, totals = admitted(logs)
-    series = [totals[s] for s in sorted(totals)]
+    run_clients(
+        [
+            spawn_python(CLIENT, cp.grpc_address, "GET:/x", "50", "10", log=log)
+            for cp, log in zip((a, b), logs, strict=True)
+        ]
+    )
+    run = judge(logs)
+    series, totals, judged, excluded = run.series, run.totals, run.judged, run.excluded
     print(f"\nadmitted per second through two replicas (threshold 60): {series}")
-    # Steady state: after the warm-up, whole seconds only.
-    last = min(max(int(s) for s in r["admitted"]) for r in results)
-    # Judged only where both generators offered their full 50/s and every token request was
-    # answered in time (scheduler noise on a shared host is not the limiter's inaccuracy).
-    judged, excluded = judged_seconds(results, first_steady_second(results), last)
     print(f"steady seconds judged: {[totals[s] for s in judged]}; excluded: {[totals[s] for s in excluded]}")
     assert len(judged) >= 3, f"judged {judged}, excluded {excluded}; series {series}"
     # Without an owner per key each replica would grant 60: about 100 per second in all.

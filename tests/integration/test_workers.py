@@ -37,12 +37,12 @@ APP = "workers-app"
 OWN_CONNECTION = (("grpc.use_local_subchannel_pool", 1),)
 
 
-def rule(name: str, threshold: int, app: str = APP, **spec: Any) -> dict[str, Any]:
+def rule(name: str, threshold: int) -> dict[str, Any]:
     return {
         "apiVersion": FT,
         "kind": "RateLimitStrategy",
-        "metadata": {"name": name, "labels": {"app": app}},
-        "spec": {"threshold": threshold, "statDurationSeconds": 1, **spec},
+        "metadata": {"name": name, "labels": {"app": APP}},
+        "spec": {"threshold": threshold, "statDurationSeconds": 1},
     }
 
 
@@ -209,37 +209,17 @@ def test_otlp_exports_reaching_a_worker_show_on_the_dashboard(workers_cp: Contro
 
 def test_global_limit_is_exact_across_workers(workers_cp: ControlPlaneProcess, tmp_path: Path) -> None:
     """A token key has one owner process; clients of the other are redirected to its own port."""
-    from tests.integration.apps.cluster_runs import admitted, first_steady_second, judged_seconds
+    from tests.integration.apps.cluster_runs import CLIENT, global_limit, judge, run_clients
 
     cp = workers_cp
-    put_object(cp, rule("g60", 60, app="cluster-app", limitMode="Global", metricType="RequestAmount"))
-    put_object(
-        cp,
-        {
-            "apiVersion": FT,
-            "kind": "FaultToleranceRule",
-            "metadata": {"name": "g60-rule", "labels": {"app": "cluster-app"}},
-            "spec": {
-                "targets": [{"targetResourceName": "GET:/x"}],
-                "strategies": [{"name": "g60", "kind": "RateLimitStrategy"}],
-            },
-        },
-    )
+    for body in global_limit("g60", 60, "GET:/x"):
+        put_object(cp, body)
     time.sleep(2.5)  # both processes see each other's status document (published every second)
-    app = Path(__file__).parent / "apps" / "cluster_client.py"
     logs = [tmp_path / f"client-{i}.log" for i in range(4)]
-    procs = [spawn_python(app, cp.grpc_address, "GET:/x", "25", "10", log=log) for log in logs]
-    try:
-        for p in procs:
-            p.wait(timeout=60)
-    finally:
-        for p in procs:
-            p.kill()
-    results, totals = admitted(logs)
-    series = [totals[s] for s in sorted(totals)]
+    run_clients([spawn_python(CLIENT, cp.grpc_address, "GET:/x", "25", "10", log=log) for log in logs])
+    run = judge(logs)
+    series, totals, judged, excluded = run.series, run.totals, run.judged, run.excluded
     print(f"\nadmitted per second by 4 clients through 2 processes (threshold 60): {series}")
-    last = min(max(int(s) for s in r["admitted"]) for r in results)
-    judged, excluded = judged_seconds(results, first_steady_second(results), last)
     assert len(judged) >= 3, f"judged {judged}, excluded {excluded}; series {series}"
     # Were each process to grant 60 on its own, about 100 per second would pass.
     for second in judged:

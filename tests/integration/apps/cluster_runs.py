@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+FT = "fault-tolerance.opensergo.io/v1alpha1"
+CLIENT = Path(__file__).parent / "cluster_client.py"
 
 
 def lines(log: Path) -> list[dict[str, Any]]:
@@ -51,3 +57,63 @@ def judged_seconds(results: list[dict[str, Any]], first: int, end: int) -> tuple
     late |= {s + 1 for s in late}
     seconds = range(first, end)
     return [s for s in seconds if s not in late], [s for s in seconds if s in late]
+
+
+def global_limit(name: str, threshold: int, resource: str) -> list[dict[str, Any]]:
+    """A Global RateLimitStrategy of app cluster-app and the FaultToleranceRule applying it."""
+    return [
+        {
+            "apiVersion": FT,
+            "kind": "RateLimitStrategy",
+            "metadata": {"name": name, "labels": {"app": "cluster-app"}},
+            "spec": {
+                "metricType": "RequestAmount",
+                "limitMode": "Global",
+                "threshold": threshold,
+                "statDurationSeconds": 1,
+            },
+        },
+        {
+            "apiVersion": FT,
+            "kind": "FaultToleranceRule",
+            "metadata": {"name": f"{name}-rule", "labels": {"app": "cluster-app"}},
+            "spec": {
+                "targets": [{"targetResourceName": resource}],
+                "strategies": [{"name": name, "kind": "RateLimitStrategy"}],
+            },
+        },
+    ]
+
+
+def run_clients(procs: Sequence[subprocess.Popen[bytes]]) -> None:
+    """Wait for cluster_client.py processes to end (killed if they do not within a minute)."""
+    try:
+        for p in procs:
+            p.wait(timeout=60)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+@dataclass
+class Judged:
+    """Admissions per second of a run, and the steady seconds an accuracy bound is judged on."""
+
+    totals: dict[int, int]
+    judged: list[int]
+    excluded: list[int]
+
+    @property
+    def series(self) -> list[int]:
+        return [self.totals[s] for s in sorted(self.totals)]
+
+
+def judge(logs: list[Path]) -> Judged:
+    """The clients' admissions summed per second, judged only in whole steady seconds (after the
+    warm-up, before the first client ended) where every generator offered its full rate and every
+    token request was answered in time: scheduler noise on a shared host is not the limiter's
+    inaccuracy."""
+    results, totals = admitted(logs)
+    last = min(max(int(s) for s in r["admitted"]) for r in results)
+    judged, excluded = judged_seconds(results, first_steady_second(results), last)
+    return Judged(totals, judged, excluded)

@@ -10,7 +10,6 @@ import asyncio
 import multiprocessing
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -18,19 +17,12 @@ from opensergo.controlplane.metadata import INSTANCE_KIND, NAMESPACE_HEADER, REP
 from opensergo.controlplane.store.base import Bookmark, ConflictError, Delete, Put, WatchEvent
 from opensergo.controlplane.store.sqlite import SqliteStore
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
+from tests.helpers import RATE_LIMIT_KIND, rate_limit_body
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(60)]
 
-KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
-
-
-def body(name: str, threshold: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
-        "kind": "RateLimitStrategy",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"threshold": threshold},
-    }
+KIND = RATE_LIMIT_KIND
+body = rate_limit_body
 
 
 async def opened(path: Path) -> SqliteStore:

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from opensergo.controlplane.store.base import Bookmark, ConflictError, EventType, NotFoundError
 from opensergo.controlplane.store.sqlite import SqliteStore
+from tests.helpers import RATE_LIMIT_KIND, rate_limit_body
 
 pytestmark = [pytest.mark.unit, pytest.mark.timeout(20)]
 
-KIND = "fault-tolerance.opensergo.io/v1alpha1/RateLimitStrategy"
-
-
-def body(name: str, threshold: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "fault-tolerance.opensergo.io/v1alpha1",
-        "kind": "RateLimitStrategy",
-        "metadata": {"name": name, "labels": {"app": "a"}},
-        "spec": {"threshold": threshold},
-    }
+KIND = RATE_LIMIT_KIND
+body = rate_limit_body
 
 
 async def test_put_get_list_delete_and_revisions(tmp_path: Path) -> None:
