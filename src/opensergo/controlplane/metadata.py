@@ -44,6 +44,7 @@ from opensergo.controlplane.limits import Limits
 from opensergo.controlplane.reclaim import MemoryReclaimer
 from opensergo.controlplane.store.base import Delete, NotFoundError, Put, Store, StoredObject
 from opensergo.controlplane.store.groupcommit import GroupCommit
+from opensergo.controlplane.undecodable import checks_undecodable, undecodable_reason
 from opensergo.proto.service_contract.v1 import service_contract_pb2 as sc
 from opensergo.proto.service_contract.v1 import service_contract_pb2_grpc as sc_grpc
 from opensergo.spec.discovery import InstanceAddress, ServiceInstance
@@ -248,9 +249,13 @@ class MetadataRegistry:
         peer: str,
         headers: Mapping[str, str] | None = None,
         now: float | None = None,
+        namespace: str | None = None,
     ) -> Instance:
+        """Register or refresh the instance a report describes. ``namespace``: the report's, when
+        the caller has read it from ``headers`` already."""
         headers = headers or {}
-        namespace = report_namespace(headers)
+        if namespace is None:
+            namespace = report_namespace(headers)
         _check_addresses(request)  # before node_id(), which may take the first address
         nid = node_id(request, peer)
         key = (namespace, request.app_name, nid)
@@ -582,11 +587,15 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
         self._registry = registry
         self._access = access
 
+    @checks_undecodable  # called for every heartbeat: no wrapper coroutine around it
     async def ReportMetadata(
         self,
         request: sc.ReportMetadataRequest,
         context: grpc.aio.ServicerContext[sc.ReportMetadataRequest, sc.ReportMetadataReply],
     ) -> sc.ReportMetadataReply:
+        undecodable = undecodable_reason(request)
+        if undecodable is not None:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, undecodable)
         headers = {k: v for k, v in (context.invocation_metadata() or ()) if isinstance(v, str)}
         try:
             namespace = report_namespace(headers)
@@ -596,7 +605,7 @@ class MetadataService(sc_grpc.MetadataServiceServicer):
         if denial is not None:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, denial)
         try:
-            await self._registry.report(request, context.peer(), headers)
+            await self._registry.report(request, context.peer(), headers, namespace=namespace)
         except RegistrationError as err:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(err))
         return sc.ReportMetadataReply()

@@ -9,9 +9,11 @@ call ends with INVALID_ARGUMENT naming the message type, before the servicer see
 (for a stream: its requests end at that message, as if the client had half-closed, and the
 servicer's own end of the call carries the status).
 
-A stream handler marked with :func:`checks_undecodable` ends its requests itself (with
-:func:`refused`): the wrapper then only swaps its deserializer and adds no coroutine nor iterator
-of its own to each call, a few hundred bytes per open stream (SubscribeConfig).
+A handler marked with :func:`checks_undecodable` checks its requests itself (a stream handler
+with :func:`refused`, ending its requests there; a unary one with :func:`undecodable_reason`):
+the wrapper then only swaps its deserializer and adds no coroutine nor iterator of its own to each
+call: a few hundred bytes per open stream (SubscribeConfig), a few microseconds per call
+(ReportMetadata, called for every heartbeat).
 """
 
 from __future__ import annotations
@@ -48,10 +50,16 @@ async def _refuse(context: Any, request: _Undecodable) -> None:
 
 
 def checks_undecodable(behavior: F) -> F:
-    """Marks a stream handler that calls :func:`refused` on each request and ends its requests
-    at the first refused one."""
+    """Marks a handler that checks its requests: a stream handler calls :func:`refused` on each
+    request and ends its requests at the first refused one; a unary one ends its call with
+    INVALID_ARGUMENT when :func:`undecodable_reason` gives a reason."""
     setattr(behavior, _CHECKS_ITSELF, True)
     return behavior
+
+
+def undecodable_reason(request: Any) -> str | None:
+    """Why ``request`` did not decode; None when it did."""
+    return request.reason if isinstance(request, _Undecodable) else None
 
 
 def refused(request: Any, context: Any) -> bool:
@@ -94,6 +102,9 @@ class _Checked:
 
 
 def _unary(behavior: Callable[..., Any]) -> Callable[[Any, Any], Awaitable[Any]]:
+    if getattr(behavior, _CHECKS_ITSELF, False):
+        return behavior
+
     async def call(request: Any, context: Any) -> Any:
         if isinstance(request, _Undecodable):
             await _refuse(context, request)
