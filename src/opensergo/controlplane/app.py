@@ -188,7 +188,9 @@ class ControlPlane:
         self.global_limits = GlobalLimits(self.snapshots)
         self.metric_store = MetricStore(settings.metrics_retention, limits=limits)
         self.trace_store = TraceStore(settings.trace_max_spans)
-        self.otlp_forwarder = OtlpForwarder(settings.otlp_forward) if settings.otlp_forward else None
+        # Forwarded by the primary, which receives every trace (a worker relays them to it).
+        forward = settings.otlp_forward if not worker else None
+        self.otlp_forwarder = OtlpForwarder(forward) if forward else None
         self.metrics_history = MetricsHistory(
             settings.data_dir / "metrics-history.db" if settings.metrics_history_retention > 0 else None,
             resolution=settings.metrics_history_resolution,
