@@ -95,8 +95,13 @@ class GrpcAuth:
 
         return caller_name
 
-    def authenticate(self, metadata: Any, auth_context: Mapping[str, Iterable[bytes]]) -> Principal | str:
-        """The caller's identity from call metadata and the TLS peer, or why there is none."""
+    def authenticate(
+        self,
+        metadata: Any,
+        auth_context: Mapping[str, Iterable[bytes]] | Callable[[], Mapping[str, Iterable[bytes]]],
+    ) -> Principal | str:
+        """The caller's identity from call metadata and the TLS peer (``auth_context``, or what
+        gives it: read only when no token came), or why there is none."""
         header = authorization_header(metadata)
         if header is not None:
             scheme, _, token = header.partition(" ")
@@ -104,6 +109,8 @@ class GrpcAuth:
                 return "the authorization metadata must be 'Bearer <token>'"
             principal = self.config.tokens.authenticate(token.strip())
             return principal if principal is not None else "invalid token"
+        if callable(auth_context):
+            auth_context = auth_context()
         names = certificate_names(auth_context) if self.client_certificates else []
         if names:
             principal = self.config.tokens.by_certificate(names)
@@ -172,7 +179,8 @@ class _Authenticator:
         )
 
     async def _admit(self, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        found = self._auth.authenticate(context.invocation_metadata(), context.auth_context())
+        # The TLS peer's properties are built only for a call that brought no token.
+        found = self._auth.authenticate(context.invocation_metadata(), context.auth_context)
         if isinstance(found, str):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, found)
         else:
