@@ -104,6 +104,13 @@ class Delete:
     def key(self) -> tuple[str, str, str]:
         return (self.kind, self.namespace, self.name)
 
+    def deletes(self, current: StoredObject | None) -> StoredObject | None:
+        """What this deletes of the object's ``current`` state: all of it, or nothing when it is
+        gone or no longer at ``revision``."""
+        if current is None or self.revision not in (None, current.revision):
+            return None
+        return current
+
 
 BatchOp = Put | Delete
 BatchResults = list[StoredObject | None]

@@ -278,7 +278,7 @@ class EtcdStore:
             for i, (op, key, current) in enumerate(zip(ops, keys, currents, strict=True)):
                 compare.append(_txn.Mod(key) == (current.revision if current else 0))
                 if isinstance(op, Delete):
-                    current = _deletable(current, op)
+                    current = op.deletes(current)
                     if current is not None:
                         success.append(_txn.Delete(key))
                     pending.append((op, current))
@@ -594,10 +594,3 @@ async def _put(client: aetcd.Client, *, key: bytes, value: bytes) -> Any:
 
 async def _delete(client: aetcd.Client, *, key: bytes) -> Any:
     return await client.delete(key)
-
-
-def _deletable(current: StoredObject | None, op: Delete) -> StoredObject | None:
-    """What ``op`` deletes: the current state, unless it asks for a revision the object left."""
-    if current is None or op.revision not in (None, current.revision):
-        return None
-    return current

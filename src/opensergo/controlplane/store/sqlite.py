@@ -270,7 +270,8 @@ class SqliteStore:
             for op in ops:
                 current = seen[op.key] if op.key in seen else currents.get(op.key)
                 if isinstance(op, Delete):
-                    if current is None or op.revision not in (None, current.revision):
+                    current = op.deletes(current)
+                    if current is None:
                         results.append(None)
                         continue
                     revision += 1
